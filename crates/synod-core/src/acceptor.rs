@@ -1,0 +1,354 @@
+//! The acceptor: votes on ballots and remembers its votes.
+//!
+//! One promise covers the whole log (Multi-Paxos: a leader prepares every
+//! slot from `from_slot` up with one ballot); each single-decree instance has
+//! its own promise, so a register election never disturbs the log leader.
+//!
+//! Safety rests on two rules, both enforced here and both durable before
+//! any reply leaves (see [`Output`]):
+//! - never promise or accept a ballot below the current promise;
+//! - report every accepted value in a Promise, so a new leader adopts it.
+
+use crate::message::{AcceptedEntry, AcceptedRegister, Message};
+use crate::output::Output;
+use crate::types::{Ballot, InstanceName, RoleId, Slot, Value};
+use std::collections::BTreeMap;
+
+/// A durable change to an acceptor's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcceptorWrite {
+    /// Promise the log ballot.
+    Promise(Ballot),
+    /// Accept `value` for `slot` in `ballot` (which also becomes the promise
+    /// if it is higher).
+    Accept {
+        /// The slot.
+        slot: Slot,
+        /// The ballot.
+        ballot: Ballot,
+        /// The value.
+        value: Value,
+    },
+    /// Promise `ballot` for one instance.
+    InstancePromise {
+        /// The instance.
+        name: InstanceName,
+        /// The ballot.
+        ballot: Ballot,
+    },
+    /// Accept `value` for one instance in `ballot`.
+    InstanceAccept {
+        /// The instance.
+        name: InstanceName,
+        /// The ballot.
+        ballot: Ballot,
+        /// The value.
+        value: Vec<u8>,
+    },
+}
+
+/// A value accepted for one slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedValue {
+    /// The ballot it was accepted in.
+    pub ballot: Ballot,
+    /// The value.
+    pub value: Value,
+}
+
+/// One single-decree instance as an acceptor sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterVote {
+    /// The instance's promise.
+    pub promised: Ballot,
+    /// What was accepted, if anything.
+    pub accepted: Option<AcceptedRegister>,
+}
+
+/// Everything an acceptor must remember across a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AcceptorState {
+    /// The log promise.
+    pub promised: Ballot,
+    /// Accepted values by slot.
+    pub accepted: BTreeMap<Slot, AcceptedValue>,
+    /// Single-decree instances by name.
+    pub instances: BTreeMap<InstanceName, RegisterVote>,
+}
+
+impl AcceptorState {
+    /// Apply one write. Storage implementations and the acceptor itself use
+    /// this one definition, so memory and disk cannot disagree.
+    pub fn apply(&mut self, write: &AcceptorWrite) {
+        match write {
+            AcceptorWrite::Promise(ballot) => self.promised = self.promised.max(*ballot),
+            AcceptorWrite::Accept { slot, ballot, value } => {
+                self.promised = self.promised.max(*ballot);
+                let entry = AcceptedValue { ballot: *ballot, value: value.clone() };
+                self.accepted.insert(*slot, entry);
+            }
+            AcceptorWrite::InstancePromise { name, ballot } => {
+                let vote = self.instances.entry(name.clone()).or_default();
+                vote.promised = vote.promised.max(*ballot);
+            }
+            AcceptorWrite::InstanceAccept { name, ballot, value } => {
+                let vote = self.instances.entry(name.clone()).or_default();
+                vote.promised = vote.promised.max(*ballot);
+                vote.accepted = Some(AcceptedRegister { ballot: *ballot, value: value.clone() });
+            }
+        }
+    }
+}
+
+/// The acceptor state machine.
+#[derive(Clone, Debug)]
+pub struct Acceptor {
+    id: u32,
+    state: AcceptorState,
+}
+
+impl Acceptor {
+    /// Acceptor `id`, resuming from its durable `state` (empty on first start).
+    pub fn new(id: u32, state: AcceptorState) -> Self {
+        Self { id, state }
+    }
+
+    /// This acceptor's id.
+    pub fn id(&self) -> RoleId {
+        RoleId::acceptor(self.id)
+    }
+
+    /// The current state (what the durable store holds once writes land).
+    pub fn state(&self) -> &AcceptorState {
+        &self.state
+    }
+
+    /// Handle one message from `from`. Messages an acceptor does not take are
+    /// ignored.
+    pub fn handle(&mut self, from: RoleId, message: Message) -> Output<AcceptorWrite> {
+        match message {
+            Message::Prepare { ballot, from_slot } => self.handle_prepare(from, ballot, from_slot),
+            Message::Accept { ballot, slot, value } => self.handle_accept(from, ballot, slot, value),
+            Message::InstancePrepare { name, ballot } => {
+                self.handle_instance_prepare(from, name, ballot)
+            }
+            Message::InstanceAccept { name, ballot, value } => {
+                self.handle_instance_accept(from, name, ballot, value)
+            }
+            _ => Output::new(),
+        }
+    }
+
+    fn handle_prepare(&mut self, from: RoleId, ballot: Ballot, from_slot: Slot) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if ballot < self.state.promised {
+            out.send(from, Message::Nack { ballot, promised: self.state.promised });
+            return out;
+        }
+        if ballot > self.state.promised {
+            self.write(&mut out, AcceptorWrite::Promise(ballot));
+        }
+        let accepted = self
+            .state
+            .accepted
+            .range(from_slot..)
+            .map(|(slot, a)| AcceptedEntry { slot: *slot, ballot: a.ballot, value: a.value.clone() })
+            .collect();
+        out.send(from, Message::Promise { ballot, accepted });
+        out
+    }
+
+    fn handle_accept(
+        &mut self,
+        from: RoleId,
+        ballot: Ballot,
+        slot: Slot,
+        value: Value,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if ballot < self.state.promised {
+            out.send(from, Message::Nack { ballot, promised: self.state.promised });
+            return out;
+        }
+        // A duplicate Accept (same slot and ballot) carries the same value: a
+        // proposer proposes one value per slot per ballot. Skip the rewrite.
+        let already = self.state.accepted.get(&slot).is_some_and(|a| a.ballot == ballot);
+        if !already {
+            self.write(&mut out, AcceptorWrite::Accept { slot, ballot, value });
+        }
+        out.send(from, Message::Accepted { ballot, slot });
+        out
+    }
+
+    fn handle_instance_prepare(
+        &mut self,
+        from: RoleId,
+        name: InstanceName,
+        ballot: Ballot,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
+        if ballot < vote.promised {
+            out.send(from, Message::InstanceNack { name, ballot, promised: vote.promised });
+            return out;
+        }
+        if ballot > vote.promised {
+            self.write(&mut out, AcceptorWrite::InstancePromise { name: name.clone(), ballot });
+        }
+        out.send(from, Message::InstancePromise { name, ballot, accepted: vote.accepted });
+        out
+    }
+
+    fn handle_instance_accept(
+        &mut self,
+        from: RoleId,
+        name: InstanceName,
+        ballot: Ballot,
+        value: Vec<u8>,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
+        if ballot < vote.promised {
+            out.send(from, Message::InstanceNack { name, ballot, promised: vote.promised });
+            return out;
+        }
+        let already = vote.accepted.is_some_and(|a| a.ballot == ballot);
+        if !already {
+            let write = AcceptorWrite::InstanceAccept { name: name.clone(), ballot, value };
+            self.write(&mut out, write);
+        }
+        out.send(from, Message::InstanceAccepted { name, ballot });
+        out
+    }
+
+    fn write(&mut self, out: &mut Output<AcceptorWrite>, write: AcceptorWrite) {
+        self.state.apply(&write);
+        out.persist.push(write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Command, CommandId};
+
+    const LEADER: RoleId = RoleId::proposer(1);
+
+    fn value(n: u64) -> Value {
+        Value::Batch(vec![Command { id: CommandId { client: n, seq: 0 }, payload: vec![n as u8] }])
+    }
+
+    fn acceptor() -> Acceptor {
+        Acceptor::new(1, AcceptorState::default())
+    }
+
+    #[test]
+    fn prepare_persists_promise_then_replies() {
+        let mut a = acceptor();
+        let b = Ballot::new(1, 1);
+        let out = a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
+        assert_eq!(out.persist, vec![AcceptorWrite::Promise(b)]);
+        assert_eq!(out.send[0].message, Message::Promise { ballot: b, accepted: vec![] });
+    }
+
+    #[test]
+    fn duplicate_prepare_is_answered_without_a_new_write() {
+        let mut a = acceptor();
+        let b = Ballot::new(1, 1);
+        a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
+        let out = a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
+        assert!(out.persist.is_empty());
+        assert!(matches!(out.send[0].message, Message::Promise { .. }));
+    }
+
+    #[test]
+    fn acceptor_never_promises_below_its_promise() {
+        let mut a = acceptor();
+        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(5, 2), from_slot: 0 });
+        let low = Ballot::new(4, 9);
+        let out = a.handle(LEADER, Message::Prepare { ballot: low, from_slot: 0 });
+        assert!(out.persist.is_empty());
+        assert_eq!(
+            out.send[0].message,
+            Message::Nack { ballot: low, promised: Ballot::new(5, 2) }
+        );
+    }
+
+    #[test]
+    fn acceptor_never_accepts_below_its_promise() {
+        let mut a = acceptor();
+        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(5, 2), from_slot: 0 });
+        let low = Ballot::new(5, 1);
+        let out = a.handle(LEADER, Message::Accept { ballot: low, slot: 0, value: value(1) });
+        assert!(out.persist.is_empty());
+        assert!(matches!(out.send[0].message, Message::Nack { .. }));
+        assert!(a.state().accepted.is_empty());
+    }
+
+    #[test]
+    fn accept_persists_value_and_raises_promise() {
+        let mut a = acceptor();
+        let b = Ballot::new(3, 1);
+        let out = a.handle(LEADER, Message::Accept { ballot: b, slot: 4, value: value(7) });
+        assert_eq!(out.persist, vec![AcceptorWrite::Accept { slot: 4, ballot: b, value: value(7) }]);
+        assert_eq!(out.send[0].message, Message::Accepted { ballot: b, slot: 4 });
+        assert_eq!(a.state().promised, b);
+        // A duplicate is acknowledged again but not rewritten.
+        let again = a.handle(LEADER, Message::Accept { ballot: b, slot: 4, value: value(7) });
+        assert!(again.persist.is_empty());
+        assert_eq!(again.send.len(), 1);
+    }
+
+    #[test]
+    fn promise_reports_accepted_values_from_the_requested_slot() {
+        let mut a = acceptor();
+        let b1 = Ballot::new(1, 1);
+        for slot in 0..3 {
+            a.handle(LEADER, Message::Accept { ballot: b1, slot, value: value(slot) });
+        }
+        let b2 = Ballot::new(2, 2);
+        let out = a.handle(RoleId::proposer(2), Message::Prepare { ballot: b2, from_slot: 1 });
+        let Message::Promise { accepted, .. } = &out.send[0].message else { panic!() };
+        let slots: Vec<Slot> = accepted.iter().map(|e| e.slot).collect();
+        assert_eq!(slots, vec![1, 2]);
+        assert!(accepted.iter().all(|e| e.ballot == b1));
+    }
+
+    #[test]
+    fn instance_promises_are_independent_of_the_log_promise() {
+        let mut a = acceptor();
+        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(9, 1), from_slot: 0 });
+        let b = Ballot::new(1, 2);
+        let out = a.handle(
+            RoleId::proposer(2),
+            Message::InstancePrepare { name: "lock".into(), ballot: b },
+        );
+        assert_eq!(
+            out.send[0].message,
+            Message::InstancePromise { name: "lock".into(), ballot: b, accepted: None }
+        );
+        let low = Ballot::new(0, 3);
+        let out = a.handle(
+            RoleId::proposer(3),
+            Message::InstanceAccept { name: "lock".into(), ballot: low, value: b"x".to_vec() },
+        );
+        assert!(matches!(out.send[0].message, Message::InstanceNack { .. }));
+    }
+
+    #[test]
+    fn restart_from_applied_writes_restores_the_same_state() {
+        let mut a = acceptor();
+        let mut durable = AcceptorState::default();
+        let msgs = [
+            Message::Prepare { ballot: Ballot::new(2, 1), from_slot: 0 },
+            Message::Accept { ballot: Ballot::new(2, 1), slot: 0, value: value(1) },
+            Message::InstanceAccept { name: "n".into(), ballot: Ballot::new(1, 1), value: vec![1] },
+        ];
+        for m in msgs {
+            for w in a.handle(LEADER, m).persist {
+                durable.apply(&w);
+            }
+        }
+        assert_eq!(&durable, a.state());
+    }
+}

@@ -1,0 +1,369 @@
+//! The learner: turns decision announcements into an ordered, gap-free,
+//! duplicate-free stream of deliveries.
+//!
+//! ```text
+//! Decided(slot, v) ──▶ decided log (durable) ──▶ deliver slots in order ──▶ state machine
+//!        ▲                     │ gap?
+//!        └── CatchUp ◀─────────┘ (asks other learners; escalates to the leader)
+//! ```
+
+use crate::message::Message;
+use crate::output::{Delivery, Output};
+use crate::types::{Command, InstanceName, Millis, RoleId, Slot, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// A durable change to a learner's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LearnerWrite {
+    /// `slot` is decided with `value`.
+    Decided {
+        /// The slot.
+        slot: Slot,
+        /// The value.
+        value: Value,
+    },
+    /// Every slot below this one has been delivered.
+    Applied(Slot),
+    /// A single-decree instance is decided.
+    InstanceDecided {
+        /// The instance.
+        name: InstanceName,
+        /// The value.
+        value: Vec<u8>,
+    },
+}
+
+/// Everything a learner keeps across a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LearnerState {
+    /// Decided values by slot.
+    pub decided: BTreeMap<Slot, Value>,
+    /// Every slot below this one was delivered. A durable state machine
+    /// resumes here; an in-memory one replays from slot 0.
+    pub applied: Slot,
+    /// Decided single-decree instances.
+    pub instances: BTreeMap<InstanceName, Vec<u8>>,
+}
+
+impl LearnerState {
+    /// Apply one write.
+    pub fn apply(&mut self, write: &LearnerWrite) {
+        match write {
+            LearnerWrite::Decided { slot, value } => {
+                self.decided.entry(*slot).or_insert_with(|| value.clone());
+            }
+            LearnerWrite::Applied(slot) => self.applied = self.applied.max(*slot),
+            LearnerWrite::InstanceDecided { name, value } => {
+                self.instances.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+}
+
+/// Learner settings.
+#[derive(Clone, Debug)]
+pub struct LearnerConfig {
+    /// This learner's id.
+    pub id: u32,
+    /// Every learner id (including this one).
+    pub learners: Vec<u32>,
+    /// Every proposer id.
+    pub proposers: Vec<u32>,
+    /// How long to wait before asking again for a missing slot.
+    pub catch_up_interval: Millis,
+    /// The most slots one catch-up answer carries.
+    pub catch_up_batch: u64,
+}
+
+/// The learner state machine.
+#[derive(Clone, Debug)]
+pub struct Learner {
+    config: LearnerConfig,
+    state: LearnerState,
+    /// The next slot to deliver in this incarnation.
+    next_delivery: Slot,
+    /// Highest sequence number applied per client (exactly-once filter).
+    applied_seq: HashMap<u64, u64>,
+    /// Every slot below this is known to be decided somewhere.
+    known_upto: Slot,
+    catch_up: CatchUpState,
+}
+
+#[derive(Clone, Debug, Default)]
+struct CatchUpState {
+    next_at: Millis,
+    from_slot: Slot,
+    attempts: u32,
+}
+
+/// Plain requests for the same gap before the learner asks the leader to
+/// recover it from the acceptors.
+const ESCALATE_AFTER: u32 = 2;
+
+impl Learner {
+    /// A learner resuming from durable `state`. Call [`Learner::replay`] to
+    /// re-deliver what is already decided to a fresh state machine.
+    pub fn new(config: LearnerConfig, state: LearnerState) -> Self {
+        let known_upto = state.decided.last_key_value().map_or(0, |(s, _)| s + 1);
+        Self {
+            config,
+            state,
+            next_delivery: 0,
+            applied_seq: HashMap::new(),
+            known_upto,
+            catch_up: CatchUpState::default(),
+        }
+    }
+
+    /// This learner's id.
+    pub fn id(&self) -> RoleId {
+        RoleId::learner(self.config.id)
+    }
+
+    /// The durable state as this learner sees it.
+    pub fn state(&self) -> &LearnerState {
+        &self.state
+    }
+
+    /// The next slot this learner will deliver.
+    pub fn next_delivery(&self) -> Slot {
+        self.next_delivery
+    }
+
+    /// Deliver, from slot 0, every contiguous decided slot and every decided
+    /// instance: rebuilds an in-memory state machine after a restart.
+    pub fn replay(&mut self) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        for (name, value) in &self.state.instances {
+            out.deliver.push(Delivery::Instance { name: name.clone(), value: value.clone() });
+        }
+        self.deliver_ready(&mut out);
+        out
+    }
+
+    /// Handle one message from `from`.
+    pub fn handle(&mut self, _now: Millis, from: RoleId, message: Message) -> Output<LearnerWrite> {
+        match message {
+            Message::Decided { slot, value } => self.handle_decided(slot, value),
+            Message::Heartbeat { decided_upto, .. } => {
+                self.known_upto = self.known_upto.max(decided_upto);
+                Output::new()
+            }
+            Message::CatchUp { from_slot, to_slot, .. } => self.handle_catch_up(from, from_slot, to_slot),
+            Message::InstanceDecided { name, value } => self.handle_instance_decided(from, name, value),
+            _ => Output::new(),
+        }
+    }
+
+    /// Advance time: ask for missing slots when a gap has lasted too long.
+    pub fn tick(&mut self, now: Millis) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        if self.next_delivery >= self.known_upto || now < self.catch_up.next_at {
+            return out;
+        }
+        if self.catch_up.from_slot == self.next_delivery {
+            self.catch_up.attempts += 1;
+        } else {
+            self.catch_up = CatchUpState { from_slot: self.next_delivery, attempts: 0, next_at: 0 };
+        }
+        self.catch_up.next_at = now + self.config.catch_up_interval;
+        let from_slot = self.next_delivery;
+        let to_slot = self.state.decided.range(from_slot..).next().map_or(self.known_upto, |(s, _)| *s);
+        let escalate = self.catch_up.attempts >= ESCALATE_AFTER;
+        let request = Message::CatchUp { from_slot, to_slot, escalate };
+        out.broadcast(self.peers(), &request);
+        out.broadcast(self.config.proposers.iter().map(|p| RoleId::proposer(*p)), &request);
+        out
+    }
+
+    fn peers(&self) -> impl Iterator<Item = RoleId> + '_ {
+        let me = self.config.id;
+        self.config.learners.iter().filter(move |l| **l != me).map(|l| RoleId::learner(*l))
+    }
+
+    fn handle_decided(&mut self, slot: Slot, value: Value) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        self.known_upto = self.known_upto.max(slot + 1);
+        if self.state.decided.contains_key(&slot) {
+            return out; // duplicate announcement
+        }
+        let write = LearnerWrite::Decided { slot, value };
+        self.state.apply(&write);
+        out.persist.push(write);
+        self.deliver_ready(&mut out);
+        out
+    }
+
+    fn deliver_ready(&mut self, out: &mut Output<LearnerWrite>) {
+        let start = self.next_delivery;
+        while let Some(value) = self.state.decided.get(&self.next_delivery) {
+            let commands = filter_new(&mut self.applied_seq, value.commands());
+            out.deliver.push(Delivery::Slot { slot: self.next_delivery, commands });
+            self.next_delivery += 1;
+        }
+        if self.next_delivery > start && self.next_delivery > self.state.applied {
+            let write = LearnerWrite::Applied(self.next_delivery);
+            self.state.apply(&write);
+            out.persist.push(write);
+        }
+    }
+
+    fn handle_catch_up(&mut self, from: RoleId, from_slot: Slot, to_slot: Slot) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        let end = to_slot.min(from_slot.saturating_add(self.config.catch_up_batch));
+        for (slot, value) in self.state.decided.range(from_slot..end) {
+            out.send(from, Message::Decided { slot: *slot, value: value.clone() });
+        }
+        out
+    }
+
+    fn handle_instance_decided(&mut self, from: RoleId, name: InstanceName, value: Vec<u8>) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        if !self.state.instances.contains_key(&name) {
+            let write = LearnerWrite::InstanceDecided { name: name.clone(), value: value.clone() };
+            self.state.apply(&write);
+            out.persist.push(write);
+            out.deliver.push(Delivery::Instance { name: name.clone(), value });
+        }
+        out.send(from, Message::InstanceLearned { name });
+        out
+    }
+}
+
+/// The commands not applied before, recording them as applied. A client
+/// keeps one command in flight, so a sequence number at or below the last
+/// applied one is a retry that was decided again.
+fn filter_new(applied_seq: &mut HashMap<u64, u64>, commands: &[Command]) -> Vec<Command> {
+    let mut fresh = Vec::new();
+    for command in commands {
+        let last = applied_seq.get(&command.id.client);
+        if last.is_none_or(|seq| command.id.seq > *seq) {
+            applied_seq.insert(command.id.client, command.id.seq);
+            fresh.push(command.clone());
+        }
+    }
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::CommandId;
+
+    const LEADER: RoleId = RoleId::proposer(1);
+
+    fn config() -> LearnerConfig {
+        LearnerConfig { id: 1, learners: vec![1, 2], proposers: vec![1], catch_up_interval: 50, catch_up_batch: 100 }
+    }
+
+    fn batch(client: u64) -> Value {
+        Value::Batch(vec![Command { id: CommandId { client, seq: 1 }, payload: vec![] }])
+    }
+
+    fn decided(l: &mut Learner, slot: Slot, value: Value) -> Output<LearnerWrite> {
+        l.handle(0, LEADER, Message::Decided { slot, value })
+    }
+
+    fn delivered_slots(out: &Output<LearnerWrite>) -> Vec<Slot> {
+        out.deliver
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Slot { slot, .. } => Some(*slot),
+                Delivery::Instance { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delivers_in_slot_order_after_a_gap_fills() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let out = decided(&mut l, 1, batch(2));
+        assert_eq!(out.persist, vec![LearnerWrite::Decided { slot: 1, value: batch(2) }]);
+        assert!(out.deliver.is_empty());
+        let out = decided(&mut l, 0, batch(1));
+        assert_eq!(delivered_slots(&out), vec![0, 1]);
+        assert_eq!(out.persist.last(), Some(&LearnerWrite::Applied(2)));
+    }
+
+    #[test]
+    fn duplicate_announcements_are_ignored() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        decided(&mut l, 0, batch(1));
+        let out = decided(&mut l, 0, batch(1));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_command_decided_twice_is_delivered_once() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        decided(&mut l, 0, batch(1));
+        let out = decided(&mut l, 1, batch(1));
+        assert_eq!(out.deliver, vec![Delivery::Slot { slot: 1, commands: vec![] }]);
+    }
+
+    #[test]
+    fn a_gap_triggers_catch_up_and_then_escalates() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        decided(&mut l, 3, batch(1));
+        let out = l.tick(10);
+        let expected = Message::CatchUp { from_slot: 0, to_slot: 3, escalate: false };
+        assert_eq!(out.send.len(), 2); // learner 2 and proposer 1
+        assert!(out.send.iter().all(|o| o.message == expected));
+        assert!(l.tick(20).is_empty(), "waits catch_up_interval between requests");
+        l.tick(60);
+        let out = l.tick(110);
+        assert!(matches!(out.send[0].message, Message::CatchUp { escalate: true, .. }));
+    }
+
+    #[test]
+    fn heartbeat_reveals_a_missing_tail() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        assert!(l.tick(0).is_empty());
+        l.handle(0, LEADER, Message::Heartbeat { ballot: Default::default(), decided_upto: 2 });
+        let out = l.tick(1);
+        assert!(matches!(out.send[0].message, Message::CatchUp { from_slot: 0, to_slot: 2, .. }));
+    }
+
+    #[test]
+    fn serves_catch_up_from_its_log() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        for s in 0..5 {
+            decided(&mut l, s, batch(s));
+        }
+        let peer = RoleId::learner(2);
+        let out = l.handle(0, peer, Message::CatchUp { from_slot: 1, to_slot: 3, escalate: false });
+        let slots: Vec<_> = out
+            .send
+            .iter()
+            .map(|o| match o.message {
+                Message::Decided { slot, .. } => slot,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(slots, vec![1, 2]);
+    }
+
+    #[test]
+    fn restart_replays_the_durable_log() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let mut durable = LearnerState::default();
+        for s in 0..3 {
+            for w in decided(&mut l, s, batch(s)).persist {
+                durable.apply(&w);
+            }
+        }
+        let mut restarted = Learner::new(config(), durable);
+        assert_eq!(delivered_slots(&restarted.replay()), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn instance_decision_is_persisted_delivered_and_acknowledged() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let out = l.handle(0, LEADER, Message::InstanceDecided { name: "x".into(), value: vec![1] });
+        assert_eq!(out.persist.len(), 1);
+        assert_eq!(out.deliver, vec![Delivery::Instance { name: "x".into(), value: vec![1] }]);
+        assert_eq!(out.send[0].message, Message::InstanceLearned { name: "x".into() });
+        let again = l.handle(0, LEADER, Message::InstanceDecided { name: "x".into(), value: vec![1] });
+        assert!(again.persist.is_empty() && again.deliver.is_empty());
+    }
+}

@@ -1,0 +1,90 @@
+//! What a handler returns: state to persist, then messages to send and
+//! values to deliver.
+
+use crate::message::Message;
+use crate::types::{Command, InstanceName, RoleId, Slot};
+
+/// A message for one role instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The destination.
+    pub to: RoleId,
+    /// The message.
+    pub message: Message,
+}
+
+/// A learner's delivery to the state machine, in slot order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// `slot` is the next slot in order; `commands` are its commands that were
+    /// not applied before (a retried command may be decided in two slots).
+    Slot {
+        /// The slot being delivered.
+        slot: Slot,
+        /// Commands to apply, in order. Empty for a no-op.
+        commands: Vec<Command>,
+    },
+    /// A single-decree instance is decided.
+    Instance {
+        /// The instance.
+        name: InstanceName,
+        /// Its value.
+        value: Vec<u8>,
+    },
+}
+
+/// The effects of one handler call, in the order the caller must carry them
+/// out.
+///
+/// **Persist, then send.** Everything in `persist` must be durable before any
+/// of `send` or `deliver` is released, and writes must become durable in the
+/// order handlers emitted them. A caller that batches writes (group commit)
+/// releases held messages in emission order once the covering write has
+/// completed; a message emitted with an empty `persist` may still depend on
+/// an earlier, not yet durable write, so it waits in the same queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output<W> {
+    /// Writes to make durable first.
+    pub persist: Vec<W>,
+    /// Messages to send once `persist` is durable.
+    pub send: Vec<Outgoing>,
+    /// Values to hand to the state machine once `persist` is durable.
+    pub deliver: Vec<Delivery>,
+}
+
+impl<W> Default for Output<W> {
+    fn default() -> Self {
+        Self { persist: Vec::new(), send: Vec::new(), deliver: Vec::new() }
+    }
+}
+
+impl<W> Output<W> {
+    /// An output with nothing in it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queue `message` for `to`.
+    pub fn send(&mut self, to: RoleId, message: Message) {
+        self.send.push(Outgoing { to, message });
+    }
+
+    /// Queue `message` for each of `targets`.
+    pub fn broadcast(&mut self, targets: impl IntoIterator<Item = RoleId>, message: &Message) {
+        for to in targets {
+            self.send(to, message.clone());
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty() && self.send.is_empty() && self.deliver.is_empty()
+    }
+
+    /// Append `other`'s effects after this one's.
+    pub fn extend(&mut self, other: Output<W>) {
+        self.persist.extend(other.persist);
+        self.send.extend(other.send);
+        self.deliver.extend(other.deliver);
+    }
+}

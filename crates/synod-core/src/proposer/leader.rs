@@ -1,0 +1,188 @@
+//! The leader's side of the proposer: adopting values from promises, the
+//! phase-2 pipeline, batching, heartbeats and answering catch-up.
+
+use super::{Phase, Preparing, Proposer, ProposerWrite};
+use crate::message::{AcceptedEntry, Message};
+use crate::output::Output;
+use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// State while this proposer leads with `ballot`.
+#[derive(Clone, Debug)]
+pub(super) struct Leading {
+    pub(super) ballot: Ballot,
+    next_slot: Slot,
+    in_flight: BTreeMap<Slot, InFlight>,
+    next_heartbeat: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    value: Value,
+    accepted_by: BTreeSet<u32>,
+    last_sent: Millis,
+}
+
+/// The value to re-propose in each slot a promise reported: the one
+/// accepted in the highest ballot. This is what keeps a chosen value chosen.
+fn adopt_highest(promises: BTreeMap<u32, Vec<AcceptedEntry>>) -> BTreeMap<Slot, (Ballot, Value)> {
+    let mut adopted: BTreeMap<Slot, (Ballot, Value)> = BTreeMap::new();
+    for entry in promises.into_values().flatten() {
+        match adopted.get(&entry.slot) {
+            Some((ballot, _)) if *ballot >= entry.ballot => {}
+            _ => {
+                adopted.insert(entry.slot, (entry.ballot, entry.value));
+            }
+        }
+    }
+    adopted
+}
+
+impl Proposer {
+    /// A majority promised: re-propose every reported value, fill holes with
+    /// no-ops, then stream new commands.
+    pub(super) fn become_leader(&mut self, now: Millis, preparing: Preparing, out: &mut Output<ProposerWrite>) {
+        let ballot = preparing.ballot;
+        let adopted = adopt_highest(preparing.promises);
+        let end = adopted.last_key_value().map_or(preparing.from_slot, |(slot, _)| slot + 1);
+        let mut in_flight = BTreeMap::new();
+        for slot in preparing.from_slot..end {
+            let value = adopted.get(&slot).map_or(Value::Noop, |(_, v)| v.clone());
+            out.broadcast(self.acceptor_ids(), &Message::Accept { ballot, slot, value: value.clone() });
+            in_flight.insert(slot, InFlight { value, accepted_by: BTreeSet::new(), last_sent: now });
+        }
+        self.phase = Phase::Leading(Leading { ballot, next_slot: end, in_flight, next_heartbeat: now });
+        self.leader = Some((self.config.id, ballot));
+        self.tick_leader(now, out);
+    }
+
+    pub(super) fn handle_accepted(
+        &mut self,
+        now: Millis,
+        from: RoleId,
+        ballot: Ballot,
+        slot: Slot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let quorum = self.config.quorum();
+        let Phase::Leading(leading) = &mut self.phase else { return };
+        if leading.ballot != ballot {
+            return;
+        }
+        let Some(entry) = leading.in_flight.get_mut(&slot) else { return };
+        entry.accepted_by.insert(from.index);
+        if entry.accepted_by.len() < quorum {
+            return;
+        }
+        let value = leading.in_flight.remove(&slot).expect("present").value;
+        out.broadcast(self.learner_ids(), &Message::Decided { slot, value: value.clone() });
+        self.record_decided(slot, value);
+        self.propose_queued(now, out);
+    }
+
+    fn record_decided(&mut self, slot: Slot, value: Value) {
+        self.decided.insert(slot, value);
+        while self.decided.contains_key(&self.first_unchosen) {
+            self.first_unchosen += 1;
+        }
+        while self.decided.len() > self.config.decided_cache {
+            self.decided.pop_first();
+        }
+    }
+
+    /// Fill the pipeline window with batches of queued commands.
+    pub(super) fn propose_queued(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        loop {
+            let Phase::Leading(leading) = &self.phase else { return };
+            if leading.in_flight.len() >= self.config.pipeline_window || self.queue.is_empty() {
+                return;
+            }
+            let batch = self.take_batch();
+            let Phase::Leading(leading) = &mut self.phase else { return };
+            let slot = leading.next_slot;
+            leading.next_slot += 1;
+            let value = Value::Batch(batch);
+            let accept = Message::Accept { ballot: leading.ballot, slot, value: value.clone() };
+            leading.in_flight.insert(slot, InFlight { value, accepted_by: BTreeSet::new(), last_sent: now });
+            out.broadcast(self.acceptor_ids(), &accept);
+        }
+    }
+
+    /// Up to `batch_max_commands` commands and `batch_max_bytes` bytes (at
+    /// least one command, however large).
+    fn take_batch(&mut self) -> Vec<Command> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(next) = self.queue.front() {
+            let size = next.encoded_len();
+            let full = batch.len() >= self.config.batch_max_commands || bytes + size > self.config.batch_max_bytes;
+            if full && !batch.is_empty() {
+                break;
+            }
+            bytes += size;
+            batch.push(self.queue.pop_front().expect("front exists"));
+        }
+        batch
+    }
+
+    /// Heartbeats and retransmission of unanswered Accepts.
+    pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        let retransmit = self.config.retransmit_interval;
+        let first_unchosen = self.first_unchosen;
+        let heartbeat_interval = self.config.heartbeat_interval;
+        let targets: Vec<RoleId> = self.other_proposer_ids().chain(self.learner_ids()).collect();
+        let acceptors: Vec<u32> = self.config.acceptors.clone();
+        let Phase::Leading(leading) = &mut self.phase else { return };
+        if now >= leading.next_heartbeat {
+            leading.next_heartbeat = now + heartbeat_interval;
+            out.broadcast(targets, &Message::Heartbeat { ballot: leading.ballot, decided_upto: first_unchosen });
+        }
+        for (slot, entry) in leading.in_flight.iter_mut() {
+            if now < entry.last_sent + retransmit {
+                continue;
+            }
+            entry.last_sent = now;
+            let accept = Message::Accept { ballot: leading.ballot, slot: *slot, value: entry.value.clone() };
+            for acceptor in acceptors.iter().filter(|a| !entry.accepted_by.contains(a)) {
+                out.send(RoleId::acceptor(*acceptor), accept.clone());
+            }
+        }
+    }
+
+    /// Give the commands of undecided slots back to the queue when a ballot
+    /// ends, so they are proposed (or forwarded) again. Learners drop a
+    /// command that ends up decided twice.
+    pub(super) fn requeue_in_flight(&mut self) {
+        let Phase::Leading(leading) = &mut self.phase else { return };
+        let in_flight = std::mem::take(&mut leading.in_flight);
+        for entry in in_flight.into_values().rev() {
+            for command in entry.value.commands().iter().rev() {
+                self.queue.push_front(command.clone());
+            }
+        }
+    }
+
+    /// A learner misses `[from_slot, to_slot)`: send what the cache holds.
+    /// On an escalated request the leader recovers slots nobody has by
+    /// running phase 1 again from `from_slot`: the acceptors still hold every
+    /// chosen value.
+    pub(super) fn handle_catch_up(
+        &mut self,
+        now: Millis,
+        from: RoleId,
+        from_slot: Slot,
+        to_slot: Slot,
+        escalate: bool,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        for (slot, value) in self.decided.range(from_slot..to_slot) {
+            out.send(from, Message::Decided { slot: *slot, value: value.clone() });
+        }
+        let known_end = to_slot.min(self.first_unchosen);
+        let cached = self.decided.range(from_slot..known_end).count() as u64;
+        let missing = cached < known_end.saturating_sub(from_slot);
+        if escalate && missing && matches!(self.phase, Phase::Leading(_)) {
+            self.start_phase1(now, from_slot, out);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The proposer: elects itself leader, runs phase 1 once per ballot, streams
+//! phase 2, batches client commands, and runs single-decree instances.
+//!
+//! ```text
+//!            election timeout              majority of Promises
+//! Follower ───────────────────▶ Preparing ─────────────────────▶ Leading
+//!    ▲                             │                                │
+//!    └──── Nack / higher ballot ◀──┴────────────────────────────────┘
+//!          (randomized backoff, then a higher round)
+//! ```
+//!
+//! The submodules hold the leader's phase-2 pipeline ([`leader`]) and the
+//! single-decree instances ([`register`]); this file holds the state, the
+//! dispatch and the election.
+
+mod leader;
+mod register;
+
+use crate::message::{AcceptedEntry, Message};
+use crate::output::Output;
+use crate::rng::SplitMix64;
+use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
+use leader::Leading;
+use register::Register;
+use std::collections::{BTreeMap, VecDeque};
+
+/// A durable change to a proposer's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposerWrite {
+    /// The highest round this proposer has used (or is about to use).
+    Round(u64),
+}
+
+/// Everything a proposer keeps across a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProposerState {
+    /// The highest round ever used; a restarted proposer starts above it.
+    pub max_round: u64,
+}
+
+impl ProposerState {
+    /// Apply one write.
+    pub fn apply(&mut self, write: &ProposerWrite) {
+        match write {
+            ProposerWrite::Round(round) => self.max_round = self.max_round.max(*round),
+        }
+    }
+}
+
+/// Proposer settings.
+#[derive(Clone, Debug)]
+pub struct ProposerConfig {
+    /// This proposer's id (the `proposer` half of its ballots).
+    pub id: u32,
+    /// Every proposer id (including this one).
+    pub proposers: Vec<u32>,
+    /// Every acceptor id.
+    pub acceptors: Vec<u32>,
+    /// Every learner id.
+    pub learners: Vec<u32>,
+    /// Most commands packed into one value.
+    pub batch_max_commands: usize,
+    /// Most payload bytes packed into one value (a single larger command
+    /// still goes alone).
+    pub batch_max_bytes: usize,
+    /// Most slots in phase 2 at once.
+    pub pipeline_window: usize,
+    /// Most commands waiting for a slot; beyond it `submit` says busy.
+    pub queue_limit: usize,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_interval: Millis,
+    /// Election timeout range; each wait is drawn uniformly from it.
+    pub election_timeout_min: Millis,
+    /// Upper end of the election timeout range.
+    pub election_timeout_max: Millis,
+    /// Resend unanswered Prepare / Accept messages after this long.
+    pub retransmit_interval: Millis,
+    /// Upper end of the randomized backoff after a Nack.
+    pub backoff_max: Millis,
+    /// Recently decided slots kept to answer learners' catch-up requests.
+    pub decided_cache: usize,
+    /// Seed for timeouts and backoff.
+    pub seed: u64,
+}
+
+impl ProposerConfig {
+    /// Settings suited to a LAN (and to the simulator) for proposer `id`.
+    pub fn new(id: u32, proposers: Vec<u32>, acceptors: Vec<u32>, learners: Vec<u32>) -> Self {
+        Self {
+            id,
+            proposers,
+            acceptors,
+            learners,
+            batch_max_commands: 256,
+            batch_max_bytes: 64 * 1024,
+            pipeline_window: 32,
+            queue_limit: 100_000,
+            heartbeat_interval: 50,
+            election_timeout_min: 150,
+            election_timeout_max: 300,
+            retransmit_interval: 100,
+            backoff_max: 150,
+            decided_cache: 4096,
+            seed: u64::from(id),
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        self.acceptors.len() / 2 + 1
+    }
+}
+
+/// `submit` refused the commands: the queue is at its limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Follower,
+    Preparing(Preparing),
+    Leading(Leading),
+}
+
+#[derive(Clone, Debug)]
+struct Preparing {
+    ballot: Ballot,
+    from_slot: Slot,
+    promises: BTreeMap<u32, Vec<AcceptedEntry>>,
+    last_sent: Millis,
+}
+
+/// The proposer state machine.
+#[derive(Clone, Debug)]
+pub struct Proposer {
+    config: ProposerConfig,
+    rng: SplitMix64,
+    state: ProposerState,
+    /// The highest ballot seen anywhere (Nacks, heartbeats).
+    highest_seen: Ballot,
+    phase: Phase,
+    /// The leader this proposer follows, with its ballot.
+    leader: Option<(u32, Ballot)>,
+    election_deadline: Millis,
+    /// Every slot below this is decided.
+    first_unchosen: Slot,
+    /// Recently decided values, for catch-up.
+    decided: BTreeMap<Slot, Value>,
+    /// Commands waiting for a slot (or for a leader to forward to).
+    queue: VecDeque<Command>,
+    registers: BTreeMap<String, Register>,
+}
+
+impl Proposer {
+    /// A proposer resuming from durable `state` at time `now`.
+    pub fn new(config: ProposerConfig, state: ProposerState, now: Millis) -> Self {
+        let mut proposer = Self {
+            rng: SplitMix64::new(config.seed),
+            config,
+            state,
+            highest_seen: Ballot::ZERO,
+            phase: Phase::Follower,
+            leader: None,
+            election_deadline: 0,
+            first_unchosen: 0,
+            decided: BTreeMap::new(),
+            queue: VecDeque::new(),
+            registers: BTreeMap::new(),
+        };
+        proposer.reset_election_timer(now);
+        proposer
+    }
+
+    /// This proposer's id.
+    pub fn id(&self) -> RoleId {
+        RoleId::proposer(self.config.id)
+    }
+
+    /// The durable state as this proposer sees it.
+    pub fn state(&self) -> &ProposerState {
+        &self.state
+    }
+
+    /// The ballot this proposer leads with, if it is the leader.
+    pub fn leading_ballot(&self) -> Option<Ballot> {
+        match &self.phase {
+            Phase::Leading(leading) => Some(leading.ballot),
+            _ => None,
+        }
+    }
+
+    /// The leader this proposer knows of (itself when leading).
+    pub fn known_leader(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Leading(_) => Some(self.config.id),
+            _ => self.leader.map(|(id, _)| id),
+        }
+    }
+
+    /// Every slot below this one is known to be decided.
+    pub fn first_unchosen(&self) -> Slot {
+        self.first_unchosen
+    }
+
+    /// Client commands arrive: the leader proposes them, a follower forwards
+    /// them to the leader it knows, or queues them until it knows one.
+    pub fn submit(&mut self, now: Millis, commands: Vec<Command>) -> Result<Output<ProposerWrite>, Busy> {
+        if self.queue.len() + commands.len() > self.config.queue_limit {
+            return Err(Busy);
+        }
+        let mut out = Output::new();
+        match (&self.phase, self.leader) {
+            (Phase::Leading(_), _) | (Phase::Preparing(_), _) | (Phase::Follower, None) => {
+                self.queue.extend(commands);
+                self.propose_queued(now, &mut out);
+            }
+            (Phase::Follower, Some((leader, _))) => {
+                out.send(RoleId::proposer(leader), Message::Forward { commands });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Handle one message from `from`.
+    pub fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<ProposerWrite> {
+        let mut out = Output::new();
+        match message {
+            Message::Promise { ballot, accepted } => self.handle_promise(now, from, ballot, accepted, &mut out),
+            Message::Accepted { ballot, slot } => self.handle_accepted(now, from, ballot, slot, &mut out),
+            Message::Nack { ballot, promised } => self.handle_nack(now, ballot, promised),
+            Message::Heartbeat { ballot, decided_upto } => {
+                self.handle_heartbeat(now, from, ballot, decided_upto, &mut out)
+            }
+            Message::Forward { commands } => self.handle_forward(now, from, commands, &mut out),
+            Message::CatchUp { from_slot, to_slot, escalate } => {
+                self.handle_catch_up(now, from, from_slot, to_slot, escalate, &mut out)
+            }
+            Message::InstancePromise { name, ballot, accepted } => {
+                self.handle_instance_promise(now, from, name, ballot, accepted, &mut out)
+            }
+            Message::InstanceAccepted { name, ballot } => {
+                self.handle_instance_accepted(now, from, name, ballot, &mut out)
+            }
+            Message::InstanceNack { name, ballot, promised } => {
+                self.handle_instance_nack(now, name, ballot, promised)
+            }
+            Message::InstanceLearned { name } => self.handle_instance_learned(from, name),
+            _ => {}
+        }
+        out
+    }
+
+    /// Advance time: elections, heartbeats, retransmissions, retries.
+    pub fn tick(&mut self, now: Millis) -> Output<ProposerWrite> {
+        let mut out = Output::new();
+        match &self.phase {
+            Phase::Follower if now >= self.election_deadline => {
+                let from_slot = self.first_unchosen;
+                self.start_phase1(now, from_slot, &mut out);
+            }
+            Phase::Follower => {}
+            Phase::Preparing(_) => self.retransmit_prepare(now, &mut out),
+            Phase::Leading(_) => self.tick_leader(now, &mut out),
+        }
+        self.tick_registers(now, &mut out);
+        out
+    }
+
+    // ---- election -------------------------------------------------------
+
+    /// Take a fresh round above everything used or seen, persisting it
+    /// before any message that carries it leaves.
+    fn next_ballot(&mut self, out: &mut Output<ProposerWrite>) -> Ballot {
+        let round = self.state.max_round.max(self.highest_seen.round) + 1;
+        let write = ProposerWrite::Round(round);
+        self.state.apply(&write);
+        out.persist.push(write);
+        Ballot::new(round, self.config.id)
+    }
+
+    fn start_phase1(&mut self, now: Millis, from_slot: Slot, out: &mut Output<ProposerWrite>) {
+        self.requeue_in_flight();
+        let ballot = self.next_ballot(out);
+        self.phase = Phase::Preparing(Preparing { ballot, from_slot, promises: BTreeMap::new(), last_sent: now });
+        self.leader = None;
+        out.broadcast(self.acceptor_ids(), &Message::Prepare { ballot, from_slot });
+    }
+
+    fn retransmit_prepare(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        let Phase::Preparing(preparing) = &mut self.phase else { return };
+        if now < preparing.last_sent + self.config.retransmit_interval {
+            return;
+        }
+        preparing.last_sent = now;
+        let message = Message::Prepare { ballot: preparing.ballot, from_slot: preparing.from_slot };
+        for acceptor in &self.config.acceptors {
+            if !preparing.promises.contains_key(acceptor) {
+                out.send(RoleId::acceptor(*acceptor), message.clone());
+            }
+        }
+    }
+
+    fn handle_promise(
+        &mut self,
+        now: Millis,
+        from: RoleId,
+        ballot: Ballot,
+        accepted: Vec<AcceptedEntry>,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let Phase::Preparing(preparing) = &mut self.phase else { return };
+        if preparing.ballot != ballot {
+            return;
+        }
+        preparing.promises.insert(from.index, accepted);
+        if preparing.promises.len() >= self.config.quorum() {
+            let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower) else {
+                unreachable!()
+            };
+            self.become_leader(now, preparing, out);
+        }
+    }
+
+    /// A Nack for our ballot: someone promised higher. Abandon the ballot
+    /// and retry after a randomized backoff so dueling proposers settle.
+    fn handle_nack(&mut self, now: Millis, ballot: Ballot, promised: Ballot) {
+        self.highest_seen = self.highest_seen.max(promised);
+        let current = match &self.phase {
+            Phase::Preparing(p) => Some(p.ballot),
+            Phase::Leading(l) => Some(l.ballot),
+            Phase::Follower => None,
+        };
+        if current == Some(ballot) {
+            self.step_down();
+            self.election_deadline = now + self.rng.between(1, self.config.backoff_max);
+        }
+    }
+
+    fn handle_heartbeat(
+        &mut self,
+        now: Millis,
+        from: RoleId,
+        ballot: Ballot,
+        decided_upto: Slot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        self.highest_seen = self.highest_seen.max(ballot);
+        self.first_unchosen = self.first_unchosen.max(decided_upto);
+        let own = match &self.phase {
+            Phase::Preparing(p) => Some(p.ballot),
+            Phase::Leading(l) => Some(l.ballot),
+            Phase::Follower => None,
+        };
+        if own.is_some_and(|own| own > ballot) {
+            return; // a deposed leader that has not heard yet; its acceptors will tell it
+        }
+        if own.is_some() {
+            self.step_down();
+        }
+        if self.leader.is_none_or(|(_, known)| ballot >= known) {
+            self.leader = Some((from.index, ballot));
+            self.reset_election_timer(now);
+            self.forward_queue(out);
+        }
+    }
+
+    fn step_down(&mut self) {
+        self.requeue_in_flight();
+        self.phase = Phase::Follower;
+        self.leader = None;
+    }
+
+    fn reset_election_timer(&mut self, now: Millis) {
+        let wait = self.rng.between(self.config.election_timeout_min, self.config.election_timeout_max);
+        self.election_deadline = now + wait;
+    }
+
+    fn forward_queue(&mut self, out: &mut Output<ProposerWrite>) {
+        let Some((leader, _)) = self.leader else { return };
+        if self.queue.is_empty() || leader == self.config.id {
+            return;
+        }
+        let commands: Vec<Command> = self.queue.drain(..).collect();
+        out.send(RoleId::proposer(leader), Message::Forward { commands });
+    }
+
+    fn handle_forward(&mut self, now: Millis, from: RoleId, commands: Vec<Command>, out: &mut Output<ProposerWrite>) {
+        // A proposer that the sender took for the leader: pass the commands on
+        // once, or keep them if the sender is who we take for the leader.
+        let bounce = matches!(self.phase, Phase::Follower)
+            && self.leader.is_some_and(|(leader, _)| leader != from.index);
+        if self.queue.len() + commands.len() > self.config.queue_limit {
+            return; // overloaded: drop; the client retries
+        }
+        self.queue.extend(commands);
+        if bounce {
+            self.forward_queue(out);
+        } else {
+            self.propose_queued(now, out);
+        }
+    }
+
+    fn acceptor_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
+        self.config.acceptors.iter().map(|a| RoleId::acceptor(*a))
+    }
+
+    fn learner_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
+        self.config.learners.iter().map(|l| RoleId::learner(*l))
+    }
+
+    fn other_proposer_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
+        let me = self.config.id;
+        self.config.proposers.iter().filter(move |p| **p != me).map(|p| RoleId::proposer(*p))
+    }
+}
+
+#[cfg(test)]
+mod tests;

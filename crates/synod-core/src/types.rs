@@ -1,0 +1,138 @@
+//! Identities, ballots, slots and values.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A position in the replicated log.
+pub type Slot = u64;
+
+/// Simulated or real time in milliseconds. The core never reads a clock: the
+/// caller passes `now` into every handler.
+pub type Millis = u64;
+
+/// The three Paxos roles. The discriminants are wire tags: never reorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Tag 0: proposes values and, when elected, leads the log.
+    Proposer,
+    /// Tag 1: votes on ballots and remembers what it voted for.
+    Acceptor,
+    /// Tag 2: learns decided values and delivers them in slot order.
+    Learner,
+}
+
+/// One role instance, e.g. acceptor 3. Messages are addressed to these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RoleId {
+    /// Which role.
+    pub role: Role,
+    /// The instance number, unique within the role.
+    pub index: u32,
+}
+
+impl RoleId {
+    /// Proposer `index`.
+    pub const fn proposer(index: u32) -> Self {
+        Self { role: Role::Proposer, index }
+    }
+    /// Acceptor `index`.
+    pub const fn acceptor(index: u32) -> Self {
+        Self { role: Role::Acceptor, index }
+    }
+    /// Learner `index`.
+    pub const fn learner(index: u32) -> Self {
+        Self { role: Role::Learner, index }
+    }
+}
+
+impl fmt::Display for RoleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.role {
+            Role::Proposer => "proposer",
+            Role::Acceptor => "acceptor",
+            Role::Learner => "learner",
+        };
+        write!(f, "{name}-{}", self.index)
+    }
+}
+
+/// A ballot number: `(round, proposer)`, compared lexicographically.
+///
+/// `Ord` and `Eq` are both derived over the same two fields, so two ballots
+/// are equal exactly when neither is greater. Distinct proposers can never
+/// produce equal ballots, and a proposer never reuses a round (it persists
+/// the highest round before using it).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// Monotonic round number; compared first.
+    pub round: u64,
+    /// The proposer that owns this ballot; breaks ties between rounds.
+    pub proposer: u32,
+}
+
+impl Ballot {
+    /// The ballot below every real ballot. Acceptors start promised to it;
+    /// real ballots have `round >= 1`.
+    pub const ZERO: Ballot = Ballot { round: 0, proposer: 0 };
+
+    /// Ballot `round` owned by `proposer`.
+    pub const fn new(round: u64, proposer: u32) -> Self {
+        Self { round, proposer }
+    }
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.proposer)
+    }
+}
+
+/// Identifies a client command for exactly-once application: a client
+/// numbers its commands and retries a command with the same number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CommandId {
+    /// The client that issued the command.
+    pub client: u64,
+    /// The client's sequence number, increasing per client.
+    pub seq: u64,
+}
+
+/// One client command: an opaque payload for the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Command {
+    /// Deduplication key.
+    pub id: CommandId,
+    /// Opaque bytes interpreted by the state machine.
+    pub payload: Vec<u8>,
+}
+
+impl Command {
+    /// Bytes this command adds to a batch, for the batch byte limit.
+    pub fn encoded_len(&self) -> usize {
+        16 + self.payload.len()
+    }
+}
+
+/// What a log slot holds. Tags are wire tags: never reorder.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// Tag 0: fills a hole left by an earlier leader; applies nothing.
+    Noop,
+    /// Tag 1: a batch of client commands, applied in order.
+    Batch(Vec<Command>),
+}
+
+impl Value {
+    /// The commands in this value (none for a no-op).
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Value::Noop => &[],
+            Value::Batch(commands) => commands,
+        }
+    }
+}
+
+/// The name of a single-decree Paxos instance ("decide once" register).
+pub type InstanceName = String;

@@ -82,19 +82,33 @@ impl AcceptorState {
     pub fn apply(&mut self, write: &AcceptorWrite) {
         match write {
             AcceptorWrite::Promise(ballot) => self.promised = self.promised.max(*ballot),
-            AcceptorWrite::Accept { slot, ballot, value } => {
+            AcceptorWrite::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
                 self.promised = self.promised.max(*ballot);
-                let entry = AcceptedValue { ballot: *ballot, value: value.clone() };
+                let entry = AcceptedValue {
+                    ballot: *ballot,
+                    value: value.clone(),
+                };
                 self.accepted.insert(*slot, entry);
             }
             AcceptorWrite::InstancePromise { name, ballot } => {
                 let vote = self.instances.entry(name.clone()).or_default();
                 vote.promised = vote.promised.max(*ballot);
             }
-            AcceptorWrite::InstanceAccept { name, ballot, value } => {
+            AcceptorWrite::InstanceAccept {
+                name,
+                ballot,
+                value,
+            } => {
                 let vote = self.instances.entry(name.clone()).or_default();
                 vote.promised = vote.promised.max(*ballot);
-                vote.accepted = Some(AcceptedRegister { ballot: *ballot, value: value.clone() });
+                vote.accepted = Some(AcceptedRegister {
+                    ballot: *ballot,
+                    value: value.clone(),
+                });
             }
         }
     }
@@ -128,21 +142,38 @@ impl Acceptor {
     pub fn handle(&mut self, from: RoleId, message: Message) -> Output<AcceptorWrite> {
         match message {
             Message::Prepare { ballot, from_slot } => self.handle_prepare(from, ballot, from_slot),
-            Message::Accept { ballot, slot, value } => self.handle_accept(from, ballot, slot, value),
+            Message::Accept {
+                ballot,
+                slot,
+                value,
+            } => self.handle_accept(from, ballot, slot, value),
             Message::InstancePrepare { name, ballot } => {
                 self.handle_instance_prepare(from, name, ballot)
             }
-            Message::InstanceAccept { name, ballot, value } => {
-                self.handle_instance_accept(from, name, ballot, value)
-            }
+            Message::InstanceAccept {
+                name,
+                ballot,
+                value,
+            } => self.handle_instance_accept(from, name, ballot, value),
             _ => Output::new(),
         }
     }
 
-    fn handle_prepare(&mut self, from: RoleId, ballot: Ballot, from_slot: Slot) -> Output<AcceptorWrite> {
+    fn handle_prepare(
+        &mut self,
+        from: RoleId,
+        ballot: Ballot,
+        from_slot: Slot,
+    ) -> Output<AcceptorWrite> {
         let mut out = Output::new();
         if ballot < self.state.promised {
-            out.send(from, Message::Nack { ballot, promised: self.state.promised });
+            out.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.state.promised,
+                },
+            );
             return out;
         }
         if ballot > self.state.promised {
@@ -152,7 +183,11 @@ impl Acceptor {
             .state
             .accepted
             .range(from_slot..)
-            .map(|(slot, a)| AcceptedEntry { slot: *slot, ballot: a.ballot, value: a.value.clone() })
+            .map(|(slot, a)| AcceptedEntry {
+                slot: *slot,
+                ballot: a.ballot,
+                value: a.value.clone(),
+            })
             .collect();
         out.send(from, Message::Promise { ballot, accepted });
         out
@@ -167,14 +202,31 @@ impl Acceptor {
     ) -> Output<AcceptorWrite> {
         let mut out = Output::new();
         if ballot < self.state.promised {
-            out.send(from, Message::Nack { ballot, promised: self.state.promised });
+            out.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.state.promised,
+                },
+            );
             return out;
         }
         // A duplicate Accept (same slot and ballot) carries the same value: a
         // proposer proposes one value per slot per ballot. Skip the rewrite.
-        let already = self.state.accepted.get(&slot).is_some_and(|a| a.ballot == ballot);
+        let already = self
+            .state
+            .accepted
+            .get(&slot)
+            .is_some_and(|a| a.ballot == ballot);
         if !already {
-            self.write(&mut out, AcceptorWrite::Accept { slot, ballot, value });
+            self.write(
+                &mut out,
+                AcceptorWrite::Accept {
+                    slot,
+                    ballot,
+                    value,
+                },
+            );
         }
         out.send(from, Message::Accepted { ballot, slot });
         out
@@ -189,13 +241,33 @@ impl Acceptor {
         let mut out = Output::new();
         let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
         if ballot < vote.promised {
-            out.send(from, Message::InstanceNack { name, ballot, promised: vote.promised });
+            out.send(
+                from,
+                Message::InstanceNack {
+                    name,
+                    ballot,
+                    promised: vote.promised,
+                },
+            );
             return out;
         }
         if ballot > vote.promised {
-            self.write(&mut out, AcceptorWrite::InstancePromise { name: name.clone(), ballot });
+            self.write(
+                &mut out,
+                AcceptorWrite::InstancePromise {
+                    name: name.clone(),
+                    ballot,
+                },
+            );
         }
-        out.send(from, Message::InstancePromise { name, ballot, accepted: vote.accepted });
+        out.send(
+            from,
+            Message::InstancePromise {
+                name,
+                ballot,
+                accepted: vote.accepted,
+            },
+        );
         out
     }
 
@@ -209,12 +281,23 @@ impl Acceptor {
         let mut out = Output::new();
         let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
         if ballot < vote.promised {
-            out.send(from, Message::InstanceNack { name, ballot, promised: vote.promised });
+            out.send(
+                from,
+                Message::InstanceNack {
+                    name,
+                    ballot,
+                    promised: vote.promised,
+                },
+            );
             return out;
         }
         let already = vote.accepted.is_some_and(|a| a.ballot == ballot);
         if !already {
-            let write = AcceptorWrite::InstanceAccept { name: name.clone(), ballot, value };
+            let write = AcceptorWrite::InstanceAccept {
+                name: name.clone(),
+                ballot,
+                value,
+            };
             self.write(&mut out, write);
         }
         out.send(from, Message::InstanceAccepted { name, ballot });
@@ -235,7 +318,10 @@ mod tests {
     const LEADER: RoleId = RoleId::proposer(1);
 
     fn value(n: u64) -> Value {
-        Value::Batch(vec![Command { id: CommandId { client: n, seq: 0 }, payload: vec![n as u8] }])
+        Value::Batch(vec![Command {
+            id: CommandId { client: n, seq: 0 },
+            payload: vec![n as u8],
+        }])
     }
 
     fn acceptor() -> Acceptor {
@@ -246,17 +332,41 @@ mod tests {
     fn prepare_persists_promise_then_replies() {
         let mut a = acceptor();
         let b = Ballot::new(1, 1);
-        let out = a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
+        let out = a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: b,
+                from_slot: 0,
+            },
+        );
         assert_eq!(out.persist, vec![AcceptorWrite::Promise(b)]);
-        assert_eq!(out.send[0].message, Message::Promise { ballot: b, accepted: vec![] });
+        assert_eq!(
+            out.send[0].message,
+            Message::Promise {
+                ballot: b,
+                accepted: vec![]
+            }
+        );
     }
 
     #[test]
     fn duplicate_prepare_is_answered_without_a_new_write() {
         let mut a = acceptor();
         let b = Ballot::new(1, 1);
-        a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
-        let out = a.handle(LEADER, Message::Prepare { ballot: b, from_slot: 0 });
+        a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: b,
+                from_slot: 0,
+            },
+        );
+        let out = a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: b,
+                from_slot: 0,
+            },
+        );
         assert!(out.persist.is_empty());
         assert!(matches!(out.send[0].message, Message::Promise { .. }));
     }
@@ -264,22 +374,50 @@ mod tests {
     #[test]
     fn acceptor_never_promises_below_its_promise() {
         let mut a = acceptor();
-        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(5, 2), from_slot: 0 });
+        a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: Ballot::new(5, 2),
+                from_slot: 0,
+            },
+        );
         let low = Ballot::new(4, 9);
-        let out = a.handle(LEADER, Message::Prepare { ballot: low, from_slot: 0 });
+        let out = a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: low,
+                from_slot: 0,
+            },
+        );
         assert!(out.persist.is_empty());
         assert_eq!(
             out.send[0].message,
-            Message::Nack { ballot: low, promised: Ballot::new(5, 2) }
+            Message::Nack {
+                ballot: low,
+                promised: Ballot::new(5, 2)
+            }
         );
     }
 
     #[test]
     fn acceptor_never_accepts_below_its_promise() {
         let mut a = acceptor();
-        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(5, 2), from_slot: 0 });
+        a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: Ballot::new(5, 2),
+                from_slot: 0,
+            },
+        );
         let low = Ballot::new(5, 1);
-        let out = a.handle(LEADER, Message::Accept { ballot: low, slot: 0, value: value(1) });
+        let out = a.handle(
+            LEADER,
+            Message::Accept {
+                ballot: low,
+                slot: 0,
+                value: value(1),
+            },
+        );
         assert!(out.persist.is_empty());
         assert!(matches!(out.send[0].message, Message::Nack { .. }));
         assert!(a.state().accepted.is_empty());
@@ -289,12 +427,36 @@ mod tests {
     fn accept_persists_value_and_raises_promise() {
         let mut a = acceptor();
         let b = Ballot::new(3, 1);
-        let out = a.handle(LEADER, Message::Accept { ballot: b, slot: 4, value: value(7) });
-        assert_eq!(out.persist, vec![AcceptorWrite::Accept { slot: 4, ballot: b, value: value(7) }]);
-        assert_eq!(out.send[0].message, Message::Accepted { ballot: b, slot: 4 });
+        let out = a.handle(
+            LEADER,
+            Message::Accept {
+                ballot: b,
+                slot: 4,
+                value: value(7),
+            },
+        );
+        assert_eq!(
+            out.persist,
+            vec![AcceptorWrite::Accept {
+                slot: 4,
+                ballot: b,
+                value: value(7)
+            }]
+        );
+        assert_eq!(
+            out.send[0].message,
+            Message::Accepted { ballot: b, slot: 4 }
+        );
         assert_eq!(a.state().promised, b);
         // A duplicate is acknowledged again but not rewritten.
-        let again = a.handle(LEADER, Message::Accept { ballot: b, slot: 4, value: value(7) });
+        let again = a.handle(
+            LEADER,
+            Message::Accept {
+                ballot: b,
+                slot: 4,
+                value: value(7),
+            },
+        );
         assert!(again.persist.is_empty());
         assert_eq!(again.send.len(), 1);
     }
@@ -304,11 +466,26 @@ mod tests {
         let mut a = acceptor();
         let b1 = Ballot::new(1, 1);
         for slot in 0..3 {
-            a.handle(LEADER, Message::Accept { ballot: b1, slot, value: value(slot) });
+            a.handle(
+                LEADER,
+                Message::Accept {
+                    ballot: b1,
+                    slot,
+                    value: value(slot),
+                },
+            );
         }
         let b2 = Ballot::new(2, 2);
-        let out = a.handle(RoleId::proposer(2), Message::Prepare { ballot: b2, from_slot: 1 });
-        let Message::Promise { accepted, .. } = &out.send[0].message else { panic!() };
+        let out = a.handle(
+            RoleId::proposer(2),
+            Message::Prepare {
+                ballot: b2,
+                from_slot: 1,
+            },
+        );
+        let Message::Promise { accepted, .. } = &out.send[0].message else {
+            panic!()
+        };
         let slots: Vec<Slot> = accepted.iter().map(|e| e.slot).collect();
         assert_eq!(slots, vec![1, 2]);
         assert!(accepted.iter().all(|e| e.ballot == b1));
@@ -317,20 +494,37 @@ mod tests {
     #[test]
     fn instance_promises_are_independent_of_the_log_promise() {
         let mut a = acceptor();
-        a.handle(LEADER, Message::Prepare { ballot: Ballot::new(9, 1), from_slot: 0 });
+        a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: Ballot::new(9, 1),
+                from_slot: 0,
+            },
+        );
         let b = Ballot::new(1, 2);
         let out = a.handle(
             RoleId::proposer(2),
-            Message::InstancePrepare { name: "lock".into(), ballot: b },
+            Message::InstancePrepare {
+                name: "lock".into(),
+                ballot: b,
+            },
         );
         assert_eq!(
             out.send[0].message,
-            Message::InstancePromise { name: "lock".into(), ballot: b, accepted: None }
+            Message::InstancePromise {
+                name: "lock".into(),
+                ballot: b,
+                accepted: None
+            }
         );
         let low = Ballot::new(0, 3);
         let out = a.handle(
             RoleId::proposer(3),
-            Message::InstanceAccept { name: "lock".into(), ballot: low, value: b"x".to_vec() },
+            Message::InstanceAccept {
+                name: "lock".into(),
+                ballot: low,
+                value: b"x".to_vec(),
+            },
         );
         assert!(matches!(out.send[0].message, Message::InstanceNack { .. }));
     }
@@ -340,9 +534,20 @@ mod tests {
         let mut a = acceptor();
         let mut durable = AcceptorState::default();
         let msgs = [
-            Message::Prepare { ballot: Ballot::new(2, 1), from_slot: 0 },
-            Message::Accept { ballot: Ballot::new(2, 1), slot: 0, value: value(1) },
-            Message::InstanceAccept { name: "n".into(), ballot: Ballot::new(1, 1), value: vec![1] },
+            Message::Prepare {
+                ballot: Ballot::new(2, 1),
+                from_slot: 0,
+            },
+            Message::Accept {
+                ballot: Ballot::new(2, 1),
+                slot: 0,
+                value: value(1),
+            },
+            Message::InstanceAccept {
+                name: "n".into(),
+                ballot: Ballot::new(1, 1),
+                value: vec![1],
+            },
         ];
         for m in msgs {
             for w in a.handle(LEADER, m).persist {

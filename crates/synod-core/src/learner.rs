@@ -9,7 +9,7 @@
 
 use crate::message::Message;
 use crate::output::{Delivery, Output};
-use crate::types::{Command, InstanceName, Millis, RoleId, Slot, Value};
+use crate::types::{Command, InstanceName, Millis, Role, RoleId, Slot, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// A durable change to a learner's state.
@@ -54,7 +54,9 @@ impl LearnerState {
             }
             LearnerWrite::Applied(slot) => self.applied = self.applied.max(*slot),
             LearnerWrite::InstanceDecided { name, value } => {
-                self.instances.entry(name.clone()).or_insert_with(|| value.clone());
+                self.instances
+                    .entry(name.clone())
+                    .or_insert_with(|| value.clone());
             }
         }
     }
@@ -73,6 +75,8 @@ pub struct LearnerConfig {
     pub catch_up_interval: Millis,
     /// The most slots one catch-up answer carries.
     pub catch_up_batch: u64,
+    /// How often to compare decided instances with one peer learner.
+    pub instance_sync_interval: Millis,
 }
 
 /// The learner state machine.
@@ -87,6 +91,9 @@ pub struct Learner {
     /// Every slot below this is known to be decided somewhere.
     known_upto: Slot,
     catch_up: CatchUpState,
+    /// When to send the next instance digest, and to which peer.
+    next_sync_at: Millis,
+    sync_cursor: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -112,6 +119,8 @@ impl Learner {
             applied_seq: HashMap::new(),
             known_upto,
             catch_up: CatchUpState::default(),
+            next_sync_at: 0,
+            sync_cursor: 0,
         }
     }
 
@@ -135,7 +144,10 @@ impl Learner {
     pub fn replay(&mut self) -> Output<LearnerWrite> {
         let mut out = Output::new();
         for (name, value) in &self.state.instances {
-            out.deliver.push(Delivery::Instance { name: name.clone(), value: value.clone() });
+            out.deliver.push(Delivery::Instance {
+                name: name.clone(),
+                value: value.clone(),
+            });
         }
         self.deliver_ready(&mut out);
         out
@@ -149,36 +161,115 @@ impl Learner {
                 self.known_upto = self.known_upto.max(decided_upto);
                 Output::new()
             }
-            Message::CatchUp { from_slot, to_slot, .. } => self.handle_catch_up(from, from_slot, to_slot),
-            Message::InstanceDecided { name, value } => self.handle_instance_decided(from, name, value),
+            Message::CatchUp {
+                from_slot, to_slot, ..
+            } => self.handle_catch_up(from, from_slot, to_slot),
+            Message::InstanceDecided { name, value } => {
+                self.handle_instance_decided(from, name, value)
+            }
+            Message::InstanceSync { count, digest } => {
+                self.handle_instance_sync(from, count, digest)
+            }
             _ => Output::new(),
         }
     }
 
-    /// Advance time: ask for missing slots when a gap has lasted too long.
+    /// Advance time: ask for missing slots when a gap has lasted too long,
+    /// and compare decided instances with the next peer.
     pub fn tick(&mut self, now: Millis) -> Output<LearnerWrite> {
         let mut out = Output::new();
+        self.sync_instances(now, &mut out);
+        self.request_catch_up(now, &mut out);
+        out
+    }
+
+    fn sync_instances(&mut self, now: Millis, out: &mut Output<LearnerWrite>) {
+        let peers: Vec<RoleId> = self.peers().collect();
+        if peers.is_empty() || now < self.next_sync_at {
+            return;
+        }
+        self.next_sync_at = now + self.config.instance_sync_interval;
+        self.sync_cursor = (self.sync_cursor + 1) % peers.len();
+        let (count, digest) = self.instance_digest();
+        out.send(
+            peers[self.sync_cursor],
+            Message::InstanceSync { count, digest },
+        );
+    }
+
+    /// FNV-1a over the sorted instance names: equal sets, equal digests.
+    fn instance_digest(&self) -> (u64, u64) {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for name in self.state.instances.keys() {
+            for byte in name.bytes().chain([0]) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        (self.state.instances.len() as u64, hash)
+    }
+
+    fn handle_instance_sync(
+        &mut self,
+        from: RoleId,
+        count: u64,
+        digest: u64,
+    ) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        if (count, digest) != self.instance_digest() {
+            for (name, value) in &self.state.instances {
+                out.send(
+                    from,
+                    Message::InstanceDecided {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    fn request_catch_up(&mut self, now: Millis, out: &mut Output<LearnerWrite>) {
         if self.next_delivery >= self.known_upto || now < self.catch_up.next_at {
-            return out;
+            return;
         }
         if self.catch_up.from_slot == self.next_delivery {
             self.catch_up.attempts += 1;
         } else {
-            self.catch_up = CatchUpState { from_slot: self.next_delivery, attempts: 0, next_at: 0 };
+            self.catch_up = CatchUpState {
+                from_slot: self.next_delivery,
+                attempts: 0,
+                next_at: 0,
+            };
         }
         self.catch_up.next_at = now + self.config.catch_up_interval;
         let from_slot = self.next_delivery;
-        let to_slot = self.state.decided.range(from_slot..).next().map_or(self.known_upto, |(s, _)| *s);
+        let to_slot = self
+            .state
+            .decided
+            .range(from_slot..)
+            .next()
+            .map_or(self.known_upto, |(s, _)| *s);
         let escalate = self.catch_up.attempts >= ESCALATE_AFTER;
-        let request = Message::CatchUp { from_slot, to_slot, escalate };
+        let request = Message::CatchUp {
+            from_slot,
+            to_slot,
+            escalate,
+        };
         out.broadcast(self.peers(), &request);
-        out.broadcast(self.config.proposers.iter().map(|p| RoleId::proposer(*p)), &request);
-        out
+        out.broadcast(
+            self.config.proposers.iter().map(|p| RoleId::proposer(*p)),
+            &request,
+        );
     }
 
     fn peers(&self) -> impl Iterator<Item = RoleId> + '_ {
         let me = self.config.id;
-        self.config.learners.iter().filter(move |l| **l != me).map(|l| RoleId::learner(*l))
+        self.config
+            .learners
+            .iter()
+            .filter(move |l| **l != me)
+            .map(|l| RoleId::learner(*l))
     }
 
     fn handle_decided(&mut self, slot: Slot, value: Value) -> Output<LearnerWrite> {
@@ -198,7 +289,10 @@ impl Learner {
         let start = self.next_delivery;
         while let Some(value) = self.state.decided.get(&self.next_delivery) {
             let commands = filter_new(&mut self.applied_seq, value.commands());
-            out.deliver.push(Delivery::Slot { slot: self.next_delivery, commands });
+            out.deliver.push(Delivery::Slot {
+                slot: self.next_delivery,
+                commands,
+            });
             self.next_delivery += 1;
         }
         if self.next_delivery > start && self.next_delivery > self.state.applied {
@@ -208,22 +302,50 @@ impl Learner {
         }
     }
 
-    fn handle_catch_up(&mut self, from: RoleId, from_slot: Slot, to_slot: Slot) -> Output<LearnerWrite> {
+    fn handle_catch_up(
+        &mut self,
+        from: RoleId,
+        from_slot: Slot,
+        to_slot: Slot,
+    ) -> Output<LearnerWrite> {
         let mut out = Output::new();
         let end = to_slot.min(from_slot.saturating_add(self.config.catch_up_batch));
+        if end <= from_slot {
+            return out; // malformed or empty request
+        }
         for (slot, value) in self.state.decided.range(from_slot..end) {
-            out.send(from, Message::Decided { slot: *slot, value: value.clone() });
+            out.send(
+                from,
+                Message::Decided {
+                    slot: *slot,
+                    value: value.clone(),
+                },
+            );
         }
         out
     }
 
-    fn handle_instance_decided(&mut self, from: RoleId, name: InstanceName, value: Vec<u8>) -> Output<LearnerWrite> {
+    fn handle_instance_decided(
+        &mut self,
+        from: RoleId,
+        name: InstanceName,
+        value: Vec<u8>,
+    ) -> Output<LearnerWrite> {
         let mut out = Output::new();
+        if from.role == Role::Learner && self.state.instances.contains_key(&name) {
+            return out; // a peer's anti-entropy answer we already hold
+        }
         if !self.state.instances.contains_key(&name) {
-            let write = LearnerWrite::InstanceDecided { name: name.clone(), value: value.clone() };
+            let write = LearnerWrite::InstanceDecided {
+                name: name.clone(),
+                value: value.clone(),
+            };
             self.state.apply(&write);
             out.persist.push(write);
-            out.deliver.push(Delivery::Instance { name: name.clone(), value });
+            out.deliver.push(Delivery::Instance {
+                name: name.clone(),
+                value,
+            });
         }
         out.send(from, Message::InstanceLearned { name });
         out
@@ -253,11 +375,21 @@ mod tests {
     const LEADER: RoleId = RoleId::proposer(1);
 
     fn config() -> LearnerConfig {
-        LearnerConfig { id: 1, learners: vec![1, 2], proposers: vec![1], catch_up_interval: 50, catch_up_batch: 100 }
+        LearnerConfig {
+            id: 1,
+            learners: vec![1, 2],
+            proposers: vec![1],
+            catch_up_interval: 50,
+            catch_up_batch: 100,
+            instance_sync_interval: 1_000_000,
+        }
     }
 
     fn batch(client: u64) -> Value {
-        Value::Batch(vec![Command { id: CommandId { client, seq: 1 }, payload: vec![] }])
+        Value::Batch(vec![Command {
+            id: CommandId { client, seq: 1 },
+            payload: vec![],
+        }])
     }
 
     fn decided(l: &mut Learner, slot: Slot, value: Value) -> Output<LearnerWrite> {
@@ -278,7 +410,13 @@ mod tests {
     fn delivers_in_slot_order_after_a_gap_fills() {
         let mut l = Learner::new(config(), LearnerState::default());
         let out = decided(&mut l, 1, batch(2));
-        assert_eq!(out.persist, vec![LearnerWrite::Decided { slot: 1, value: batch(2) }]);
+        assert_eq!(
+            out.persist,
+            vec![LearnerWrite::Decided {
+                slot: 1,
+                value: batch(2)
+            }]
+        );
         assert!(out.deliver.is_empty());
         let out = decided(&mut l, 0, batch(1));
         assert_eq!(delivered_slots(&out), vec![0, 1]);
@@ -298,30 +436,66 @@ mod tests {
         let mut l = Learner::new(config(), LearnerState::default());
         decided(&mut l, 0, batch(1));
         let out = decided(&mut l, 1, batch(1));
-        assert_eq!(out.deliver, vec![Delivery::Slot { slot: 1, commands: vec![] }]);
+        assert_eq!(
+            out.deliver,
+            vec![Delivery::Slot {
+                slot: 1,
+                commands: vec![]
+            }]
+        );
     }
 
     #[test]
     fn a_gap_triggers_catch_up_and_then_escalates() {
         let mut l = Learner::new(config(), LearnerState::default());
+        l.tick(0); // first instance digest goes out
         decided(&mut l, 3, batch(1));
         let out = l.tick(10);
-        let expected = Message::CatchUp { from_slot: 0, to_slot: 3, escalate: false };
+        let expected = Message::CatchUp {
+            from_slot: 0,
+            to_slot: 3,
+            escalate: false,
+        };
         assert_eq!(out.send.len(), 2); // learner 2 and proposer 1
         assert!(out.send.iter().all(|o| o.message == expected));
-        assert!(l.tick(20).is_empty(), "waits catch_up_interval between requests");
+        assert!(
+            l.tick(20).is_empty(),
+            "waits catch_up_interval between requests"
+        );
         l.tick(60);
         let out = l.tick(110);
-        assert!(matches!(out.send[0].message, Message::CatchUp { escalate: true, .. }));
+        assert!(matches!(
+            out.send[0].message,
+            Message::CatchUp { escalate: true, .. }
+        ));
     }
 
     #[test]
     fn heartbeat_reveals_a_missing_tail() {
         let mut l = Learner::new(config(), LearnerState::default());
-        assert!(l.tick(0).is_empty());
-        l.handle(0, LEADER, Message::Heartbeat { ballot: Default::default(), decided_upto: 2 });
+        assert!(
+            l.tick(0)
+                .send
+                .iter()
+                .all(|o| matches!(o.message, Message::InstanceSync { .. }))
+        );
+        l.handle(
+            0,
+            LEADER,
+            Message::Heartbeat {
+                ballot: Default::default(),
+                decided_upto: 2,
+            },
+        );
         let out = l.tick(1);
-        assert!(matches!(out.send[0].message, Message::CatchUp { from_slot: 0, to_slot: 2, .. }));
+        assert!(matches!(
+            out.send[0].message,
+            Message::CatchUp {
+                from_slot: 0,
+                to_slot: 2,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -331,7 +505,15 @@ mod tests {
             decided(&mut l, s, batch(s));
         }
         let peer = RoleId::learner(2);
-        let out = l.handle(0, peer, Message::CatchUp { from_slot: 1, to_slot: 3, escalate: false });
+        let out = l.handle(
+            0,
+            peer,
+            Message::CatchUp {
+                from_slot: 1,
+                to_slot: 3,
+                escalate: false,
+            },
+        );
         let slots: Vec<_> = out
             .send
             .iter()
@@ -359,11 +541,73 @@ mod tests {
     #[test]
     fn instance_decision_is_persisted_delivered_and_acknowledged() {
         let mut l = Learner::new(config(), LearnerState::default());
-        let out = l.handle(0, LEADER, Message::InstanceDecided { name: "x".into(), value: vec![1] });
+        let out = l.handle(
+            0,
+            LEADER,
+            Message::InstanceDecided {
+                name: "x".into(),
+                value: vec![1],
+            },
+        );
         assert_eq!(out.persist.len(), 1);
-        assert_eq!(out.deliver, vec![Delivery::Instance { name: "x".into(), value: vec![1] }]);
-        assert_eq!(out.send[0].message, Message::InstanceLearned { name: "x".into() });
-        let again = l.handle(0, LEADER, Message::InstanceDecided { name: "x".into(), value: vec![1] });
+        assert_eq!(
+            out.deliver,
+            vec![Delivery::Instance {
+                name: "x".into(),
+                value: vec![1]
+            }]
+        );
+        assert_eq!(
+            out.send[0].message,
+            Message::InstanceLearned { name: "x".into() }
+        );
+        let again = l.handle(
+            0,
+            LEADER,
+            Message::InstanceDecided {
+                name: "x".into(),
+                value: vec![1],
+            },
+        );
         assert!(again.persist.is_empty() && again.deliver.is_empty());
+    }
+
+    #[test]
+    fn instance_sync_sends_decisions_to_a_peer_that_lacks_them() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        l.handle(
+            0,
+            LEADER,
+            Message::InstanceDecided {
+                name: "x".into(),
+                value: vec![1],
+            },
+        );
+        let peer = RoleId::learner(2);
+        let mut empty = Learner::new(LearnerConfig { id: 2, ..config() }, LearnerState::default());
+        let digest = empty.tick(0);
+        assert_eq!(digest.send[0].to, RoleId::learner(1));
+        let answer = l.handle(0, peer, digest.send[0].message.clone());
+        assert_eq!(
+            answer.send[0].message,
+            Message::InstanceDecided {
+                name: "x".into(),
+                value: vec![1]
+            }
+        );
+        let learned = empty.handle(0, RoleId::learner(1), answer.send[0].message.clone());
+        assert_eq!(learned.deliver.len(), 1);
+        // Equal sets: nothing to send.
+        let (count, digest) = l.instance_digest();
+        assert!(
+            empty
+                .handle(
+                    0,
+                    RoleId::learner(1),
+                    Message::InstanceSync { count, digest }
+                )
+                .send
+                .is_empty()
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::types::{Ballot, Command, InstanceName, Slot, Value};
 use serde::{Deserialize, Serialize};
 
 /// One accepted log entry reported in a [`Message::Promise`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AcceptedEntry {
     /// The slot.
     pub slot: Slot,
@@ -19,7 +19,7 @@ pub struct AcceptedEntry {
 }
 
 /// A value accepted for a single-decree instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AcceptedRegister {
     /// The ballot the value was accepted in.
     pub ballot: Ballot,
@@ -28,7 +28,7 @@ pub struct AcceptedRegister {
 }
 
 /// Every message exchanged between role instances.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// Tag 0, proposer → acceptor: phase 1a for every slot `>= from_slot`.
     Prepare {
@@ -152,6 +152,14 @@ pub enum Message {
         /// The instance.
         name: InstanceName,
     },
+    /// Tag 16, learner → learner: anti-entropy for single-decree instances.
+    /// A peer whose digest differs answers with its decided instances.
+    InstanceSync {
+        /// How many instances the sender knows.
+        count: u64,
+        /// Order-independent digest of the sender's instance names.
+        digest: u64,
+    },
 }
 
 impl Message {
@@ -174,6 +182,7 @@ impl Message {
             Message::InstanceNack { .. } => "instance-nack",
             Message::InstanceDecided { .. } => "instance-decided",
             Message::InstanceLearned { .. } => "instance-learned",
+            Message::InstanceSync { .. } => "instance-sync",
         }
     }
 }
@@ -190,12 +199,18 @@ mod tests {
     fn wire_tags_are_pinned() {
         let ballot = Ballot::new(2, 1);
         assert_eq!(
-            encode(&Message::Prepare { ballot, from_slot: 5 }),
+            encode(&Message::Prepare {
+                ballot,
+                from_slot: 5
+            }),
             [0, 2, 1, 5]
         );
         assert_eq!(encode(&Message::Accepted { ballot, slot: 7 }), [3, 2, 1, 7]);
         assert_eq!(
-            encode(&Message::Decided { slot: 1, value: Value::Noop }),
+            encode(&Message::Decided {
+                slot: 1,
+                value: Value::Noop
+            }),
             [5, 1, 0]
         );
         assert_eq!(

@@ -54,7 +54,11 @@ pub struct Output<W> {
 
 impl<W> Default for Output<W> {
     fn default() -> Self {
-        Self { persist: Vec::new(), send: Vec::new(), deliver: Vec::new() }
+        Self {
+            persist: Vec::new(),
+            send: Vec::new(),
+            deliver: Vec::new(),
+        }
     }
 }
 

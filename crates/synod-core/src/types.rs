@@ -33,15 +33,24 @@ pub struct RoleId {
 impl RoleId {
     /// Proposer `index`.
     pub const fn proposer(index: u32) -> Self {
-        Self { role: Role::Proposer, index }
+        Self {
+            role: Role::Proposer,
+            index,
+        }
     }
     /// Acceptor `index`.
     pub const fn acceptor(index: u32) -> Self {
-        Self { role: Role::Acceptor, index }
+        Self {
+            role: Role::Acceptor,
+            index,
+        }
     }
     /// Learner `index`.
     pub const fn learner(index: u32) -> Self {
-        Self { role: Role::Learner, index }
+        Self {
+            role: Role::Learner,
+            index,
+        }
     }
 }
 
@@ -75,7 +84,10 @@ pub struct Ballot {
 impl Ballot {
     /// The ballot below every real ballot. Acceptors start promised to it;
     /// real ballots have `round >= 1`.
-    pub const ZERO: Ballot = Ballot { round: 0, proposer: 0 };
+    pub const ZERO: Ballot = Ballot {
+        round: 0,
+        proposer: 0,
+    };
 
     /// Ballot `round` owned by `proposer`.
     pub const fn new(round: u64, proposer: u32) -> Self {

@@ -1,1 +1,98 @@
-fn main() {}
+//! `synod-sim`: run many seeds and report safety violations and liveness
+//! failures, with the command that replays each failing seed.
+
+use clap::Parser;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use synod_sim::{SeedReport, SimOptions, run_seed};
+
+/// Deterministic simulation of Synod's Paxos core.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1000)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Acceptors forget their state on restart (negative control: must find violations).
+    #[arg(long)]
+    amnesia: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one line per seed.
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    let options = SimOptions {
+        amnesia: args.amnesia,
+        ..SimOptions::default()
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let reports = run_all(&args, &options, threads);
+
+    let mut safety = 0;
+    let mut liveness = 0;
+    for report in &reports {
+        if args.verbose {
+            println!(
+                "seed {}: {} events, {} commands, {:?}",
+                report.seed, report.events, report.commands, report.shape
+            );
+        }
+        let replay = replay_command(report.seed, args.amnesia);
+        if let Some((at, violation)) = &report.violation {
+            safety += 1;
+            println!(
+                "seed {}: at {at} ms: {violation}\n  replay: {replay}",
+                report.seed
+            );
+        } else if let Some(why) = &report.liveness_failure {
+            liveness += 1;
+            println!("seed {}: liveness: {why}\n  replay: {replay}", report.seed);
+        }
+    }
+    println!(
+        "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
+        reports.len()
+    );
+}
+
+/// Run every seed on `threads` workers; the reports come back in seed order.
+fn run_all(args: &Args, options: &SimOptions, threads: usize) -> Vec<SeedReport> {
+    let next = AtomicU64::new(args.start);
+    let end = args.start.saturating_add(args.seeds);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    tx.send(run_seed(seed, options)).expect("collector alive");
+                }
+            });
+        }
+        drop(tx);
+    });
+    let mut reports: Vec<SeedReport> = rx.into_iter().collect();
+    reports.sort_by_key(|r| r.seed);
+    reports
+}
+
+fn replay_command(seed: u64, amnesia: bool) -> String {
+    let flag = if amnesia { " --amnesia" } else { "" };
+    format!("cargo run --release -p synod-sim -- --seeds 1 --start {seed}{flag} --verbose")
+}

@@ -41,17 +41,43 @@ fn adopt_highest(promises: BTreeMap<u32, Vec<AcceptedEntry>>) -> BTreeMap<Slot, 
 impl Proposer {
     /// A majority promised: re-propose every reported value, fill holes with
     /// no-ops, then stream new commands.
-    pub(super) fn become_leader(&mut self, now: Millis, preparing: Preparing, out: &mut Output<ProposerWrite>) {
+    pub(super) fn become_leader(
+        &mut self,
+        now: Millis,
+        preparing: Preparing,
+        out: &mut Output<ProposerWrite>,
+    ) {
         let ballot = preparing.ballot;
         let adopted = adopt_highest(preparing.promises);
-        let end = adopted.last_key_value().map_or(preparing.from_slot, |(slot, _)| slot + 1);
+        let end = adopted
+            .last_key_value()
+            .map_or(preparing.from_slot, |(slot, _)| slot + 1);
         let mut in_flight = BTreeMap::new();
         for slot in preparing.from_slot..end {
             let value = adopted.get(&slot).map_or(Value::Noop, |(_, v)| v.clone());
-            out.broadcast(self.acceptor_ids(), &Message::Accept { ballot, slot, value: value.clone() });
-            in_flight.insert(slot, InFlight { value, accepted_by: BTreeSet::new(), last_sent: now });
+            out.broadcast(
+                self.acceptor_ids(),
+                &Message::Accept {
+                    ballot,
+                    slot,
+                    value: value.clone(),
+                },
+            );
+            in_flight.insert(
+                slot,
+                InFlight {
+                    value,
+                    accepted_by: BTreeSet::new(),
+                    last_sent: now,
+                },
+            );
         }
-        self.phase = Phase::Leading(Leading { ballot, next_slot: end, in_flight, next_heartbeat: now });
+        self.phase = Phase::Leading(Leading {
+            ballot,
+            next_slot: end,
+            in_flight,
+            next_heartbeat: now,
+        });
         self.leader = Some((self.config.id, ballot));
         self.tick_leader(now, out);
     }
@@ -65,17 +91,27 @@ impl Proposer {
         out: &mut Output<ProposerWrite>,
     ) {
         let quorum = self.config.quorum();
-        let Phase::Leading(leading) = &mut self.phase else { return };
+        let Phase::Leading(leading) = &mut self.phase else {
+            return;
+        };
         if leading.ballot != ballot {
             return;
         }
-        let Some(entry) = leading.in_flight.get_mut(&slot) else { return };
+        let Some(entry) = leading.in_flight.get_mut(&slot) else {
+            return;
+        };
         entry.accepted_by.insert(from.index);
         if entry.accepted_by.len() < quorum {
             return;
         }
         let value = leading.in_flight.remove(&slot).expect("present").value;
-        out.broadcast(self.learner_ids(), &Message::Decided { slot, value: value.clone() });
+        out.broadcast(
+            self.learner_ids(),
+            &Message::Decided {
+                slot,
+                value: value.clone(),
+            },
+        );
         self.record_decided(slot, value);
         self.propose_queued(now, out);
     }
@@ -93,17 +129,32 @@ impl Proposer {
     /// Fill the pipeline window with batches of queued commands.
     pub(super) fn propose_queued(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         loop {
-            let Phase::Leading(leading) = &self.phase else { return };
+            let Phase::Leading(leading) = &self.phase else {
+                return;
+            };
             if leading.in_flight.len() >= self.config.pipeline_window || self.queue.is_empty() {
                 return;
             }
             let batch = self.take_batch();
-            let Phase::Leading(leading) = &mut self.phase else { return };
+            let Phase::Leading(leading) = &mut self.phase else {
+                return;
+            };
             let slot = leading.next_slot;
             leading.next_slot += 1;
             let value = Value::Batch(batch);
-            let accept = Message::Accept { ballot: leading.ballot, slot, value: value.clone() };
-            leading.in_flight.insert(slot, InFlight { value, accepted_by: BTreeSet::new(), last_sent: now });
+            let accept = Message::Accept {
+                ballot: leading.ballot,
+                slot,
+                value: value.clone(),
+            };
+            leading.in_flight.insert(
+                slot,
+                InFlight {
+                    value,
+                    accepted_by: BTreeSet::new(),
+                    last_sent: now,
+                },
+            );
             out.broadcast(self.acceptor_ids(), &accept);
         }
     }
@@ -115,7 +166,8 @@ impl Proposer {
         let mut bytes = 0;
         while let Some(next) = self.queue.front() {
             let size = next.encoded_len();
-            let full = batch.len() >= self.config.batch_max_commands || bytes + size > self.config.batch_max_bytes;
+            let full = batch.len() >= self.config.batch_max_commands
+                || bytes + size > self.config.batch_max_bytes;
             if full && !batch.is_empty() {
                 break;
             }
@@ -130,19 +182,34 @@ impl Proposer {
         let retransmit = self.config.retransmit_interval;
         let first_unchosen = self.first_unchosen;
         let heartbeat_interval = self.config.heartbeat_interval;
-        let targets: Vec<RoleId> = self.other_proposer_ids().chain(self.learner_ids()).collect();
+        let targets: Vec<RoleId> = self
+            .other_proposer_ids()
+            .chain(self.learner_ids())
+            .collect();
         let acceptors: Vec<u32> = self.config.acceptors.clone();
-        let Phase::Leading(leading) = &mut self.phase else { return };
+        let Phase::Leading(leading) = &mut self.phase else {
+            return;
+        };
         if now >= leading.next_heartbeat {
             leading.next_heartbeat = now + heartbeat_interval;
-            out.broadcast(targets, &Message::Heartbeat { ballot: leading.ballot, decided_upto: first_unchosen });
+            out.broadcast(
+                targets,
+                &Message::Heartbeat {
+                    ballot: leading.ballot,
+                    decided_upto: first_unchosen,
+                },
+            );
         }
         for (slot, entry) in leading.in_flight.iter_mut() {
             if now < entry.last_sent + retransmit {
                 continue;
             }
             entry.last_sent = now;
-            let accept = Message::Accept { ballot: leading.ballot, slot: *slot, value: entry.value.clone() };
+            let accept = Message::Accept {
+                ballot: leading.ballot,
+                slot: *slot,
+                value: entry.value.clone(),
+            };
             for acceptor in acceptors.iter().filter(|a| !entry.accepted_by.contains(a)) {
                 out.send(RoleId::acceptor(*acceptor), accept.clone());
             }
@@ -153,7 +220,9 @@ impl Proposer {
     /// ends, so they are proposed (or forwarded) again. Learners drop a
     /// command that ends up decided twice.
     pub(super) fn requeue_in_flight(&mut self) {
-        let Phase::Leading(leading) = &mut self.phase else { return };
+        let Phase::Leading(leading) = &mut self.phase else {
+            return;
+        };
         let in_flight = std::mem::take(&mut leading.in_flight);
         for entry in in_flight.into_values().rev() {
             for command in entry.value.commands().iter().rev() {
@@ -175,10 +244,19 @@ impl Proposer {
         escalate: bool,
         out: &mut Output<ProposerWrite>,
     ) {
-        for (slot, value) in self.decided.range(from_slot..to_slot) {
-            out.send(from, Message::Decided { slot: *slot, value: value.clone() });
+        if to_slot <= from_slot {
+            return; // malformed or empty request
         }
-        let known_end = to_slot.min(self.first_unchosen);
+        for (slot, value) in self.decided.range(from_slot..to_slot) {
+            out.send(
+                from,
+                Message::Decided {
+                    slot: *slot,
+                    value: value.clone(),
+                },
+            );
+        }
+        let known_end = to_slot.min(self.first_unchosen).max(from_slot);
         let cached = self.decided.range(from_slot..known_end).count() as u64;
         let missing = cached < known_end.saturating_sub(from_slot);
         if escalate && missing && matches!(self.phase, Phase::Leading(_)) {

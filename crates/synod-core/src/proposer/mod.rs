@@ -203,7 +203,11 @@ impl Proposer {
 
     /// Client commands arrive: the leader proposes them, a follower forwards
     /// them to the leader it knows, or queues them until it knows one.
-    pub fn submit(&mut self, now: Millis, commands: Vec<Command>) -> Result<Output<ProposerWrite>, Busy> {
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        commands: Vec<Command>,
+    ) -> Result<Output<ProposerWrite>, Busy> {
         if self.queue.len() + commands.len() > self.config.queue_limit {
             return Err(Busy);
         }
@@ -224,25 +228,36 @@ impl Proposer {
     pub fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<ProposerWrite> {
         let mut out = Output::new();
         match message {
-            Message::Promise { ballot, accepted } => self.handle_promise(now, from, ballot, accepted, &mut out),
-            Message::Accepted { ballot, slot } => self.handle_accepted(now, from, ballot, slot, &mut out),
+            Message::Promise { ballot, accepted } => {
+                self.handle_promise(now, from, ballot, accepted, &mut out)
+            }
+            Message::Accepted { ballot, slot } => {
+                self.handle_accepted(now, from, ballot, slot, &mut out)
+            }
             Message::Nack { ballot, promised } => self.handle_nack(now, ballot, promised),
-            Message::Heartbeat { ballot, decided_upto } => {
-                self.handle_heartbeat(now, from, ballot, decided_upto, &mut out)
-            }
+            Message::Heartbeat {
+                ballot,
+                decided_upto,
+            } => self.handle_heartbeat(now, from, ballot, decided_upto, &mut out),
             Message::Forward { commands } => self.handle_forward(now, from, commands, &mut out),
-            Message::CatchUp { from_slot, to_slot, escalate } => {
-                self.handle_catch_up(now, from, from_slot, to_slot, escalate, &mut out)
-            }
-            Message::InstancePromise { name, ballot, accepted } => {
-                self.handle_instance_promise(now, from, name, ballot, accepted, &mut out)
-            }
+            Message::CatchUp {
+                from_slot,
+                to_slot,
+                escalate,
+            } => self.handle_catch_up(now, from, from_slot, to_slot, escalate, &mut out),
+            Message::InstancePromise {
+                name,
+                ballot,
+                accepted,
+            } => self.handle_instance_promise(now, from, name, ballot, accepted, &mut out),
             Message::InstanceAccepted { name, ballot } => {
                 self.handle_instance_accepted(now, from, name, ballot, &mut out)
             }
-            Message::InstanceNack { name, ballot, promised } => {
-                self.handle_instance_nack(now, name, ballot, promised)
-            }
+            Message::InstanceNack {
+                name,
+                ballot,
+                promised,
+            } => self.handle_instance_nack(now, name, ballot, promised),
             Message::InstanceLearned { name } => self.handle_instance_learned(from, name),
             _ => {}
         }
@@ -280,18 +295,28 @@ impl Proposer {
     fn start_phase1(&mut self, now: Millis, from_slot: Slot, out: &mut Output<ProposerWrite>) {
         self.requeue_in_flight();
         let ballot = self.next_ballot(out);
-        self.phase = Phase::Preparing(Preparing { ballot, from_slot, promises: BTreeMap::new(), last_sent: now });
+        self.phase = Phase::Preparing(Preparing {
+            ballot,
+            from_slot,
+            promises: BTreeMap::new(),
+            last_sent: now,
+        });
         self.leader = None;
         out.broadcast(self.acceptor_ids(), &Message::Prepare { ballot, from_slot });
     }
 
     fn retransmit_prepare(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
-        let Phase::Preparing(preparing) = &mut self.phase else { return };
+        let Phase::Preparing(preparing) = &mut self.phase else {
+            return;
+        };
         if now < preparing.last_sent + self.config.retransmit_interval {
             return;
         }
         preparing.last_sent = now;
-        let message = Message::Prepare { ballot: preparing.ballot, from_slot: preparing.from_slot };
+        let message = Message::Prepare {
+            ballot: preparing.ballot,
+            from_slot: preparing.from_slot,
+        };
         for acceptor in &self.config.acceptors {
             if !preparing.promises.contains_key(acceptor) {
                 out.send(RoleId::acceptor(*acceptor), message.clone());
@@ -307,13 +332,16 @@ impl Proposer {
         accepted: Vec<AcceptedEntry>,
         out: &mut Output<ProposerWrite>,
     ) {
-        let Phase::Preparing(preparing) = &mut self.phase else { return };
+        let Phase::Preparing(preparing) = &mut self.phase else {
+            return;
+        };
         if preparing.ballot != ballot {
             return;
         }
         preparing.promises.insert(from.index, accepted);
         if preparing.promises.len() >= self.config.quorum() {
-            let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower) else {
+            let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower)
+            else {
                 unreachable!()
             };
             self.become_leader(now, preparing, out);
@@ -370,12 +398,17 @@ impl Proposer {
     }
 
     fn reset_election_timer(&mut self, now: Millis) {
-        let wait = self.rng.between(self.config.election_timeout_min, self.config.election_timeout_max);
+        let wait = self.rng.between(
+            self.config.election_timeout_min,
+            self.config.election_timeout_max,
+        );
         self.election_deadline = now + wait;
     }
 
     fn forward_queue(&mut self, out: &mut Output<ProposerWrite>) {
-        let Some((leader, _)) = self.leader else { return };
+        let Some((leader, _)) = self.leader else {
+            return;
+        };
         if self.queue.is_empty() || leader == self.config.id {
             return;
         }
@@ -383,7 +416,13 @@ impl Proposer {
         out.send(RoleId::proposer(leader), Message::Forward { commands });
     }
 
-    fn handle_forward(&mut self, now: Millis, from: RoleId, commands: Vec<Command>, out: &mut Output<ProposerWrite>) {
+    fn handle_forward(
+        &mut self,
+        now: Millis,
+        from: RoleId,
+        commands: Vec<Command>,
+        out: &mut Output<ProposerWrite>,
+    ) {
         // A proposer that the sender took for the leader: pass the commands on
         // once, or keep them if the sender is who we take for the leader.
         let bounce = matches!(self.phase, Phase::Follower)
@@ -409,7 +448,11 @@ impl Proposer {
 
     fn other_proposer_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
         let me = self.config.id;
-        self.config.proposers.iter().filter(move |p| **p != me).map(|p| RoleId::proposer(*p))
+        self.config
+            .proposers
+            .iter()
+            .filter(move |p| **p != me)
+            .map(|p| RoleId::proposer(*p))
     }
 }
 

@@ -25,21 +25,39 @@ pub(super) struct Register {
 
 #[derive(Clone, Debug)]
 enum Stage {
-    Preparing { promises: BTreeMap<u32, Option<AcceptedRegister>> },
-    Accepting { value: Vec<u8>, accepted_by: BTreeSet<u32> },
+    Preparing {
+        promises: BTreeMap<u32, Option<AcceptedRegister>>,
+    },
+    Accepting {
+        value: Vec<u8>,
+        accepted_by: BTreeSet<u32>,
+    },
     Backoff,
-    Announcing { value: Vec<u8>, learned_by: BTreeSet<u32> },
+    Announcing {
+        value: Vec<u8>,
+        learned_by: BTreeSet<u32>,
+    },
 }
 
 impl Proposer {
     /// Propose `value` for instance `name`. The instance decides exactly one
     /// of the values proposed for it; learners deliver that value.
-    pub fn propose_instance(&mut self, now: Millis, name: InstanceName, value: Vec<u8>) -> Output<ProposerWrite> {
+    pub fn propose_instance(
+        &mut self,
+        now: Millis,
+        name: InstanceName,
+        value: Vec<u8>,
+    ) -> Output<ProposerWrite> {
         let mut out = Output::new();
         if self.registers.contains_key(&name) {
             return out; // already driving this instance
         }
-        let register = Register { proposal: value, ballot: Ballot::ZERO, stage: Stage::Backoff, retry_at: now };
+        let register = Register {
+            proposal: value,
+            ballot: Ballot::ZERO,
+            stage: Stage::Backoff,
+            retry_at: now,
+        };
         self.registers.insert(name.clone(), register);
         self.restart_register(now, &name, &mut out);
         out
@@ -49,11 +67,18 @@ impl Proposer {
     fn restart_register(&mut self, now: Millis, name: &str, out: &mut Output<ProposerWrite>) {
         let ballot = self.next_ballot(out);
         let timeout = self.register_timeout();
-        let Some(register) = self.registers.get_mut(name) else { return };
+        let Some(register) = self.registers.get_mut(name) else {
+            return;
+        };
         register.ballot = ballot;
-        register.stage = Stage::Preparing { promises: BTreeMap::new() };
+        register.stage = Stage::Preparing {
+            promises: BTreeMap::new(),
+        };
         register.retry_at = now + timeout;
-        let prepare = Message::InstancePrepare { name: name.to_owned(), ballot };
+        let prepare = Message::InstancePrepare {
+            name: name.to_owned(),
+            ballot,
+        };
         out.broadcast(self.acceptor_ids(), &prepare);
     }
 
@@ -72,8 +97,12 @@ impl Proposer {
         out: &mut Output<ProposerWrite>,
     ) {
         let quorum = self.config.quorum();
-        let Some(register) = self.registers.get_mut(&name) else { return };
-        let Stage::Preparing { promises } = &mut register.stage else { return };
+        let Some(register) = self.registers.get_mut(&name) else {
+            return;
+        };
+        let Stage::Preparing { promises } = &mut register.stage else {
+            return;
+        };
         if register.ballot != ballot {
             return;
         }
@@ -83,9 +112,16 @@ impl Proposer {
         }
         let highest = promises.values().flatten().max_by_key(|a| a.ballot);
         let value = highest.map_or_else(|| register.proposal.clone(), |a| a.value.clone());
-        register.stage = Stage::Accepting { value: value.clone(), accepted_by: BTreeSet::new() };
+        register.stage = Stage::Accepting {
+            value: value.clone(),
+            accepted_by: BTreeSet::new(),
+        };
         register.retry_at = now + 3 * self.config.retransmit_interval;
-        let accept = Message::InstanceAccept { name, ballot, value };
+        let accept = Message::InstanceAccept {
+            name,
+            ballot,
+            value,
+        };
         out.broadcast(self.acceptor_ids(), &accept);
     }
 
@@ -98,8 +134,12 @@ impl Proposer {
         out: &mut Output<ProposerWrite>,
     ) {
         let quorum = self.config.quorum();
-        let Some(register) = self.registers.get_mut(&name) else { return };
-        let Stage::Accepting { value, accepted_by } = &mut register.stage else { return };
+        let Some(register) = self.registers.get_mut(&name) else {
+            return;
+        };
+        let Stage::Accepting { value, accepted_by } = &mut register.stage else {
+            return;
+        };
         if register.ballot != ballot {
             return;
         }
@@ -108,16 +148,33 @@ impl Proposer {
             return;
         }
         let value = std::mem::take(value);
-        register.stage = Stage::Announcing { value: value.clone(), learned_by: BTreeSet::new() };
+        register.stage = Stage::Announcing {
+            value: value.clone(),
+            learned_by: BTreeSet::new(),
+        };
         register.retry_at = now + self.config.retransmit_interval;
-        out.broadcast(self.learner_ids(), &Message::InstanceDecided { name, value });
+        out.broadcast(
+            self.learner_ids(),
+            &Message::InstanceDecided { name, value },
+        );
     }
 
-    pub(super) fn handle_instance_nack(&mut self, now: Millis, name: InstanceName, ballot: Ballot, promised: Ballot) {
+    pub(super) fn handle_instance_nack(
+        &mut self,
+        now: Millis,
+        name: InstanceName,
+        ballot: Ballot,
+        promised: Ballot,
+    ) {
         self.highest_seen = self.highest_seen.max(promised);
         let backoff = self.rng.between(1, self.config.backoff_max);
-        let Some(register) = self.registers.get_mut(&name) else { return };
-        let active = matches!(register.stage, Stage::Preparing { .. } | Stage::Accepting { .. });
+        let Some(register) = self.registers.get_mut(&name) else {
+            return;
+        };
+        let active = matches!(
+            register.stage,
+            Stage::Preparing { .. } | Stage::Accepting { .. }
+        );
         if active && register.ballot == ballot {
             register.stage = Stage::Backoff;
             register.retry_at = now + backoff;
@@ -126,8 +183,12 @@ impl Proposer {
 
     pub(super) fn handle_instance_learned(&mut self, from: RoleId, name: InstanceName) {
         let learners = self.config.learners.len();
-        let Some(register) = self.registers.get_mut(&name) else { return };
-        let Stage::Announcing { learned_by, .. } = &mut register.stage else { return };
+        let Some(register) = self.registers.get_mut(&name) else {
+            return;
+        };
+        let Stage::Announcing { learned_by, .. } = &mut register.stage else {
+            return;
+        };
         learned_by.insert(from.index);
         if learned_by.len() >= learners {
             self.registers.remove(&name);
@@ -137,13 +198,20 @@ impl Proposer {
     /// Retry stalled instances with a new ballot; resend announcements that
     /// some learner has not acknowledged.
     pub(super) fn tick_registers(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
-        let due: Vec<InstanceName> =
-            self.registers.iter().filter(|(_, r)| now >= r.retry_at).map(|(n, _)| n.clone()).collect();
+        let due: Vec<InstanceName> = self
+            .registers
+            .iter()
+            .filter(|(_, r)| now >= r.retry_at)
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in due {
             let register = self.registers.get_mut(&name).expect("listed above");
             if let Stage::Announcing { value, learned_by } = &register.stage {
                 register.retry_at = now + self.config.retransmit_interval;
-                let decided = Message::InstanceDecided { name: name.clone(), value: value.clone() };
+                let decided = Message::InstanceDecided {
+                    name: name.clone(),
+                    value: value.clone(),
+                };
                 let pending: Vec<RoleId> = self
                     .config
                     .learners

@@ -1,0 +1,535 @@
+use super::*;
+use crate::message::AcceptedRegister;
+use crate::types::CommandId;
+use std::collections::BTreeSet;
+
+const ME: u32 = 1;
+
+fn config() -> ProposerConfig {
+    let mut c = ProposerConfig::new(ME, vec![1, 2], vec![1, 2, 3], vec![1]);
+    c.pipeline_window = 2;
+    c.batch_max_commands = 2;
+    c
+}
+
+fn command(client: u64) -> Command {
+    Command {
+        id: CommandId { client, seq: 1 },
+        payload: vec![0; 8],
+    }
+}
+
+fn follower() -> Proposer {
+    Proposer::new(config(), ProposerState::default(), 0)
+}
+
+fn messages(out: &Output<ProposerWrite>) -> Vec<(RoleId, Message)> {
+    out.send.iter().map(|o| (o.to, o.message.clone())).collect()
+}
+
+/// Run an election to completion: time out, then promises from acceptors 1 and 2.
+fn leader() -> (Proposer, Ballot) {
+    let mut p = follower();
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!("no prepare")
+    };
+    for a in [1, 2] {
+        p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+            },
+        );
+    }
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    (p, ballot)
+}
+
+#[test]
+fn election_timeout_persists_round_before_prepare() {
+    let mut p = follower();
+    assert!(p.tick(10).is_empty(), "no election before the timeout");
+    let out = p.tick(1_000);
+    assert_eq!(out.persist, vec![ProposerWrite::Round(1)]);
+    let ballot = Ballot::new(1, ME);
+    let prepares: Vec<_> = messages(&out).into_iter().map(|(to, _)| to).collect();
+    assert_eq!(
+        prepares,
+        vec![
+            RoleId::acceptor(1),
+            RoleId::acceptor(2),
+            RoleId::acceptor(3)
+        ]
+    );
+    assert_eq!(
+        out.send[0].message,
+        Message::Prepare {
+            ballot,
+            from_slot: 0
+        }
+    );
+}
+
+#[test]
+fn restarted_proposer_never_reuses_a_round() {
+    let mut p = Proposer::new(config(), ProposerState { max_round: 41 }, 0);
+    let out = p.tick(1_000);
+    assert_eq!(out.persist, vec![ProposerWrite::Round(42)]);
+}
+
+#[test]
+fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
+    let mut p = follower();
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!()
+    };
+    let old = Value::Batch(vec![command(1)]);
+    let newer = Value::Batch(vec![command(2)]);
+    let entry = |slot, round, value: &Value| AcceptedEntry {
+        slot,
+        ballot: Ballot::new(round, 2),
+        value: value.clone(),
+    };
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Promise {
+            ballot,
+            accepted: vec![entry(0, 1, &old), entry(2, 1, &old)],
+        },
+    );
+    let out = p.handle(
+        1_000,
+        RoleId::acceptor(2),
+        Message::Promise {
+            ballot,
+            accepted: vec![entry(0, 3, &newer)],
+        },
+    );
+    let accepts: Vec<(Slot, Value)> = out
+        .send
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::Accept { slot, value, .. } if o.to == RoleId::acceptor(1) => {
+                Some((*slot, value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepts, vec![(0, newer), (1, Value::Noop), (2, old)]);
+}
+
+#[test]
+fn leader_batches_commands_within_the_pipeline_window() {
+    let (mut p, ballot) = leader();
+    let out = p.submit(1_000, (0..5).map(command).collect()).unwrap();
+    let slots: BTreeSet<Slot> = out
+        .send
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::Accept { slot, value, .. } => {
+                assert_eq!(value.commands().len(), 2, "batch_max_commands");
+                Some(*slot)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slots, BTreeSet::from([0, 1]), "window of 2");
+    // A majority of Accepted decides slot 0 and frees a window place.
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Accepted { ballot, slot: 0 },
+    );
+    let out = p.handle(
+        1_000,
+        RoleId::acceptor(3),
+        Message::Accepted { ballot, slot: 0 },
+    );
+    let decided = Message::Decided {
+        slot: 0,
+        value: Value::Batch(vec![command(0), command(1)]),
+    };
+    assert!(messages(&out).contains(&(RoleId::learner(1), decided)));
+    assert!(
+        out.send
+            .iter()
+            .any(|o| matches!(o.message, Message::Accept { slot: 2, .. }))
+    );
+    assert_eq!(p.first_unchosen(), 1);
+}
+
+#[test]
+fn byte_limit_caps_a_batch_but_one_large_command_still_goes() {
+    let mut c = config();
+    c.batch_max_bytes = 10;
+    c.batch_max_commands = 100;
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!()
+    };
+    for a in [1, 2] {
+        p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+            },
+        );
+    }
+    let out = p.submit(1_000, vec![command(1), command(2)]).unwrap();
+    let sizes: Vec<usize> = out
+        .send
+        .iter()
+        .filter(|o| o.to == RoleId::acceptor(1))
+        .filter_map(|o| match &o.message {
+            Message::Accept { value, .. } => Some(value.commands().len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![1, 1]);
+}
+
+#[test]
+fn accepted_from_an_old_ballot_does_not_count() {
+    let (mut p, ballot) = leader();
+    p.submit(1_000, vec![command(1)]).unwrap();
+    let stale = Ballot::new(ballot.round - 1, 2);
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Accepted {
+            ballot: stale,
+            slot: 0,
+        },
+    );
+    let out = p.handle(
+        1_000,
+        RoleId::acceptor(2),
+        Message::Accepted {
+            ballot: stale,
+            slot: 0,
+        },
+    );
+    assert!(out.send.is_empty());
+    assert_eq!(p.first_unchosen(), 0);
+}
+
+#[test]
+fn nack_aborts_the_ballot_and_the_retry_uses_a_higher_round() {
+    let (mut p, ballot) = leader();
+    let promised = Ballot::new(7, 2);
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Nack { ballot, promised },
+    );
+    assert_eq!(p.leading_ballot(), None);
+    let mut retry = None;
+    for now in 1_001..2_000 {
+        let out = p.tick(now);
+        if let Some(Message::Prepare { ballot, .. }) = out.send.first().map(|o| &o.message) {
+            retry = Some(*ballot);
+            break;
+        }
+    }
+    assert_eq!(retry, Some(Ballot::new(8, ME)));
+}
+
+#[test]
+fn stale_nack_is_ignored() {
+    let (mut p, ballot) = leader();
+    let older = Ballot::new(ballot.round - 1, ME);
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Nack {
+            ballot: older,
+            promised: Ballot::new(9, 2),
+        },
+    );
+    assert_eq!(p.leading_ballot(), Some(ballot));
+}
+
+#[test]
+fn leader_heartbeats_and_followers_stay_quiet() {
+    let (mut p, ballot) = leader();
+    let out = p.tick(1_100);
+    assert!(messages(&out).contains(&(
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot,
+            decided_upto: 0
+        }
+    )));
+
+    let mut f = Proposer::new(
+        ProposerConfig::new(2, vec![1, 2], vec![1, 2, 3], vec![1]),
+        ProposerState::default(),
+        0,
+    );
+    for now in (0..3_000).step_by(50) {
+        f.handle(
+            now,
+            RoleId::proposer(1),
+            Message::Heartbeat {
+                ballot,
+                decided_upto: 0,
+            },
+        );
+        assert!(
+            f.tick(now).is_empty(),
+            "a follower hearing heartbeats never campaigns"
+        );
+    }
+    assert_eq!(f.known_leader(), Some(1));
+}
+
+#[test]
+fn follower_forwards_commands_to_the_leader() {
+    let mut f = follower();
+    f.handle(
+        0,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::new(3, 2),
+            decided_upto: 0,
+        },
+    );
+    let out = f.submit(0, vec![command(1)]).unwrap();
+    assert_eq!(
+        messages(&out),
+        vec![(
+            RoleId::proposer(2),
+            Message::Forward {
+                commands: vec![command(1)]
+            }
+        )]
+    );
+}
+
+#[test]
+fn commands_queued_without_a_leader_are_forwarded_once_one_is_known() {
+    let mut f = follower();
+    assert!(f.submit(0, vec![command(1)]).unwrap().send.is_empty());
+    let out = f.handle(
+        0,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::new(3, 2),
+            decided_upto: 0,
+        },
+    );
+    assert_eq!(
+        messages(&out),
+        vec![(
+            RoleId::proposer(2),
+            Message::Forward {
+                commands: vec![command(1)]
+            }
+        )]
+    );
+}
+
+#[test]
+fn full_queue_answers_busy() {
+    let mut c = config();
+    c.queue_limit = 1;
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    assert!(p.submit(0, vec![command(1)]).is_ok());
+    assert_eq!(p.submit(0, vec![command(2)]), Err(Busy));
+}
+
+#[test]
+fn unanswered_accepts_are_retransmitted() {
+    let (mut p, ballot) = leader();
+    p.submit(1_000, vec![command(1)]).unwrap();
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Accepted { ballot, slot: 0 },
+    );
+    let out = p.tick(1_000 + p.config.retransmit_interval);
+    let resent: Vec<RoleId> = out
+        .send
+        .iter()
+        .filter(|o| matches!(o.message, Message::Accept { .. }))
+        .map(|o| o.to)
+        .collect();
+    assert_eq!(resent, vec![RoleId::acceptor(2), RoleId::acceptor(3)]);
+}
+
+#[test]
+fn escalated_catch_up_for_an_unknown_slot_reruns_phase_one_from_it() {
+    let mut p = follower();
+    // A heartbeat says slots below 5 are decided, but this proposer holds none.
+    p.handle(
+        0,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::new(1, 2),
+            decided_upto: 5,
+        },
+    );
+    let out = p.tick(10_000);
+    let Message::Prepare { ballot, from_slot } = out.send[0].message else {
+        panic!()
+    };
+    assert_eq!(from_slot, 5);
+    for a in [1, 2] {
+        p.handle(
+            10_000,
+            RoleId::acceptor(a),
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+            },
+        );
+    }
+    let learner = RoleId::learner(1);
+    let plain = p.handle(
+        10_000,
+        learner,
+        Message::CatchUp {
+            from_slot: 2,
+            to_slot: 5,
+            escalate: false,
+        },
+    );
+    assert!(plain.send.is_empty());
+    let out = p.handle(
+        10_000,
+        learner,
+        Message::CatchUp {
+            from_slot: 2,
+            to_slot: 5,
+            escalate: true,
+        },
+    );
+    assert!(
+        out.send
+            .iter()
+            .all(|o| matches!(o.message, Message::Prepare { from_slot: 2, .. }))
+    );
+    assert_eq!(out.persist.len(), 1);
+}
+
+#[test]
+fn single_decree_adopts_an_accepted_value_over_its_own() {
+    let mut p = follower();
+    let out = p.propose_instance(0, "leader".into(), b"mine".to_vec());
+    assert_eq!(out.persist, vec![ProposerWrite::Round(1)]);
+    let ballot = Ballot::new(1, ME);
+    let theirs = AcceptedRegister {
+        ballot: Ballot::new(0, 2),
+        value: b"theirs".to_vec(),
+    };
+    p.handle(
+        0,
+        RoleId::acceptor(1),
+        Message::InstancePromise {
+            name: "leader".into(),
+            ballot,
+            accepted: Some(theirs),
+        },
+    );
+    let out = p.handle(
+        0,
+        RoleId::acceptor(2),
+        Message::InstancePromise {
+            name: "leader".into(),
+            ballot,
+            accepted: None,
+        },
+    );
+    assert_eq!(
+        out.send[0].message,
+        Message::InstanceAccept {
+            name: "leader".into(),
+            ballot,
+            value: b"theirs".to_vec()
+        }
+    );
+    p.handle(
+        0,
+        RoleId::acceptor(1),
+        Message::InstanceAccepted {
+            name: "leader".into(),
+            ballot,
+        },
+    );
+    let out = p.handle(
+        0,
+        RoleId::acceptor(3),
+        Message::InstanceAccepted {
+            name: "leader".into(),
+            ballot,
+        },
+    );
+    assert_eq!(
+        messages(&out),
+        vec![(
+            RoleId::learner(1),
+            Message::InstanceDecided {
+                name: "leader".into(),
+                value: b"theirs".to_vec()
+            }
+        )]
+    );
+    // Announced until the learner acknowledges.
+    assert_eq!(p.tick(200).send.len(), 1);
+    p.handle(
+        200,
+        RoleId::learner(1),
+        Message::InstanceLearned {
+            name: "leader".into(),
+        },
+    );
+    assert!(
+        p.tick(1_000)
+            .send
+            .iter()
+            .all(|o| !matches!(o.message, Message::InstanceDecided { .. }))
+    );
+}
+
+#[test]
+fn single_decree_nack_backs_off_then_retries_higher() {
+    let mut p = follower();
+    p.propose_instance(0, "x".into(), vec![1]);
+    let promised = Ballot::new(5, 2);
+    p.handle(
+        0,
+        RoleId::acceptor(1),
+        Message::InstanceNack {
+            name: "x".into(),
+            ballot: Ballot::new(1, ME),
+            promised,
+        },
+    );
+    let mut retried = None;
+    for now in 1..500 {
+        let out = p.tick(now);
+        if let Some(o) = out
+            .send
+            .iter()
+            .find(|o| matches!(o.message, Message::InstancePrepare { .. }))
+        {
+            retried = Some(o.message.clone());
+            break;
+        }
+    }
+    assert_eq!(
+        retried,
+        Some(Message::InstancePrepare {
+            name: "x".into(),
+            ballot: Ballot::new(6, ME)
+        })
+    );
+}

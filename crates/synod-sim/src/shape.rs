@@ -1,0 +1,46 @@
+//! What one seed decides before the first event: the cluster and the
+//! weather.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use synod_core::Millis;
+
+/// The cluster shape and fault rates of one seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// 1–3 proposers.
+    pub proposers: u32,
+    /// 3 or 5 acceptors.
+    pub acceptors: u32,
+    /// 1–3 learners.
+    pub learners: u32,
+    /// Message loss while faults are on: 0–30 %.
+    pub loss: f64,
+    /// Message duplication: 0–50 %.
+    pub duplication: f64,
+    /// Largest ordinary one-way delay.
+    pub max_delay: Millis,
+    /// Clients, each with one command in flight at a time.
+    pub clients: u64,
+    /// Single-decree instances, each with competing proposals.
+    pub instances: usize,
+    /// Mean time between faults (crashes, partitions).
+    pub fault_every: Millis,
+}
+
+impl Shape {
+    /// Draw a shape.
+    pub fn random(rng: &mut ChaCha8Rng) -> Self {
+        Self {
+            proposers: rng.random_range(1..=3),
+            acceptors: if rng.random_bool(0.5) { 3 } else { 5 },
+            learners: rng.random_range(1..=3),
+            loss: rng.random_range(0.0..=0.30),
+            duplication: rng.random_range(0.0..=0.50),
+            max_delay: rng.random_range(2..=40),
+            clients: rng.random_range(1..=8),
+            instances: rng.random_range(0..=3),
+            fault_every: rng.random_range(100..=800),
+        }
+    }
+}

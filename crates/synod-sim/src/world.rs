@@ -1,0 +1,772 @@
+//! The discrete-event world: nodes, clients, the network and the fault
+//! schedule, driven by one seeded generator and one event queue.
+//!
+//! Every event is hashed into a trace hash, so two runs of a seed can be
+//! compared bit for bit.
+
+use crate::checkers::{Agreement, Integrity, PromiseOrder, Validity, Violation};
+use crate::network::{Network, Partition};
+use crate::shape::Shape;
+use rand::seq::IteratorRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use synod_core::{
+    Acceptor, AcceptorState, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerState,
+    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, ProposerState, Role, RoleId,
+};
+
+/// How a run is set up beyond what the seed draws.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Acceptors forget everything on restart (the negative control).
+    pub amnesia: bool,
+    /// How long faults go on.
+    pub fault_duration: Millis,
+    /// Simulated time the cluster gets, after healing, to decide every
+    /// command and bring every learner level.
+    pub liveness_bound: Millis,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            amnesia: false,
+            fault_duration: 10_000,
+            liveness_bound: 30_000,
+        }
+    }
+}
+
+/// What happened to one seed.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// The cluster and fault rates it drew.
+    pub shape: Shape,
+    /// The first safety violation, with the simulated time it happened.
+    pub violation: Option<(Millis, Violation)>,
+    /// Why liveness failed, if it did.
+    pub liveness_failure: Option<String>,
+    /// Hash of every event processed, in order.
+    pub trace_hash: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Commands submitted by clients.
+    pub commands: usize,
+}
+
+const TICK: Millis = 10;
+const CLIENT_RETRY: Millis = 400;
+const DONE_CHECK: Millis = 50;
+
+#[derive(Clone, Debug, Hash)]
+enum Event {
+    Deliver {
+        from: RoleId,
+        to: RoleId,
+        message: Message,
+    },
+    Tick {
+        node: RoleId,
+        incarnation: u64,
+    },
+    ClientSend {
+        client: u64,
+    },
+    ClientRetry {
+        client: u64,
+        seq: u64,
+    },
+    Instance {
+        name: String,
+        value: Vec<u8>,
+    },
+    Chaos,
+    Restart(RoleId),
+    Mend(u64),
+    Heal,
+    CheckDone,
+}
+
+struct Replica<R, S> {
+    live: Option<R>,
+    durable: S,
+}
+
+#[derive(Default)]
+struct Client {
+    /// Sequence number of the command in flight (0: none yet).
+    seq: u64,
+    answered: bool,
+}
+
+struct Checkers {
+    validity: Validity,
+    agreement: Agreement,
+    integrity: Integrity,
+    promises: PromiseOrder,
+}
+
+/// Run one seed to completion.
+pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
+    World::new(seed, options.clone()).run()
+}
+
+struct World {
+    seed: u64,
+    options: SimOptions,
+    shape: Shape,
+    rng: ChaCha8Rng,
+    now: Millis,
+    next_id: u64,
+    queue: BTreeMap<(Millis, u64), Event>,
+    network: Network,
+    proposers: BTreeMap<u32, Replica<Proposer, ProposerState>>,
+    acceptors: BTreeMap<u32, Replica<Acceptor, AcceptorState>>,
+    learners: BTreeMap<u32, Replica<Learner, LearnerState>>,
+    incarnations: BTreeMap<RoleId, u64>,
+    stay_down: BTreeSet<RoleId>,
+    clients: BTreeMap<u64, Client>,
+    submitted: BTreeSet<CommandId>,
+    /// Commands each learner's current incarnation delivered.
+    learned_commands: BTreeMap<u32, BTreeSet<CommandId>>,
+    learned_instances: BTreeMap<u32, BTreeSet<String>>,
+    instance_names: BTreeSet<String>,
+    checkers: Checkers,
+    violation: Option<(Millis, Violation)>,
+    healed_at: Option<Millis>,
+    done: bool,
+    trace: DefaultHasher,
+    events: u64,
+}
+
+impl World {
+    fn new(seed: u64, options: SimOptions) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let shape = Shape::random(&mut rng);
+        let network = Network::new(shape.loss, shape.duplication, shape.max_delay);
+        let mut world = Self {
+            seed,
+            options,
+            rng,
+            now: 0,
+            next_id: 0,
+            queue: BTreeMap::new(),
+            network,
+            proposers: BTreeMap::new(),
+            acceptors: BTreeMap::new(),
+            learners: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            stay_down: BTreeSet::new(),
+            clients: BTreeMap::new(),
+            submitted: BTreeSet::new(),
+            learned_commands: BTreeMap::new(),
+            learned_instances: BTreeMap::new(),
+            instance_names: BTreeSet::new(),
+            checkers: Checkers {
+                validity: Validity::default(),
+                agreement: Agreement::default(),
+                integrity: Integrity::default(),
+                promises: PromiseOrder::default(),
+            },
+            violation: None,
+            healed_at: None,
+            done: false,
+            trace: DefaultHasher::new(),
+            events: 0,
+            shape,
+        };
+        world.populate();
+        world
+    }
+
+    fn populate(&mut self) {
+        for id in 1..=self.shape.proposers {
+            self.proposers.insert(
+                id,
+                Replica {
+                    live: None,
+                    durable: ProposerState::default(),
+                },
+            );
+            self.start(RoleId::proposer(id));
+        }
+        for id in 1..=self.shape.acceptors {
+            self.acceptors.insert(
+                id,
+                Replica {
+                    live: None,
+                    durable: AcceptorState::default(),
+                },
+            );
+            self.start(RoleId::acceptor(id));
+        }
+        for id in 1..=self.shape.learners {
+            self.learners.insert(
+                id,
+                Replica {
+                    live: None,
+                    durable: LearnerState::default(),
+                },
+            );
+            self.start(RoleId::learner(id));
+        }
+        let fault_end = self.options.fault_duration;
+        for client in 1..=self.shape.clients {
+            self.clients.insert(client, Client::default());
+            let at = self.rng.random_range(0..fault_end / 2);
+            self.schedule(at, Event::ClientSend { client });
+        }
+        for index in 0..self.shape.instances {
+            let name = format!("register-{index}");
+            self.instance_names.insert(name.clone());
+            for proposal in 0..self.rng.random_range(2..=3) {
+                let value = format!("{name}/proposal-{proposal}").into_bytes();
+                self.checkers.validity.proposed_instance(&name, &value);
+                let at = self.rng.random_range(0..fault_end);
+                self.schedule(
+                    at,
+                    Event::Instance {
+                        name: name.clone(),
+                        value,
+                    },
+                );
+            }
+        }
+        let first_fault = self.rng.random_range(0..=self.shape.fault_every);
+        self.schedule(first_fault, Event::Chaos);
+        self.schedule(fault_end, Event::Heal);
+    }
+
+    fn run(mut self) -> SeedReport {
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = at;
+            self.events += 1;
+            (at, &event).hash(&mut self.trace);
+            self.step(event);
+            if self.violation.is_some() || self.done {
+                break;
+            }
+            let deadline = self.healed_at.map(|h| h + self.options.liveness_bound);
+            if deadline.is_some_and(|d| self.now > d) {
+                break;
+            }
+        }
+        let liveness_failure =
+            (self.violation.is_none() && !self.done).then(|| self.liveness_report());
+        SeedReport {
+            seed: self.seed,
+            shape: self.shape.clone(),
+            violation: self.violation.take(),
+            liveness_failure,
+            trace_hash: self.trace.finish(),
+            events: self.events,
+            commands: self.submitted.len(),
+        }
+    }
+
+    fn schedule(&mut self, at: Millis, event: Event) {
+        self.next_id += 1;
+        self.queue.insert((at, self.next_id), event);
+    }
+
+    fn step(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, message } => self.deliver(from, to, message),
+            Event::Tick { node, incarnation } => self.tick(node, incarnation),
+            Event::ClientSend { client } => self.client_send(client),
+            Event::ClientRetry { client, seq } => self.client_retry(client, seq),
+            Event::Instance { name, value } => self.propose_instance(name, value),
+            Event::Chaos => self.chaos(),
+            Event::Restart(node) => {
+                if !self.stay_down.contains(&node) {
+                    self.start(node);
+                }
+            }
+            Event::Mend(id) => self.network.mend(id),
+            Event::Heal => self.heal(),
+            Event::CheckDone => {
+                self.done = self.all_done();
+                self.schedule(self.now + DONE_CHECK, Event::CheckDone);
+            }
+        }
+    }
+
+    // ---- nodes ------------------------------------------------------------
+
+    fn is_live(&self, node: RoleId) -> bool {
+        match node.role {
+            Role::Proposer => self.proposers[&node.index].live.is_some(),
+            Role::Acceptor => self.acceptors[&node.index].live.is_some(),
+            Role::Learner => self.learners[&node.index].live.is_some(),
+        }
+    }
+
+    /// Start (or restart) `node` from its durable state.
+    fn start(&mut self, node: RoleId) {
+        if self.is_live(node) {
+            return;
+        }
+        let incarnation = {
+            let counter = self.incarnations.entry(node).or_default();
+            *counter += 1;
+            *counter
+        };
+        match node.role {
+            Role::Proposer => {
+                let mut config = ProposerConfig::new(
+                    node.index,
+                    (1..=self.shape.proposers).collect(),
+                    (1..=self.shape.acceptors).collect(),
+                    (1..=self.shape.learners).collect(),
+                );
+                config.seed = self.rng.random();
+                let replica = self.proposers.get_mut(&node.index).expect("exists");
+                replica.live = Some(Proposer::new(config, replica.durable.clone(), self.now));
+            }
+            Role::Acceptor => {
+                let replica = self.acceptors.get_mut(&node.index).expect("exists");
+                if self.options.amnesia {
+                    replica.durable = AcceptorState::default();
+                }
+                replica.live = Some(Acceptor::new(node.index, replica.durable.clone()));
+            }
+            Role::Learner => {
+                let config = LearnerConfig {
+                    id: node.index,
+                    learners: (1..=self.shape.learners).collect(),
+                    proposers: (1..=self.shape.proposers).collect(),
+                    catch_up_interval: 100,
+                    catch_up_batch: 64,
+                    instance_sync_interval: 500,
+                };
+                let replica = self.learners.get_mut(&node.index).expect("exists");
+                let mut learner = Learner::new(config, replica.durable.clone());
+                let replayed = learner.replay();
+                replica.live = Some(learner);
+                self.checkers.integrity.restarted(node);
+                self.learned_commands.insert(node.index, BTreeSet::new());
+                self.learned_instances.insert(node.index, BTreeSet::new());
+                self.apply_learner(node, replayed);
+            }
+        }
+        if node.role != Role::Acceptor {
+            let first_tick = self.now + self.rng.random_range(0..TICK);
+            self.schedule(first_tick, Event::Tick { node, incarnation });
+        }
+    }
+
+    fn crash(&mut self, node: RoleId) {
+        match node.role {
+            Role::Proposer => self.proposers.get_mut(&node.index).expect("exists").live = None,
+            Role::Acceptor => self.acceptors.get_mut(&node.index).expect("exists").live = None,
+            Role::Learner => self.learners.get_mut(&node.index).expect("exists").live = None,
+        }
+    }
+
+    fn deliver(&mut self, from: RoleId, to: RoleId, message: Message) {
+        let now = self.now;
+        match to.role {
+            Role::Proposer => {
+                let Some(p) = self
+                    .proposers
+                    .get_mut(&to.index)
+                    .and_then(|r| r.live.as_mut())
+                else {
+                    return;
+                };
+                let out = p.handle(now, from, message);
+                self.apply_proposer(to, out);
+            }
+            Role::Acceptor => {
+                let Some(a) = self
+                    .acceptors
+                    .get_mut(&to.index)
+                    .and_then(|r| r.live.as_mut())
+                else {
+                    return;
+                };
+                let out = a.handle(from, message);
+                self.apply_acceptor(to, out);
+            }
+            Role::Learner => {
+                let Some(l) = self
+                    .learners
+                    .get_mut(&to.index)
+                    .and_then(|r| r.live.as_mut())
+                else {
+                    return;
+                };
+                let out = l.handle(now, from, message);
+                self.apply_learner(to, out);
+            }
+        }
+    }
+
+    fn tick(&mut self, node: RoleId, incarnation: u64) {
+        if self.incarnations.get(&node) != Some(&incarnation) || !self.is_live(node) {
+            return; // a tick chain of a crashed incarnation
+        }
+        let now = self.now;
+        match node.role {
+            Role::Proposer => {
+                let out = self
+                    .proposers
+                    .get_mut(&node.index)
+                    .and_then(|r| r.live.as_mut())
+                    .expect("live")
+                    .tick(now);
+                self.apply_proposer(node, out);
+            }
+            Role::Learner => {
+                let out = self
+                    .learners
+                    .get_mut(&node.index)
+                    .and_then(|r| r.live.as_mut())
+                    .expect("live")
+                    .tick(now);
+                self.apply_learner(node, out);
+            }
+            Role::Acceptor => {}
+        }
+        self.schedule(now + TICK, Event::Tick { node, incarnation });
+    }
+
+    // ---- effects ------------------------------------------------------------
+    //
+    // Writes are applied to the durable copy before messages leave, which is
+    // the persist-then-send rule; a crash between events therefore loses
+    // nothing that was acknowledged.
+
+    fn apply_proposer(&mut self, node: RoleId, out: Output<synod_core::ProposerWrite>) {
+        let replica = self.proposers.get_mut(&node.index).expect("exists");
+        for write in &out.persist {
+            replica.durable.apply(write);
+        }
+        self.send_all(node, out.send);
+    }
+
+    fn apply_acceptor(&mut self, node: RoleId, out: Output<synod_core::AcceptorWrite>) {
+        let replica = self.acceptors.get_mut(&node.index).expect("exists");
+        for write in &out.persist {
+            replica.durable.apply(write);
+        }
+        self.send_all(node, out.send);
+    }
+
+    fn apply_learner(&mut self, node: RoleId, out: Output<LearnerWrite>) {
+        let replica = self.learners.get_mut(&node.index).expect("exists");
+        for write in &out.persist {
+            replica.durable.apply(write);
+        }
+        for write in &out.persist {
+            let check = match write {
+                LearnerWrite::Decided { slot, value } => self
+                    .checkers
+                    .validity
+                    .decided_slot(value)
+                    .and_then(|()| self.checkers.agreement.decided_slot(node, *slot, value)),
+                LearnerWrite::InstanceDecided { name, value } => self
+                    .checkers
+                    .validity
+                    .decided_instance(name, value)
+                    .and_then(|()| self.checkers.agreement.decided_instance(node, name, value)),
+                LearnerWrite::Applied(_) => Ok(()),
+            };
+            self.record(check);
+        }
+        for delivery in &out.deliver {
+            let check = self.checkers.integrity.delivered(node, delivery);
+            self.record(check);
+            self.observe_delivery(node, delivery);
+        }
+        self.send_all(node, out.send);
+    }
+
+    fn send_all(&mut self, from: RoleId, outgoing: Vec<synod_core::Outgoing>) {
+        for o in outgoing {
+            self.check_sent(from, &o.message);
+            for delay in self.network.delays(&mut self.rng, from, o.to) {
+                let event = Event::Deliver {
+                    from,
+                    to: o.to,
+                    message: o.message.clone(),
+                };
+                self.schedule(self.now + delay, event);
+            }
+        }
+    }
+
+    fn check_sent(&mut self, from: RoleId, message: &Message) {
+        let check = match message {
+            Message::Decided { slot, value } => self
+                .checkers
+                .validity
+                .decided_slot(value)
+                .and_then(|()| self.checkers.agreement.decided_slot(from, *slot, value)),
+            Message::InstanceDecided { name, value } => self
+                .checkers
+                .validity
+                .decided_instance(name, value)
+                .and_then(|()| self.checkers.agreement.decided_instance(from, name, value)),
+            _ if from.role == Role::Acceptor => self.checkers.promises.sent(from, message),
+            _ => Ok(()),
+        };
+        self.record(check);
+    }
+
+    fn record(&mut self, check: Result<(), Violation>) {
+        if let Err(violation) = check {
+            self.violation.get_or_insert((self.now, violation));
+        }
+    }
+
+    // ---- clients ------------------------------------------------------------
+
+    fn observe_delivery(&mut self, learner: RoleId, delivery: &Delivery) {
+        match delivery {
+            Delivery::Slot { commands, .. } => {
+                for command in commands {
+                    self.learned_commands
+                        .entry(learner.index)
+                        .or_default()
+                        .insert(command.id);
+                    self.answer(command.id);
+                }
+            }
+            Delivery::Instance { name, .. } => {
+                self.learned_instances
+                    .entry(learner.index)
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+
+    /// A learner applied `id`: its client gets the answer and, while faults
+    /// are still on, thinks a little and sends its next command.
+    fn answer(&mut self, id: CommandId) {
+        let Some(client) = self.clients.get_mut(&id.client) else {
+            return;
+        };
+        if client.seq != id.seq || client.answered {
+            return;
+        }
+        client.answered = true;
+        if self.healed_at.is_none() {
+            let think = self.rng.random_range(0..50);
+            self.schedule(self.now + think, Event::ClientSend { client: id.client });
+        }
+    }
+
+    fn client_send(&mut self, client_id: u64) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let client = self.clients.get_mut(&client_id).expect("exists");
+        client.seq += 1;
+        client.answered = false;
+        let seq = client.seq;
+        let command = Command {
+            id: CommandId {
+                client: client_id,
+                seq,
+            },
+            payload: format!("c{client_id}-{seq}").into_bytes(),
+        };
+        self.checkers
+            .validity
+            .proposed_command(command.id, &command.payload);
+        self.submitted.insert(command.id);
+        self.submit(command);
+        self.schedule(
+            self.now + CLIENT_RETRY,
+            Event::ClientRetry {
+                client: client_id,
+                seq,
+            },
+        );
+    }
+
+    fn client_retry(&mut self, client_id: u64, seq: u64) {
+        let client = &self.clients[&client_id];
+        if client.seq != seq || client.answered {
+            return;
+        }
+        let command = Command {
+            id: CommandId {
+                client: client_id,
+                seq,
+            },
+            payload: format!("c{client_id}-{seq}").into_bytes(),
+        };
+        self.submit(command);
+        let wait = CLIENT_RETRY + self.rng.random_range(0..CLIENT_RETRY);
+        self.schedule(
+            self.now + wait,
+            Event::ClientRetry {
+                client: client_id,
+                seq,
+            },
+        );
+    }
+
+    /// Hand `command` to a random proposer; a crashed one loses it (the
+    /// client retries).
+    fn submit(&mut self, command: Command) {
+        let id = self.rng.random_range(1..=self.shape.proposers);
+        let now = self.now;
+        let Some(p) = self.proposers.get_mut(&id).and_then(|r| r.live.as_mut()) else {
+            return;
+        };
+        if let Ok(out) = p.submit(now, vec![command]) {
+            self.apply_proposer(RoleId::proposer(id), out);
+        }
+    }
+
+    fn propose_instance(&mut self, name: String, value: Vec<u8>) {
+        let learned_somewhere = self
+            .learned_instances
+            .values()
+            .any(|names| names.contains(&name));
+        if learned_somewhere {
+            return;
+        }
+        let id = self.rng.random_range(1..=self.shape.proposers);
+        let now = self.now;
+        if let Some(p) = self.proposers.get_mut(&id).and_then(|r| r.live.as_mut()) {
+            let out = p.propose_instance(now, name.clone(), value.clone());
+            self.apply_proposer(RoleId::proposer(id), out);
+        }
+        let wait = CLIENT_RETRY + self.rng.random_range(0..CLIENT_RETRY);
+        self.schedule(self.now + wait, Event::Instance { name, value });
+    }
+
+    // ---- faults -------------------------------------------------------------
+
+    fn all_nodes(&self) -> Vec<RoleId> {
+        let proposers = self.proposers.keys().map(|i| RoleId::proposer(*i));
+        let acceptors = self.acceptors.keys().map(|i| RoleId::acceptor(*i));
+        let learners = self.learners.keys().map(|i| RoleId::learner(*i));
+        proposers.chain(acceptors).chain(learners).collect()
+    }
+
+    /// One random fault, then schedule the next while faults are on.
+    fn chaos(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let nodes = self.all_nodes();
+        let node = *nodes.iter().choose(&mut self.rng).expect("nodes exist");
+        let lasts = self.rng.random_range(50..=2_000);
+        match self.rng.random_range(0..6) {
+            0 | 1 => {
+                self.crash(node);
+                self.schedule(self.now + lasts, Event::Restart(node));
+            }
+            2 => self.partition(Partition::Isolate(node), lasts),
+            3 => {
+                let size = self.rng.random_range(1..nodes.len());
+                let group = nodes
+                    .iter()
+                    .copied()
+                    .choose_multiple(&mut self.rng, size)
+                    .into_iter()
+                    .collect();
+                self.partition(Partition::Split(group), lasts);
+            }
+            4 => self.partition(Partition::Mute(node), lasts),
+            _ => self.partition(Partition::Deafen(node), lasts),
+        }
+        let next = self.rng.random_range(1..=2 * self.shape.fault_every);
+        self.schedule(self.now + next, Event::Chaos);
+    }
+
+    fn partition(&mut self, partition: Partition, lasts: Millis) {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.network.cut(id, partition);
+        self.schedule(self.now + lasts, Event::Mend(id));
+    }
+
+    /// Faults stop: the network heals, every proposer and learner runs, and
+    /// all but a random minority of acceptors run.
+    fn heal(&mut self) {
+        self.healed_at = Some(self.now);
+        self.network.heal();
+        let minority = (self.shape.acceptors as usize - 1) / 2;
+        let down = self.rng.random_range(0..=minority);
+        let acceptors: Vec<RoleId> = self
+            .acceptors
+            .keys()
+            .map(|i| RoleId::acceptor(*i))
+            .collect();
+        self.stay_down = acceptors
+            .iter()
+            .copied()
+            .choose_multiple(&mut self.rng, down)
+            .into_iter()
+            .collect();
+        for node in self.all_nodes() {
+            if self.stay_down.contains(&node) {
+                self.crash(node);
+            } else {
+                self.start(node);
+            }
+        }
+        self.schedule(self.now, Event::CheckDone);
+    }
+
+    // ---- liveness -----------------------------------------------------------
+
+    fn all_done(&self) -> bool {
+        let learners_done = self.learners.keys().all(|l| {
+            self.learned_commands
+                .get(l)
+                .is_some_and(|c| c.len() == self.submitted.len())
+                && self
+                    .learned_instances
+                    .get(l)
+                    .is_some_and(|i| i.len() == self.instance_names.len())
+        });
+        let positions: BTreeSet<u64> = self
+            .learners
+            .values()
+            .filter_map(|r| r.live.as_ref().map(Learner::next_delivery))
+            .collect();
+        learners_done && positions.len() == 1
+    }
+
+    fn liveness_report(&self) -> String {
+        let mut parts = Vec::new();
+        for (id, replica) in &self.learners {
+            let commands = self.learned_commands.get(id).map_or(0, BTreeSet::len);
+            let instances = self.learned_instances.get(id).map_or(0, BTreeSet::len);
+            let position = replica.live.as_ref().map(Learner::next_delivery);
+            parts.push(format!(
+                "learner-{id}: {commands}/{} commands, {instances}/{} instances, next slot {position:?}",
+                self.submitted.len(),
+                self.instance_names.len()
+            ));
+        }
+        let leaders: Vec<String> = self
+            .proposers
+            .iter()
+            .filter_map(|(id, r)| {
+                r.live
+                    .as_ref()
+                    .and_then(|p| p.leading_ballot())
+                    .map(|b| format!("proposer-{id}@{b}"))
+            })
+            .collect();
+        format!(
+            "not converged {} ms after healing; {}; leaders: {leaders:?}",
+            self.options.liveness_bound,
+            parts.join("; ")
+        )
+    }
+}

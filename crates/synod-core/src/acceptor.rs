@@ -12,6 +12,7 @@
 use crate::message::{AcceptedEntry, AcceptedRegister, Message};
 use crate::output::Output;
 use crate::types::{Ballot, InstanceName, RoleId, Slot, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A durable change to an acceptor's state.
@@ -48,7 +49,7 @@ pub enum AcceptorWrite {
 }
 
 /// A value accepted for one slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptedValue {
     /// The ballot it was accepted in.
     pub ballot: Ballot,
@@ -57,7 +58,7 @@ pub struct AcceptedValue {
 }
 
 /// One single-decree instance as an acceptor sees it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterVote {
     /// The instance's promise.
     pub promised: Ballot,

@@ -1,0 +1,125 @@
+//! An in-memory store with the same semantics as the RocksDB one, for
+//! tests, the simulator and embedders that do not need durability. Clones
+//! share state, so "reopening" is cloning; a switch makes writes fail, to
+//! test what callers do with a failing disk.
+
+use crate::error::StorageError;
+use crate::store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use synod_core::{AcceptorState, LearnerState, ProposerState, Slot};
+
+#[derive(Debug, Default)]
+struct Contents {
+    acceptor: AcceptorState,
+    trim: Slot,
+    proposer: ProposerState,
+    learner: LearnerState,
+    snapshot: Option<SnapshotMarker>,
+    fail_writes: bool,
+    poisoned: Option<String>,
+}
+
+impl Contents {
+    fn apply(&mut self, write: &Write) {
+        match write {
+            Write::Acceptor(w) => {
+                self.acceptor.apply(w);
+                let trim = self.trim;
+                self.acceptor.accepted.retain(|slot, _| *slot >= trim);
+            }
+            Write::Proposer(w) => self.proposer.apply(w),
+            Write::Learner(w) => self.learner.apply(w),
+            Write::TrimAcceptor(below) => {
+                self.trim = self.trim.max(*below);
+                self.acceptor.accepted = self.acceptor.accepted.split_off(&self.trim);
+            }
+            Write::Snapshot(marker) => self.snapshot = Some(marker.clone()),
+        }
+    }
+}
+
+/// A store held in memory. Cloning gives another handle on the same state.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    contents: Arc<Mutex<Contents>>,
+}
+
+fn path() -> PathBuf {
+    PathBuf::from("<memory>")
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make every later write fail (as a dying disk would), or stop doing so.
+    /// A failed write poisons the store, as it does the RocksDB store.
+    pub fn fail_writes(&self, fail: bool) {
+        self.lock().fail_writes = fail;
+    }
+
+    /// Forget an earlier failure, as reopening a store does.
+    pub fn reopen(&self) -> Self {
+        self.lock().poisoned = None;
+        self.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Contents> {
+        self.contents
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn write_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        let mut contents = self.lock();
+        if let Some(detail) = &contents.poisoned {
+            return Err(StorageError::Poisoned {
+                path: path(),
+                detail: detail.clone(),
+            });
+        }
+        if contents.fail_writes {
+            let detail = "injected write failure".to_owned();
+            contents.poisoned = Some(detail.clone());
+            return Err(StorageError::WriteFailed {
+                path: path(),
+                detail,
+            });
+        }
+        for write in writes {
+            contents.apply(write);
+        }
+        Ok(())
+    }
+}
+
+impl AcceptorStore for MemoryStore {
+    fn load_acceptor(&self) -> Result<AcceptorState, StorageError> {
+        Ok(self.lock().acceptor.clone())
+    }
+
+    fn acceptor_trim_point(&self) -> Result<Slot, StorageError> {
+        Ok(self.lock().trim)
+    }
+}
+
+impl ProposerStore for MemoryStore {
+    fn load_proposer(&self) -> Result<ProposerState, StorageError> {
+        Ok(self.lock().proposer.clone())
+    }
+}
+
+impl LearnerStore for MemoryStore {
+    fn load_learner(&self) -> Result<LearnerState, StorageError> {
+        Ok(self.lock().learner.clone())
+    }
+
+    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError> {
+        Ok(self.lock().snapshot.clone())
+    }
+}

@@ -1,0 +1,458 @@
+//! The RocksDB store.
+//!
+//! One store per role instance directory, with column families:
+//!
+//! | family      | key                 | value                       |
+//! |-------------|---------------------|-----------------------------|
+//! | `meta`      | `format`, `promised`, `max_round`, `applied`, `trim`, `snapshot` | versioned postcard |
+//! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
+//! | `instances` | instance name       | `RegisterVote`              |
+//! | `decided`   | slot (u64 BE)       | `Value`                     |
+//! | `learned`   | instance name       | decided value bytes         |
+//!
+//! Every `write_batch` is one RocksDB `WriteBatch` written with
+//! `sync = true`. The store is opened with paranoid checks and
+//! `AbsoluteConsistency` WAL recovery: a damaged WAL record is an error at
+//! open, never a silent rollback to an older state. (The price: after a
+//! power failure that tears the WAL's unsynced tail, open fails too, and
+//! the operator must decide; an acceptor that cannot trust its state must
+//! not vote.)
+
+use crate::codec::{decode, encode, key_slot, slot_key};
+use crate::error::StorageError;
+use crate::store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DBRecoveryMode, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use synod_core::{
+    AcceptedValue, AcceptorState, AcceptorWrite, Ballot, LearnerState, LearnerWrite, ProposerState,
+    ProposerWrite, RegisterVote, Slot,
+};
+
+const META: &str = "meta";
+const ACCEPTED: &str = "accepted";
+const INSTANCES: &str = "instances";
+const DECIDED: &str = "decided";
+const LEARNED: &str = "learned";
+const FAMILIES: [&str; 5] = [META, ACCEPTED, INSTANCES, DECIDED, LEARNED];
+
+const KEY_FORMAT: &[u8] = b"format";
+const KEY_PROMISED: &[u8] = b"promised";
+const KEY_MAX_ROUND: &[u8] = b"max_round";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_TRIM: &[u8] = b"trim";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// A raw key with its decoded value.
+type Record<T> = (Box<[u8]>, T);
+
+/// The single-valued fields, cached so a write can take the maximum
+/// without reading.
+#[derive(Clone, Debug, Default)]
+struct Meta {
+    promised: Ballot,
+    max_round: u64,
+    applied: Slot,
+    trim: Slot,
+}
+
+/// A RocksDB-backed store for one role instance's directory.
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    meta: Meta,
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_paranoid_checks(true);
+    options.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+    options
+}
+
+fn check_directory(path: &Path) -> Result<(), StorageError> {
+    let reason = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "is not a directory".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "does not exist; create it first".to_owned()
+        }
+        Err(e) => e.to_string(),
+    };
+    Err(StorageError::DataDir {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+impl RocksStore {
+    /// Open (or initialise) the store in the existing directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        check_directory(&path)?;
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options(), &path, families)
+            .map_err(|e| StorageError::from_rocksdb(&path, e))?;
+        let mut store = Self {
+            db,
+            path,
+            meta: Meta::default(),
+            poisoned: None,
+        };
+        store.check_format()?;
+        store.meta = store.load_meta()?;
+        Ok(store)
+    }
+
+    /// The directory this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write memtables out to SST files (maintenance, and tests that need
+    /// data in SSTs rather than only in the WAL).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        for family in FAMILIES {
+            self.db
+                .flush_cf(self.cf(family))
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, error: rocksdb::Error) -> StorageError {
+        StorageError::from_rocksdb(&self.path, error)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is opened")
+    }
+
+    /// Refuse a store written in another format; stamp a new one.
+    fn check_format(&self) -> Result<(), StorageError> {
+        if let Some(bytes) = self
+            .db
+            .get_cf(self.cf(META), KEY_FORMAT)
+            .map_err(|e| self.error(e))?
+        {
+            return decode::<()>(&self.path, &bytes);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(META), KEY_FORMAT, encode(&()));
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| self.error(e))
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &[u8],
+    ) -> Result<T, StorageError> {
+        match self
+            .db
+            .get_cf(self.cf(META), key)
+            .map_err(|e| self.error(e))?
+        {
+            Some(bytes) => decode(&self.path, &bytes),
+            None => Ok(T::default()),
+        }
+    }
+
+    fn load_meta(&self) -> Result<Meta, StorageError> {
+        Ok(Meta {
+            promised: self.get_meta(KEY_PROMISED)?,
+            max_round: self.get_meta(KEY_MAX_ROUND)?,
+            applied: self.get_meta(KEY_APPLIED)?,
+            trim: self.get_meta(KEY_TRIM)?,
+        })
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
+        match self
+            .db
+            .get_cf(self.cf(family), key)
+            .map_err(|e| self.error(e))?
+        {
+            Some(bytes) => decode(&self.path, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn contains(&self, family: &str, key: &[u8]) -> Result<bool, StorageError> {
+        let found = self
+            .db
+            .get_pinned_cf(self.cf(family), key)
+            .map_err(|e| self.error(e))?;
+        Ok(found.is_some())
+    }
+
+    /// Every record of `family`, decoded, in key order.
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+    ) -> Result<Vec<Record<T>>, StorageError> {
+        let mut records = Vec::new();
+        for item in self.db.iterator_cf(self.cf(family), IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            records.push((key, decode(&self.path, &value)?));
+        }
+        Ok(records)
+    }
+
+    fn scan_slots<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+    ) -> Result<BTreeMap<Slot, T>, StorageError> {
+        let mut map = BTreeMap::new();
+        for (key, value) in self.scan(family)? {
+            map.insert(key_slot(&self.path, &key)?, value);
+        }
+        Ok(map)
+    }
+
+    fn scan_names<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+    ) -> Result<BTreeMap<String, T>, StorageError> {
+        let mut map = BTreeMap::new();
+        for (key, value) in self.scan(family)? {
+            let name = String::from_utf8(key.into_vec()).map_err(|_| StorageError::Corruption {
+                path: self.path.clone(),
+                detail: format!("instance name in {family} is not UTF-8"),
+            })?;
+            map.insert(name, value);
+        }
+        Ok(map)
+    }
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+/// Builds one `WriteBatch` from a list of writes with the same meaning as
+/// the core's `apply`: maxima for promises, rounds and indexes, first value
+/// wins for decisions. Reads see earlier writes of the same batch.
+struct BatchBuilder<'a> {
+    store: &'a RocksStore,
+    batch: WriteBatch,
+    meta: Meta,
+    votes: HashMap<String, RegisterVote>,
+    decided: HashSet<Slot>,
+    learned: HashSet<String>,
+}
+
+impl<'a> BatchBuilder<'a> {
+    fn new(store: &'a RocksStore) -> Self {
+        Self {
+            store,
+            batch: WriteBatch::default(),
+            meta: store.meta.clone(),
+            votes: HashMap::new(),
+            decided: HashSet::new(),
+            learned: HashSet::new(),
+        }
+    }
+
+    fn put(&mut self, family: &str, key: &[u8], value: Vec<u8>) {
+        self.batch.put_cf(self.store.cf(family), key, value);
+    }
+
+    fn add(&mut self, write: &Write) -> Result<(), StorageError> {
+        match write {
+            Write::Acceptor(w) => self.acceptor(w)?,
+            Write::Proposer(ProposerWrite::Round(round)) => {
+                self.meta.max_round = self.meta.max_round.max(*round);
+                self.put(META, KEY_MAX_ROUND, encode(&self.meta.max_round));
+            }
+            Write::Learner(w) => self.learner(w)?,
+            Write::TrimAcceptor(below) => {
+                self.meta.trim = self.meta.trim.max(*below);
+                self.put(META, KEY_TRIM, encode(&self.meta.trim));
+                let cf = self.store.cf(ACCEPTED);
+                self.batch
+                    .delete_range_cf(cf, slot_key(0), slot_key(self.meta.trim));
+            }
+            Write::Snapshot(marker) => self.put(META, KEY_SNAPSHOT, encode(marker)),
+        }
+        Ok(())
+    }
+
+    fn raise_promise(&mut self, ballot: Ballot) {
+        if ballot > self.meta.promised {
+            self.meta.promised = ballot;
+            self.put(META, KEY_PROMISED, encode(&ballot));
+        }
+    }
+
+    fn vote(&mut self, name: &str) -> Result<RegisterVote, StorageError> {
+        if let Some(vote) = self.votes.get(name) {
+            return Ok(vote.clone());
+        }
+        Ok(self
+            .store
+            .get(INSTANCES, name.as_bytes())?
+            .unwrap_or_default())
+    }
+
+    fn put_vote(&mut self, name: &str, vote: RegisterVote) {
+        self.put(INSTANCES, name.as_bytes(), encode(&vote));
+        self.votes.insert(name.to_owned(), vote);
+    }
+
+    fn acceptor(&mut self, write: &AcceptorWrite) -> Result<(), StorageError> {
+        match write {
+            AcceptorWrite::Promise(ballot) => self.raise_promise(*ballot),
+            AcceptorWrite::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
+                self.raise_promise(*ballot);
+                if *slot >= self.meta.trim {
+                    let accepted = AcceptedValue {
+                        ballot: *ballot,
+                        value: value.clone(),
+                    };
+                    self.put(ACCEPTED, &slot_key(*slot), encode(&accepted));
+                }
+            }
+            AcceptorWrite::InstancePromise { name, ballot } => {
+                let mut vote = self.vote(name)?;
+                vote.promised = vote.promised.max(*ballot);
+                self.put_vote(name, vote);
+            }
+            AcceptorWrite::InstanceAccept {
+                name,
+                ballot,
+                value,
+            } => {
+                let mut vote = self.vote(name)?;
+                vote.promised = vote.promised.max(*ballot);
+                vote.accepted = Some(synod_core::AcceptedRegister {
+                    ballot: *ballot,
+                    value: value.clone(),
+                });
+                self.put_vote(name, vote);
+            }
+        }
+        Ok(())
+    }
+
+    fn learner(&mut self, write: &LearnerWrite) -> Result<(), StorageError> {
+        match write {
+            LearnerWrite::Decided { slot, value } => {
+                let key = slot_key(*slot);
+                let known = self.decided.contains(slot) || self.store.contains(DECIDED, &key)?;
+                if !known {
+                    self.put(DECIDED, &key, encode(value));
+                    self.decided.insert(*slot);
+                }
+            }
+            LearnerWrite::Applied(slot) => {
+                self.meta.applied = self.meta.applied.max(*slot);
+                self.put(META, KEY_APPLIED, encode(&self.meta.applied));
+            }
+            LearnerWrite::InstanceDecided { name, value } => {
+                let known =
+                    self.learned.contains(name) || self.store.contains(LEARNED, name.as_bytes())?;
+                if !known {
+                    self.put(LEARNED, name.as_bytes(), encode(value));
+                    self.learned.insert(name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for RocksStore {
+    fn write_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        if let Some(detail) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: self.path.clone(),
+                detail: detail.clone(),
+            });
+        }
+        let mut builder = BatchBuilder::new(self);
+        for write in writes {
+            builder.add(write)?;
+        }
+        let BatchBuilder { batch, meta, .. } = builder;
+        match self.db.write_opt(batch, &synced()) {
+            Ok(()) => {
+                self.meta = meta;
+                Ok(())
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                self.poisoned = Some(detail.clone());
+                Err(StorageError::WriteFailed {
+                    path: self.path.clone(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+impl AcceptorStore for RocksStore {
+    fn load_acceptor(&self) -> Result<AcceptorState, StorageError> {
+        let mut accepted: BTreeMap<Slot, AcceptedValue> = self.scan_slots(ACCEPTED)?;
+        accepted = accepted.split_off(&self.meta.trim);
+        Ok(AcceptorState {
+            promised: self.meta.promised,
+            accepted,
+            instances: self.scan_names(INSTANCES)?,
+        })
+    }
+
+    fn acceptor_trim_point(&self) -> Result<Slot, StorageError> {
+        Ok(self.meta.trim)
+    }
+}
+
+impl ProposerStore for RocksStore {
+    fn load_proposer(&self) -> Result<ProposerState, StorageError> {
+        Ok(ProposerState {
+            max_round: self.meta.max_round,
+        })
+    }
+}
+
+impl LearnerStore for RocksStore {
+    fn load_learner(&self) -> Result<LearnerState, StorageError> {
+        Ok(LearnerState {
+            decided: self.scan_slots(DECIDED)?,
+            applied: self.meta.applied,
+            instances: self.scan_names(LEARNED)?,
+        })
+    }
+
+    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError> {
+        self.get(META, KEY_SNAPSHOT)
+    }
+}

@@ -1,0 +1,111 @@
+//! The storage traits. Each role's persist commands from synod-core map
+//! one to one onto its trait's `write_*` method; every write call is one
+//! atomic, synced batch.
+
+use crate::error::StorageError;
+use serde::{Deserialize, Serialize};
+use synod_core::{
+    AcceptorState, AcceptorWrite, LearnerState, LearnerWrite, ProposerState, ProposerWrite, Slot,
+};
+
+/// Where a learner's snapshot ends (kept for log compaction).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMarker {
+    /// Every slot below this one is covered by the snapshot.
+    pub upto: Slot,
+    /// Opaque identifier of the snapshot (file name, checksum, ...).
+    pub id: Vec<u8>,
+}
+
+/// One durable change, of any role. A batch of these is what the
+/// group-commit writer writes at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// An acceptor's promise or vote.
+    Acceptor(AcceptorWrite),
+    /// A proposer's round.
+    Proposer(ProposerWrite),
+    /// A learner's decision or applied index.
+    Learner(LearnerWrite),
+    /// Drop accepted values below this slot (they are decided and applied
+    /// everywhere that matters); the trim point only rises.
+    TrimAcceptor(Slot),
+    /// Record the learner's latest snapshot.
+    Snapshot(SnapshotMarker),
+}
+
+impl From<AcceptorWrite> for Write {
+    fn from(write: AcceptorWrite) -> Self {
+        Write::Acceptor(write)
+    }
+}
+
+impl From<ProposerWrite> for Write {
+    fn from(write: ProposerWrite) -> Self {
+        Write::Proposer(write)
+    }
+}
+
+impl From<LearnerWrite> for Write {
+    fn from(write: LearnerWrite) -> Self {
+        Write::Learner(write)
+    }
+}
+
+/// A durable store: atomic, synced batches.
+///
+/// `write_batch` returns only once every write is durable (fsync'd); after a
+/// crash, a batch is either wholly visible or not at all. A store whose write
+/// failed refuses later writes ([`StorageError::Poisoned`]): after a failed
+/// fsync the disk's contents are unknown.
+pub trait Store: Send + 'static {
+    /// Make `writes` durable, atomically.
+    fn write_batch(&mut self, writes: &[Write]) -> Result<(), StorageError>;
+}
+
+fn wrap<W: Clone + Into<Write>>(writes: &[W]) -> Vec<Write> {
+    writes.iter().cloned().map(Into::into).collect()
+}
+
+/// An acceptor's durable state.
+pub trait AcceptorStore: Store {
+    /// The state to resume from: exactly what `AcceptorState::apply` of every
+    /// durable write gives, less the slots below the trim point.
+    fn load_acceptor(&self) -> Result<AcceptorState, StorageError>;
+    /// The trim point (0 if never trimmed).
+    fn acceptor_trim_point(&self) -> Result<Slot, StorageError>;
+    /// Persist an acceptor's writes as one batch.
+    fn write_acceptor(&mut self, writes: &[AcceptorWrite]) -> Result<(), StorageError> {
+        self.write_batch(&wrap(writes))
+    }
+    /// Drop accepted values below `below`.
+    fn trim_acceptor(&mut self, below: Slot) -> Result<(), StorageError> {
+        self.write_batch(&[Write::TrimAcceptor(below)])
+    }
+}
+
+/// A proposer's durable state.
+pub trait ProposerStore: Store {
+    /// The state to resume from.
+    fn load_proposer(&self) -> Result<ProposerState, StorageError>;
+    /// Persist a proposer's writes as one batch.
+    fn write_proposer(&mut self, writes: &[ProposerWrite]) -> Result<(), StorageError> {
+        self.write_batch(&wrap(writes))
+    }
+}
+
+/// A learner's durable state.
+pub trait LearnerStore: Store {
+    /// The state to resume from.
+    fn load_learner(&self) -> Result<LearnerState, StorageError>;
+    /// The latest snapshot marker, if any.
+    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError>;
+    /// Persist a learner's writes as one batch.
+    fn write_learner(&mut self, writes: &[LearnerWrite]) -> Result<(), StorageError> {
+        self.write_batch(&wrap(writes))
+    }
+    /// Record a snapshot marker.
+    fn set_snapshot_marker(&mut self, marker: SnapshotMarker) -> Result<(), StorageError> {
+        self.write_batch(&[Write::Snapshot(marker)])
+    }
+}

@@ -1,0 +1,191 @@
+//! The listener actor: accepts inbound connections, authenticates them,
+//! and hands every decoded message to the router.
+//!
+//! Each connection runs in its own task: handshake (under a timeout), then
+//! frames → envelope checks → `router.do_send(Inbound)`. Anything hostile
+//! (bad handshake, oversized length, garbage, wrong version or cluster)
+//! closes that one connection; a frame claiming another sender is dropped
+//! and counted. The listener and every other connection keep serving.
+
+use crate::config::TransportConfig;
+use crate::envelope::{Envelope, PROTOCOL_VERSION, decode_envelope, frame_codec};
+use crate::error::TransportError;
+use crate::handshake::handshake;
+use crate::stats::TransportStats;
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use synod_core::RoleId;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+
+/// A message that arrived from an authenticated peer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Inbound<M> {
+    /// The node it came from (authenticated).
+    pub node: Arc<str>,
+    /// The sending role instance.
+    pub from: RoleId,
+    /// The destination role instance on this node.
+    pub to: RoleId,
+    /// The message.
+    pub message: M,
+}
+
+/// Stop accepting and close inbound connections (every connection task
+/// belongs to the actor's context and ends with it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopListening;
+
+/// Accepts inbound connections for one node.
+pub struct Listener<M: Send + 'static> {
+    listener: Option<TcpListener>,
+    config: Arc<TransportConfig>,
+    stats: Arc<TransportStats>,
+    router: Recipient<Inbound<M>>,
+}
+
+impl<M: DeserializeOwned + Send + 'static> Listener<M> {
+    /// Bind `address`. Errors (port in use, bad address) come back here,
+    /// before any actor starts.
+    pub async fn bind(
+        address: SocketAddr,
+        config: Arc<TransportConfig>,
+        stats: Arc<TransportStats>,
+        router: Recipient<Inbound<M>>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        Ok(Self {
+            listener: Some(listener),
+            config,
+            stats,
+            router,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.as_ref().expect("bound").local_addr()
+    }
+}
+
+/// A connection accepted by the accept loop.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Accepted(TcpStream, SocketAddr);
+
+impl<M: DeserializeOwned + Send + 'static> Actor for Listener<M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let listener = self.listener.take().expect("bound");
+        let me = ctx.address();
+        ctx.spawn(
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, peer)) => me.do_send(Accepted(stream, peer)),
+                        Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl<M: DeserializeOwned + Send + 'static> Handler<Accepted> for Listener<M> {
+    type Result = ();
+
+    fn handle(&mut self, Accepted(stream, address): Accepted, ctx: &mut Context<Self>) {
+        let connection = Connection {
+            config: Arc::clone(&self.config),
+            stats: Arc::clone(&self.stats),
+            router: self.router.clone(),
+        };
+        ctx.spawn(
+            async move {
+                if let Err(e) = connection.serve(stream).await {
+                    tracing::warn!(%address, reason = %e, "inbound connection closed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl<M: DeserializeOwned + Send + 'static> Handler<StopListening> for Listener<M> {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+struct Connection<M: Send + 'static> {
+    config: Arc<TransportConfig>,
+    stats: Arc<TransportStats>,
+    router: Recipient<Inbound<M>>,
+}
+
+impl<M: DeserializeOwned + Send + 'static> Connection<M> {
+    async fn serve(self, stream: TcpStream) -> Result<(), TransportError> {
+        stream.set_nodelay(true)?;
+        let mut framed = Framed::new(stream, frame_codec(self.config.max_frame_len));
+        let peer: Arc<str> = match handshake(&mut framed, &self.config, None).await {
+            Ok(peer) => peer.into(),
+            Err(e) => {
+                TransportStats::bump(&self.stats.handshakes_refused);
+                return Err(e);
+            }
+        };
+        while let Some(frame) = framed.next().await {
+            let result = frame
+                .map_err(TransportError::from)
+                .and_then(|frame| self.deliver(&peer, &frame));
+            if let Err(e) = result {
+                TransportStats::bump(&self.stats.connections_closed_hostile);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Check one frame's envelope and hand its message to the router.
+    fn deliver(&self, peer: &Arc<str>, frame: &[u8]) -> Result<(), TransportError> {
+        let envelope: Envelope<'_, M> = decode_envelope(frame)?;
+        if envelope.version != PROTOCOL_VERSION {
+            return Err(TransportError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: envelope.version,
+            });
+        }
+        if envelope.cluster != self.config.cluster_id {
+            return Err(TransportError::ClusterMismatch {
+                ours: self.config.cluster_id.clone(),
+                theirs: envelope.cluster.into(),
+            });
+        }
+        if envelope.sender != &**peer {
+            TransportStats::bump(&self.stats.dropped_spoofed);
+            tracing::warn!(
+                peer = &**peer,
+                claimed = envelope.sender,
+                "frame with a spoofed sender dropped"
+            );
+            return Ok(());
+        }
+        TransportStats::bump(&self.stats.frames_received);
+        self.router.do_send(Inbound {
+            node: Arc::clone(peer),
+            from: envelope.from,
+            to: envelope.to,
+            message: envelope.message,
+        });
+        Ok(())
+    }
+}

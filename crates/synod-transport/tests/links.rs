@@ -1,0 +1,442 @@
+//! Transport behaviour over real loopback sockets: framing edge cases,
+//! every hostile peer we can think of, reconnection and clean shutdown.
+//!
+//! Hostile cases all end the same way: the hostile connection is closed,
+//! nothing it sent reaches the router, and a well-behaved peer sending a
+//! marker afterwards is still served.
+
+use actix::prelude::*;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use synod_core::{Ballot, Message, RoleId};
+use synod_transport::{
+    Envelope, Inbound, Listener, Outbound, PROTOCOL_VERSION, PeerLink, Shutdown, StopListening,
+    TransportConfig, TransportStats, encode_frame, frame_codec, handshake,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+const SECRET: &[u8] = b"cluster-secret";
+const DEADLINE: Duration = Duration::from_secs(10);
+
+type Received = Arc<Mutex<Vec<Inbound<Message>>>>;
+
+struct Collector(Received);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Inbound<Message>> for Collector {
+    type Result = ();
+    fn handle(&mut self, inbound: Inbound<Message>, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(inbound);
+    }
+}
+
+struct Server {
+    address: SocketAddr,
+    listener: Addr<Listener<Message>>,
+    received: Received,
+    stats: Arc<TransportStats>,
+}
+
+fn server_config() -> TransportConfig {
+    let mut config = TransportConfig::new("test", "server", SECRET)
+        .with_peer("client", "127.0.0.1:9".parse().unwrap())
+        .with_peer("other", "127.0.0.1:9".parse().unwrap());
+    config.max_frame_len = 64 * 1024;
+    config.handshake_timeout = Duration::from_millis(300);
+    config
+}
+
+async fn start_server_at(address: SocketAddr) -> Server {
+    let received: Received = Arc::default();
+    let router = Collector(Arc::clone(&received)).start().recipient();
+    let stats = Arc::new(TransportStats::default());
+    let listener = Listener::bind(
+        address,
+        Arc::new(server_config()),
+        Arc::clone(&stats),
+        router,
+    )
+    .await
+    .unwrap();
+    let address = listener.local_addr().unwrap();
+    Server {
+        address,
+        listener: listener.start(),
+        received,
+        stats,
+    }
+}
+
+async fn start_server() -> Server {
+    start_server_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+fn client_config(server: SocketAddr) -> TransportConfig {
+    TransportConfig::new("test", "client", SECRET).with_peer("server", server)
+}
+
+fn prepare(round: u64) -> Message {
+    Message::Prepare {
+        ballot: Ballot::new(round, 1),
+        from_slot: 0,
+    }
+}
+
+fn frame(sender: &str, message: Message) -> Bytes {
+    let envelope = Envelope {
+        version: PROTOCOL_VERSION,
+        cluster: "test",
+        sender,
+        from: RoleId::proposer(1),
+        to: RoleId::acceptor(1),
+        message,
+    };
+    encode_frame(&envelope, 1 << 20).unwrap()
+}
+
+/// A raw TCP connection that has completed the handshake as `config.node`.
+async fn authenticated(config: &TransportConfig) -> TcpStream {
+    let stream = TcpStream::connect(config.peers["server"]).await.unwrap();
+    let mut framed = Framed::new(stream, frame_codec(1 << 20));
+    handshake(&mut framed, config, Some("server"))
+        .await
+        .unwrap();
+    framed.into_inner()
+}
+
+/// Poll `condition` until it holds or the deadline passes.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Wait until the server closes `stream` (EOF or reset).
+async fn closed_by_server(stream: &mut TcpStream) {
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    });
+    read.await.expect("server should close the connection");
+}
+
+/// Send a marker over a fresh, honest connection and wait for it; then
+/// the marker must be the only thing the router ever saw.
+async fn only_the_marker_arrives(server: &Server) {
+    let mut honest = authenticated(&client_config(server.address)).await;
+    honest
+        .write_all(&frame("client", prepare(999)))
+        .await
+        .unwrap();
+    let received = Arc::clone(&server.received);
+    eventually("the marker", || !received.lock().unwrap().is_empty()).await;
+    let got = server.received.lock().unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "hostile traffic reached the router: {:?}",
+        got
+    );
+    assert_eq!(got[0].message, prepare(999));
+}
+
+#[actix_rt::test]
+async fn frames_split_across_reads_and_many_in_one_read_all_arrive() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    // One frame, one byte per write.
+    for byte in frame("client", prepare(1)).iter() {
+        stream.write_all(&[*byte]).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    // A hundred frames in one write.
+    let many: Vec<u8> = (2..102)
+        .flat_map(|r| frame("client", prepare(r)).to_vec())
+        .collect();
+    stream.write_all(&many).await.unwrap();
+    let received = Arc::clone(&server.received);
+    eventually("101 messages", || received.lock().unwrap().len() == 101).await;
+    let rounds: Vec<u64> = server
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| match m.message {
+            Message::Prepare { ballot, .. } => ballot.round,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(rounds, (1..102).collect::<Vec<_>>(), "in order, none lost");
+    assert_eq!(&*server.received.lock().unwrap()[0].node, "client");
+}
+
+#[actix_rt::test]
+async fn an_oversized_length_prefix_closes_the_link() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    stream
+        .write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3])
+        .await
+        .unwrap();
+    closed_by_server(&mut stream).await;
+    assert_eq!(
+        server
+            .stats
+            .connections_closed_hostile
+            .load(Ordering::Relaxed),
+        1
+    );
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn garbage_instead_of_a_handshake_closes_the_link() {
+    let server = start_server().await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    stream
+        .write_all(&[0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 9, 9, 9, 9, 9, 9, 9, 9])
+        .await
+        .unwrap();
+    closed_by_server(&mut stream).await;
+    assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_garbage_frame_after_the_handshake_closes_the_link() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    stream
+        .write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    closed_by_server(&mut stream).await;
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_truncated_frame_delivers_nothing() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    let whole = frame("client", prepare(5));
+    stream.write_all(&whole[..whole.len() - 3]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    closed_by_server(&mut stream).await;
+    only_the_marker_arrives(&server).await;
+}
+
+/// A Hello frame in handshake encoding (tag 0, version, cluster, node, nonce).
+fn raw_hello(version: u8, cluster: &str, node: &str) -> Vec<u8> {
+    let mut payload = vec![0, version, cluster.len() as u8];
+    payload.extend_from_slice(cluster.as_bytes());
+    payload.push(node.len() as u8);
+    payload.extend_from_slice(node.as_bytes());
+    payload.extend_from_slice(&[7u8; 32]);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend(payload);
+    frame
+}
+
+#[actix_rt::test]
+async fn a_wrong_protocol_version_is_refused() {
+    let server = start_server().await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    stream
+        .write_all(&raw_hello(PROTOCOL_VERSION as u8 + 1, "test", "client"))
+        .await
+        .unwrap();
+    closed_by_server(&mut stream).await;
+    assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_version_inside_an_envelope_closes_the_link() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    let envelope = Envelope {
+        version: PROTOCOL_VERSION + 1,
+        cluster: "test",
+        sender: "client",
+        from: RoleId::proposer(1),
+        to: RoleId::acceptor(1),
+        message: prepare(1),
+    };
+    stream
+        .write_all(&encode_frame(&envelope, 1 << 20).unwrap())
+        .await
+        .unwrap();
+    closed_by_server(&mut stream).await;
+    only_the_marker_arrives(&server).await;
+}
+
+async fn refused_handshake(server: &Server, config: TransportConfig) {
+    let stream = TcpStream::connect(server.address).await.unwrap();
+    let mut framed = Framed::new(stream, frame_codec(1 << 20));
+    let result = handshake(&mut framed, &config, Some("server")).await;
+    let mut stream = framed.into_inner();
+    closed_by_server(&mut stream).await;
+    assert!(result.is_err(), "the client sees the refusal too");
+    let stats = Arc::clone(&server.stats);
+    eventually("refusal counted", || {
+        stats.handshakes_refused.load(Ordering::Relaxed) == 1
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_cluster_id_is_refused() {
+    let server = start_server().await;
+    let mut config = client_config(server.address);
+    config.cluster_id = "another-cluster".into();
+    refused_handshake(&server, config).await;
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_bad_secret_is_refused() {
+    let server = start_server().await;
+    let mut config = client_config(server.address);
+    config.secret = b"guessed".to_vec();
+    refused_handshake(&server, config).await;
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn an_unknown_node_is_refused() {
+    let server = start_server().await;
+    let mut config = client_config(server.address);
+    config.node = "stranger".into();
+    refused_handshake(&server, config).await;
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_silent_peer_is_dropped_after_the_handshake_timeout() {
+    let server = start_server().await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    closed_by_server(&mut stream).await;
+    assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
+    only_the_marker_arrives(&server).await;
+}
+
+#[actix_rt::test]
+async fn a_spoofed_sender_is_dropped_and_counted_and_the_link_stays_up() {
+    let server = start_server().await;
+    let mut stream = authenticated(&client_config(server.address)).await;
+    stream.write_all(&frame("other", prepare(1))).await.unwrap();
+    stream
+        .write_all(&frame("client", prepare(2)))
+        .await
+        .unwrap();
+    let received = Arc::clone(&server.received);
+    eventually("the honest frame", || !received.lock().unwrap().is_empty()).await;
+    let got = server.received.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message, prepare(2));
+    assert_eq!(server.stats.dropped_spoofed.load(Ordering::Relaxed), 1);
+}
+
+fn link_to(server: SocketAddr, stats: &Arc<TransportStats>) -> Addr<PeerLink<Message>> {
+    let mut config = client_config(server);
+    config.reconnect_min = Duration::from_millis(10);
+    config.reconnect_max = Duration::from_millis(100);
+    PeerLink::<Message>::new("server", Arc::new(config), Arc::clone(stats)).start()
+}
+
+fn outbound(round: u64) -> Outbound<Message> {
+    Outbound {
+        from: RoleId::proposer(1),
+        to: RoleId::acceptor(1),
+        message: prepare(round),
+    }
+}
+
+#[actix_rt::test]
+async fn a_restarted_peer_is_reconnected_and_messages_flow_again() {
+    let server = start_server().await;
+    let stats = Arc::new(TransportStats::default());
+    let link = link_to(server.address, &stats);
+    link.do_send(outbound(1));
+    let received = Arc::clone(&server.received);
+    eventually("first message", || received.lock().unwrap().len() == 1).await;
+
+    // The peer goes away and comes back on the same address.
+    let address = server.address;
+    server.listener.send(StopListening).await.unwrap();
+    let restarted = start_server_at(address).await;
+    let received = Arc::clone(&restarted.received);
+    let start = Instant::now();
+    let mut round = 2;
+    while received.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < DEADLINE, "link never reconnected");
+        link.do_send(outbound(round));
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stats.connects.load(Ordering::Relaxed) >= 2, "reconnected");
+}
+
+#[actix_rt::test]
+async fn shutdown_flushes_queued_messages() {
+    let server = start_server().await;
+    let stats = Arc::new(TransportStats::default());
+    let link = link_to(server.address, &stats);
+    for round in 0..1_000 {
+        link.do_send(outbound(round));
+    }
+    link.send(Shutdown).await.unwrap();
+    let received = Arc::clone(&server.received);
+    eventually("all 1000 messages", || {
+        received.lock().unwrap().len() == 1_000
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_full_queue_drops_and_counts_instead_of_growing() {
+    // Nobody listens at this address, so nothing drains the queue.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = client_config(unused);
+    config.queue_capacity = 10;
+    let stats = Arc::new(TransportStats::default());
+    let link = PeerLink::<Message>::new("server", Arc::new(config), Arc::clone(&stats)).start();
+    for round in 0..25 {
+        link.do_send(outbound(round));
+    }
+    link.send(Shutdown).await.unwrap();
+    assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 15);
+}
+
+#[actix_rt::test]
+async fn an_honest_peer_link_uses_the_full_stack() {
+    let server = start_server().await;
+    let stats = Arc::new(TransportStats::default());
+    let link = link_to(server.address, &stats);
+    link.do_send(outbound(7));
+    let received = Arc::clone(&server.received);
+    eventually("the message", || received.lock().unwrap().len() == 1).await;
+    let got = &server.received.lock().unwrap()[0];
+    assert_eq!(
+        (got.from, got.to, &got.message),
+        (RoleId::proposer(1), RoleId::acceptor(1), &prepare(7))
+    );
+}

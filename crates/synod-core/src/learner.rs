@@ -10,7 +10,7 @@
 use crate::message::Message;
 use crate::output::{Delivery, Output};
 use crate::types::{Command, InstanceName, Millis, Role, RoleId, Slot, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A durable change to a learner's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,8 +86,8 @@ pub struct Learner {
     state: LearnerState,
     /// The next slot to deliver in this incarnation.
     next_delivery: Slot,
-    /// Highest sequence number applied per client (exactly-once filter).
-    applied_seq: HashMap<u64, u64>,
+    /// What each client has had applied (exactly-once filter).
+    applied: HashMap<u64, ClientWindow>,
     /// Every slot below this is known to be decided somewhere.
     known_upto: Slot,
     catch_up: CatchUpState,
@@ -116,7 +116,7 @@ impl Learner {
             config,
             state,
             next_delivery: 0,
-            applied_seq: HashMap::new(),
+            applied: HashMap::new(),
             known_upto,
             catch_up: CatchUpState::default(),
             next_sync_at: 0,
@@ -288,7 +288,7 @@ impl Learner {
     fn deliver_ready(&mut self, out: &mut Output<LearnerWrite>) {
         let start = self.next_delivery;
         while let Some(value) = self.state.decided.get(&self.next_delivery) {
-            let commands = filter_new(&mut self.applied_seq, value.commands());
+            let commands = filter_new(&mut self.applied, value.commands());
             out.deliver.push(Delivery::Slot {
                 slot: self.next_delivery,
                 commands,
@@ -352,19 +352,41 @@ impl Learner {
     }
 }
 
-/// The commands not applied before, recording them as applied. A client
-/// keeps one command in flight, so a sequence number at or below the last
-/// applied one is a retry that was decided again.
-fn filter_new(applied_seq: &mut HashMap<u64, u64>, commands: &[Command]) -> Vec<Command> {
-    let mut fresh = Vec::new();
-    for command in commands {
-        let last = applied_seq.get(&command.id.client);
-        if last.is_none_or(|seq| command.id.seq > *seq) {
-            applied_seq.insert(command.id.client, command.id.seq);
-            fresh.push(command.clone());
+/// The sequence numbers one client has had applied: every number up to
+/// `contiguous`, plus those above it in `above`. Clients number commands
+/// from 1 and may keep many in flight, so commands can be decided out of
+/// order; the set holds only that out-of-order window.
+#[derive(Clone, Debug, Default)]
+struct ClientWindow {
+    contiguous: u64,
+    above: BTreeSet<u64>,
+}
+
+impl ClientWindow {
+    /// Record `seq`; false if it was applied before (a retry decided again).
+    fn insert(&mut self, seq: u64) -> bool {
+        if seq <= self.contiguous || !self.above.insert(seq) {
+            return false;
         }
+        while self.above.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+        true
     }
-    fresh
+}
+
+/// The commands not applied before, recording them as applied.
+fn filter_new(applied: &mut HashMap<u64, ClientWindow>, commands: &[Command]) -> Vec<Command> {
+    commands
+        .iter()
+        .filter(|command| {
+            applied
+                .entry(command.id.client)
+                .or_default()
+                .insert(command.id.seq)
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -443,6 +465,22 @@ mod tests {
                 commands: vec![]
             }]
         );
+    }
+
+    #[test]
+    fn out_of_order_sequence_numbers_are_each_applied_once() {
+        let mut window = ClientWindow::default();
+        assert!(window.insert(3));
+        assert!(window.insert(1));
+        assert!(!window.insert(3), "a retry of 3");
+        assert!(window.insert(2));
+        assert_eq!(
+            (window.contiguous, window.above.len()),
+            (3, 0),
+            "the window collapses"
+        );
+        assert!(!window.insert(2));
+        assert!(window.insert(4));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   slot keys, versioned postcard records, paranoid open);
 //! - [`MemoryStore`], the same semantics in memory, with failure injection;
 //! - [`GroupCommit`], the writer thread that turns many submissions into
-//!   one synced `WriteBatch` and completes them in order.
+//!   one synced `WriteBatch` and completes them in order;
+//! - [`Outbox`], which holds a role's replies until the writes they depend
+//!   on are durable.
 //!
 //! ```text
 //! acceptor actor ─submit(writes, done)─▶ GroupCommit thread ─WriteBatch(sync)─▶ RocksStore
@@ -25,6 +27,7 @@
 mod codec;
 mod error;
 mod memory;
+mod outbox;
 mod rocks;
 mod store;
 mod writer;
@@ -32,6 +35,7 @@ mod writer;
 pub use codec::FORMAT_VERSION;
 pub use error::StorageError;
 pub use memory::MemoryStore;
+pub use outbox::Outbox;
 pub use rocks::RocksStore;
 pub use store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
 pub use writer::{Completion, GroupCommit, GroupLimits};

@@ -1,0 +1,483 @@
+//! The configuration schema, layered loading, and validation.
+//!
+//! Layers, later wins: the built-in defaults (each struct's `Default`), a
+//! TOML file, then environment variables prefixed `SYNOD_` with `__`
+//! between levels (`SYNOD_PAXOS__BATCH_MAX_COMMANDS=1024`,
+//! `SYNOD_NODES__N1__LISTEN=10.0.0.5:7000`). Unknown keys are errors.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use synod_core::{Role, RoleId};
+
+/// A whole deployment: the cluster, its nodes, and which role instance
+/// runs on which node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynodConfig {
+    /// Cluster identity and secret.
+    pub cluster: ClusterConfig,
+    /// Nodes (processes) by name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeConfig>,
+    /// Role placement: `"acceptor-1" = "n1"`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// Protocol tuning.
+    #[serde(default)]
+    pub paxos: PaxosConfig,
+    /// Storage limits.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Transport limits.
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+/// Cluster identity.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster id; nodes of other clusters are refused.
+    pub id: String,
+    /// Shared secret for node authentication.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// File holding the secret (instead of `secret`).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// One node (process).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Address it listens on for other nodes.
+    pub listen: SocketAddr,
+    /// Directory for its role instances' stores.
+    pub data_dir: PathBuf,
+}
+
+/// Paxos tuning.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaxosConfig {
+    /// Most commands in one log value.
+    pub batch_max_commands: usize,
+    /// Most payload bytes in one log value.
+    pub batch_max_bytes: usize,
+    /// Most slots in phase 2 at once.
+    pub pipeline_window: usize,
+    /// Most queued commands per proposer before it answers busy.
+    pub queue_limit: usize,
+    /// Leader heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Shortest election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_min: Duration,
+    /// Longest election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_max: Duration,
+    /// Resend unanswered Prepare/Accept after this long.
+    #[serde(with = "humantime_serde")]
+    pub retransmit_interval: Duration,
+    /// Longest randomized backoff after a Nack.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How often role timers run.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// How long a learner waits before asking again for a missing slot.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_interval: Duration,
+    /// Most slots in one catch-up answer.
+    pub catch_up_batch: u64,
+    /// How often learners compare single-decree decisions.
+    #[serde(with = "humantime_serde")]
+    pub instance_sync_interval: Duration,
+    /// How long a client command is retried before `submit` gives up.
+    #[serde(with = "humantime_serde")]
+    pub submit_timeout: Duration,
+    /// How long `submit` waits before resending a command (same id).
+    #[serde(with = "humantime_serde")]
+    pub submit_retry: Duration,
+}
+
+impl Default for PaxosConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_commands: 1024,
+            batch_max_bytes: 1024 * 1024,
+            pipeline_window: 64,
+            queue_limit: 200_000,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
+            retransmit_interval: Duration::from_millis(200),
+            backoff_max: Duration::from_millis(150),
+            tick_interval: Duration::from_millis(10),
+            catch_up_interval: Duration::from_millis(200),
+            catch_up_batch: 256,
+            instance_sync_interval: Duration::from_secs(1),
+            submit_timeout: Duration::from_secs(10),
+            submit_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Storage limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Most submissions covered by one fsync.
+    pub group_max_submissions: usize,
+    /// Most writes covered by one fsync.
+    pub group_max_writes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            group_max_submissions: 4096,
+            group_max_writes: 65_536,
+        }
+    }
+}
+
+/// Transport limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSettings {
+    /// Largest frame in bytes.
+    pub max_frame_len: usize,
+    /// Frames queued per peer before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Handshake (and connect) timeout.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// First reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            max_frame_len: synod_transport::DEFAULT_MAX_FRAME,
+            queue_capacity: 65_536,
+            handshake_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Loading failed: the file, the environment, or the schema.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file is missing or does not parse, or a value has the wrong type
+    /// or an unknown key.
+    #[error("config {source_name}: {message}")]
+    Invalid {
+        /// Where the config came from.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The config loaded but breaks a rule.
+    #[error("config {source_name} is not valid:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Rules {
+        /// Where the config came from.
+        source_name: String,
+        /// Every broken rule.
+        problems: Vec<Problem>,
+    },
+}
+
+/// One broken rule: the field, what is wrong, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The offending field, as a dotted path.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl SynodConfig {
+    /// Load `file` (TOML) over the defaults, then `SYNOD_*` environment
+    /// variables over that, and validate. Returns the config and its warnings.
+    pub fn load(file: &Path) -> Result<(Self, Vec<Problem>), LoadError> {
+        let source_name = file.display().to_string();
+        let raw = config::Config::builder()
+            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(env_source())
+            .build();
+        Self::finish(raw, source_name)
+    }
+
+    /// Load from TOML text (for embedded defaults and tests), then the
+    /// environment, and validate.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<(Self, Vec<Problem>), LoadError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(env_source())
+            .build();
+        Self::finish(raw, source_name.to_owned())
+    }
+
+    fn finish(
+        raw: Result<config::Config, config::ConfigError>,
+        source_name: String,
+    ) -> Result<(Self, Vec<Problem>), LoadError> {
+        let invalid = |e: config::ConfigError| LoadError::Invalid {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        };
+        let config: SynodConfig = raw.map_err(invalid)?.try_deserialize().map_err(invalid)?;
+        let (problems, warnings) = config.validate();
+        if problems.is_empty() {
+            Ok((config, warnings))
+        } else {
+            Err(LoadError::Rules {
+                source_name,
+                problems,
+            })
+        }
+    }
+
+    /// Check every rule. Returns (errors, warnings).
+    pub fn validate(&self) -> (Vec<Problem>, Vec<Problem>) {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let problem = |list: &mut Vec<Problem>, field: &str, message: String| {
+            list.push(Problem {
+                field: field.to_owned(),
+                message,
+            });
+        };
+        if self.cluster.id.trim().is_empty() {
+            problem(
+                &mut errors,
+                "cluster.id",
+                "is empty; name the cluster, e.g. id = \"synod-prod\"".into(),
+            );
+        }
+        if self.nodes.is_empty() {
+            problem(
+                &mut errors,
+                "nodes",
+                "no nodes; add [nodes.n1] with listen and data_dir".into(),
+            );
+        }
+        self.check_addresses(&mut errors);
+        let placement = self.check_roles(&mut errors);
+        let acceptors = placement
+            .keys()
+            .filter(|r| r.role == Role::Acceptor)
+            .count();
+        for (role, name) in [
+            (Role::Proposer, "proposer"),
+            (Role::Acceptor, "acceptor"),
+            (Role::Learner, "learner"),
+        ] {
+            if !placement.keys().any(|r| r.role == role) {
+                let fix = format!("no {name} placed; add e.g. {name}-1 = \"<node>\" under [roles]");
+                problem(&mut errors, "roles", fix);
+            }
+        }
+        if acceptors > 0 && acceptors % 2 == 0 {
+            let msg = format!(
+                "{acceptors} acceptors tolerate no more failures than {}; use an odd count",
+                acceptors - 1
+            );
+            problem(&mut warnings, "roles", msg);
+        }
+        if self.nodes.len() > 1 && (1..3).contains(&acceptors) {
+            let msg = format!(
+                "{acceptors} acceptor(s) in a multi-node cluster survive no failure; place at least 3"
+            );
+            problem(&mut warnings, "roles", msg);
+        }
+        self.check_timing(&mut errors);
+        if self.nodes.len() > 1 && self.secret().map(|s| s.is_empty()).unwrap_or(true) {
+            let fix = "is empty in a multi-node cluster; set cluster.secret or cluster.secret_file"
+                .into();
+            problem(&mut errors, "cluster.secret", fix);
+        }
+        if self.cluster.secret.is_some() && self.cluster.secret_file.is_some() {
+            problem(
+                &mut errors,
+                "cluster.secret_file",
+                "set either secret or secret_file, not both".into(),
+            );
+        }
+        self.check_data_dirs(&mut errors);
+        (errors, warnings)
+    }
+
+    fn check_addresses(&self, errors: &mut Vec<Problem>) {
+        let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+        for (name, node) in &self.nodes {
+            if let Some(other) = seen.insert(node.listen, name) {
+                errors.push(Problem {
+                    field: format!("nodes.{name}.listen"),
+                    message: format!(
+                        "{} is also node {other}'s address; give each node its own",
+                        node.listen
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Parse the placement, reporting bad role names, duplicates and
+    /// unknown nodes.
+    fn check_roles(&self, errors: &mut Vec<Problem>) -> BTreeMap<RoleId, String> {
+        let mut placement = BTreeMap::new();
+        for (role, node) in &self.roles {
+            let field = format!("roles.{role}");
+            let Some(id) = parse_role(role) else {
+                let msg =
+                    "is not a role instance; use proposer-N, acceptor-N or learner-N".to_owned();
+                errors.push(Problem {
+                    field,
+                    message: msg,
+                });
+                continue;
+            };
+            if !self.nodes.contains_key(node) {
+                let known: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+                let msg = format!("is placed on unknown node {node:?}; known nodes: {known:?}");
+                errors.push(Problem {
+                    field,
+                    message: msg,
+                });
+                continue;
+            }
+            if placement.insert(id, node.clone()).is_some() {
+                let msg = format!("names {id} again; each role instance appears once");
+                errors.push(Problem {
+                    field,
+                    message: msg,
+                });
+            }
+        }
+        placement
+    }
+
+    fn check_timing(&self, errors: &mut Vec<Problem>) {
+        let p = &self.paxos;
+        if p.heartbeat_interval * 3 > p.election_timeout_min {
+            errors.push(Problem {
+                field: "paxos.heartbeat_interval".into(),
+                message: format!(
+                    "{:?} is not well below election_timeout_min {:?}; keep it at most a third",
+                    p.heartbeat_interval, p.election_timeout_min
+                ),
+            });
+        }
+        if p.election_timeout_min > p.election_timeout_max {
+            errors.push(Problem {
+                field: "paxos.election_timeout_max".into(),
+                message: "is below election_timeout_min; make max >= min".into(),
+            });
+        }
+        if p.tick_interval.is_zero() {
+            errors.push(Problem {
+                field: "paxos.tick_interval".into(),
+                message: "must be above zero".into(),
+            });
+        }
+    }
+
+    fn check_data_dirs(&self, errors: &mut Vec<Problem>) {
+        for (name, node) in &self.nodes {
+            let dir = &node.data_dir;
+            let bad = match std::fs::metadata(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None, // created at start
+                Err(e) => Some(e.to_string()),
+                Ok(meta) if !meta.is_dir() => Some("is not a directory".into()),
+                Ok(_) => std::fs::read_dir(dir)
+                    .err()
+                    .map(|e| format!("cannot be read: {e}")),
+            };
+            if let Some(reason) = bad {
+                errors.push(Problem {
+                    field: format!("nodes.{name}.data_dir"),
+                    message: format!(
+                        "{}: {reason}; point it at a readable directory",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The cluster secret (read from `secret_file` if set).
+    pub fn secret(&self) -> std::io::Result<String> {
+        match (&self.cluster.secret, &self.cluster.secret_file) {
+            (Some(secret), _) => Ok(secret.clone()),
+            (None, Some(file)) => Ok(std::fs::read_to_string(file)?.trim().to_owned()),
+            (None, None) => Ok(String::new()),
+        }
+    }
+
+    /// Role instances placed on `node`.
+    pub fn roles_on(&self, node: &str) -> Vec<RoleId> {
+        self.placement()
+            .into_iter()
+            .filter(|(_, n)| n == node)
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// Every role instance with its node (valid entries only).
+    pub fn placement(&self) -> BTreeMap<RoleId, String> {
+        self.roles
+            .iter()
+            .filter_map(|(role, node)| Some((parse_role(role)?, node.clone())))
+            .collect()
+    }
+
+    /// All instances of `role`, by index.
+    pub fn instances(&self, role: Role) -> Vec<u32> {
+        let set: BTreeSet<u32> = self
+            .placement()
+            .keys()
+            .filter(|r| r.role == role)
+            .map(|r| r.index)
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+fn env_source() -> config::Environment {
+    config::Environment::with_prefix("SYNOD")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+}
+
+/// `proposer-2` → proposer 2.
+pub fn parse_role(text: &str) -> Option<RoleId> {
+    let (role, index) = text.rsplit_once('-')?;
+    let index: u32 = index.parse().ok()?;
+    match role {
+        "proposer" => Some(RoleId::proposer(index)),
+        "acceptor" => Some(RoleId::acceptor(index)),
+        "learner" => Some(RoleId::learner(index)),
+        _ => None,
+    }
+}

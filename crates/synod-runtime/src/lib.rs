@@ -1,0 +1,30 @@
+//! # synod-runtime: config, placement, routing, and the embeddable Node
+//!
+//! This crate turns a config file into running role actors:
+//!
+//! ```text
+//! SynodConfig::load(file) ── defaults ◀ TOML ◀ SYNOD_* env ── validate()
+//!        │
+//!        ▼
+//! Node::start(config, "n1", state_machine)      (inside the caller's actix System)
+//!   ├─ RocksStore per role instance: data_dir/<role>   (opened first; locked/corrupt stops the start)
+//!   ├─ PeerLink per other node ──▶ Router ◀── Listener (authenticated inbound)
+//!   └─ ProposerActor / AcceptorActor / LearnerActor placed on this node
+//! ```
+//!
+//! An embedding application calls [`Node::submit`] to submit a command and
+//! await its response, [`Node::subscribe`] to follow decided values in
+//! order, and [`Node::shutdown`] to stop cleanly.
+#![deny(missing_docs)]
+
+mod config;
+mod node;
+mod router;
+
+pub use config::{
+    ClusterConfig, LoadError, NodeConfig, PaxosConfig, Problem, StorageConfig, SynodConfig,
+    TransportSettings, parse_role,
+};
+pub use node::{Node, NodeError, NodeStatus, SubmitError};
+pub use router::Router;
+pub use synod_learner::{Decision, StateMachine};

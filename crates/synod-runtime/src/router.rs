@@ -1,0 +1,123 @@
+//! Routing hides placement: roles hand every outgoing message to the
+//! router, which delivers it to a local role actor or to the peer link of
+//! the node hosting the destination. Messages from peers come in through
+//! the listener and are checked against the placement before delivery.
+
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use synod_core::{Message, RoleId};
+use synod_transport::{Inbound, OutboundBatch, PeerLink};
+
+/// Register a local role actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterRole {
+    /// The role instance.
+    pub role: RoleId,
+    /// Where its messages go.
+    pub recipient: Recipient<Inbound<Message>>,
+}
+
+/// Forget a local role actor (it stopped).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterRole(pub RoleId);
+
+/// Stop the router.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRouter;
+
+/// The per-node router.
+pub struct Router {
+    node: Arc<str>,
+    locals: HashMap<RoleId, Recipient<Inbound<Message>>>,
+    placement: HashMap<RoleId, Arc<str>>,
+    links: HashMap<Arc<str>, Addr<PeerLink<Message>>>,
+}
+
+impl Router {
+    /// A router for `node`, knowing every role's node and the links to the
+    /// other nodes.
+    pub fn new(
+        node: &str,
+        placement: HashMap<RoleId, Arc<str>>,
+        links: HashMap<Arc<str>, Addr<PeerLink<Message>>>,
+    ) -> Self {
+        Self {
+            node: node.into(),
+            locals: HashMap::new(),
+            placement,
+            links,
+        }
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+}
+
+impl Handler<RegisterRole> for Router {
+    type Result = ();
+    fn handle(&mut self, register: RegisterRole, _: &mut Context<Self>) {
+        self.locals.insert(register.role, register.recipient);
+    }
+}
+
+impl Handler<UnregisterRole> for Router {
+    type Result = ();
+    fn handle(&mut self, UnregisterRole(role): UnregisterRole, _: &mut Context<Self>) {
+        self.locals.remove(&role);
+    }
+}
+
+impl Handler<StopRouter> for Router {
+    type Result = ();
+    fn handle(&mut self, _: StopRouter, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<OutboundBatch<Message>> for Router {
+    type Result = ();
+
+    fn handle(&mut self, OutboundBatch(batch): OutboundBatch<Message>, _: &mut Context<Self>) {
+        let mut remote: HashMap<Arc<str>, Vec<_>> = HashMap::new();
+        for outbound in batch {
+            if let Some(local) = self.locals.get(&outbound.to) {
+                let inbound = Inbound {
+                    node: Arc::clone(&self.node),
+                    from: outbound.from,
+                    to: outbound.to,
+                    message: outbound.message,
+                };
+                local.do_send(inbound);
+            } else if let Some(node) = self.placement.get(&outbound.to) {
+                remote.entry(Arc::clone(node)).or_default().push(outbound);
+            }
+            // else: a role on this node that is not running (stopped): lost,
+            // as on a crashed node.
+        }
+        for (node, batch) in remote {
+            if let Some(link) = self.links.get(&node) {
+                link.do_send(OutboundBatch(batch));
+            }
+        }
+    }
+}
+
+impl Handler<Inbound<Message>> for Router {
+    type Result = ();
+
+    fn handle(&mut self, inbound: Inbound<Message>, _: &mut Context<Self>) {
+        let placed_on = self.placement.get(&inbound.from);
+        if placed_on.is_none_or(|node| **node != *inbound.node) {
+            tracing::warn!(node = &*inbound.node, from = %inbound.from, "message from a role not placed on its node dropped");
+            return;
+        }
+        if let Some(local) = self.locals.get(&inbound.to) {
+            local.do_send(inbound);
+        }
+    }
+}

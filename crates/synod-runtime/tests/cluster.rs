@@ -1,0 +1,157 @@
+//! In-process clusters over real loopback TCP and RocksDB in temporary
+//! directories: decide many commands, keep every learner's log identical,
+//! and survive losing the leader or restarting an acceptor mid-load.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use synod_runtime::Node;
+use tempfile::TempDir;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+#[actix_rt::test]
+async fn three_colocated_replicas_decide_10000_commands_and_agree() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let nodes = start_all(&config).await;
+    let responses = submit_many(&nodes[0], 10_000, "c").await;
+    let positions: BTreeSet<Vec<u8>> = responses.into_iter().collect();
+    assert_eq!(
+        positions.len(),
+        10_000,
+        "every command applied once, each at its own position"
+    );
+    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    eventually("all learners hold the same log", SETTLE, || {
+        learners_agree(&all, 1)
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn split_role_placement_decides_and_agrees() {
+    let root = TempDir::new().unwrap();
+    let config = cluster(
+        &root,
+        &[
+            ("acceptor-a", &["acceptor-1"]),
+            ("acceptor-b", &["acceptor-2"]),
+            ("acceptor-c", &["acceptor-3"]),
+            ("proposer-a", &["proposer-1"]),
+            ("proposer-b", &["proposer-2"]),
+            ("learner-a", &["learner-1"]),
+            ("learner-b", &["learner-2"]),
+        ],
+    );
+    let nodes = start_all(&config).await;
+    let learner_nodes: Vec<&Node<Counter>> = nodes
+        .iter()
+        .filter(|n| n.name().starts_with("learner"))
+        .collect();
+    let (a, b) = tokio::join!(
+        submit_many(learner_nodes[0], 5_000, "a"),
+        submit_many(learner_nodes[1], 5_000, "b")
+    );
+    assert_eq!(a.len() + b.len(), 10_000);
+    eventually("both learners hold the same log", SETTLE, || {
+        learners_agree(&learner_nodes, 1)
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// The node whose proposer leads, by index into `nodes`.
+async fn leader_index(nodes: &[Node<Counter>]) -> Option<usize> {
+    for (i, node) in nodes.iter().enumerate() {
+        if node
+            .status()
+            .await
+            .proposers
+            .iter()
+            .any(|p| p.leading_ballot.is_some())
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+#[actix_rt::test]
+async fn losing_the_leader_hands_over_to_another_proposer() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let mut nodes = start_all(&config).await;
+    submit_many(&nodes[0], 100, "before").await;
+    let leader = leader_index(&nodes)
+        .await
+        .expect("a leader decided those commands");
+    nodes.remove(leader).shutdown().await;
+
+    let survivor = &nodes[0];
+    let after = submit_many(survivor, 500, "after").await;
+    assert_eq!(
+        after.len(),
+        500,
+        "commands keep being decided without the old leader"
+    );
+    let new_leader = leader_index(&nodes).await;
+    assert!(new_leader.is_some(), "another proposer took over");
+    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    eventually("the survivors agree", SETTLE, || learners_agree(&all, 1)).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn restarting_an_acceptor_node_mid_load_loses_nothing_and_it_rejoins() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let mut nodes = start_all(&config).await;
+    let first = submit_many(&nodes[0], 1_000, "first").await;
+
+    // Restart n3 (acceptor-3 with its proposer and learner) while load runs.
+    let restarted_name = nodes[2].name().to_owned();
+    let n3 = nodes.pop().unwrap();
+    let load = submit_many(&nodes[0], 2_000, "during");
+    let restart = async {
+        n3.shutdown().await;
+        Node::start(&config, &restarted_name, Counter::default)
+            .await
+            .expect("restart from the same data dir")
+    };
+    let (during, n3) = tokio::join!(load, restart);
+    nodes.push(n3);
+    let more = submit_many(&nodes[2], 500, "after").await;
+
+    assert_eq!(first.len() + during.len() + more.len(), 3_500);
+    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    eventually(
+        "the restarted node caught up and all learners agree",
+        SETTLE,
+        || learners_agree(&all, 1),
+    )
+    .await;
+    // Every acknowledged command is in every learner's state machine,
+    // including the restarted one, which replayed its log and caught up.
+    for node in &nodes {
+        let learner = &node.status().await.learners[0];
+        assert_eq!(
+            learner.commands_applied,
+            3_500,
+            "{}: acknowledged commands lost",
+            node.name()
+        );
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

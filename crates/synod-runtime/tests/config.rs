@@ -1,0 +1,194 @@
+//! Config loading: layers (defaults, file, environment) and one test per
+//! validation rule, each checking the message names the field and the fix.
+
+use std::io::Write;
+use synod_runtime::{LoadError, SynodConfig};
+
+const BASE: &str = r#"
+[cluster]
+id = "c"
+secret = "s"
+
+[nodes.n1]
+listen = "127.0.0.1:7001"
+data_dir = "/tmp/synod-config-test/n1"
+
+[nodes.n2]
+listen = "127.0.0.1:7002"
+data_dir = "/tmp/synod-config-test/n2"
+
+[nodes.n3]
+listen = "127.0.0.1:7003"
+data_dir = "/tmp/synod-config-test/n3"
+
+[roles]
+proposer-1 = "n1"
+acceptor-1 = "n1"
+acceptor-2 = "n2"
+acceptor-3 = "n3"
+learner-1 = "n1"
+"#;
+
+fn load(text: &str) -> Result<(SynodConfig, Vec<synod_runtime::Problem>), LoadError> {
+    SynodConfig::from_toml(text, "test")
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load(text) {
+        Err(LoadError::Rules { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        Err(other) => vec![other.to_string()],
+        Ok(_) => Vec::new(),
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    load(text)
+        .expect("valid")
+        .1
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn has(list: &[String], needles: &[&str]) -> bool {
+    list.iter().any(|p| needles.iter().all(|n| p.contains(n)))
+}
+
+#[test]
+fn the_base_config_is_valid_with_defaults_filled_in() {
+    let (config, warnings) = load(BASE).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.paxos.pipeline_window, 64, "built-in default");
+    assert_eq!(config.roles_on("n1").len(), 3);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(file, "{BASE}\n[paxos]\nbatch_max_commands = 10\n").unwrap();
+    // SAFETY: this is the only test in this binary that touches the
+    // environment, and it reads the variable back before removing it.
+    unsafe { std::env::set_var("SYNOD_PAXOS__BATCH_MAX_COMMANDS", "777") };
+    let loaded = SynodConfig::load(file.path());
+    unsafe { std::env::remove_var("SYNOD_PAXOS__BATCH_MAX_COMMANDS") };
+    assert_eq!(loaded.unwrap().0.paxos.batch_max_commands, 777);
+}
+
+#[test]
+fn no_acceptor_is_an_error() {
+    let text = BASE.replace(
+        "acceptor-1 = \"n1\"\nacceptor-2 = \"n2\"\nacceptor-3 = \"n3\"\n",
+        "",
+    );
+    assert!(has(
+        &problems(&text),
+        &["roles", "no acceptor placed", "acceptor-1 ="]
+    ));
+}
+
+#[test]
+fn an_even_acceptor_count_warns() {
+    let text = BASE.replace(
+        "acceptor-3 = \"n3\"",
+        "acceptor-3 = \"n3\"\nacceptor-4 = \"n3\"",
+    );
+    assert!(has(&warnings(&text), &["4 acceptors", "odd count"]));
+}
+
+#[test]
+fn fewer_than_three_acceptors_in_a_multi_node_cluster_warns() {
+    let text = BASE.replace("acceptor-3 = \"n3\"\n", "");
+    assert!(has(&warnings(&text), &["at least 3"]));
+}
+
+#[test]
+fn a_duplicate_address_is_an_error() {
+    let text = BASE.replace("127.0.0.1:7002", "127.0.0.1:7001");
+    assert!(has(
+        &problems(&text),
+        &["nodes.n2.listen", "give each node its own"]
+    ));
+}
+
+#[test]
+fn a_duplicate_role_id_is_an_error() {
+    let text = BASE.replace(
+        "learner-1 = \"n1\"",
+        "learner-1 = \"n1\"\nlearner-01 = \"n2\"",
+    );
+    assert!(has(
+        &problems(&text),
+        &["roles.learner-", "names learner-1 again"]
+    ));
+}
+
+#[test]
+fn a_role_on_an_unknown_node_is_an_error() {
+    let text = BASE.replace("learner-1 = \"n1\"", "learner-1 = \"n9\"");
+    assert!(has(
+        &problems(&text),
+        &["roles.learner-1", "unknown node \"n9\"", "known nodes"]
+    ));
+}
+
+#[test]
+fn a_malformed_role_name_is_an_error() {
+    let text = BASE.replace(
+        "learner-1 = \"n1\"",
+        "learner-1 = \"n1\"\nleader-1 = \"n1\"",
+    );
+    assert!(has(
+        &problems(&text),
+        &["roles.leader-1", "proposer-N, acceptor-N or learner-N"]
+    ));
+}
+
+#[test]
+fn a_heartbeat_not_well_below_the_election_timeout_is_an_error() {
+    let text = format!(
+        "{BASE}\n[paxos]\nheartbeat_interval = \"200ms\"\nelection_timeout_min = \"300ms\"\n"
+    );
+    assert!(has(
+        &problems(&text),
+        &["paxos.heartbeat_interval", "at most a third"]
+    ));
+}
+
+#[test]
+fn an_empty_secret_in_a_multi_node_cluster_is_an_error() {
+    let text = BASE.replace("secret = \"s\"", "secret = \"\"");
+    assert!(has(
+        &problems(&text),
+        &["cluster.secret", "multi-node", "secret_file"]
+    ));
+}
+
+#[test]
+fn an_unreadable_data_dir_is_an_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let text = BASE.replace(
+        "/tmp/synod-config-test/n2",
+        &file.path().display().to_string(),
+    );
+    assert!(has(
+        &problems(&text),
+        &["nodes.n2.data_dir", "not a directory"]
+    ));
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let text = BASE.replace("[cluster]", "[cluster]\nsecrett = \"typo\"");
+    assert!(has(&problems(&text), &["secrett"]), "{:?}", problems(&text));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let error = SynodConfig::load(std::path::Path::new("/nonexistent/synod.toml")).unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/synod.toml"),
+        "{error}"
+    );
+}

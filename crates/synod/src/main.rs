@@ -1,0 +1,164 @@
+//! # synod: the Synod binary
+//!
+//! - `synod node --config F --node NAME`: one process of a deployment.
+//! - `synod up [--config F]`: every node of a config in this process; with
+//!   no flag, the built-in three-replica cluster on loopback (`configs/local.toml`),
+//!   data under `./data`.
+//!
+//! Errors a user can cause (bad config, port in use, data dir locked) print
+//! one line and exit with status 1; SIGINT or SIGTERM stops the nodes
+//! cleanly.
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use synod_runtime::{Node, SynodConfig};
+
+mod machine;
+
+use machine::AppliedCounter;
+
+/// The built-in local cluster.
+const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
+
+#[derive(Parser, Debug)]
+#[command(name = "synod", version, about = "Paxos cluster runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run one node of a deployment.
+    Node {
+        /// The cluster config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Which node of the config this process is.
+        #[arg(long)]
+        node: String,
+    },
+    /// Run every node of a config in this process (default: a local
+    /// three-replica cluster on loopback, data under ./data).
+    Up {
+        /// The cluster config (TOML); the built-in local cluster if absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,synod=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let system = actix_rt::System::new();
+    let result = system.block_on(run(cli));
+    if let Err(error) = result {
+        eprintln!("synod: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Commands::Node { config, node } => {
+            let config = load(Some(config))?;
+            let nodes = start(&config, &[node]).await?;
+            serve(nodes).await
+        }
+        Commands::Up { config } => {
+            let config = load(config)?;
+            let names: Vec<String> = config.nodes.keys().cloned().collect();
+            let nodes = start(&config, &names).await?;
+            serve(nodes).await
+        }
+    }
+}
+
+fn load(file: Option<PathBuf>) -> Result<SynodConfig> {
+    let (config, warnings) = match file {
+        Some(file) => SynodConfig::load(&file)?,
+        None => SynodConfig::from_toml(LOCAL_CONFIG, "built-in local cluster")?,
+    };
+    for warning in warnings {
+        eprintln!("synod: warning: {warning}");
+    }
+    Ok(config)
+}
+
+async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<AppliedCounter>>> {
+    let mut nodes = Vec::new();
+    for name in names {
+        let node = Node::start(config, name, AppliedCounter::default)
+            .await
+            .with_context(|| format!("starting node {name}"))?;
+        let roles: Vec<String> = config
+            .roles_on(name)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "synod: node {name} listening on {} ({})",
+            node.listen_address(),
+            roles.join(", ")
+        );
+        nodes.push(node);
+    }
+    wait_for_leader(&nodes, config).await;
+    Ok(nodes)
+}
+
+/// Print the ready line once a leader is known (or say that none is yet).
+async fn wait_for_leader(nodes: &[Node<AppliedCounter>], config: &SynodConfig) {
+    let limit = config.paxos.election_timeout_max * 10;
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        for node in nodes {
+            let status = node.status().await;
+            if let Some(leader) = status.proposers.iter().find_map(|p| p.leader) {
+                println!(
+                    "synod: ready: {} node(s) running, leader is proposer-{leader}",
+                    nodes.len()
+                );
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "synod: ready: {} node(s) running; no leader elected yet (waiting for peers)",
+        nodes.len()
+    );
+}
+
+async fn serve(nodes: Vec<Node<AppliedCounter>>) -> Result<()> {
+    let signal = wait_for_signal().await;
+    println!("synod: {signal}: shutting down");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    println!("synod: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = terminate.recv() => "terminated",
+    }
+}

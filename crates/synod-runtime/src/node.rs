@@ -37,20 +37,20 @@ pub enum NodeError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}: {reason}")]
     DataDir {
         /// The directory.
         path: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The listen address is unavailable (in use, not local, ...).
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {reason}")]
     Bind {
         /// The address.
         address: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The secret file could not be read.
     #[error("cannot read the cluster secret: {0}")]
@@ -108,9 +108,9 @@ pub struct Node<M: StateMachine> {
 
 fn open_store(data_dir: &Path, role: RoleId) -> Result<Store, NodeError> {
     let path = data_dir.join(role.to_string());
-    std::fs::create_dir_all(&path).map_err(|source| NodeError::DataDir {
+    std::fs::create_dir_all(&path).map_err(|reason| NodeError::DataDir {
         path: path.display().to_string(),
-        source,
+        reason,
     })?;
     Ok(RocksStore::open(&path)?)
 }
@@ -166,13 +166,13 @@ impl<M: StateMachine> Node<M> {
             router.clone().recipient(),
         )
         .await
-        .map_err(|source| NodeError::Bind {
+        .map_err(|reason| NodeError::Bind {
             address: node.listen,
-            source,
+            reason,
         })?;
-        let listen = listener.local_addr().map_err(|source| NodeError::Bind {
+        let listen = listener.local_addr().map_err(|reason| NodeError::Bind {
             address: node.listen,
-            source,
+            reason,
         })?;
 
         let mut started = Node {

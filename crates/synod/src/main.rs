@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use synod_core::Role;
 use synod_runtime::{Node, SynodConfig};
 
 mod machine;
@@ -117,6 +118,11 @@ async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<Applie
 
 /// Print the ready line once a leader is known (or say that none is yet).
 async fn wait_for_leader(nodes: &[Node<AppliedCounter>], config: &SynodConfig) {
+    let hosts_proposer = nodes.iter().any(|n| config.roles_on(n.name()).iter().any(|r| r.role == Role::Proposer));
+    if !hosts_proposer {
+        println!("synod: ready: {} node(s) running (no proposer here)", nodes.len());
+        return;
+    }
     let limit = config.paxos.election_timeout_max * 10;
     let start = Instant::now();
     while start.elapsed() < limit {

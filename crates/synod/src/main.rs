@@ -118,9 +118,17 @@ async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<Applie
 
 /// Print the ready line once a leader is known (or say that none is yet).
 async fn wait_for_leader(nodes: &[Node<AppliedCounter>], config: &SynodConfig) {
-    let hosts_proposer = nodes.iter().any(|n| config.roles_on(n.name()).iter().any(|r| r.role == Role::Proposer));
+    let hosts_proposer = nodes.iter().any(|n| {
+        config
+            .roles_on(n.name())
+            .iter()
+            .any(|r| r.role == Role::Proposer)
+    });
     if !hosts_proposer {
-        println!("synod: ready: {} node(s) running (no proposer here)", nodes.len());
+        println!(
+            "synod: ready: {} node(s) running (no proposer here)",
+            nodes.len()
+        );
         return;
     }
     let limit = config.paxos.election_timeout_max * 10;

@@ -89,6 +89,9 @@ pub struct LearnerStatus {
     pub commands_applied: u64,
 }
 
+/// Waiter count below which abandoned waiters are not pruned.
+const MIN_PRUNE: usize = 1024;
+
 #[derive(Debug)]
 enum Effect {
     Send(Outgoing),
@@ -103,6 +106,7 @@ pub struct LearnerActor<S: Store, M: StateMachine> {
     router: Recipient<OutboundBatch<Message>>,
     outbox: Outbox<Effect>,
     waiters: HashMap<CommandId, oneshot::Sender<Vec<u8>>>,
+    prune_waiters_at: usize,
     subscribers: Vec<mpsc::Sender<Decision>>,
     commands_applied: u64,
     epoch: Instant,
@@ -126,6 +130,7 @@ impl<S: Store, M: StateMachine> LearnerActor<S, M> {
             router,
             outbox: Outbox::new(),
             waiters: HashMap::new(),
+            prune_waiters_at: MIN_PRUNE,
             subscribers: Vec::new(),
             commands_applied: 0,
             epoch: Instant::now(),
@@ -246,7 +251,12 @@ impl<S: Store, M: StateMachine> Handler<WatchCommand> for LearnerActor<S, M> {
     type Result = ();
 
     fn handle(&mut self, watch: WatchCommand, _: &mut Context<Self>) {
-        self.waiters.retain(|_, waiter| !waiter.is_closed());
+        // Waiters whose caller gave up are pruned when the map has doubled,
+        // so the scan costs O(1) per watch on average.
+        if self.waiters.len() >= self.prune_waiters_at {
+            self.waiters.retain(|_, waiter| !waiter.is_closed());
+            self.prune_waiters_at = (2 * self.waiters.len()).max(MIN_PRUNE);
+        }
         self.waiters.insert(watch.id, watch.reply);
     }
 }

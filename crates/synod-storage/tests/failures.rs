@@ -216,3 +216,25 @@ fn a_full_disk_fails_the_write_and_poisons_the_store() {
         "after a failed write at slot {slot}: {error}"
     );
 }
+
+#[test]
+fn a_read_only_data_directory_is_a_clear_error() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(disk.dir.path())
+        .status()
+        .expect("mount");
+    assert!(remounted.success(), "remount read-only");
+    let error = RocksStore::open(disk.dir.path()).unwrap_err();
+    assert!(matches!(error, StorageError::DataDir { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&disk.dir.path().display().to_string()),
+        "{message}"
+    );
+    assert!(message.to_lowercase().contains("read-only"), "{message}");
+}

@@ -29,6 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 pub trait StateMachine: Unpin + 'static {
     /// Apply one command and return its response.
     fn apply(&mut self, command: &Command) -> Vec<u8>;
+
+    /// The response this machine gave to command `id`, if it still keeps
+    /// it. A client that retries a command already applied (through this
+    /// or another node) gets the original answer instead of a timeout.
+    fn response_to(&self, id: CommandId) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
 }
 
 /// One decision, as subscribers see it, in slot order.
@@ -251,6 +259,10 @@ impl<S: Store, M: StateMachine> Handler<WatchCommand> for LearnerActor<S, M> {
     type Result = ();
 
     fn handle(&mut self, watch: WatchCommand, _: &mut Context<Self>) {
+        if let Some(response) = self.machine.response_to(watch.id) {
+            let _ = watch.reply.send(response); // applied before: answer now
+            return;
+        }
         // Waiters whose caller gave up are pruned when the map has doubled,
         // so the scan costs O(1) per watch on average.
         if self.waiters.len() >= self.prune_waiters_at {

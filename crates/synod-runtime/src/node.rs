@@ -265,14 +265,22 @@ impl<M: StateMachine> Node<M> {
     /// response. Retries with the same command id (applied once however
     /// often it is decided) until `paxos.submit_timeout`.
     pub async fn submit(&self, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
-        if !self.accepting.load(Ordering::Relaxed) {
-            return Err(SubmitError::ShuttingDown);
-        }
-        let (learner_id, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
         let id = CommandId {
             client: self.client,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed) + 1,
         };
+        self.submit_as(id, payload).await
+    }
+
+    /// Submit `payload` under a caller-chosen `id` (a client library that
+    /// numbers its own commands). Submitting an id again, through this or
+    /// another node, is a retry: the command is applied once and, if the
+    /// state machine keeps responses, the retry gets the original answer.
+    pub async fn submit_as(&self, id: CommandId, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let (learner_id, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
         let command = Command { id, payload };
         let (reply, mut response) = oneshot::channel();
         learner

@@ -14,11 +14,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use synod_core::Role;
+use synod_kv::KvStore;
 use synod_runtime::{Node, SynodConfig};
-
-mod machine;
-
-use machine::AppliedCounter;
 
 /// The built-in local cluster.
 const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
@@ -94,10 +91,10 @@ fn load(file: Option<PathBuf>) -> Result<SynodConfig> {
     Ok(config)
 }
 
-async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<AppliedCounter>>> {
+async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<KvStore>>> {
     let mut nodes = Vec::new();
     for name in names {
-        let node = Node::start(config, name, AppliedCounter::default)
+        let node = Node::start(config, name, KvStore::default)
             .await
             .with_context(|| format!("starting node {name}"))?;
         let roles: Vec<String> = config
@@ -117,7 +114,7 @@ async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<Applie
 }
 
 /// Print the ready line once a leader is known (or say that none is yet).
-async fn wait_for_leader(nodes: &[Node<AppliedCounter>], config: &SynodConfig) {
+async fn wait_for_leader(nodes: &[Node<KvStore>], config: &SynodConfig) {
     let hosts_proposer = nodes.iter().any(|n| {
         config
             .roles_on(n.name())
@@ -152,7 +149,7 @@ async fn wait_for_leader(nodes: &[Node<AppliedCounter>], config: &SynodConfig) {
     );
 }
 
-async fn serve(nodes: Vec<Node<AppliedCounter>>) -> Result<()> {
+async fn serve(nodes: Vec<Node<KvStore>>) -> Result<()> {
     let signal = wait_for_signal().await;
     println!("synod: {signal}: shutting down");
     for node in nodes {

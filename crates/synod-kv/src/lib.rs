@@ -1,0 +1,317 @@
+//! # synod-kv: the default replicated state machine
+//!
+//! A key/value map with compare-and-set, and named locks with fencing
+//! tokens, applied by every learner in log order. Everything here is
+//! deterministic (no clocks, no randomness, ordered maps), so replaying the
+//! log rebuilds the same state and the same answers on every learner.
+//!
+//! ```text
+//! Command.payload = postcard(KvCommand) ──▶ KvStore::apply ──▶ postcard(KvResponse)
+//!                                              │
+//!                                              └─ client table: (client, seq) → original response
+//! ```
+//!
+//! **Exactly once.** The learner applies each (client, seq) once; the
+//! client table keeps each client's recent responses so a retry — through
+//! any node — is answered with the original response. The table is
+//! bounded (responses per client, and clients, evicting the one idle
+//! longest in log order) and, being part of the state, is rebuilt by replay
+//! after a restart.
+//!
+//! **Locks** (the seed's mutual exclusion): `Lock { name, owner }` grants a
+//! free lock and returns a fencing token, the position of the granting
+//! command in the applied sequence, which only grows, so a resource can
+//! refuse a stale holder's token. Locks have no expiry (the state machine
+//! has no clock); the owner unlocks.
+#![deny(missing_docs)]
+
+mod client_table;
+
+use client_table::ClientTable;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use synod_core::{Command, CommandId};
+use synod_learner::StateMachine;
+
+/// An operation. Tags are wire and log tags: never reorder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvCommand {
+    /// Tag 0: set `key` to `value`.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Tag 1: read `key` (through the log: linearizable).
+    Get {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Tag 2: remove `key`.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Tag 3: set `key` to `new` if its value is `expected` (`None`: if absent).
+    Cas {
+        /// The key.
+        key: Vec<u8>,
+        /// The value required now; `None` requires the key to be absent.
+        expected: Option<Vec<u8>>,
+        /// The value to set.
+        new: Vec<u8>,
+    },
+    /// Tag 4: take lock `name` for `owner`.
+    Lock {
+        /// The lock.
+        name: Vec<u8>,
+        /// Who takes it.
+        owner: String,
+    },
+    /// Tag 5: release lock `name` held by `owner`.
+    Unlock {
+        /// The lock.
+        name: Vec<u8>,
+        /// Who releases it.
+        owner: String,
+    },
+}
+
+/// The answer to a [`KvCommand`]. Tags are wire tags: never reorder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvResponse {
+    /// Tag 0: a put, delete or compare-and-set took effect.
+    Done,
+    /// Tag 1: the value of a key.
+    Value(Vec<u8>),
+    /// Tag 2: the key does not exist.
+    NotFound,
+    /// Tag 3: compare-and-set refused; this is the current value.
+    CasFailed {
+        /// The current value (`None`: absent).
+        current: Option<Vec<u8>>,
+    },
+    /// Tag 4: the lock is yours, with this fencing token.
+    Granted {
+        /// Fencing token: grows with every grant.
+        token: u64,
+    },
+    /// Tag 5: someone else holds the lock.
+    Held {
+        /// The holder.
+        owner: String,
+        /// The holder's fencing token.
+        token: u64,
+    },
+    /// Tag 6: the lock was released.
+    Unlocked,
+    /// Tag 7: unlock refused: the lock is not yours.
+    NotOwner {
+        /// The holder, if any.
+        owner: Option<String>,
+    },
+    /// Tag 8: a key or value exceeds its limit.
+    TooLarge {
+        /// "key" or "value".
+        what: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Tag 9: the command's payload is not a `KvCommand`.
+    Malformed(String),
+}
+
+impl KvCommand {
+    /// The bytes to submit as a command payload.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding into a Vec cannot fail")
+    }
+}
+
+impl KvResponse {
+    /// Decode a response payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding into a Vec cannot fail")
+    }
+}
+
+/// Size limits, identical on every learner (they are part of determinism).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLimits {
+    /// Longest key (and lock name), in bytes.
+    pub max_key_len: usize,
+    /// Longest value, in bytes.
+    pub max_value_len: usize,
+    /// Responses kept per client for retries.
+    pub responses_per_client: usize,
+    /// Clients kept in the client table.
+    pub max_clients: usize,
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        Self {
+            max_key_len: 1024,
+            max_value_len: 1024 * 1024,
+            responses_per_client: 128,
+            max_clients: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LockRecord {
+    owner: String,
+    token: u64,
+}
+
+/// The key/value state machine.
+#[derive(Debug)]
+pub struct KvStore {
+    limits: KvLimits,
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    locks: BTreeMap<Vec<u8>, LockRecord>,
+    /// Commands applied so far: the log-order clock for tokens and eviction.
+    applied: u64,
+    clients: ClientTable,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        Self::new(KvLimits::default())
+    }
+}
+
+impl KvStore {
+    /// An empty store with `limits`.
+    pub fn new(limits: KvLimits) -> Self {
+        Self {
+            limits,
+            data: BTreeMap::new(),
+            locks: BTreeMap::new(),
+            applied: 0,
+            clients: ClientTable::new(limits.responses_per_client, limits.max_clients),
+        }
+    }
+
+    /// Read `key` from this replica's state without going through the log.
+    /// May be stale: only for callers that opted into stale reads.
+    pub fn read_local(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn execute(&mut self, command: KvCommand) -> KvResponse {
+        if let Some(too_large) = self.check_limits(&command) {
+            return too_large;
+        }
+        match command {
+            KvCommand::Put { key, value } => {
+                self.data.insert(key, value);
+                KvResponse::Done
+            }
+            KvCommand::Get { key } => self
+                .data
+                .get(&key)
+                .map_or(KvResponse::NotFound, |v| KvResponse::Value(v.clone())),
+            KvCommand::Delete { key } => match self.data.remove(&key) {
+                Some(_) => KvResponse::Done,
+                None => KvResponse::NotFound,
+            },
+            KvCommand::Cas { key, expected, new } => {
+                let current = self.data.get(&key);
+                if current != expected.as_ref() {
+                    return KvResponse::CasFailed {
+                        current: current.cloned(),
+                    };
+                }
+                self.data.insert(key, new);
+                KvResponse::Done
+            }
+            KvCommand::Lock { name, owner } => self.lock(name, owner),
+            KvCommand::Unlock { name, owner } => self.unlock(&name, &owner),
+        }
+    }
+
+    fn lock(&mut self, name: Vec<u8>, owner: String) -> KvResponse {
+        match self.locks.get(&name) {
+            Some(held) if held.owner == owner => KvResponse::Granted { token: held.token },
+            Some(held) => KvResponse::Held {
+                owner: held.owner.clone(),
+                token: held.token,
+            },
+            None => {
+                let token = self.applied;
+                self.locks.insert(name, LockRecord { owner, token });
+                KvResponse::Granted { token }
+            }
+        }
+    }
+
+    fn unlock(&mut self, name: &[u8], owner: &str) -> KvResponse {
+        match self.locks.get(name) {
+            Some(held) if held.owner == owner => {
+                self.locks.remove(name);
+                KvResponse::Unlocked
+            }
+            held => KvResponse::NotOwner {
+                owner: held.map(|h| h.owner.clone()),
+            },
+        }
+    }
+
+    fn check_limits(&self, command: &KvCommand) -> Option<KvResponse> {
+        let (key, value) = match command {
+            KvCommand::Put { key, value } => (key, Some(value)),
+            KvCommand::Cas { key, new, .. } => (key, Some(new)),
+            KvCommand::Get { key } | KvCommand::Delete { key } => (key, None),
+            KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } => (name, None),
+        };
+        let too_large = |what: &str, len: usize, limit: usize| {
+            (len > limit).then(|| KvResponse::TooLarge {
+                what: what.into(),
+                len,
+                limit,
+            })
+        };
+        too_large("key", key.len(), self.limits.max_key_len)
+            .or_else(|| value.and_then(|v| too_large("value", v.len(), self.limits.max_value_len)))
+    }
+}
+
+impl StateMachine for KvStore {
+    fn apply(&mut self, command: &Command) -> Vec<u8> {
+        self.applied += 1;
+        let response = match postcard::from_bytes::<KvCommand>(&command.payload) {
+            Ok(kv) => self.execute(kv),
+            Err(e) => KvResponse::Malformed(e.to_string()),
+        }
+        .encode();
+        self.clients
+            .record(command.id, self.applied, response.clone());
+        response
+    }
+
+    fn response_to(&self, id: CommandId) -> Option<Vec<u8>> {
+        self.clients.response(id).map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     /// File holding the secret (instead of `secret`).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Token clients must present on the client port (none: no check).
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 /// One node (process).
@@ -56,6 +59,9 @@ pub struct ClusterConfig {
 pub struct NodeConfig {
     /// Address it listens on for other nodes.
     pub listen: SocketAddr,
+    /// Address it serves clients on (none: no client port).
+    #[serde(default)]
+    pub client_listen: Option<SocketAddr>,
     /// Directory for its role instances' stores.
     pub data_dir: PathBuf,
 }
@@ -328,16 +334,19 @@ impl SynodConfig {
     }
 
     fn check_addresses(&self, errors: &mut Vec<Problem>) {
-        let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+        let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (name, node) in &self.nodes {
-            if let Some(other) = seen.insert(node.listen, name) {
-                errors.push(Problem {
-                    field: format!("nodes.{name}.listen"),
-                    message: format!(
-                        "{} is also node {other}'s address; give each node its own",
-                        node.listen
-                    ),
-                });
+            let addresses = [
+                ("listen", Some(node.listen)),
+                ("client_listen", node.client_listen),
+            ];
+            for (field, address) in addresses {
+                let Some(address) = address else { continue };
+                let field = format!("nodes.{name}.{field}");
+                if let Some(other) = seen.insert(address, field.clone()) {
+                    let message = format!("{address} is also {other}; give each its own address");
+                    errors.push(Problem { field, message });
+                }
             }
         }
     }

@@ -17,7 +17,9 @@
 //! order, and [`Node::shutdown`] to stop cleanly.
 #![deny(missing_docs)]
 
+mod client_server;
 mod config;
+mod gateway;
 mod node;
 mod router;
 
@@ -25,6 +27,7 @@ pub use config::{
     ClusterConfig, LoadError, NodeConfig, PaxosConfig, Problem, StorageConfig, SynodConfig,
     TransportSettings, parse_role,
 };
-pub use node::{Node, NodeError, NodeStatus, SubmitError};
+pub use gateway::{NodeStatus, SubmitError};
+pub use node::{Node, NodeError};
 pub use router::Router;
 pub use synod_learner::{Decision, StateMachine};

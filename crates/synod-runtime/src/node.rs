@@ -1,31 +1,34 @@
 //! `Node`: the role actors placed on one node, started inside the current
-//! actix `System`, with their stores, router, links and listener. This is
-//! the API an embedding actix application uses.
+//! actix `System`, with their stores, router, links, listener and client
+//! port. This is the API an embedding actix application uses.
 
+use crate::client_server;
 use crate::config::SynodConfig;
+use crate::gateway::{Gateway, NodeStatus, SubmitError};
 use crate::router::{RegisterRole, Router, StopRouter};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use synod_acceptor::AcceptorActor;
 use synod_core::{
-    Acceptor, Command, CommandId, Learner, LearnerConfig, Message, Proposer, ProposerConfig, Role,
-    RoleId,
+    Acceptor, CommandId, Learner, LearnerConfig, Message, Proposer, ProposerConfig, Role, RoleId,
 };
-use synod_learner::{Decision, LearnerActor, LearnerStatus, StateMachine, Subscribe, WatchCommand};
-use synod_proposer::{ProposerActor, ProposerStatus, Submit};
+use synod_learner::{Decision, LearnerActor, StateMachine};
+use synod_proposer::ProposerActor;
 use synod_storage::{
     AcceptorStore, GroupCommit, GroupLimits, LearnerStore, ProposerStore, RocksStore, StorageError,
 };
 use synod_transport::{
-    Inbound, Listener, Outbound, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
+    Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
     TransportStats,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Starting a node failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +47,7 @@ pub enum NodeError {
         /// Why.
         reason: std::io::Error,
     },
-    /// The listen address is unavailable (in use, not local, ...).
+    /// A listen address is unavailable (in use, not local, ...).
     #[error("cannot listen on {address}: {reason}")]
     Bind {
         /// The address.
@@ -57,52 +60,17 @@ pub enum NodeError {
     Secret(std::io::Error),
 }
 
-/// A command was not answered.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// This node has no learner, so it cannot answer clients.
-    #[error("node has no learner; submit to a node that hosts one")]
-    NoLearner,
-    /// The node is shutting down.
-    #[error("node is shutting down")]
-    ShuttingDown,
-    /// The local proposer's queue is full; retry later.
-    #[error("proposer is busy; retry later")]
-    Busy,
-    /// Not decided within the submit timeout (it may still be decided later).
-    #[error("command not decided within {0:?}")]
-    Timeout(Duration),
-}
-
-/// A node's view of its roles.
-#[derive(Clone, Debug)]
-pub struct NodeStatus {
-    /// The node.
-    pub node: String,
-    /// Its proposers.
-    pub proposers: Vec<ProposerStatus>,
-    /// Its learners.
-    pub learners: Vec<LearnerStatus>,
-}
-
 type Store = RocksStore;
 
 /// The role actors of one node and the plumbing between them.
 pub struct Node<M: StateMachine> {
-    name: String,
     listen: SocketAddr,
-    router: Addr<Router>,
+    client_listen: Option<SocketAddr>,
     listener: Addr<Listener<Message>>,
     links: Vec<Addr<PeerLink<Message>>>,
-    proposers: Vec<(RoleId, Addr<ProposerActor<Store>>)>,
-    acceptors: Vec<(RoleId, Addr<AcceptorActor<Store>>)>,
-    learners: Vec<(RoleId, Addr<LearnerActor<Store, M>>)>,
-    all_proposers: Vec<u32>,
-    client: u64,
-    next_seq: AtomicU64,
-    accepting: AtomicBool,
-    submit_timeout: Duration,
-    submit_retry: Duration,
+    acceptors: Vec<Addr<AcceptorActor<Store>>>,
+    gateway: Rc<Gateway<M>>,
+    clients: CancellationToken,
     stats: Arc<TransportStats>,
 }
 
@@ -119,6 +87,13 @@ fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     u64::from_le_bytes(bytes)
+}
+
+/// The role actors started on a node, before the gateway is assembled.
+struct Roles<M: StateMachine> {
+    proposers: Vec<(RoleId, Addr<ProposerActor<Store>>)>,
+    acceptors: Vec<Addr<AcceptorActor<Store>>>,
+    learners: Vec<(RoleId, Addr<LearnerActor<Store, M>>)>,
 }
 
 impl<M: StateMachine> Node<M> {
@@ -138,9 +113,9 @@ impl<M: StateMachine> Node<M> {
         // Open every store first: a locked or corrupt store stops the start
         // before anything listens.
         let roles = config.roles_on(name);
-        let mut stores = HashMap::new();
+        let mut stores = Vec::new();
         for role in &roles {
-            stores.insert(*role, open_store(&node.data_dir, *role)?);
+            stores.push((*role, open_store(&node.data_dir, *role)?));
         }
 
         let links: HashMap<Arc<str>, Addr<PeerLink<Message>>> = config
@@ -159,6 +134,10 @@ impl<M: StateMachine> Node<M> {
             .map(|(role, node)| (role, Arc::from(node.as_str())))
             .collect();
         let router = Router::new(name, placement, links.clone()).start();
+        let bind_error = |reason| NodeError::Bind {
+            address: node.listen,
+            reason,
+        };
         let listener = Listener::bind(
             node.listen,
             Arc::clone(&transport),
@@ -166,94 +145,79 @@ impl<M: StateMachine> Node<M> {
             router.clone().recipient(),
         )
         .await
-        .map_err(|reason| NodeError::Bind {
-            address: node.listen,
-            reason,
-        })?;
-        let listen = listener.local_addr().map_err(|reason| NodeError::Bind {
-            address: node.listen,
-            reason,
-        })?;
+        .map_err(bind_error)?;
+        let listen = listener.local_addr().map_err(bind_error)?;
+        let client_listener = match node.client_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|reason| NodeError::Bind { address, reason })?,
+            ),
+            None => None,
+        };
 
-        let mut started = Node {
-            name: name.to_owned(),
-            listen,
-            router: router.clone(),
-            listener: listener.start(),
-            links: links.into_values().collect(),
+        let mut started = Roles::<M> {
             proposers: Vec::new(),
             acceptors: Vec::new(),
             learners: Vec::new(),
+        };
+        for (role, store) in stores {
+            start_role(config, &router, role, store, &mut machine, &mut started).await?;
+        }
+        let gateway = Rc::new(Gateway {
+            name: name.to_owned(),
+            roles,
+            router,
+            proposers: started.proposers,
+            learners: started.learners,
             all_proposers: config.instances(Role::Proposer),
             client: random_u64(),
             next_seq: AtomicU64::new(0),
             accepting: AtomicBool::new(true),
             submit_timeout: config.paxos.submit_timeout,
             submit_retry: config.paxos.submit_retry,
+        });
+        let clients = CancellationToken::new();
+        let client_listen = match client_listener {
+            Some(listener) => {
+                let address = listener.local_addr().map_err(|reason| NodeError::Bind {
+                    address: listen,
+                    reason,
+                })?;
+                let auth = client_server::ClientAuth {
+                    cluster: config.cluster.id.clone(),
+                    token: config.cluster.client_token.clone(),
+                };
+                client_server::spawn(listener, Rc::clone(&gateway), auth, clients.clone());
+                Some(address)
+            }
+            None => None,
+        };
+        Ok(Node {
+            listen,
+            client_listen,
+            listener: listener.start(),
+            links: links.into_values().collect(),
+            acceptors: started.acceptors,
+            gateway,
+            clients,
             stats,
-        };
-        for (role, store) in stores {
-            started
-                .start_role(config, role, store, &mut machine)
-                .await?;
-        }
-        Ok(started)
-    }
-
-    async fn start_role(
-        &mut self,
-        config: &SynodConfig,
-        role: RoleId,
-        store: Store,
-        machine: &mut impl FnMut() -> M,
-    ) -> Result<(), NodeError> {
-        let limits = GroupLimits {
-            max_submissions: config.storage.group_max_submissions,
-            max_writes: config.storage.group_max_writes,
-        };
-        let path = store.path().to_path_buf();
-        let router = self.router.clone().recipient::<OutboundBatch<Message>>();
-        let tick = config.paxos.tick_interval;
-        let recipient: Recipient<Inbound<Message>> = match role.role {
-            Role::Acceptor => {
-                let core = Acceptor::new(role.index, store.load_acceptor()?);
-                let writer = GroupCommit::spawn(store, path, limits);
-                let actor = AcceptorActor::new(core, writer, router).start();
-                self.acceptors.push((role, actor.clone()));
-                actor.recipient()
-            }
-            Role::Proposer => {
-                let epoch = Instant::now();
-                let core = Proposer::new(
-                    proposer_config(config, role.index),
-                    store.load_proposer()?,
-                    0,
-                );
-                let writer = GroupCommit::spawn(store, path, limits);
-                let actor = ProposerActor::new(core, writer, router, epoch, tick).start();
-                self.proposers.push((role, actor.clone()));
-                actor.recipient()
-            }
-            Role::Learner => {
-                let core = Learner::new(learner_config(config, role.index), store.load_learner()?);
-                let writer = GroupCommit::spawn(store, path, limits);
-                let actor = LearnerActor::new(core, machine(), writer, router, tick).start();
-                self.learners.push((role, actor.clone()));
-                actor.recipient()
-            }
-        };
-        let _ = self.router.send(RegisterRole { role, recipient }).await;
-        Ok(())
+        })
     }
 
     /// This node's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.gateway.name
     }
 
-    /// The address this node listens on (resolved, if the config said port 0).
+    /// The address this node listens on for other nodes.
     pub fn listen_address(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The address clients connect to, if this node serves clients.
+    pub fn client_address(&self) -> Option<SocketAddr> {
+        self.client_listen
     }
 
     /// Transport counters.
@@ -265,11 +229,7 @@ impl<M: StateMachine> Node<M> {
     /// response. Retries with the same command id (applied once however
     /// often it is decided) until `paxos.submit_timeout`.
     pub async fn submit(&self, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
-        let id = CommandId {
-            client: self.client,
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed) + 1,
-        };
-        self.submit_as(id, payload).await
+        self.gateway.submit(payload).await
     }
 
     /// Submit `payload` under a caller-chosen `id` (a client library that
@@ -277,65 +237,7 @@ impl<M: StateMachine> Node<M> {
     /// another node, is a retry: the command is applied once and, if the
     /// state machine keeps responses, the retry gets the original answer.
     pub async fn submit_as(&self, id: CommandId, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
-        if !self.accepting.load(Ordering::Relaxed) {
-            return Err(SubmitError::ShuttingDown);
-        }
-        let (learner_id, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
-        let command = Command { id, payload };
-        let (reply, mut response) = oneshot::channel();
-        learner
-            .send(WatchCommand { id, reply })
-            .await
-            .map_err(|_| SubmitError::ShuttingDown)?;
-        let deadline = Instant::now() + self.submit_timeout;
-        for attempt in 0.. {
-            self.send_command(*learner_id, command.clone(), attempt)
-                .await?;
-            let wait = self
-                .submit_retry
-                .min(deadline.saturating_duration_since(Instant::now()));
-            match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
-                Err(_) if Instant::now() >= deadline => {
-                    return Err(SubmitError::Timeout(self.submit_timeout));
-                }
-                Err(_) => continue,
-            }
-        }
-        unreachable!("the loop returns")
-    }
-
-    /// Hand `command` to a local proposer, or forward it to a remote one
-    /// (a different one on each attempt).
-    async fn send_command(
-        &self,
-        learner: RoleId,
-        command: Command,
-        attempt: usize,
-    ) -> Result<(), SubmitError> {
-        if let Some((_, proposer)) = self.proposers.first() {
-            return match proposer.send(Submit(vec![command])).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_busy)) => Err(SubmitError::Busy),
-                Err(_) => Err(SubmitError::ShuttingDown),
-            };
-        }
-        let Some(target) = self
-            .all_proposers
-            .get(attempt % self.all_proposers.len().max(1))
-        else {
-            return Err(SubmitError::Busy);
-        };
-        let forward = Outbound {
-            from: learner,
-            to: RoleId::proposer(*target),
-            message: Message::Forward {
-                commands: vec![command],
-            },
-        };
-        self.router.do_send(OutboundBatch(vec![forward]));
-        Ok(())
+        self.gateway.submit_as(id, payload).await
     }
 
     /// Stream every decision applied by this node's learner from now on.
@@ -343,19 +245,13 @@ impl<M: StateMachine> Node<M> {
         &self,
         capacity: usize,
     ) -> Result<mpsc::Receiver<Decision>, SubmitError> {
-        let (_, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
-        let (sender, receiver) = mpsc::channel(capacity);
-        learner
-            .send(Subscribe(sender))
-            .await
-            .map_err(|_| SubmitError::ShuttingDown)?;
-        Ok(receiver)
+        self.gateway.subscribe(capacity).await
     }
 
     /// Propose `value` for single-decree instance `name` through a local
     /// proposer (learners deliver the decided value to subscribers).
     pub fn propose_instance(&self, name: &str, value: Vec<u8>) -> bool {
-        let Some((_, proposer)) = self.proposers.first() else {
+        let Some((_, proposer)) = self.gateway.proposers.first() else {
             return false;
         };
         proposer.do_send(synod_proposer::ProposeInstance {
@@ -367,44 +263,76 @@ impl<M: StateMachine> Node<M> {
 
     /// What this node's roles report.
     pub async fn status(&self) -> NodeStatus {
-        let mut proposers = Vec::new();
-        for (_, p) in &self.proposers {
-            if let Ok(status) = p.send(synod_proposer::GetStatus).await {
-                proposers.push(status);
-            }
-        }
-        let mut learners = Vec::new();
-        for (_, l) in &self.learners {
-            if let Ok(status) = l.send(synod_learner::GetStatus).await {
-                learners.push(status);
-            }
-        }
-        NodeStatus {
-            node: self.name.clone(),
-            proposers,
-            learners,
-        }
+        self.gateway.status().await
     }
 
-    /// Stop intake, stop the roles (their pending writes complete), flush
-    /// and close the links, and stop listening.
-    pub async fn shutdown(self) {
-        self.accepting.store(false, Ordering::Relaxed);
+    /// Stop intake (client port and `submit`), stop the roles (their pending
+    /// writes complete), flush and close the links, and stop listening.
+    pub async fn shutdown(&self) {
+        self.gateway.accepting.store(false, Ordering::Relaxed);
+        self.clients.cancel();
         let _ = self.listener.send(StopListening).await;
-        for (_, p) in &self.proposers {
+        for (_, p) in &self.gateway.proposers {
             let _ = p.send(synod_proposer::Stop).await;
         }
-        for (_, l) in &self.learners {
+        for (_, l) in &self.gateway.learners {
             let _ = l.send(synod_learner::Stop).await;
         }
-        for (_, a) in &self.acceptors {
+        for a in &self.acceptors {
             let _ = a.send(synod_acceptor::Stop).await;
         }
         for link in &self.links {
             let _ = link.send(Shutdown).await;
         }
-        let _ = self.router.send(StopRouter).await;
+        let _ = self.gateway.router.send(StopRouter).await;
     }
+}
+
+async fn start_role<M: StateMachine>(
+    config: &SynodConfig,
+    router: &Addr<Router>,
+    role: RoleId,
+    store: Store,
+    machine: &mut impl FnMut() -> M,
+    started: &mut Roles<M>,
+) -> Result<(), NodeError> {
+    let limits = GroupLimits {
+        max_submissions: config.storage.group_max_submissions,
+        max_writes: config.storage.group_max_writes,
+    };
+    let path = store.path().to_path_buf();
+    let outbound = router.clone().recipient::<OutboundBatch<Message>>();
+    let tick = config.paxos.tick_interval;
+    let recipient: Recipient<Inbound<Message>> = match role.role {
+        Role::Acceptor => {
+            let core = Acceptor::new(role.index, store.load_acceptor()?);
+            let writer = GroupCommit::spawn(store, path, limits);
+            let actor = AcceptorActor::new(core, writer, outbound).start();
+            started.acceptors.push(actor.clone());
+            actor.recipient()
+        }
+        Role::Proposer => {
+            let epoch = Instant::now();
+            let core = Proposer::new(
+                proposer_config(config, role.index),
+                store.load_proposer()?,
+                0,
+            );
+            let writer = GroupCommit::spawn(store, path, limits);
+            let actor = ProposerActor::new(core, writer, outbound, epoch, tick).start();
+            started.proposers.push((role, actor.clone()));
+            actor.recipient()
+        }
+        Role::Learner => {
+            let core = Learner::new(learner_config(config, role.index), store.load_learner()?);
+            let writer = GroupCommit::spawn(store, path, limits);
+            let actor = LearnerActor::new(core, machine(), writer, outbound, tick).start();
+            started.learners.push((role, actor.clone()));
+            actor.recipient()
+        }
+    };
+    let _ = router.send(RegisterRole { role, recipient }).await;
+    Ok(())
 }
 
 fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig, NodeError> {

@@ -108,7 +108,7 @@ fn a_duplicate_address_is_an_error() {
     let text = BASE.replace("127.0.0.1:7002", "127.0.0.1:7001");
     assert!(has(
         &problems(&text),
-        &["nodes.n2.listen", "give each node its own"]
+        &["nodes.n2.listen", "give each its own address"]
     ));
 }
 

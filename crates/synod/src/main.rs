@@ -4,6 +4,8 @@
 //! - `synod up [--config F]`: every node of a config in this process; with
 //!   no flag, the built-in three-replica cluster on loopback (`configs/local.toml`),
 //!   data under `./data`.
+//! - `synod put/get/delete/cas/lock/unlock/status`: the key/value client
+//!   (see `cli.rs`), against `synod up` by default.
 //!
 //! Errors a user can cause (bad config, port in use, data dir locked) print
 //! one line and exit with status 1; SIGINT or SIGTERM stops the nodes
@@ -20,31 +22,30 @@ use synod_runtime::{Node, SynodConfig};
 /// The built-in local cluster.
 const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
 
+mod cli;
+
 #[derive(Parser, Debug)]
 #[command(name = "synod", version, about = "Paxos cluster runtime")]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
+    #[command(flatten)]
+    target: cli::Target,
 }
 
 #[derive(Subcommand, Debug)]
 enum Commands {
     /// Run one node of a deployment.
     Node {
-        /// The cluster config (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// Which node of the config this process is.
+        /// Which node of the config (--config) this process is.
         #[arg(long)]
         node: String,
     },
     /// Run every node of a config in this process (default: a local
     /// three-replica cluster on loopback, data under ./data).
-    Up {
-        /// The cluster config (TOML); the built-in local cluster if absent.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Up,
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() {
@@ -66,16 +67,23 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Commands::Node { config, node } => {
-            let config = load(Some(config))?;
+        Commands::Node { node } => {
+            let Some(file) = cli.target.config else {
+                anyhow::bail!("synod node needs --config FILE")
+            };
+            let config = load(Some(file))?;
             let nodes = start(&config, &[node]).await?;
             serve(nodes).await
         }
-        Commands::Up { config } => {
-            let config = load(config)?;
+        Commands::Up => {
+            let config = load(cli.target.config)?;
             let names: Vec<String> = config.nodes.keys().cloned().collect();
             let nodes = start(&config, &names).await?;
             serve(nodes).await
+        }
+        Commands::Client(command) => {
+            let local = load(None)?;
+            cli::run(command, cli.target, &local).await
         }
     }
 }

@@ -1,0 +1,359 @@
+//! # synod-client: talk to a Synod cluster
+//!
+//! [`Client`] connects to any node of a cluster (a list of client
+//! endpoints), numbers its commands `(client id, sequence)`, and retries a
+//! command with the same number on another node after a timeout, a lost
+//! connection, or a node that cannot answer, so a retry is never applied
+//! twice. Key/value operations come back as typed results and errors.
+//!
+//! ```text
+//! Client ──Hello/Submit{id, KvCommand}──▶ node client port ──▶ Node::submit_as ──▶ log ──▶ KvStore
+//!        ◀─────────────Response{id, KvResponse}──────────────────────────────────────────────┘
+//! ```
+//!
+//! [`wire`] holds the protocol, shared with the server side in
+//! synod-runtime.
+#![deny(missing_docs)]
+
+pub mod wire;
+
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use synod_core::CommandId;
+use synod_kv::{KvCommand, KvResponse};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use wire::{CLIENT_PROTOCOL_VERSION, Failure, Reply, Request, StatusReport};
+
+/// What can go wrong for a client, named after the condition.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The key does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Compare-and-set refused.
+    #[error("compare-and-set failed: current value is {}", show(.current))]
+    CasFailed {
+        /// The current value (`None`: absent).
+        current: Option<Vec<u8>>,
+    },
+    /// Someone else holds the lock.
+    #[error("lock held by {owner} (fencing token {token})")]
+    Held {
+        /// The holder.
+        owner: String,
+        /// The holder's token.
+        token: u64,
+    },
+    /// Unlock refused: not the holder.
+    #[error("not the lock owner (held by {})", .owner.as_deref().unwrap_or("nobody"))]
+    NotOwner {
+        /// The holder, if any.
+        owner: Option<String>,
+    },
+    /// A key or value is over the cluster's limit.
+    #[error("{what} of {len} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// "key" or "value".
+        what: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No answer within the client's timeout (the command may still be
+    /// applied; retrying it with the same id is safe).
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// No endpoint could be reached or none could answer.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// A node refused this client (wrong cluster, bad token, version).
+    #[error("refused by the cluster: {0}")]
+    Refused(String),
+    /// A reply that does not decode or does not fit.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+fn show(value: &Option<Vec<u8>>) -> String {
+    value.as_ref().map_or_else(
+        || "absent".to_owned(),
+        |v| format!("{:?}", String::from_utf8_lossy(v)),
+    )
+}
+
+/// How to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Client endpoints of the nodes (any subset works).
+    pub endpoints: Vec<SocketAddr>,
+    /// The cluster id.
+    pub cluster: String,
+    /// The client token, when the cluster requires one.
+    pub token: Option<String>,
+    /// How long one call may take, retries included.
+    pub timeout: Duration,
+    /// How long to wait for one node before trying the next.
+    pub attempt_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults: 10 s per call, 2 s per attempt.
+    pub fn new(endpoints: Vec<SocketAddr>, cluster: impl Into<String>) -> Self {
+        Self {
+            endpoints,
+            cluster: cluster.into(),
+            token: None,
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+type Connection = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// A client of one cluster. Not shared between tasks: one command at a time.
+pub struct Client {
+    config: ClientConfig,
+    client_id: u64,
+    seq: u64,
+    next_endpoint: usize,
+    connection: Option<Connection>,
+}
+
+impl Client {
+    /// A client for `config`; connects lazily.
+    pub fn new(config: ClientConfig) -> Self {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        Self {
+            config,
+            client_id: u64::from_le_bytes(bytes),
+            seq: 0,
+            next_endpoint: 0,
+            connection: None,
+        }
+    }
+
+    /// Set `key` to `value`.
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        self.kv(KvCommand::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The value of `key` (linearizable: read through the log).
+    pub async fn get(&mut self, key: &[u8]) -> Result<Vec<u8>, ClientError> {
+        match self.kv(KvCommand::Get { key: key.to_vec() }).await? {
+            KvResponse::Value(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Remove `key`.
+    pub async fn delete(&mut self, key: &[u8]) -> Result<(), ClientError> {
+        self.kv(KvCommand::Delete { key: key.to_vec() })
+            .await
+            .map(drop)
+    }
+
+    /// Set `key` to `new` if its value is `expected` (`None`: if absent).
+    pub async fn cas(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<(), ClientError> {
+        let command = KvCommand::Cas {
+            key: key.to_vec(),
+            expected: expected.map(<[u8]>::to_vec),
+            new: new.to_vec(),
+        };
+        self.kv(command).await.map(drop)
+    }
+
+    /// Take lock `name` for `owner`; returns the fencing token.
+    pub async fn lock(&mut self, name: &[u8], owner: &str) -> Result<u64, ClientError> {
+        match self
+            .kv(KvCommand::Lock {
+                name: name.to_vec(),
+                owner: owner.to_owned(),
+            })
+            .await?
+        {
+            KvResponse::Granted { token } => Ok(token),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Release lock `name` held by `owner`.
+    pub async fn unlock(&mut self, name: &[u8], owner: &str) -> Result<(), ClientError> {
+        self.kv(KvCommand::Unlock {
+            name: name.to_vec(),
+            owner: owner.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Status of the node at `endpoint`.
+    pub async fn status_of(&self, endpoint: SocketAddr) -> Result<StatusReport, ClientError> {
+        let mut connection = connect(&self.config, endpoint).await?;
+        send(&mut connection, &Request::Status).await?;
+        match tokio::time::timeout(self.config.attempt_timeout, receive(&mut connection)).await {
+            Ok(Ok(Reply::Status(report))) => Ok(report),
+            Ok(Ok(other)) => Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout(self.config.attempt_timeout)),
+        }
+    }
+
+    /// Run one KV command; the KV's refusals become typed errors.
+    async fn kv(&mut self, command: KvCommand) -> Result<KvResponse, ClientError> {
+        let payload = self.call(command.encode()).await?;
+        let response =
+            KvResponse::decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        match response {
+            KvResponse::NotFound => Err(ClientError::NotFound),
+            KvResponse::CasFailed { current } => Err(ClientError::CasFailed { current }),
+            KvResponse::Held { owner, token } => Err(ClientError::Held { owner, token }),
+            KvResponse::NotOwner { owner } => Err(ClientError::NotOwner { owner }),
+            KvResponse::TooLarge { what, len, limit } => {
+                Err(ClientError::TooLarge { what, len, limit })
+            }
+            KvResponse::Malformed(why) => Err(ClientError::Protocol(why)),
+            ok => Ok(ok),
+        }
+    }
+
+    /// Submit `payload` under a fresh id and retry it, same id, across
+    /// endpoints until answered or the call's timeout passes.
+    pub async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable("no endpoints configured".into()));
+        }
+        self.seq += 1;
+        let id = CommandId {
+            client: self.client_id,
+            seq: self.seq,
+        };
+        let deadline = Instant::now() + self.config.timeout;
+        let mut last_problem = String::from("no attempt finished");
+        while Instant::now() < deadline {
+            match self.attempt(id, &payload, deadline).await {
+                Ok(answer) => return Ok(answer),
+                Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
+                Err(problem) => {
+                    last_problem = problem.to_string();
+                    self.connection = None; // try the next node
+                    self.next_endpoint += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        if last_problem.starts_with("no answer") {
+            Err(ClientError::Timeout(self.config.timeout))
+        } else {
+            Err(ClientError::Unavailable(last_problem))
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        id: CommandId,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ClientError> {
+        let wait = self
+            .config
+            .attempt_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if self.connection.is_none() {
+            let endpoint = self.config.endpoints[self.next_endpoint % self.config.endpoints.len()];
+            self.connection = Some(
+                tokio::time::timeout(wait, connect(&self.config, endpoint))
+                    .await
+                    .map_err(|_| ClientError::Timeout(wait))??,
+            );
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        send(
+            connection,
+            &Request::Submit {
+                id,
+                payload: payload.to_vec(),
+            },
+        )
+        .await?;
+        let started = Instant::now();
+        loop {
+            let left = wait.saturating_sub(started.elapsed());
+            let reply = tokio::time::timeout(left, receive(connection))
+                .await
+                .map_err(|_| ClientError::Timeout(wait))??;
+            match reply {
+                Reply::Response {
+                    id: answered,
+                    payload,
+                } if answered == id => return Ok(payload),
+                Reply::Failed { id: failed, error } if failed == id => return Err(failure(error)),
+                _ => continue, // a late answer to an earlier attempt
+            }
+        }
+    }
+}
+
+fn failure(error: Failure) -> ClientError {
+    match error {
+        Failure::NoLearner => ClientError::Unavailable("node has no learner".into()),
+        Failure::Busy => ClientError::Unavailable("node busy".into()),
+        Failure::Timeout => ClientError::Timeout(Duration::ZERO),
+        Failure::ShuttingDown => ClientError::Unavailable("node shutting down".into()),
+    }
+}
+
+fn unexpected(response: KvResponse) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {response:?}"))
+}
+
+async fn connect(config: &ClientConfig, endpoint: SocketAddr) -> Result<Connection, ClientError> {
+    let stream = TcpStream::connect(endpoint)
+        .await
+        .map_err(|e| ClientError::Unavailable(format!("{endpoint}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut connection = Framed::new(stream, wire::client_codec());
+    let hello = Request::Hello {
+        version: CLIENT_PROTOCOL_VERSION,
+        cluster: config.cluster.clone(),
+        token: config.token.clone(),
+    };
+    send(&mut connection, &hello).await?;
+    match receive(&mut connection).await? {
+        Reply::Welcome { .. } => Ok(connection),
+        Reply::Refused { reason } => Err(ClientError::Refused(reason)),
+        other => Err(ClientError::Protocol(format!(
+            "expected Welcome, got {other:?}"
+        ))),
+    }
+}
+
+async fn send(connection: &mut Connection, request: &Request) -> Result<(), ClientError> {
+    connection
+        .send(wire::encode(request))
+        .await
+        .map_err(|e| ClientError::Unavailable(e.to_string()))
+}
+
+async fn receive(connection: &mut Connection) -> Result<Reply, ClientError> {
+    let frame = connection
+        .next()
+        .await
+        .ok_or_else(|| ClientError::Unavailable("connection closed".into()))?
+        .map_err(|e| ClientError::Unavailable(e.to_string()))?;
+    wire::decode(&frame).map_err(|e| ClientError::Protocol(e.to_string()))
+}

@@ -1,0 +1,136 @@
+//! The client library against an in-process three-node cluster with client
+//! ports: typed results and errors, authentication, and failover when the
+//! node it talks to goes away.
+
+use std::time::Duration;
+use synod_client::{Client, ClientConfig, ClientError};
+use synod_kv::KvStore;
+use synod_runtime::{Node, SynodConfig};
+use tempfile::TempDir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(root: &TempDir, token: Option<&str>) -> SynodConfig {
+    let mut text = String::from("[cluster]\nid = \"client-test\"\nsecret = \"s\"\n");
+    if let Some(token) = token {
+        text += &format!("client_token = \"{token}\"\n");
+    }
+    for n in 1..=3 {
+        let dir = root.path().join(format!("n{n}"));
+        text += &format!(
+            "[nodes.n{n}]\nlisten = \"127.0.0.1:{}\"\nclient_listen = \"127.0.0.1:{}\"\ndata_dir = {dir:?}\n",
+            free_port(),
+            free_port()
+        );
+    }
+    text += "[roles]\n";
+    for n in 1..=3 {
+        text +=
+            &format!("proposer-{n} = \"n{n}\"\nacceptor-{n} = \"n{n}\"\nlearner-{n} = \"n{n}\"\n");
+    }
+    text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"100ms\"\nelection_timeout_max = \"200ms\"\n";
+    text += "submit_retry = \"300ms\"\n[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n";
+    SynodConfig::from_toml(&text, "client test").unwrap().0
+}
+
+async fn cluster(config: &SynodConfig) -> Vec<Node<KvStore>> {
+    let mut nodes = Vec::new();
+    for name in config.nodes.keys() {
+        nodes.push(Node::start(config, name, KvStore::default).await.unwrap());
+    }
+    nodes
+}
+
+fn client(nodes: &[Node<KvStore>], token: Option<&str>) -> Client {
+    let endpoints = nodes.iter().filter_map(Node::client_address).collect();
+    let mut config = ClientConfig::new(endpoints, "client-test");
+    config.token = token.map(str::to_owned);
+    config.attempt_timeout = Duration::from_millis(500);
+    Client::new(config)
+}
+
+#[actix_rt::test]
+async fn typed_results_and_errors() {
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, None)).await;
+    let mut c = client(&nodes, None);
+    assert_eq!(c.get(b"k").await, Err(ClientError::NotFound));
+    c.put(b"k", b"v1").await.unwrap();
+    assert_eq!(c.get(b"k").await.unwrap(), b"v1");
+    assert_eq!(
+        c.cas(b"k", Some(b"nope"), b"v2").await,
+        Err(ClientError::CasFailed {
+            current: Some(b"v1".to_vec())
+        })
+    );
+    c.cas(b"k", Some(b"v1"), b"v2").await.unwrap();
+    assert_eq!(c.cas(b"new", None, b"x").await, Ok(()));
+    let token = c.lock(b"l", "me").await.unwrap();
+    assert_eq!(
+        c.lock(b"l", "you").await,
+        Err(ClientError::Held {
+            owner: "me".into(),
+            token
+        })
+    );
+    assert_eq!(
+        c.unlock(b"l", "you").await,
+        Err(ClientError::NotOwner {
+            owner: Some("me".into())
+        })
+    );
+    c.unlock(b"l", "me").await.unwrap();
+    c.delete(b"k").await.unwrap();
+    assert_eq!(c.delete(b"k").await, Err(ClientError::NotFound));
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_wrong_token_or_cluster_is_refused() {
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, Some("let-me-in"))).await;
+    let mut wrong = client(&nodes, Some("guess"));
+    assert!(matches!(
+        wrong.get(b"k").await,
+        Err(ClientError::Refused(_))
+    ));
+    let mut none = client(&nodes, None);
+    assert!(matches!(none.get(b"k").await, Err(ClientError::Refused(_))));
+    let endpoints = nodes.iter().filter_map(Node::client_address).collect();
+    let mut config = ClientConfig::new(endpoints, "another-cluster");
+    config.token = Some("let-me-in".into());
+    assert!(matches!(
+        Client::new(config).get(b"k").await,
+        Err(ClientError::Refused(_))
+    ));
+    let mut right = client(&nodes, Some("let-me-in"));
+    right.put(b"k", b"v").await.unwrap();
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn the_client_fails_over_when_its_node_stops() {
+    let root = TempDir::new().unwrap();
+    let mut nodes = cluster(&config(&root, None)).await;
+    let mut c = client(&nodes, None);
+    c.put(b"before", b"1").await.unwrap();
+    // The client talks to the first endpoint; stop that node.
+    let first = nodes.remove(0);
+    first.shutdown().await;
+    c.put(b"after", b"2").await.unwrap();
+    assert_eq!(c.get(b"before").await.unwrap(), b"1");
+    assert_eq!(c.get(b"after").await.unwrap(), b"2");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}

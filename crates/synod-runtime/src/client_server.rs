@@ -1,0 +1,200 @@
+//! The client port: clients (synod-client, the `synod` CLI) connect here,
+//! say hello with the cluster id and, when the cluster sets one, the client
+//! token, then submit commands and ask for status. Everything goes through
+//! the node's gateway, exactly like `Node::submit`; nothing a client sends
+//! can reach the Paxos roles as a protocol message.
+
+use crate::gateway::{Gateway, NodeStatus, SubmitError};
+use futures_util::{SinkExt, StreamExt};
+use std::rc::Rc;
+use std::time::Duration;
+use synod_client::wire::{
+    self, CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, ProposerReport, Reply, Request,
+    StatusReport, client_codec,
+};
+use synod_learner::StateMachine;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// A client that has not said hello by then is dropped.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Replies waiting to be written per connection before the connection
+/// stops reading new requests.
+const REPLY_QUEUE: usize = 1024;
+
+/// What a client must present.
+pub(crate) struct ClientAuth {
+    pub(crate) cluster: String,
+    pub(crate) token: Option<String>,
+}
+
+/// Accept client connections until `stop` is cancelled.
+pub(crate) fn spawn<M: StateMachine>(
+    listener: TcpListener,
+    gateway: Rc<Gateway<M>>,
+    auth: ClientAuth,
+    stop: CancellationToken,
+) {
+    let auth = Rc::new(auth);
+    actix::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = stop.cancelled() => return,
+            };
+            match accepted {
+                Ok((stream, address)) => {
+                    let (gateway, auth, stop) =
+                        (Rc::clone(&gateway), Rc::clone(&auth), stop.clone());
+                    actix::spawn(async move {
+                        tokio::select! {
+                            result = serve(stream, gateway, auth) => {
+                                if let Err(reason) = result {
+                                    tracing::info!(%address, %reason, "client connection closed");
+                                }
+                            }
+                            () = stop.cancelled() => {}
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "client accept failed"),
+            }
+        }
+    });
+}
+
+async fn serve<M: StateMachine>(
+    stream: TcpStream,
+    gateway: Rc<Gateway<M>>,
+    auth: Rc<ClientAuth>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (mut sink, mut frames) = Framed::new(stream, client_codec()).split();
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next())
+        .await
+        .map_err(|_| "no hello".to_owned())?;
+    let hello = hello
+        .ok_or("closed before hello")?
+        .map_err(|e| e.to_string())?;
+    let refusal = match wire::decode::<Request>(&hello) {
+        Ok(Request::Hello {
+            version,
+            cluster,
+            token,
+        }) => check_hello(&auth, version, &cluster, token.as_deref()),
+        Ok(_) => Some("expected Hello".to_owned()),
+        Err(e) => Some(format!("malformed hello: {e}")),
+    };
+    if let Some(reason) = refusal {
+        let _ = sink
+            .send(wire::encode(&Reply::Refused {
+                reason: reason.clone(),
+            }))
+            .await;
+        return Err(reason);
+    }
+    sink.send(wire::encode(&Reply::Welcome {
+        node: gateway.name.clone(),
+    }))
+    .await
+    .map_err(|e| e.to_string())?;
+
+    // Requests are served concurrently; replies leave through one writer.
+    let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
+    let writer = actix::spawn(async move {
+        while let Some(reply) = outgoing.recv().await {
+            if sink.send(wire::encode(&reply)).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        let request =
+            wire::decode::<Request>(&frame).map_err(|e| format!("malformed request: {e}"))?;
+        let (gateway, replies) = (Rc::clone(&gateway), replies.clone());
+        actix::spawn(async move {
+            let _ = replies.send(answer(&gateway, request).await).await;
+        });
+    }
+    drop(replies);
+    let _ = writer.await;
+    Ok(())
+}
+
+fn check_hello(
+    auth: &ClientAuth,
+    version: u16,
+    cluster: &str,
+    token: Option<&str>,
+) -> Option<String> {
+    if version != CLIENT_PROTOCOL_VERSION {
+        return Some(format!(
+            "client protocol {version}, this node speaks {CLIENT_PROTOCOL_VERSION}"
+        ));
+    }
+    if cluster != auth.cluster {
+        return Some(format!(
+            "this node is in cluster {:?}, not {cluster:?}",
+            auth.cluster
+        ));
+    }
+    match (&auth.token, token) {
+        (Some(expected), Some(given)) if expected == given => None,
+        (Some(_), _) => Some("missing or wrong client token".to_owned()),
+        (None, _) => None,
+    }
+}
+
+async fn answer<M: StateMachine>(gateway: &Gateway<M>, request: Request) -> Reply {
+    match request {
+        Request::Submit { id, payload } => match gateway.submit_as(id, payload).await {
+            Ok(payload) => Reply::Response { id, payload },
+            Err(error) => Reply::Failed {
+                id,
+                error: failure(&error),
+            },
+        },
+        Request::Status => Reply::Status(report(gateway.status().await)),
+        Request::Hello { .. } => Reply::Refused {
+            reason: "hello sent twice".into(),
+        },
+    }
+}
+
+fn failure(error: &SubmitError) -> Failure {
+    match error {
+        SubmitError::NoLearner => Failure::NoLearner,
+        SubmitError::Busy => Failure::Busy,
+        SubmitError::Timeout(_) => Failure::Timeout,
+        SubmitError::ShuttingDown => Failure::ShuttingDown,
+    }
+}
+
+fn report(status: NodeStatus) -> StatusReport {
+    StatusReport {
+        node: status.node,
+        roles: status.roles.iter().map(ToString::to_string).collect(),
+        proposers: status
+            .proposers
+            .iter()
+            .map(|p| ProposerReport {
+                id: p.id.to_string(),
+                leader: p.leader,
+                ballot: p.leading_ballot.map(|b| (b.round, b.proposer)),
+                decided_upto: p.first_unchosen,
+            })
+            .collect(),
+        learners: status
+            .learners
+            .iter()
+            .map(|l| LearnerReport {
+                id: l.id.to_string(),
+                applied: l.applied,
+                decided: l.decided as u64,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,275 @@
+//! The client commands: `synod put/get/delete/cas/lock/unlock/status`.
+//!
+//! They reach the built-in local cluster (`synod up`) with no flags;
+//! `--config F` uses a deployment's client ports, cluster id and client
+//! token; `--endpoints a,b` names client ports directly. Output is plain
+//! text for people, or one JSON object with `--json`. Any error is one line
+//! and a non-zero exit.
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use synod_client::wire::StatusReport;
+use synod_client::{Client, ClientConfig, ClientError};
+use synod_runtime::SynodConfig;
+
+/// Where the cluster is and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Client endpoints (host:port, comma separated).
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub endpoints: Vec<SocketAddr>,
+    /// A cluster config: its nodes' client ports, cluster id and client token.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Cluster id, with --endpoints (default: the local cluster's).
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// Client token, with --endpoints.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A client command.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Set KEY to VALUE.
+    Put { key: String, value: String },
+    /// Print the value of KEY (linearizable: read through the log).
+    Get { key: String },
+    /// Remove KEY.
+    Delete { key: String },
+    /// Set KEY to NEW if its value is EXPECTED (or, with --absent, if it has none).
+    Cas {
+        key: String,
+        /// The value required now (omit with --absent).
+        expected: Option<String>,
+        /// The value to set.
+        new: Option<String>,
+        /// Create KEY only if it does not exist: `synod cas KEY --absent NEW`.
+        #[arg(long)]
+        absent: bool,
+    },
+    /// Take lock NAME for --owner; prints the fencing token.
+    Lock {
+        name: String,
+        #[arg(long)]
+        owner: String,
+    },
+    /// Release lock NAME held by --owner.
+    Unlock {
+        name: String,
+        #[arg(long)]
+        owner: String,
+    },
+    /// Show each node, its roles, the leader and its ballot, and each learner's progress.
+    Status,
+}
+
+fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
+    if let Some(file) = &target.config {
+        let (config, _) = SynodConfig::load(file)?;
+        return from_config(&config, target);
+    }
+    if !target.endpoints.is_empty() {
+        let cluster = target
+            .cluster
+            .clone()
+            .unwrap_or_else(|| local.cluster.id.clone());
+        let mut config = ClientConfig::new(target.endpoints.clone(), cluster);
+        config.token = target.token.clone();
+        return Ok(config);
+    }
+    from_config(local, target)
+}
+
+fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {
+    let endpoints: Vec<SocketAddr> = config
+        .nodes
+        .values()
+        .filter_map(|n| n.client_listen)
+        .collect();
+    if endpoints.is_empty() {
+        bail!("the config has no node with a client_listen address");
+    }
+    let mut client = ClientConfig::new(endpoints, config.cluster.id.clone());
+    client.token = target
+        .token
+        .clone()
+        .or_else(|| config.cluster.client_token.clone());
+    Ok(client)
+}
+
+/// Run one client command; the exit status follows the result.
+pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) -> Result<()> {
+    let config = client_config(&target, local)?;
+    let endpoints = config.endpoints.clone();
+    let mut client = Client::new(config);
+    let outcome = match command {
+        ClientCommand::Put { key, value } => client
+            .put(key.as_bytes(), value.as_bytes())
+            .await
+            .map(|()| done()),
+        ClientCommand::Get { key } => client.get(key.as_bytes()).await.map(|v| value(&v)),
+        ClientCommand::Delete { key } => client.delete(key.as_bytes()).await.map(|()| done()),
+        ClientCommand::Cas {
+            key,
+            expected,
+            new,
+            absent,
+        } => {
+            let (expected, new) = match (absent, expected, new) {
+                (true, Some(new), None) => (None, new),
+                (false, Some(expected), Some(new)) => (Some(expected), new),
+                _ => bail!("usage: synod cas KEY EXPECTED NEW, or synod cas KEY --absent NEW"),
+            };
+            client
+                .cas(
+                    key.as_bytes(),
+                    expected.as_deref().map(str::as_bytes),
+                    new.as_bytes(),
+                )
+                .await
+                .map(|()| done())
+        }
+        ClientCommand::Lock { name, owner } => {
+            client
+                .lock(name.as_bytes(), &owner)
+                .await
+                .map(|token| Output {
+                    text: format!("granted, fencing token {token}"),
+                    json: json!({"ok": true, "token": token}),
+                })
+        }
+        ClientCommand::Unlock { name, owner } => client
+            .unlock(name.as_bytes(), &owner)
+            .await
+            .map(|()| done()),
+        ClientCommand::Status => return status(&client, &endpoints, target.json).await,
+    };
+    print(outcome, target.json)
+}
+
+struct Output {
+    text: String,
+    json: Value,
+}
+
+fn done() -> Output {
+    Output {
+        text: "OK".into(),
+        json: json!({"ok": true}),
+    }
+}
+
+fn value(bytes: &[u8]) -> Output {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    Output {
+        json: json!({"ok": true, "value": text}),
+        text,
+    }
+}
+
+fn print(outcome: Result<Output, ClientError>, as_json: bool) -> Result<()> {
+    match outcome {
+        Ok(output) if as_json => println!("{}", output.json),
+        Ok(output) => println!("{}", output.text),
+        Err(error) if as_json => {
+            println!(
+                "{}",
+                json!({"ok": false, "error": error.to_string(), "kind": kind(&error)})
+            );
+            std::process::exit(1);
+        }
+        Err(error) => bail!(error),
+    }
+    Ok(())
+}
+
+fn kind(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::NotFound => "not_found",
+        ClientError::CasFailed { .. } => "cas_failed",
+        ClientError::Held { .. } => "held",
+        ClientError::NotOwner { .. } => "not_owner",
+        ClientError::TooLarge { .. } => "too_large",
+        ClientError::Timeout(_) => "timeout",
+        ClientError::Unavailable(_) => "unavailable",
+        ClientError::Refused(_) => "refused",
+        ClientError::Protocol(_) => "protocol",
+    }
+}
+
+async fn status(client: &Client, endpoints: &[SocketAddr], as_json: bool) -> Result<()> {
+    let mut reports = Vec::new();
+    let mut reached = 0;
+    for endpoint in endpoints {
+        let report = client.status_of(*endpoint).await;
+        reached += usize::from(report.is_ok());
+        reports.push((*endpoint, report));
+    }
+    if as_json {
+        let nodes: Vec<Value> = reports
+            .iter()
+            .map(|(endpoint, report)| status_json(endpoint, report))
+            .collect();
+        println!("{}", json!({"ok": reached > 0, "nodes": nodes}));
+    } else {
+        for (endpoint, report) in &reports {
+            print_status(endpoint, report);
+        }
+    }
+    if reached == 0 {
+        bail!("no node answered");
+    }
+    Ok(())
+}
+
+fn print_status(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>) {
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => return println!("{endpoint}: unreachable: {error}"),
+    };
+    println!("{} at {endpoint}: {}", report.node, report.roles.join(", "));
+    for p in &report.proposers {
+        let leader = p
+            .leader
+            .map_or_else(|| "unknown".to_owned(), |l| format!("proposer-{l}"));
+        let ballot = p.ballot.map_or_else(String::new, |(round, id)| {
+            format!(", leading with ballot {round}.{id}")
+        });
+        println!(
+            "  {}: leader {leader}{ballot}, decided below slot {}",
+            p.id, p.decided_upto
+        );
+    }
+    for l in &report.learners {
+        println!(
+            "  {}: applied {} slots, {} decided",
+            l.id, l.applied, l.decided
+        );
+    }
+}
+
+fn status_json(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>) -> Value {
+    match report {
+        Err(error) => json!({"endpoint": endpoint.to_string(), "error": error.to_string()}),
+        Ok(r) => json!({
+            "endpoint": endpoint.to_string(),
+            "node": r.node,
+            "roles": r.roles,
+            "proposers": r.proposers.iter().map(|p| json!({
+                "id": p.id, "leader": p.leader, "ballot": p.ballot.map(|(round, id)| format!("{round}.{id}")),
+                "decided_upto": p.decided_upto,
+            })).collect::<Vec<_>>(),
+            "learners": r.learners.iter().map(|l| json!({
+                "id": l.id, "applied": l.applied, "decided": l.decided,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}

@@ -1,0 +1,113 @@
+//! The CLI against a real `synod up` child process: every client command,
+//! then SIGKILL, restart from the same data directory, and read back.
+//!
+//! `synod up` with no flags uses the built-in local cluster's fixed ports
+//! (7101-7103, clients 7111-7113), so nothing else may be using them.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SYNOD: &str = env!("CARGO_BIN_EXE_synod");
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// A `synod up` child, SIGKILLed when dropped.
+struct Cluster(Child);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn up(dir: &Path) -> Cluster {
+    let mut child = Command::new(SYNOD)
+        .arg("up")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn synod up");
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("ready") => return Cluster(child),
+            Ok(_) => continue,
+            Err(e) => panic!("synod up never printed its ready line: {e}"),
+        }
+    }
+}
+
+fn synod(args: &[&str]) -> Output {
+    Command::new(SYNOD).args(args).output().expect("run synod")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = synod(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "synod {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = synod(args);
+    assert!(!out.status.success(), "synod {args:?} should fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line reason: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn client_commands_work_and_values_survive_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = up(dir.path());
+
+    assert_eq!(ok(&["put", "greeting", "hello"]), "OK");
+    assert_eq!(ok(&["get", "greeting"]), "hello");
+    assert_eq!(ok(&["cas", "greeting", "hello", "hi"]), "OK");
+    assert!(fails(&["cas", "greeting", "hello", "again"]).contains("compare-and-set failed"));
+    assert_eq!(ok(&["cas", "fresh", "--absent", "new"]), "OK");
+    assert!(fails(&["cas", "fresh", "--absent", "newer"]).contains("\"new\""));
+    assert_eq!(ok(&["put", "doomed", "x"]), "OK");
+    assert_eq!(ok(&["delete", "doomed"]), "OK");
+    assert!(fails(&["get", "doomed"]).contains("not found"));
+    assert!(ok(&["lock", "job", "--owner", "a"]).starts_with("granted, fencing token"));
+    assert!(fails(&["lock", "job", "--owner", "b"]).contains("held by a"));
+    assert!(fails(&["unlock", "job", "--owner", "b"]).contains("not the lock owner"));
+    assert_eq!(ok(&["unlock", "job", "--owner", "a"]), "OK");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["get", "greeting", "--json"])).unwrap();
+    assert_eq!(json["value"], "hi");
+    let status = ok(&["status"]);
+    assert!(status.contains("leading with ballot"), "{status}");
+    assert!(status.contains("learner-3: applied"), "{status}");
+
+    drop(cluster); // SIGKILL: no clean shutdown
+    let _cluster = up(dir.path());
+    assert_eq!(ok(&["get", "greeting"]), "hi");
+    assert_eq!(ok(&["get", "fresh"]), "new");
+    assert!(fails(&["get", "doomed"]).contains("not found"));
+}
+
+#[test]
+fn a_client_of_a_stopped_cluster_gets_a_one_line_error() {
+    let out = synod(&["get", "k", "--endpoints", "127.0.0.1:9", "--json"]);
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+}

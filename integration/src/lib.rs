@@ -1,9 +1,8 @@
-//! Multi-process tests for Synod.
+//! Multi-process tests for Synod (see `tests/`).
 //!
-//! This crate will hold the tests that start real `synod node` processes on
-//! loopback with temporary RocksDB data directories, put a frame-aware fault
-//! proxy between them, SIGKILL and restart roles, and check every client
-//! history for linearizability. The runtime those tests need (transport,
-//! storage, role actors, the `synod` binary) lands in later issues; until
-//! then the crate is intentionally empty so the workspace layout is fixed.
+//! They start real `synod node` processes (the binary cargo builds for the
+//! `synod` package) on free loopback ports with temporary RocksDB data
+//! directories, drive a workload through `synod-client`, SIGKILL and
+//! restart processes mid-load, and check that every acknowledged write is
+//! read back afterwards.
 #![deny(missing_docs)]

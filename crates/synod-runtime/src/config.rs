@@ -34,6 +34,29 @@ pub struct SynodConfig {
     /// Transport limits.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// Limits of the built-in key/value state machine (synod-kv). They are
+    /// part of its determinism: every node of a cluster must use the same.
+    #[serde(default)]
+    pub kv: KvSettings,
+}
+
+/// Key/value limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvSettings {
+    /// Longest key or lock name, in bytes.
+    pub max_key_len: usize,
+    /// Longest value, in bytes.
+    pub max_value_len: usize,
+}
+
+impl Default for KvSettings {
+    fn default() -> Self {
+        Self {
+            max_key_len: 1024,
+            max_value_len: 1024 * 1024,
+        }
+    }
 }
 
 /// Cluster identity.

@@ -24,8 +24,8 @@ mod node;
 mod router;
 
 pub use config::{
-    ClusterConfig, LoadError, NodeConfig, PaxosConfig, Problem, StorageConfig, SynodConfig,
-    TransportSettings, parse_role,
+    ClusterConfig, KvSettings, LoadError, NodeConfig, PaxosConfig, Problem, StorageConfig,
+    SynodConfig, TransportSettings, parse_role,
 };
 pub use gateway::{NodeStatus, SubmitError};
 pub use node::{Node, NodeError};

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use synod_core::Role;
-use synod_kv::KvStore;
+use synod_kv::{KvLimits, KvStore};
 use synod_runtime::{Node, SynodConfig};
 
 /// The built-in local cluster.
@@ -102,7 +102,12 @@ fn load(file: Option<PathBuf>) -> Result<SynodConfig> {
 async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<KvStore>>> {
     let mut nodes = Vec::new();
     for name in names {
-        let node = Node::start(config, name, KvStore::default)
+        let limits = KvLimits {
+            max_key_len: config.kv.max_key_len,
+            max_value_len: config.kv.max_value_len,
+            ..KvLimits::default()
+        };
+        let node = Node::start(config, name, move || KvStore::new(limits))
             .await
             .with_context(|| format!("starting node {name}"))?;
         let roles: Vec<String> = config

@@ -244,6 +244,7 @@ impl Client {
         };
         let deadline = Instant::now() + self.config.timeout;
         let mut last_problem = String::from("no attempt finished");
+        let mut pause = Duration::from_millis(20);
         while Instant::now() < deadline {
             match self.attempt(id, &payload, deadline).await {
                 Ok(answer) => return Ok(answer),
@@ -252,7 +253,10 @@ impl Client {
                     last_problem = problem.to_string();
                     self.connection = None; // try the next node
                     self.next_endpoint += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Back off (doubling, at most 1 s) so a cluster that is
+                    // electing a leader or restarting is not hammered.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
                 }
             }
         }

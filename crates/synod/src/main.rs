@@ -115,8 +115,11 @@ async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<KvStor
             .iter()
             .map(ToString::to_string)
             .collect();
+        let clients = node
+            .client_address()
+            .map_or_else(String::new, |a| format!(", clients on {a}"));
         println!(
-            "synod: node {name} listening on {} ({})",
+            "synod: node {name} listening on {}{clients} ({})",
             node.listen_address(),
             roles.join(", ")
         );

@@ -19,11 +19,6 @@ pub struct RegisterRole {
     pub recipient: Recipient<Inbound<Message>>,
 }
 
-/// Forget a local role actor (it stopped).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnregisterRole(pub RoleId);
-
 /// Stop the router.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -62,13 +57,6 @@ impl Handler<RegisterRole> for Router {
     type Result = ();
     fn handle(&mut self, register: RegisterRole, _: &mut Context<Self>) {
         self.locals.insert(register.role, register.recipient);
-    }
-}
-
-impl Handler<UnregisterRole> for Router {
-    type Result = ();
-    fn handle(&mut self, UnregisterRole(role): UnregisterRole, _: &mut Context<Self>) {
-        self.locals.remove(&role);
     }
 }
 

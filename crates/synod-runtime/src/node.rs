@@ -80,7 +80,16 @@ fn open_store(data_dir: &Path, role: RoleId) -> Result<Store, NodeError> {
         path: path.display().to_string(),
         reason,
     })?;
-    Ok(RocksStore::open(&path)?)
+    let store = RocksStore::open(&path)?;
+    if let Some(torn) = store.torn_tail() {
+        tracing::warn!(
+            wal = %torn.wal.display(),
+            kept = torn.kept,
+            dropped = torn.dropped,
+            "cut off a torn, never-acknowledged WAL record left by a crash"
+        );
+    }
+    Ok(store)
 }
 
 fn random_u64() -> u64 {

@@ -95,6 +95,17 @@ impl StorageError {
         }
     }
 
+    /// The same error with `context` appended to what a corruption reports.
+    pub(crate) fn with_context(self, context: &str) -> Self {
+        match self {
+            StorageError::Corruption { path, detail } => StorageError::Corruption {
+                path,
+                detail: format!("{detail}; {context}"),
+            },
+            other => other,
+        }
+    }
+
     /// Whether the stored state cannot be trusted (as opposed to a store
     /// that cannot be reached or written right now).
     pub fn is_corruption(&self) -> bool {

@@ -6,7 +6,8 @@
 //!   (one `write_*` per role, mapping synod-core's persist commands one to
 //!   one; every call is one atomic, synced batch), over a base [`Store`];
 //! - [`RocksStore`], the durable implementation (column families, big-endian
-//!   slot keys, versioned postcard records, paranoid open);
+//!   slot keys, versioned postcard records, paranoid open that repairs
+//!   only a provably torn, never-acknowledged WAL tail — see `wal`);
 //! - [`MemoryStore`], the same semantics in memory, with failure injection;
 //! - [`GroupCommit`], the writer thread that turns many submissions into
 //!   one synced `WriteBatch` and completes them in order;
@@ -30,6 +31,7 @@ mod memory;
 mod outbox;
 mod rocks;
 mod store;
+mod wal;
 mod writer;
 
 pub use codec::FORMAT_VERSION;
@@ -38,4 +40,5 @@ pub use memory::MemoryStore;
 pub use outbox::Outbox;
 pub use rocks::RocksStore;
 pub use store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
+pub use wal::TornTail;
 pub use writer::{Completion, GroupCommit, GroupLimits};

@@ -11,16 +11,18 @@
 //! | `learned`   | instance name       | decided value bytes         |
 //!
 //! Every `write_batch` is one RocksDB `WriteBatch` written with
-//! `sync = true`. The store is opened with paranoid checks and
+//! `sync = true`, ending with a commit marker (`meta/group`, see
+//! [`crate::wal`]). The store is opened with paranoid checks and
 //! `AbsoluteConsistency` WAL recovery: a damaged WAL record is an error at
-//! open, never a silent rollback to an older state. (The price: after a
-//! power failure that tears the WAL's unsynced tail, open fails too, and
-//! the operator must decide; an acceptor that cannot trust its state must
-//! not vote.)
+//! open, never a silent rollback to an older state. One case is told apart
+//! and repaired: a newest WAL that ends inside a record without its commit
+//! marker was torn by a crash before that record's fsync, so the record was
+//! never acknowledged; its bytes are cut off and the strict open retried.
 
 use crate::codec::{decode, encode, key_slot, slot_key};
 use crate::error::StorageError;
 use crate::store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
+use crate::wal::{self, Inspection, TornTail};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBRecoveryMode, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -44,6 +46,7 @@ const KEY_MAX_ROUND: &[u8] = b"max_round";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_TRIM: &[u8] = b"trim";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_GROUP: &[u8] = b"group";
 
 /// A raw key with its decoded value.
 type Record<T> = (Box<[u8]>, T);
@@ -56,6 +59,8 @@ struct Meta {
     max_round: u64,
     applied: Slot,
     trim: Slot,
+    /// Groups written so far; the last one's number is its commit marker.
+    group: u64,
 }
 
 /// A RocksDB-backed store for one role instance's directory.
@@ -64,6 +69,7 @@ pub struct RocksStore {
     path: PathBuf,
     meta: Meta,
     poisoned: Option<String>,
+    torn_tail: Option<TornTail>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -81,6 +87,29 @@ fn options() -> Options {
     options.set_paranoid_checks(true);
     options.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
     options
+}
+
+fn open_db(path: &Path) -> Result<DB, StorageError> {
+    let families = FAMILIES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    DB::open_cf_descriptors(&options(), path, families)
+        .map_err(|e| StorageError::from_rocksdb(path, e))
+}
+
+/// Open strictly; if that fails on corruption, drop a torn tail of the
+/// newest WAL (and only that) and open strictly again.
+fn open_db_recovering_torn_tail(path: &Path) -> Result<(DB, Option<TornTail>), StorageError> {
+    let error = match open_db(path) {
+        Ok(db) => return Ok((db, None)),
+        Err(error) if error.is_corruption() => error,
+        Err(error) => return Err(error),
+    };
+    match wal::inspect_newest(path)? {
+        Inspection::Nothing => Err(error),
+        Inspection::Damaged(reason) => Err(error.with_context(&reason)),
+        Inspection::Dropped(torn) => Ok((open_db(path)?, Some(torn))),
+    }
 }
 
 fn check_directory(path: &Path) -> Result<(), StorageError> {
@@ -103,16 +132,13 @@ impl RocksStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         check_directory(&path)?;
-        let families = FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&options(), &path, families)
-            .map_err(|e| StorageError::from_rocksdb(&path, e))?;
+        let (db, torn_tail) = open_db_recovering_torn_tail(&path)?;
         let mut store = Self {
             db,
             path,
             meta: Meta::default(),
             poisoned: None,
+            torn_tail,
         };
         store.check_format()?;
         store.meta = store.load_meta()?;
@@ -122,6 +148,12 @@ impl RocksStore {
     /// The directory this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The torn, never-acknowledged WAL tail this open cut off, if any
+    /// (worth a line in the operator's log).
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn_tail.as_ref()
     }
 
     /// Write memtables out to SST files (maintenance, and tests that need
@@ -181,6 +213,21 @@ impl RocksStore {
             max_round: self.get_meta(KEY_MAX_ROUND)?,
             applied: self.get_meta(KEY_APPLIED)?,
             trim: self.get_meta(KEY_TRIM)?,
+            group: self.load_group()?,
+        })
+    }
+
+    fn load_group(&self) -> Result<u64, StorageError> {
+        let Some(bytes) = self
+            .db
+            .get_cf(self.cf(META), KEY_GROUP)
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(0);
+        };
+        wal::parse_marker(&bytes).ok_or_else(|| StorageError::Corruption {
+            path: self.path.clone(),
+            detail: "the commit marker (meta/group) is malformed".to_owned(),
         })
     }
 
@@ -301,6 +348,16 @@ impl<'a> BatchBuilder<'a> {
         Ok(())
     }
 
+    /// The batch, ending with the next commit marker, and the meta it
+    /// leaves behind. The marker must be the last operation: a torn record
+    /// is recognised by its missing marker.
+    fn finish(mut self) -> (WriteBatch, Meta) {
+        self.meta.group += 1;
+        let marker = wal::marker(self.meta.group);
+        self.put(META, KEY_GROUP, marker.to_vec());
+        (self.batch, self.meta)
+    }
+
     fn raise_promise(&mut self, ballot: Ballot) {
         if ballot > self.meta.promised {
             self.meta.promised = ballot;
@@ -401,7 +458,7 @@ impl Store for RocksStore {
         for write in writes {
             builder.add(write)?;
         }
-        let BatchBuilder { batch, meta, .. } = builder;
+        let (batch, meta) = builder.finish();
         match self.db.write_opt(batch, &synced()) {
             Ok(()) => {
                 self.meta = meta;

@@ -116,6 +116,11 @@ pub struct PaxosConfig {
     /// Longest randomized backoff after a Nack.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// A leader (or candidate) whose Prepare, or oldest outstanding Accept,
+    /// has not reached a majority of acceptors for this long gives up its
+    /// ballot, so a proposer that can reach them takes over.
+    #[serde(with = "humantime_serde")]
+    pub quorum_timeout: Duration,
     /// How often role timers run.
     #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
@@ -147,6 +152,7 @@ impl Default for PaxosConfig {
             election_timeout_max: Duration::from_millis(600),
             retransmit_interval: Duration::from_millis(200),
             backoff_max: Duration::from_millis(150),
+            quorum_timeout: Duration::from_secs(2),
             tick_interval: Duration::from_millis(10),
             catch_up_interval: Duration::from_millis(200),
             catch_up_batch: 256,
@@ -424,6 +430,16 @@ impl SynodConfig {
             errors.push(Problem {
                 field: "paxos.election_timeout_max".into(),
                 message: "is below election_timeout_min; make max >= min".into(),
+            });
+        }
+        if p.quorum_timeout < p.election_timeout_max.max(p.retransmit_interval * 2) {
+            errors.push(Problem {
+                field: "paxos.quorum_timeout".into(),
+                message: format!(
+                    "{:?} would depose healthy leaders; make it at least election_timeout_max \
+                     ({:?}) and twice retransmit_interval ({:?})",
+                    p.quorum_timeout, p.election_timeout_max, p.retransmit_interval
+                ),
             });
         }
         if p.tick_interval.is_zero() {

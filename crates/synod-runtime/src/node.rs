@@ -382,6 +382,7 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
     c.election_timeout_max = millis(p.election_timeout_max);
     c.retransmit_interval = millis(p.retransmit_interval);
     c.backoff_max = millis(p.backoff_max);
+    c.quorum_timeout = millis(p.quorum_timeout);
     c.seed = random_u64();
     c
 }

@@ -157,6 +157,15 @@ fn a_heartbeat_not_well_below_the_election_timeout_is_an_error() {
 }
 
 #[test]
+fn a_quorum_timeout_shorter_than_an_election_is_an_error() {
+    let text = format!("{BASE}\n[paxos]\nquorum_timeout = \"100ms\"\n");
+    assert!(has(
+        &problems(&text),
+        &["paxos.quorum_timeout", "would depose healthy leaders"]
+    ));
+}
+
+#[test]
 fn an_empty_secret_in_a_multi_node_cluster_is_an_error() {
     let text = BASE.replace("secret = \"s\"", "secret = \"\"");
     assert!(has(

@@ -19,6 +19,10 @@ struct Args {
     /// Acceptors forget their state on restart (negative control: must find violations).
     #[arg(long)]
     amnesia: bool,
+    /// Leaders never give up a ballot without a quorum (negative control:
+    /// seeds that cut the leader off from the acceptors must stall).
+    #[arg(long)]
+    stubborn_leaders: bool,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -31,6 +35,7 @@ fn main() {
     let args = Args::parse();
     let options = SimOptions {
         amnesia: args.amnesia,
+        stubborn_leaders: args.stubborn_leaders,
         ..SimOptions::default()
     };
     let threads = args
@@ -48,7 +53,7 @@ fn main() {
                 report.seed, report.events, report.commands, report.shape
             );
         }
-        let replay = replay_command(report.seed, args.amnesia);
+        let replay = replay_command(report.seed, &args);
         if let Some((at, violation)) = &report.violation {
             safety += 1;
             println!(
@@ -92,7 +97,14 @@ fn run_all(args: &Args, options: &SimOptions, threads: usize) -> Vec<SeedReport>
     reports
 }
 
-fn replay_command(seed: u64, amnesia: bool) -> String {
-    let flag = if amnesia { " --amnesia" } else { "" };
-    format!("cargo run --release -p synod-sim -- --seeds 1 --start {seed}{flag} --verbose")
+fn replay_command(seed: u64, args: &Args) -> String {
+    let amnesia = if args.amnesia { " --amnesia" } else { "" };
+    let stubborn = if args.stubborn_leaders {
+        " --stubborn-leaders"
+    } else {
+        ""
+    };
+    format!(
+        "cargo run --release -p synod-sim -- --seeds 1 --start {seed}{amnesia}{stubborn} --verbose"
+    )
 }

@@ -17,6 +17,9 @@ pub enum Partition {
     Mute(RoleId),
     /// Asymmetric: the node hears nothing, its messages still arrive.
     Deafen(RoleId),
+    /// The node and the group cannot reach each other; both still reach
+    /// everyone else (a leader cut off from the acceptors only).
+    Sever(RoleId, BTreeSet<RoleId>),
 }
 
 impl Partition {
@@ -26,6 +29,9 @@ impl Partition {
             Partition::Split(group) => group.contains(&from) != group.contains(&to),
             Partition::Mute(node) => from == *node,
             Partition::Deafen(node) => to == *node,
+            Partition::Sever(node, group) => {
+                (from == *node && group.contains(&to)) || (to == *node && group.contains(&from))
+            }
         }
     }
 }
@@ -113,6 +119,9 @@ mod tests {
         assert!(!Partition::Deafen(a).blocks(a, b) && Partition::Deafen(a).blocks(b, a));
         let split = Partition::Split(BTreeSet::from([a]));
         assert!(split.blocks(a, b) && split.blocks(b, a) && !split.blocks(b, RoleId::learner(1)));
+        let sever = Partition::Sever(b, BTreeSet::from([a]));
+        assert!(sever.blocks(a, b) && sever.blocks(b, a));
+        assert!(!sever.blocks(b, RoleId::learner(1)) && !sever.blocks(a, RoleId::learner(1)));
     }
 
     #[test]

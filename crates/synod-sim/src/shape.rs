@@ -26,13 +26,17 @@ pub struct Shape {
     pub instances: usize,
     /// Mean time between faults (crashes, partitions).
     pub fault_every: Millis,
+    /// After healing, the leader stays cut off from every acceptor (only
+    /// drawn with more than one proposer): another must take over.
+    pub sever_leader: bool,
 }
 
 impl Shape {
     /// Draw a shape.
     pub fn random(rng: &mut ChaCha8Rng) -> Self {
+        let proposers = rng.random_range(1..=3);
         Self {
-            proposers: rng.random_range(1..=3),
+            proposers,
             acceptors: if rng.random_bool(0.5) { 3 } else { 5 },
             learners: rng.random_range(1..=3),
             loss: rng.random_range(0.0..=0.30),
@@ -41,6 +45,7 @@ impl Shape {
             clients: rng.random_range(1..=8),
             instances: rng.random_range(0..=3),
             fault_every: rng.random_range(100..=800),
+            sever_leader: proposers > 1 && rng.random_bool(0.5),
         }
     }
 }

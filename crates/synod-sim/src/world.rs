@@ -25,6 +25,9 @@ pub struct SimOptions {
     pub amnesia: bool,
     /// How long faults go on.
     pub fault_duration: Millis,
+    /// Leaders never give up a ballot that lost its quorum (the negative
+    /// control for seeds that cut the leader off from the acceptors).
+    pub stubborn_leaders: bool,
     /// Simulated time the cluster gets, after healing, to decide every
     /// command and bring every learner level.
     pub liveness_bound: Millis,
@@ -34,6 +37,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         Self {
             amnesia: false,
+            stubborn_leaders: false,
             fault_duration: 10_000,
             liveness_bound: 30_000,
         }
@@ -139,6 +143,8 @@ struct World {
     checkers: Checkers,
     violation: Option<(Millis, Violation)>,
     healed_at: Option<Millis>,
+    /// The proposer cut off from the acceptors after healing, if any.
+    severed: Option<u32>,
     done: bool,
     trace: DefaultHasher,
     events: u64,
@@ -175,6 +181,7 @@ impl World {
             },
             violation: None,
             healed_at: None,
+            severed: None,
             done: false,
             trace: DefaultHasher::new(),
             events: 0,
@@ -325,6 +332,9 @@ impl World {
                     (1..=self.shape.learners).collect(),
                 );
                 config.seed = self.rng.random();
+                if self.options.stubborn_leaders {
+                    config.quorum_timeout = Millis::MAX;
+                }
                 let replica = self.proposers.get_mut(&node.index).expect("exists");
                 replica.live = Some(Proposer::new(config, replica.durable.clone(), self.now));
             }
@@ -718,7 +728,32 @@ impl World {
                 self.start(node);
             }
         }
+        if self.shape.sever_leader {
+            self.sever_leader();
+        }
         self.schedule(self.now, Event::CheckDone);
+    }
+
+    /// Cut the proposer leading with the highest ballot (or any proposer,
+    /// if none leads) off from every acceptor, for good.
+    fn sever_leader(&mut self) {
+        let leader = self
+            .proposers
+            .iter()
+            .filter_map(|(id, r)| Some((r.live.as_ref()?.leading_ballot()?, *id)))
+            .max()
+            .map(|(_, id)| id);
+        let id = leader.unwrap_or_else(|| self.rng.random_range(1..=self.shape.proposers));
+        let acceptors = self
+            .acceptors
+            .keys()
+            .map(|i| RoleId::acceptor(*i))
+            .collect();
+        self.next_id += 1;
+        let cut = self.next_id;
+        self.network
+            .cut(cut, Partition::Sever(RoleId::proposer(id), acceptors));
+        self.severed = Some(id);
     }
 
     // ---- liveness -----------------------------------------------------------
@@ -763,8 +798,12 @@ impl World {
                     .map(|b| format!("proposer-{id}@{b}"))
             })
             .collect();
+        let severed = self
+            .severed
+            .map(|id| format!("; proposer-{id} cut off from the acceptors"))
+            .unwrap_or_default();
         format!(
-            "not converged {} ms after healing; {}; leaders: {leaders:?}",
+            "not converged {} ms after healing; {}; leaders: {leaders:?}{severed}",
             self.options.liveness_bound,
             parts.join("; ")
         )

@@ -1,5 +1,6 @@
 //! The simulator as a test suite: fixed seeds must be safe and live, the
-//! amnesia control must be caught, and a seed must replay bit for bit.
+//! amnesia and stubborn-leader controls must be caught, and a seed must
+//! replay bit for bit.
 
 use synod_sim::{SimOptions, run_seed};
 
@@ -56,6 +57,22 @@ fn negative_control_amnesia_breaks_agreement_itself() {
     assert!(
         agreement,
         "forgetful acceptors must lead to two different decisions for a slot"
+    );
+}
+
+#[test]
+fn negative_control_stubborn_leaders_stall_when_cut_off() {
+    let options = SimOptions {
+        stubborn_leaders: true,
+        ..SimOptions::default()
+    };
+    let stalled = (0..FIXED_SEEDS)
+        .filter_map(|seed| run_seed(seed, &options).liveness_failure)
+        .find(|why| why.contains("cut off from the acceptors"));
+    assert!(
+        stalled.is_some(),
+        "a leader cut off from the acceptors that never gives up its ballot \
+         must stall the cluster in some seed"
     );
 }
 

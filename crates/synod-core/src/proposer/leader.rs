@@ -20,6 +20,7 @@ pub(super) struct Leading {
 struct InFlight {
     value: Value,
     accepted_by: BTreeSet<u32>,
+    proposed_at: Millis,
     last_sent: Millis,
 }
 
@@ -68,6 +69,7 @@ impl Proposer {
                 InFlight {
                     value,
                     accepted_by: BTreeSet::new(),
+                    proposed_at: now,
                     last_sent: now,
                 },
             );
@@ -152,6 +154,7 @@ impl Proposer {
                 InFlight {
                     value,
                     accepted_by: BTreeSet::new(),
+                    proposed_at: now,
                     last_sent: now,
                 },
             );
@@ -177,8 +180,13 @@ impl Proposer {
         batch
     }
 
-    /// Heartbeats and retransmission of unanswered Accepts.
+    /// Heartbeats and retransmission of unanswered Accepts; give the
+    /// ballot up if an Accept has waited `quorum_timeout` for a majority.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        if self.quorum_lost(now) {
+            self.give_up_ballot(now);
+            return;
+        }
         let retransmit = self.config.retransmit_interval;
         let first_unchosen = self.first_unchosen;
         let heartbeat_interval = self.config.heartbeat_interval;
@@ -214,6 +222,17 @@ impl Proposer {
                 out.send(RoleId::acceptor(*acceptor), accept.clone());
             }
         }
+    }
+
+    fn quorum_lost(&self, now: Millis) -> bool {
+        let Phase::Leading(leading) = &self.phase else {
+            return false;
+        };
+        let timeout = self.config.quorum_timeout;
+        leading
+            .in_flight
+            .values()
+            .any(|entry| now.saturating_sub(entry.proposed_at) >= timeout)
     }
 
     /// Give the commands of undecided slots back to the queue when a ballot

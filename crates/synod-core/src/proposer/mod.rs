@@ -7,7 +7,15 @@
 //!    ▲                             │                                │
 //!    └──── Nack / higher ballot ◀──┴────────────────────────────────┘
 //!          (randomized backoff, then a higher round)
+//!          or no quorum for `quorum_timeout`
+//!          (a fresh election timeout, then a higher round)
 //! ```
+//!
+//! A leader gives up its ballot when a majority of acceptors has not
+//! answered its Prepare, or its oldest outstanding Accept, for
+//! `quorum_timeout`. Without that, a leader cut off from the acceptors but
+//! not from the other proposers would keep them quiet with heartbeats
+//! forever, and nothing would be decided while a majority is reachable.
 //!
 //! The submodules hold the leader's phase-2 pipeline ([`leader`]) and the
 //! single-decree instances ([`register`]); this file holds the state, the
@@ -77,6 +85,9 @@ pub struct ProposerConfig {
     pub retransmit_interval: Millis,
     /// Upper end of the randomized backoff after a Nack.
     pub backoff_max: Millis,
+    /// A ballot whose Prepare, or oldest outstanding Accept, has not
+    /// reached a majority for this long is given up (see the module docs).
+    pub quorum_timeout: Millis,
     /// Recently decided slots kept to answer learners' catch-up requests.
     pub decided_cache: usize,
     /// Seed for timeouts and backoff.
@@ -100,6 +111,7 @@ impl ProposerConfig {
             election_timeout_max: 300,
             retransmit_interval: 100,
             backoff_max: 150,
+            quorum_timeout: 1000,
             decided_cache: 4096,
             seed: u64::from(id),
         }
@@ -126,6 +138,7 @@ struct Preparing {
     ballot: Ballot,
     from_slot: Slot,
     promises: BTreeMap<u32, Vec<AcceptedEntry>>,
+    started: Millis,
     last_sent: Millis,
 }
 
@@ -299,6 +312,7 @@ impl Proposer {
             ballot,
             from_slot,
             promises: BTreeMap::new(),
+            started: now,
             last_sent: now,
         });
         self.leader = None;
@@ -309,6 +323,10 @@ impl Proposer {
         let Phase::Preparing(preparing) = &mut self.phase else {
             return;
         };
+        if now.saturating_sub(preparing.started) >= self.config.quorum_timeout {
+            self.give_up_ballot(now);
+            return;
+        }
         if now < preparing.last_sent + self.config.retransmit_interval {
             return;
         }
@@ -395,6 +413,14 @@ impl Proposer {
         self.requeue_in_flight();
         self.phase = Phase::Follower;
         self.leader = None;
+    }
+
+    /// No majority answered in time: stop leading (or campaigning) so that
+    /// a proposer that can reach the acceptors takes over; campaign again
+    /// only after a fresh election timeout.
+    fn give_up_ballot(&mut self, now: Millis) {
+        self.step_down();
+        self.reset_election_timer(now);
     }
 
     fn reset_election_timer(&mut self, now: Millis) {

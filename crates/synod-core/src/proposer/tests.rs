@@ -533,3 +533,97 @@ fn single_decree_nack_backs_off_then_retries_higher() {
         })
     );
 }
+
+fn heartbeat_from_2(ballot: Ballot) -> Message {
+    Message::Heartbeat {
+        ballot,
+        decided_upto: 0,
+    }
+}
+
+fn sends_heartbeat(out: &Output<ProposerWrite>) -> bool {
+    out.send
+        .iter()
+        .any(|o| matches!(o.message, Message::Heartbeat { .. }))
+}
+
+#[test]
+fn a_leader_whose_accepts_reach_no_majority_gives_up_its_ballot() {
+    let (mut p, ballot) = leader();
+    let timeout = p.config.quorum_timeout;
+    p.submit(1_000, vec![command(1)]).unwrap();
+    // Only one of three acceptors answers: no majority.
+    p.handle(
+        1_010,
+        RoleId::acceptor(1),
+        Message::Accepted { ballot, slot: 0 },
+    );
+    let before = p.tick(1_000 + timeout - 1);
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    assert!(sends_heartbeat(&before));
+
+    let after = p.tick(1_000 + timeout);
+    assert_eq!(p.leading_ballot(), None, "the ballot is given up");
+    assert!(!sends_heartbeat(&after), "and the heartbeats stop");
+    // Another proposer takes over; the queued command goes to it.
+    let out = p.handle(
+        1_000 + timeout + 10,
+        RoleId::proposer(2),
+        heartbeat_from_2(Ballot::new(ballot.round + 1, 2)),
+    );
+    assert_eq!(p.known_leader(), Some(2));
+    assert!(messages(&out).contains(&(
+        RoleId::proposer(2),
+        Message::Forward {
+            commands: vec![command(1)]
+        }
+    )));
+}
+
+#[test]
+fn a_leader_that_hears_a_majority_keeps_its_ballot() {
+    let (mut p, ballot) = leader();
+    let timeout = p.config.quorum_timeout;
+    p.submit(1_000, vec![command(1)]).unwrap();
+    for a in [1, 3] {
+        p.handle(
+            1_010,
+            RoleId::acceptor(a),
+            Message::Accepted { ballot, slot: 0 },
+        );
+    }
+    for now in (1_000..1_000 + 5 * timeout).step_by(50) {
+        p.tick(now);
+    }
+    assert_eq!(
+        p.leading_ballot(),
+        Some(ballot),
+        "idle and decided: still leading"
+    );
+}
+
+#[test]
+fn a_candidate_without_promises_gives_up_and_follows_a_live_leader() {
+    let mut p = Proposer::new(config(), ProposerState { max_round: 5 }, 0);
+    let timeout = p.config.quorum_timeout;
+    p.tick(1_000); // campaigns with round 6; no acceptor answers
+    let lower = Ballot::new(3, 2);
+    p.handle(1_050, RoleId::proposer(2), heartbeat_from_2(lower));
+    assert_eq!(
+        p.known_leader(),
+        None,
+        "a lower ballot does not stop a fresh campaign"
+    );
+
+    p.tick(1_000 + timeout);
+    p.handle(
+        1_000 + timeout + 50,
+        RoleId::proposer(2),
+        heartbeat_from_2(lower),
+    );
+    assert_eq!(p.known_leader(), Some(2), "after giving up it follows");
+    assert!(
+        p.tick(1_000 + timeout + 60).send.is_empty(),
+        "and does not campaign while it hears the leader"
+    );
+}

@@ -2,11 +2,18 @@
 //! ports: typed results and errors, authentication, and failover when the
 //! node it talks to goes away.
 
+use futures_util::{SinkExt, StreamExt};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+use synod_client::wire::{self, Reply, Request};
 use synod_client::{Client, ClientConfig, ClientError};
+use synod_core::CommandId;
 use synod_kv::KvStore;
 use synod_runtime::{Node, SynodConfig};
 use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -17,6 +24,11 @@ fn free_port() -> u16 {
 }
 
 fn config(root: &TempDir, token: Option<&str>) -> SynodConfig {
+    with_extra(root, token, "")
+}
+
+/// The test cluster's config with `extra` TOML appended.
+fn with_extra(root: &TempDir, token: Option<&str>, extra: &str) -> SynodConfig {
     let mut text = String::from("[cluster]\nid = \"client-test\"\nsecret = \"s\"\n");
     if let Some(token) = token {
         text += &format!("client_token = \"{token}\"\n");
@@ -36,6 +48,7 @@ fn config(root: &TempDir, token: Option<&str>) -> SynodConfig {
     }
     text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"100ms\"\nelection_timeout_max = \"200ms\"\n";
     text += "submit_retry = \"300ms\"\n[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n";
+    text += extra;
     SynodConfig::from_toml(&text, "client test").unwrap().0
 }
 
@@ -130,6 +143,110 @@ async fn the_client_fails_over_when_its_node_stops() {
     c.put(b"after", b"2").await.unwrap();
     assert_eq!(c.get(b"before").await.unwrap(), b"1");
     assert_eq!(c.get(b"after").await.unwrap(), b"2");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+type Raw = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// A bare client-port connection: hello sent, first reply returned.
+async fn raw_connection(node: &Node<KvStore>) -> (Raw, Option<Reply>) {
+    let stream = TcpStream::connect(node.client_address().unwrap())
+        .await
+        .unwrap();
+    let mut raw = Framed::new(stream, wire::client_codec());
+    let hello = Request::Hello {
+        version: wire::CLIENT_PROTOCOL_VERSION,
+        cluster: "client-test".into(),
+        token: None,
+    };
+    // A node at its limit may already have closed the socket.
+    let _ = raw.send(wire::encode(&hello)).await;
+    let reply = match raw.next().await {
+        Some(Ok(frame)) => Some(wire::decode::<Reply>(&frame).unwrap()),
+        _ => None,
+    };
+    (raw, reply)
+}
+
+/// Pipelines `count` submits on one connection and reads every reply.
+async fn burst(node: &Node<KvStore>, count: u64) {
+    let (mut raw, welcome) = raw_connection(node).await;
+    assert!(
+        matches!(welcome, Some(Reply::Welcome { .. })),
+        "{welcome:?}"
+    );
+    let ids: BTreeSet<CommandId> = (1..=count)
+        .map(|seq| CommandId {
+            client: 4242 + count,
+            seq,
+        })
+        .collect();
+    for id in &ids {
+        let submit = Request::Submit {
+            id: *id,
+            payload: b"not a kv request".to_vec(),
+        };
+        raw.feed(wire::encode(&submit)).await.unwrap();
+    }
+    SinkExt::<bytes::Bytes>::flush(&mut raw).await.unwrap();
+    let mut answered = BTreeSet::new();
+    while answered.len() < ids.len() {
+        let frame = raw.next().await.expect("open").unwrap();
+        match wire::decode::<Reply>(&frame).unwrap() {
+            Reply::Response { id, .. } => assert!(answered.insert(id)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answered, ids);
+}
+
+#[actix_rt::test]
+async fn a_pipelining_connection_is_served_at_most_max_in_flight_at_once() {
+    let root = TempDir::new().unwrap();
+    let capped = with_extra(&root, None, "[clients]\nmax_in_flight = 2\n");
+    let nodes = cluster(&capped).await;
+    burst(&nodes[0], 50).await;
+    let peak = nodes[0].client_port_stats().peak_in_flight.load(Relaxed);
+    assert!((1..=2).contains(&peak), "peak {peak} with a cap of 2");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+
+    // The control: without a tight cap the same burst is served wider.
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, None)).await;
+    burst(&nodes[0], 50).await;
+    let peak = nodes[0].client_port_stats().peak_in_flight.load(Relaxed);
+    assert!(peak > 2, "peak {peak} with the default cap");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn connections_past_max_connections_are_turned_away() {
+    let root = TempDir::new().unwrap();
+    let limited = with_extra(&root, None, "[clients]\nmax_connections = 2\n");
+    let nodes = cluster(&limited).await;
+    let node = &nodes[0];
+    let (mut first, welcome) = raw_connection(node).await;
+    assert!(matches!(welcome, Some(Reply::Welcome { .. })));
+    let (_second, welcome) = raw_connection(node).await;
+    assert!(matches!(welcome, Some(Reply::Welcome { .. })));
+    let (_third, reply) = raw_connection(node).await;
+    assert_eq!(reply, None, "the third connection is closed unanswered");
+    let stats = node.client_port_stats();
+    assert_eq!(stats.turned_away.load(Relaxed), 1);
+    assert_eq!(stats.open.load(Relaxed), 2);
+    // The connections already served go on being served.
+    first.send(wire::encode(&Request::Status)).await.unwrap();
+    let frame = first.next().await.expect("open").unwrap();
+    assert!(matches!(
+        wire::decode::<Reply>(&frame).unwrap(),
+        Reply::Status(_)
+    ));
     for node in &nodes {
         node.shutdown().await;
     }

@@ -3,10 +3,20 @@
 //! token, then submit commands and ask for status. Everything goes through
 //! the node's gateway, exactly like `Node::submit`; nothing a client sends
 //! can reach the Paxos roles as a protocol message.
+//!
+//! Limits (`[clients]`): at most `max_connections` connections are served;
+//! one more is closed at once, before its hello, and counted. Each
+//! connection has at most `max_in_flight` requests in service; past that
+//! the node stops reading it until one is answered, so a client that
+//! pipelines without bound is slowed by TCP flow control instead of
+//! growing the node's memory.
 
+use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus, SubmitError};
 use futures_util::{SinkExt, StreamExt};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use synod_client::wire::{
     self, CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, ProposerReport, Reply, Request,
@@ -14,7 +24,7 @@ use synod_client::wire::{
 };
 use synod_learner::StateMachine;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -24,43 +34,68 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// stops reading new requests.
 const REPLY_QUEUE: usize = 1024;
 
-/// What a client must present.
-pub(crate) struct ClientAuth {
+/// What a client must present, and what the port serves at once.
+pub(crate) struct ClientPort {
     pub(crate) cluster: String,
     pub(crate) token: Option<String>,
+    pub(crate) limits: ClientSettings,
+    pub(crate) stats: Arc<ClientPortStats>,
+}
+
+/// Counters of one node's client port.
+#[derive(Debug, Default)]
+pub struct ClientPortStats {
+    /// Connections being served now.
+    pub open: AtomicUsize,
+    /// Connections closed on arrival because `clients.max_connections`
+    /// were being served.
+    pub turned_away: AtomicU64,
+    /// The most requests one connection has had in service at once.
+    pub peak_in_flight: AtomicUsize,
 }
 
 /// Accept client connections until `stop` is cancelled.
 pub(crate) fn spawn<M: StateMachine>(
     listener: TcpListener,
     gateway: Rc<Gateway<M>>,
-    auth: ClientAuth,
+    port: ClientPort,
     stop: CancellationToken,
 ) {
-    let auth = Rc::new(auth);
+    let port = Rc::new(port);
+    let connections = Arc::new(Semaphore::new(port.limits.max_connections));
     actix::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 () = stop.cancelled() => return,
             };
-            match accepted {
-                Ok((stream, address)) => {
-                    let (gateway, auth, stop) =
-                        (Rc::clone(&gateway), Rc::clone(&auth), stop.clone());
-                    actix::spawn(async move {
-                        tokio::select! {
-                            result = serve(stream, gateway, auth) => {
-                                if let Err(reason) = result {
-                                    tracing::info!(%address, %reason, "client connection closed");
-                                }
-                            }
-                            () = stop.cancelled() => {}
-                        }
-                    });
+            let (stream, address) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "client accept failed");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "client accept failed"),
-            }
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                port.stats.turned_away.fetch_add(1, Ordering::Relaxed);
+                let limit = port.limits.max_connections;
+                tracing::warn!(%address, limit, "client connection limit reached; closing");
+                continue; // dropping the stream closes it
+            };
+            let (gateway, port, stop) = (Rc::clone(&gateway), Rc::clone(&port), stop.clone());
+            actix::spawn(async move {
+                port.stats.open.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    result = serve(stream, gateway, &port) => {
+                        if let Err(reason) = result {
+                            tracing::info!(%address, %reason, "client connection closed");
+                        }
+                    }
+                    () = stop.cancelled() => {}
+                }
+                port.stats.open.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
         }
     });
 }
@@ -68,7 +103,7 @@ pub(crate) fn spawn<M: StateMachine>(
 async fn serve<M: StateMachine>(
     stream: TcpStream,
     gateway: Rc<Gateway<M>>,
-    auth: Rc<ClientAuth>,
+    auth: &ClientPort,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (mut sink, mut frames) = Framed::new(stream, client_codec()).split();
@@ -83,7 +118,7 @@ async fn serve<M: StateMachine>(
             version,
             cluster,
             token,
-        }) => check_hello(&auth, version, &cluster, token.as_deref()),
+        }) => check_hello(auth, version, &cluster, token.as_deref()),
         Ok(_) => Some("expected Hello".to_owned()),
         Err(e) => Some(format!("malformed hello: {e}")),
     };
@@ -101,7 +136,10 @@ async fn serve<M: StateMachine>(
     .await
     .map_err(|e| e.to_string())?;
 
-    // Requests are served concurrently; replies leave through one writer.
+    // Requests are served concurrently, at most `max_in_flight` at once;
+    // replies leave through one writer.
+    let max_in_flight = auth.limits.max_in_flight;
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
     let writer = actix::spawn(async move {
         while let Some(reply) = outgoing.recv().await {
@@ -114,9 +152,18 @@ async fn serve<M: StateMachine>(
         let frame = frame.map_err(|e| e.to_string())?;
         let request =
             wire::decode::<Request>(&frame).map_err(|e| format!("malformed request: {e}"))?;
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let serving = max_in_flight - in_flight.available_permits();
+        auth.stats
+            .peak_in_flight
+            .fetch_max(serving, Ordering::Relaxed);
         let (gateway, replies) = (Rc::clone(&gateway), replies.clone());
         actix::spawn(async move {
             let _ = replies.send(answer(&gateway, request).await).await;
+            drop(permit);
         });
     }
     drop(replies);
@@ -125,7 +172,7 @@ async fn serve<M: StateMachine>(
 }
 
 fn check_hello(
-    auth: &ClientAuth,
+    auth: &ClientPort,
     version: u16,
     cluster: &str,
     token: Option<&str>,

@@ -38,6 +38,30 @@ pub struct SynodConfig {
     /// part of its determinism: every node of a cluster must use the same.
     #[serde(default)]
     pub kv: KvSettings,
+    /// Limits of the client port.
+    #[serde(default)]
+    pub clients: ClientSettings,
+}
+
+/// Client port limits: what one node serves at once.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    /// Client connections served at once; a connection beyond it is closed
+    /// at once (the client library moves on to another node).
+    pub max_connections: usize,
+    /// Requests one connection has in service at once; past it the node
+    /// stops reading that connection until one is answered.
+    pub max_in_flight: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_in_flight: 256,
+        }
+    }
 }
 
 /// Key/value limits.
@@ -346,6 +370,14 @@ impl SynodConfig {
             problem(&mut warnings, "roles", msg);
         }
         self.check_timing(&mut errors);
+        for (field, value) in [
+            ("clients.max_connections", self.clients.max_connections),
+            ("clients.max_in_flight", self.clients.max_in_flight),
+        ] {
+            if value == 0 {
+                problem(&mut errors, field, "is 0; allow at least 1".into());
+            }
+        }
         if self.nodes.len() > 1 && self.secret().map(|s| s.is_empty()).unwrap_or(true) {
             let fix = "is empty in a multi-node cluster; set cluster.secret or cluster.secret_file"
                 .into();

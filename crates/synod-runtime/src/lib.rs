@@ -23,9 +23,10 @@ mod gateway;
 mod node;
 mod router;
 
+pub use client_server::ClientPortStats;
 pub use config::{
-    ClusterConfig, KvSettings, LoadError, NodeConfig, PaxosConfig, Problem, StorageConfig,
-    SynodConfig, TransportSettings, parse_role,
+    ClientSettings, ClusterConfig, KvSettings, LoadError, NodeConfig, PaxosConfig, Problem,
+    StorageConfig, SynodConfig, TransportSettings, parse_role,
 };
 pub use gateway::{NodeStatus, SubmitError};
 pub use node::{Node, NodeError};

@@ -2,7 +2,7 @@
 //! actix `System`, with their stores, router, links, listener and client
 //! port. This is the API an embedding actix application uses.
 
-use crate::client_server;
+use crate::client_server::{self, ClientPortStats};
 use crate::config::SynodConfig;
 use crate::gateway::{Gateway, NodeStatus, SubmitError};
 use crate::router::{RegisterRole, Router, StopRouter};
@@ -71,6 +71,7 @@ pub struct Node<M: StateMachine> {
     acceptors: Vec<Addr<AcceptorActor<Store>>>,
     gateway: Rc<Gateway<M>>,
     clients: CancellationToken,
+    client_stats: Arc<ClientPortStats>,
     stats: Arc<TransportStats>,
 }
 
@@ -187,17 +188,20 @@ impl<M: StateMachine> Node<M> {
             submit_retry: config.paxos.submit_retry,
         });
         let clients = CancellationToken::new();
+        let client_stats = Arc::new(ClientPortStats::default());
         let client_listen = match client_listener {
             Some(listener) => {
                 let address = listener.local_addr().map_err(|reason| NodeError::Bind {
                     address: listen,
                     reason,
                 })?;
-                let auth = client_server::ClientAuth {
+                let port = client_server::ClientPort {
                     cluster: config.cluster.id.clone(),
                     token: config.cluster.client_token.clone(),
+                    limits: config.clients.clone(),
+                    stats: Arc::clone(&client_stats),
                 };
-                client_server::spawn(listener, Rc::clone(&gateway), auth, clients.clone());
+                client_server::spawn(listener, Rc::clone(&gateway), port, clients.clone());
                 Some(address)
             }
             None => None,
@@ -210,6 +214,7 @@ impl<M: StateMachine> Node<M> {
             acceptors: started.acceptors,
             gateway,
             clients,
+            client_stats,
             stats,
         })
     }
@@ -232,6 +237,11 @@ impl<M: StateMachine> Node<M> {
     /// Transport counters.
     pub fn transport_stats(&self) -> &TransportStats {
         &self.stats
+    }
+
+    /// Client port counters (all zero when the node has no client port).
+    pub fn client_port_stats(&self) -> &ClientPortStats {
+        &self.client_stats
     }
 
     /// Submit `payload` as a command and wait for the state machine's

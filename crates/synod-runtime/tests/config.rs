@@ -201,3 +201,23 @@ fn a_missing_file_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn every_shipped_config_loads_without_problems() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (_, warnings) =
+                SynodConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "only {checked} configs found in {}",
+        dir.display()
+    );
+}

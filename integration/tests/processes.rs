@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use synod_client::{Client, ClientConfig};
+use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -31,14 +32,6 @@ fn synod_binary() -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Deployment {
     dir: TempDir,
     config: PathBuf,
@@ -48,31 +41,19 @@ struct Deployment {
 }
 
 impl Deployment {
-    /// Write a config placing `roles` on `nodes`; nodes hosting a learner get a client port.
-    fn new(layout: &[(&str, &[&str])]) -> Self {
+    /// Write the config of `cluster`; nodes hosting a learner get a client port.
+    fn new(cluster: TestCluster) -> Self {
         let dir = TempDir::new().unwrap();
-        let mut text = String::from("[cluster]\nid = \"it\"\nsecret = \"integration-secret\"\n");
-        let mut clients = Vec::new();
-        for (node, roles) in layout {
-            text += &format!("[nodes.{node}]\nlisten = \"127.0.0.1:{}\"\n", free_port());
-            if roles.iter().any(|r| r.starts_with("learner")) {
-                let client: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-                text += &format!("client_listen = \"{client}\"\n");
-                clients.push(client);
-            }
-            text += &format!("data_dir = {:?}\n", dir.path().join(node));
-        }
-        text += "[roles]\n";
-        for (node, roles) in layout {
-            for role in *roles {
-                text += &format!("{role} = \"{node}\"\n");
-            }
-        }
-        text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"150ms\"\nelection_timeout_max = \"300ms\"\n";
-        text += "[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"200ms\"\n";
+        let nodes = cluster.node_names();
+        let rendered = cluster
+            .client_ports()
+            .paxos("election_timeout_min", "\"150ms\"")
+            .paxos("election_timeout_max", "\"300ms\"")
+            .transport("reconnect_max", "\"200ms\"")
+            .render(dir.path());
+        let (text, clients) = (rendered.toml, rendered.client_addresses);
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, text).unwrap();
-        let nodes = layout.iter().map(|(n, _)| n.to_string()).collect();
         Deployment {
             dir,
             config,
@@ -178,24 +159,12 @@ async fn workload_survives_a_killed_acceptor(
 
 #[tokio::test]
 async fn cluster_3_processes_survive_an_acceptor_sigkill() {
-    let deployment = Deployment::new(&[
-        ("n1", &["proposer-1", "acceptor-1", "learner-1"]),
-        ("n2", &["proposer-2", "acceptor-2", "learner-2"]),
-        ("n3", &["proposer-3", "acceptor-3", "learner-3"]),
-    ]);
+    let deployment = Deployment::new(TestCluster::three_replicas("it"));
     workload_survives_a_killed_acceptor(deployment, "n3", 300).await;
 }
 
 #[tokio::test]
 async fn split_roles_processes_survive_an_acceptor_sigkill() {
-    let deployment = Deployment::new(&[
-        ("acceptor-a", &["acceptor-1"]),
-        ("acceptor-b", &["acceptor-2"]),
-        ("acceptor-c", &["acceptor-3"]),
-        ("proposer-a", &["proposer-1"]),
-        ("proposer-b", &["proposer-2"]),
-        ("learner-a", &["learner-1"]),
-        ("learner-b", &["learner-2"]),
-    ]);
+    let deployment = Deployment::new(TestCluster::split_roles("it"));
     workload_survives_a_killed_acceptor(deployment, "acceptor-b", 300).await;
 }

@@ -11,44 +11,25 @@ use synod_client::{Client, ClientConfig, ClientError};
 use synod_core::CommandId;
 use synod_kv::KvStore;
 use synod_runtime::{Node, SynodConfig};
+use synod_testkit::TestCluster;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(root: &TempDir, token: Option<&str>) -> SynodConfig {
-    with_extra(root, token, "")
+    with_sections(root, token, "")
 }
 
-/// The test cluster's config with `extra` TOML appended.
-fn with_extra(root: &TempDir, token: Option<&str>, extra: &str) -> SynodConfig {
-    let mut text = String::from("[cluster]\nid = \"client-test\"\nsecret = \"s\"\n");
+/// The test cluster's config with `sections` appended.
+fn with_sections(root: &TempDir, token: Option<&str>, sections: &str) -> SynodConfig {
+    let mut cluster = TestCluster::three_replicas("client-test")
+        .client_ports()
+        .paxos("submit_retry", "\"300ms\"")
+        .sections(sections);
     if let Some(token) = token {
-        text += &format!("client_token = \"{token}\"\n");
+        cluster = cluster.client_token(token);
     }
-    for n in 1..=3 {
-        let dir = root.path().join(format!("n{n}"));
-        text += &format!(
-            "[nodes.n{n}]\nlisten = \"127.0.0.1:{}\"\nclient_listen = \"127.0.0.1:{}\"\ndata_dir = {dir:?}\n",
-            free_port(),
-            free_port()
-        );
-    }
-    text += "[roles]\n";
-    for n in 1..=3 {
-        text +=
-            &format!("proposer-{n} = \"n{n}\"\nacceptor-{n} = \"n{n}\"\nlearner-{n} = \"n{n}\"\n");
-    }
-    text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"100ms\"\nelection_timeout_max = \"200ms\"\n";
-    text += "submit_retry = \"300ms\"\n[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n";
-    text += extra;
+    let text = cluster.render(root.path()).toml;
     SynodConfig::from_toml(&text, "client test").unwrap().0
 }
 
@@ -205,7 +186,7 @@ async fn burst(node: &Node<KvStore>, count: u64) {
 #[actix_rt::test]
 async fn a_pipelining_connection_is_served_at_most_max_in_flight_at_once() {
     let root = TempDir::new().unwrap();
-    let capped = with_extra(&root, None, "[clients]\nmax_in_flight = 2\n");
+    let capped = with_sections(&root, None, "[clients]\nmax_in_flight = 2\n");
     let nodes = cluster(&capped).await;
     burst(&nodes[0], 50).await;
     let peak = nodes[0].client_port_stats().peak_in_flight.load(Relaxed);
@@ -228,7 +209,7 @@ async fn a_pipelining_connection_is_served_at_most_max_in_flight_at_once() {
 #[actix_rt::test]
 async fn connections_past_max_connections_are_turned_away() {
     let root = TempDir::new().unwrap();
-    let limited = with_extra(&root, None, "[clients]\nmax_connections = 2\n");
+    let limited = with_sections(&root, None, "[clients]\nmax_connections = 2\n");
     let nodes = cluster(&limited).await;
     let node = &nodes[0];
     let (mut first, welcome) = raw_connection(node).await;

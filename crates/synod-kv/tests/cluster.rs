@@ -5,33 +5,14 @@
 use synod_core::CommandId;
 use synod_kv::{KvCommand, KvResponse, KvStore};
 use synod_runtime::{Node, SynodConfig};
+use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(root: &TempDir) -> SynodConfig {
-    let mut text = String::from("[cluster]\nid = \"kv\"\nsecret = \"kv-test\"\n");
-    for n in 1..=3 {
-        let dir = root.path().join(format!("n{n}"));
-        text += &format!(
-            "[nodes.n{n}]\nlisten = \"127.0.0.1:{}\"\ndata_dir = {dir:?}\n",
-            free_port()
-        );
-    }
-    text += "[roles]\n";
-    for n in 1..=3 {
-        text +=
-            &format!("proposer-{n} = \"n{n}\"\nacceptor-{n} = \"n{n}\"\nlearner-{n} = \"n{n}\"\n");
-    }
-    text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"100ms\"\nelection_timeout_max = \"200ms\"\n";
-    text += "submit_retry = \"300ms\"\nsubmit_timeout = \"20s\"\n";
-    text += "[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n";
+    let text = TestCluster::three_replicas("kv")
+        .paxos("submit_retry", "\"300ms\"")
+        .render(root.path())
+        .toml;
     SynodConfig::from_toml(&text, "kv test").unwrap().0
 }
 

@@ -37,18 +37,7 @@ async fn three_colocated_replicas_decide_10000_commands_and_agree() {
 #[actix_rt::test]
 async fn split_role_placement_decides_and_agrees() {
     let root = TempDir::new().unwrap();
-    let config = cluster(
-        &root,
-        &[
-            ("acceptor-a", &["acceptor-1"]),
-            ("acceptor-b", &["acceptor-2"]),
-            ("acceptor-c", &["acceptor-3"]),
-            ("proposer-a", &["proposer-1"]),
-            ("proposer-b", &["proposer-2"]),
-            ("learner-a", &["learner-1"]),
-            ("learner-b", &["learner-2"]),
-        ],
-    );
+    let config = split_roles(&root);
     let nodes = start_all(&config).await;
     let learner_nodes: Vec<&Node<Counter>> = nodes
         .iter()

@@ -1,4 +1,4 @@
-//! Helpers for in-process clusters: free loopback ports, temporary data
+//! Helpers for in-process clusters (configs from synod-testkit): temporary data
 //! directories, a deterministic state machine, and polling with deadlines.
 
 #![allow(dead_code)]
@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 use synod_core::Command;
 use synod_runtime::{Node, StateMachine, SynodConfig};
+use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
 /// Answers each command with its position in the applied sequence.
@@ -19,35 +20,9 @@ impl StateMachine for Counter {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A config for `nodes` (name, roles) on free loopback ports under `root`,
-/// with timings short enough for tests.
-pub fn cluster(root: &TempDir, nodes: &[(&str, &[&str])]) -> SynodConfig {
-    let mut text = String::from("[cluster]\nid = \"test\"\nsecret = \"test-secret\"\n");
-    for (name, _) in nodes {
-        let dir = root.path().join(name);
-        text += &format!(
-            "[nodes.{name}]\nlisten = \"127.0.0.1:{}\"\ndata_dir = {:?}\n",
-            free_port(),
-            dir
-        );
-    }
-    text += "[roles]\n";
-    for (name, roles) in nodes {
-        for role in *roles {
-            text += &format!("{role} = \"{name}\"\n");
-        }
-    }
-    text += "[paxos]\nheartbeat_interval = \"20ms\"\nelection_timeout_min = \"100ms\"\nelection_timeout_max = \"200ms\"\n";
-    text += "retransmit_interval = \"100ms\"\nsubmit_retry = \"500ms\"\nsubmit_timeout = \"20s\"\n";
-    text += "[transport]\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n";
+/// `cluster` rendered under `root` and parsed.
+pub fn config(cluster: &TestCluster, root: &TempDir) -> SynodConfig {
+    let text = cluster.render(root.path()).toml;
     SynodConfig::from_toml(&text, "test")
         .expect("valid test config")
         .0
@@ -55,14 +30,12 @@ pub fn cluster(root: &TempDir, nodes: &[(&str, &[&str])]) -> SynodConfig {
 
 /// Three nodes, every role on each.
 pub fn three_replicas(root: &TempDir) -> SynodConfig {
-    cluster(
-        root,
-        &[
-            ("n1", &["proposer-1", "acceptor-1", "learner-1"]),
-            ("n2", &["proposer-2", "acceptor-2", "learner-2"]),
-            ("n3", &["proposer-3", "acceptor-3", "learner-3"]),
-        ],
-    )
+    config(&TestCluster::three_replicas("test"), root)
+}
+
+/// Seven nodes, one role instance each (configs/split-roles.toml's layout).
+pub fn split_roles(root: &TempDir) -> SynodConfig {
+    config(&TestCluster::split_roles("test"), root)
 }
 
 pub async fn start_all(config: &SynodConfig) -> Vec<Node<Counter>> {

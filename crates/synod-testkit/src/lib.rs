@@ -1,0 +1,200 @@
+//! # synod-testkit: test clusters on loopback
+//!
+//! Owns the one way Synod's tests describe a cluster: a layout of nodes and
+//! the role instances on each, rendered to a config TOML with free
+//! loopback ports, data directories under a temporary root, and timings
+//! short enough for tests. It has no dependencies, so in-process tests
+//! parse the text with `SynodConfig::from_toml` and process tests write it
+//! to a file for `synod node --config`.
+//!
+//! ```
+//! use synod_testkit::TestCluster;
+//! let rendered = TestCluster::three_replicas("demo")
+//!     .client_ports()
+//!     .paxos("submit_retry", "\"300ms\"")
+//!     .render(std::path::Path::new("/tmp/demo"));
+//! assert!(rendered.toml.contains("learner-3 = \"n3\""));
+//! assert_eq!(rendered.client_addresses.len(), 3);
+//! ```
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// Test timings: elections in a few hundred milliseconds, quick reconnects.
+const PAXOS: [(&str, &str); 6] = [
+    ("heartbeat_interval", "\"20ms\""),
+    ("election_timeout_min", "\"100ms\""),
+    ("election_timeout_max", "\"200ms\""),
+    ("retransmit_interval", "\"100ms\""),
+    ("submit_retry", "\"500ms\""),
+    ("submit_timeout", "\"20s\""),
+];
+const TRANSPORT: [(&str, &str); 2] = [
+    ("reconnect_min", "\"10ms\""),
+    ("reconnect_max", "\"100ms\""),
+];
+
+/// A cluster layout plus the settings a test changes.
+#[derive(Clone, Debug)]
+pub struct TestCluster {
+    id: String,
+    nodes: Vec<(String, Vec<String>)>,
+    client_ports: bool,
+    client_token: Option<String>,
+    paxos: BTreeMap<String, String>,
+    transport: BTreeMap<String, String>,
+    sections: String,
+}
+
+/// A rendered config and the client addresses it assigned.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The config file's text.
+    pub toml: String,
+    /// Client ports, in node order (only nodes hosting a learner have one).
+    pub client_addresses: Vec<SocketAddr>,
+}
+
+impl TestCluster {
+    /// Cluster `id` with `layout`: each node's name and its role instances
+    /// (`"acceptor-1"`).
+    pub fn new(id: &str, layout: &[(&str, &[&str])]) -> Self {
+        let owned = |values: &[(&str, &str)]| -> BTreeMap<String, String> {
+            values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        Self {
+            id: id.to_owned(),
+            nodes: layout
+                .iter()
+                .map(|(node, roles)| {
+                    let roles = roles.iter().map(|r| (*r).to_owned()).collect();
+                    ((*node).to_owned(), roles)
+                })
+                .collect(),
+            client_ports: false,
+            client_token: None,
+            paxos: owned(&PAXOS),
+            transport: owned(&TRANSPORT),
+            sections: String::new(),
+        }
+    }
+
+    /// Nodes n1..n3, each running proposer, acceptor and learner N.
+    pub fn three_replicas(id: &str) -> Self {
+        Self::new(
+            id,
+            &[
+                ("n1", &["proposer-1", "acceptor-1", "learner-1"]),
+                ("n2", &["proposer-2", "acceptor-2", "learner-2"]),
+                ("n3", &["proposer-3", "acceptor-3", "learner-3"]),
+            ],
+        )
+    }
+
+    /// The split-roles layout of `configs/split-roles.toml`: three acceptor
+    /// nodes, two proposer nodes, two learner nodes.
+    pub fn split_roles(id: &str) -> Self {
+        Self::new(
+            id,
+            &[
+                ("acceptor-a", &["acceptor-1"]),
+                ("acceptor-b", &["acceptor-2"]),
+                ("acceptor-c", &["acceptor-3"]),
+                ("proposer-a", &["proposer-1"]),
+                ("proposer-b", &["proposer-2"]),
+                ("learner-a", &["learner-1"]),
+                ("learner-b", &["learner-2"]),
+            ],
+        )
+    }
+
+    /// The node names, in layout order.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Give every node that hosts a learner a client port.
+    pub fn client_ports(mut self) -> Self {
+        self.client_ports = true;
+        self
+    }
+
+    /// Require `token` from clients.
+    pub fn client_token(mut self, token: &str) -> Self {
+        self.client_token = Some(token.to_owned());
+        self
+    }
+
+    /// Set `[paxos] key = value` (`value` as TOML, e.g. `"\"150ms\""`).
+    pub fn paxos(mut self, key: &str, value: &str) -> Self {
+        self.paxos.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Set `[transport] key = value` (`value` as TOML).
+    pub fn transport(mut self, key: &str, value: &str) -> Self {
+        self.transport.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Append whole sections (not `[paxos]` or `[transport]`: use
+    /// [`Self::paxos`] and [`Self::transport`] for those).
+    pub fn sections(mut self, toml: &str) -> Self {
+        self.sections.push_str(toml);
+        self.sections.push('\n');
+        self
+    }
+
+    /// The config, with free ports and data directories under `data_root`.
+    pub fn render(&self, data_root: &Path) -> Rendered {
+        let mut toml = format!("[cluster]\nid = {:?}\nsecret = \"test-secret\"\n", self.id);
+        if let Some(token) = &self.client_token {
+            let _ = writeln!(toml, "client_token = {token:?}");
+        }
+        let mut client_addresses = Vec::new();
+        for (node, roles) in &self.nodes {
+            let _ = writeln!(
+                toml,
+                "[nodes.{node}]\nlisten = \"127.0.0.1:{}\"",
+                free_port()
+            );
+            if self.client_ports && roles.iter().any(|r| r.starts_with("learner")) {
+                let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                let _ = writeln!(toml, "client_listen = \"{address}\"");
+                client_addresses.push(address);
+            }
+            let _ = writeln!(toml, "data_dir = {:?}", data_root.join(node));
+        }
+        toml.push_str("[roles]\n");
+        for (node, roles) in &self.nodes {
+            for role in roles {
+                let _ = writeln!(toml, "{role} = \"{node}\"");
+            }
+        }
+        for (section, values) in [("paxos", &self.paxos), ("transport", &self.transport)] {
+            let _ = writeln!(toml, "[{section}]");
+            for (key, value) in values {
+                let _ = writeln!(toml, "{key} = {value}");
+            }
+        }
+        toml.push_str(&self.sections);
+        Rendered {
+            toml,
+            client_addresses,
+        }
+    }
+}

@@ -15,7 +15,7 @@ use synod_core::CommandId;
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// The client protocol version.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 1;
+pub const CLIENT_PROTOCOL_VERSION: u16 = 2;
 
 /// Largest client frame (a command payload plus framing).
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024 * 1024;
@@ -106,6 +106,9 @@ pub struct StatusReport {
     pub proposers: Vec<ProposerReport>,
     /// Its learners.
     pub learners: Vec<LearnerReport>,
+    /// Role instances that have stopped (after a failed disk write, say)
+    /// while the node serves on with the rest.
+    pub stopped: Vec<String>,
 }
 
 /// One proposer's view.

@@ -243,5 +243,6 @@ fn report(status: NodeStatus) -> StatusReport {
                 decided: l.decided as u64,
             })
             .collect(),
+        stopped: status.stopped.iter().map(ToString::to_string).collect(),
     }
 }

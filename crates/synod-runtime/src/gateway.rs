@@ -5,6 +5,7 @@
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use synod_acceptor::AcceptorActor;
 use synod_core::{Command, CommandId, Message, RoleId};
 use synod_learner::{Decision, LearnerActor, LearnerStatus, StateMachine, Subscribe, WatchCommand};
 use synod_proposer::{ProposerActor, ProposerStatus, Submit};
@@ -42,6 +43,9 @@ pub struct NodeStatus {
     pub proposers: Vec<ProposerStatus>,
     /// Its learners.
     pub learners: Vec<LearnerStatus>,
+    /// Role instances that have stopped (after a failed disk write, say)
+    /// while the node goes on serving with the rest.
+    pub stopped: Vec<RoleId>,
 }
 
 /// Submission state of one node.
@@ -50,6 +54,7 @@ pub(crate) struct Gateway<M: StateMachine> {
     pub(crate) roles: Vec<RoleId>,
     pub(crate) router: Addr<Router>,
     pub(crate) proposers: Vec<(RoleId, Addr<ProposerActor<RocksStore>>)>,
+    pub(crate) acceptors: Vec<(RoleId, Addr<AcceptorActor<RocksStore>>)>,
     pub(crate) learners: Vec<(RoleId, Addr<LearnerActor<RocksStore, M>>)>,
     pub(crate) all_proposers: Vec<u32>,
     pub(crate) client: u64,
@@ -169,6 +174,20 @@ impl<M: StateMachine> Gateway<M> {
             roles: self.roles.clone(),
             proposers,
             learners,
+            stopped: self.stopped_roles(),
         }
+    }
+
+    fn stopped_roles(&self) -> Vec<RoleId> {
+        let proposers = self.proposers.iter().map(|(id, a)| (*id, a.connected()));
+        let acceptors = self.acceptors.iter().map(|(id, a)| (*id, a.connected()));
+        let learners = self.learners.iter().map(|(id, a)| (*id, a.connected()));
+        let mut stopped: Vec<RoleId> = proposers
+            .chain(acceptors)
+            .chain(learners)
+            .filter_map(|(id, running)| (!running).then_some(id))
+            .collect();
+        stopped.sort();
+        stopped
     }
 }

@@ -68,7 +68,6 @@ pub struct Node<M: StateMachine> {
     client_listen: Option<SocketAddr>,
     listener: Addr<Listener<Message>>,
     links: Vec<Addr<PeerLink<Message>>>,
-    acceptors: Vec<Addr<AcceptorActor<Store>>>,
     gateway: Rc<Gateway<M>>,
     clients: CancellationToken,
     client_stats: Arc<ClientPortStats>,
@@ -102,7 +101,7 @@ fn random_u64() -> u64 {
 /// The role actors started on a node, before the gateway is assembled.
 struct Roles<M: StateMachine> {
     proposers: Vec<(RoleId, Addr<ProposerActor<Store>>)>,
-    acceptors: Vec<Addr<AcceptorActor<Store>>>,
+    acceptors: Vec<(RoleId, Addr<AcceptorActor<Store>>)>,
     learners: Vec<(RoleId, Addr<LearnerActor<Store, M>>)>,
 }
 
@@ -179,6 +178,7 @@ impl<M: StateMachine> Node<M> {
             roles,
             router,
             proposers: started.proposers,
+            acceptors: started.acceptors,
             learners: started.learners,
             all_proposers: config.instances(Role::Proposer),
             client: random_u64(),
@@ -211,7 +211,6 @@ impl<M: StateMachine> Node<M> {
             client_listen,
             listener: listener.start(),
             links: links.into_values().collect(),
-            acceptors: started.acceptors,
             gateway,
             clients,
             client_stats,
@@ -297,7 +296,7 @@ impl<M: StateMachine> Node<M> {
         for (_, l) in &self.gateway.learners {
             let _ = l.send(synod_learner::Stop).await;
         }
-        for a in &self.acceptors {
+        for (_, a) in &self.gateway.acceptors {
             let _ = a.send(synod_acceptor::Stop).await;
         }
         for link in &self.links {
@@ -327,7 +326,7 @@ async fn start_role<M: StateMachine>(
             let core = Acceptor::new(role.index, store.load_acceptor()?);
             let writer = GroupCommit::spawn(store, path, limits);
             let actor = AcceptorActor::new(core, writer, outbound).start();
-            started.acceptors.push(actor.clone());
+            started.acceptors.push((role, actor.clone()));
             actor.recipient()
         }
         Role::Proposer => {

@@ -1,13 +1,16 @@
 //! In-process clusters over real loopback TCP and RocksDB in temporary
 //! directories: decide many commands, keep every learner's log identical,
-//! and survive losing the leader or restarting an acceptor mid-load.
+//! and survive losing the leader, restarting an acceptor mid-load, or an
+//! acceptor's disk filling up.
 
 mod common;
 
 use common::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use synod_core::RoleId;
 use synod_runtime::Node;
+use synod_testkit::{SmallDisk, TestCluster};
 use tempfile::TempDir;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -139,6 +142,48 @@ async fn restarting_an_acceptor_node_mid_load_loses_nothing_and_it_rejoins() {
             "{}: acknowledged commands lost",
             node.name()
         );
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn an_acceptor_whose_disk_fills_stops_and_its_node_serves_on() {
+    let root = TempDir::new().unwrap();
+    // Large values take a while to encode in a debug build; election
+    // timeouts of the shipped configs keep leadership steady meanwhile.
+    let cluster = TestCluster::three_replicas("test")
+        .paxos("election_timeout_min", "\"300ms\"")
+        .paxos("election_timeout_max", "\"600ms\"");
+    let config = config(&cluster, &root);
+    let acceptor_dir = root.path().join("n1").join("acceptor-1");
+    std::fs::create_dir_all(&acceptor_dir).unwrap();
+    let Some(_disk) = SmallDisk::mount_at(&acceptor_dir, "2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let nodes = start_all(&config).await;
+    let n1 = &nodes[0];
+    let value = vec![0x5a; 64 * 1024];
+    // 400 values of 64 KiB are 25 MiB, far past the acceptor's 2 MiB.
+    let mut submitted = 0;
+    while n1.status().await.stopped.is_empty() {
+        assert!(submitted < 400, "acceptor-1 never noticed its full disk");
+        n1.submit(value.clone())
+            .await
+            .expect("two acceptors of three keep deciding");
+        submitted += 1;
+    }
+    assert_eq!(n1.status().await.stopped, vec![RoleId::acceptor(1)]);
+    // The node's proposer and learner go on serving through the others.
+    for i in 0..20 {
+        n1.submit(format!("after-{i}").into_bytes())
+            .await
+            .expect("the node serves on");
+    }
+    for node in &nodes[1..] {
+        assert!(node.status().await.stopped.is_empty());
     }
     for node in nodes {
         node.shutdown().await;

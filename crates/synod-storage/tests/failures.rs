@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use synod_core::{AcceptorWrite, Ballot, Value};
 use synod_storage::{AcceptorStore, RocksStore, StorageError};
+use synod_testkit::SmallDisk;
 use tempfile::TempDir;
 
 fn write_some(dir: &Path, slots: u64) {
@@ -284,41 +285,20 @@ fn a_damaged_sst_fails_open_or_load_with_corruption() {
     assert!(error.is_corruption(), "expected corruption, got {error}");
 }
 
-/// A small tmpfs mounted for one test and unmounted when dropped.
-struct SmallDisk {
-    dir: TempDir,
-}
-
-impl SmallDisk {
-    /// `None` where this process may not mount (not root): the test then
-    /// says so and passes vacuously. CI runs as root, where it mounts.
-    fn mount(size: &str) -> Option<Self> {
-        let dir = TempDir::new().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(Self { dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
+/// A small tmpfs in a fresh temporary directory.
+fn small_disk(size: &str) -> Option<(TempDir, SmallDisk)> {
+    let dir = TempDir::new().unwrap();
+    let disk = SmallDisk::mount_at(dir.path(), size)?;
+    Some((dir, disk))
 }
 
 #[test]
 fn a_full_disk_fails_the_write_and_poisons_the_store() {
-    let Some(disk) = SmallDisk::mount("8m") else {
+    let Some((_dir, disk)) = small_disk("8m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let mut store = RocksStore::open(disk.dir.path()).unwrap();
+    let mut store = RocksStore::open(disk.path()).unwrap();
     let big = Value::Batch(vec![synod_core::Command {
         id: synod_core::CommandId { client: 1, seq: 1 },
         payload: vec![0x42; 256 * 1024],
@@ -347,21 +327,21 @@ fn a_full_disk_fails_the_write_and_poisons_the_store() {
 
 #[test]
 fn a_read_only_data_directory_is_a_clear_error() {
-    let Some(disk) = SmallDisk::mount("1m") else {
+    let Some((_dir, disk)) = small_disk("1m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
     let remounted = std::process::Command::new("mount")
         .args(["-o", "remount,ro"])
-        .arg(disk.dir.path())
+        .arg(disk.path())
         .status()
         .expect("mount");
     assert!(remounted.success(), "remount read-only");
-    let error = RocksStore::open(disk.dir.path()).unwrap_err();
+    let error = RocksStore::open(disk.path()).unwrap_err();
     assert!(matches!(error, StorageError::DataDir { .. }), "{error}");
     let message = error.to_string();
     assert!(
-        message.contains(&disk.dir.path().display().to_string()),
+        message.contains(&disk.path().display().to_string()),
         "{message}"
     );
     assert!(message.to_lowercase().contains("read-only"), "{message}");

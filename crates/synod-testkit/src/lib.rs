@@ -7,6 +7,9 @@
 //! parse the text with `SynodConfig::from_toml` and process tests write it
 //! to a file for `synod node --config`.
 //!
+//! [`SmallDisk`] mounts a small tmpfs where a test needs a disk that fills
+//! up.
+//!
 //! ```
 //! use synod_testkit::TestCluster;
 //! let rendered = TestCluster::three_replicas("demo")
@@ -22,6 +25,45 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+
+/// A small tmpfs mounted on a directory for one test, unmounted when
+/// dropped: a disk that fills up.
+#[derive(Debug)]
+pub struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mount a tmpfs of `size` (e.g. `"8m"`) on the existing directory
+    /// `at`. `None` where this process may not mount (not root): the
+    /// caller then says so and skips. CI runs as root, where it mounts.
+    pub fn mount_at(at: &Path, size: &str) -> Option<Self> {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Self {
+            at: at.to_path_buf(),
+        })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.at
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a store still closing must not keep the mount around.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -236,6 +236,12 @@ fn print_status(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError
         Err(error) => return println!("{endpoint}: unreachable: {error}"),
     };
     println!("{} at {endpoint}: {}", report.node, report.roles.join(", "));
+    if !report.stopped.is_empty() {
+        println!(
+            "  STOPPED: {} (see the node's log)",
+            report.stopped.join(", ")
+        );
+    }
     for p in &report.proposers {
         let leader = p
             .leader
@@ -263,6 +269,7 @@ fn status_json(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>
             "endpoint": endpoint.to_string(),
             "node": r.node,
             "roles": r.roles,
+            "stopped": r.stopped,
             "proposers": r.proposers.iter().map(|p| json!({
                 "id": p.id, "leader": p.leader, "ballot": p.ballot.map(|(round, id)| format!("{round}.{id}")),
                 "decided_upto": p.decided_upto,

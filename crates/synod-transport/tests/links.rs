@@ -8,8 +8,8 @@
 use actix::prelude::*;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synod_core::{Ballot, Message, RoleId};
 use synod_transport::{
@@ -18,14 +18,14 @@ use synod_transport::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
 const SECRET: &[u8] = b"cluster-secret";
 const DEADLINE: Duration = Duration::from_secs(10);
 
-type Received = Arc<Mutex<Vec<Inbound<Message>>>>;
-
-struct Collector(Received);
+/// The router stand-in: hands every inbound message to the test.
+struct Collector(mpsc::UnboundedSender<Inbound<Message>>);
 
 impl Actor for Collector {
     type Context = Context<Self>;
@@ -34,15 +34,34 @@ impl Actor for Collector {
 impl Handler<Inbound<Message>> for Collector {
     type Result = ();
     fn handle(&mut self, inbound: Inbound<Message>, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(inbound);
+        let _ = self.0.send(inbound);
     }
 }
 
 struct Server {
     address: SocketAddr,
     listener: Addr<Listener<Message>>,
-    received: Received,
+    inbox: mpsc::UnboundedReceiver<Inbound<Message>>,
     stats: Arc<TransportStats>,
+}
+
+impl Server {
+    /// The next `count` messages the router gets (failing after `DEADLINE`).
+    async fn receive(&mut self, count: usize) -> Vec<Inbound<Message>> {
+        let mut got = Vec::with_capacity(count);
+        while got.len() < count {
+            let next = tokio::time::timeout(DEADLINE, self.inbox.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{} of {count} messages arrived", got.len()));
+            got.push(next.expect("the collector is running"));
+        }
+        got
+    }
+
+    /// Messages the router has got but the test has not taken yet.
+    fn unread(&mut self) -> Vec<Inbound<Message>> {
+        std::iter::from_fn(|| self.inbox.try_recv().ok()).collect()
+    }
 }
 
 fn server_config() -> TransportConfig {
@@ -55,8 +74,8 @@ fn server_config() -> TransportConfig {
 }
 
 async fn start_server_at(address: SocketAddr) -> Server {
-    let received: Received = Arc::default();
-    let router = Collector(Arc::clone(&received)).start().recipient();
+    let (sender, inbox) = mpsc::unbounded_channel();
+    let router = Collector(sender).start().recipient();
     let stats = Arc::new(TransportStats::default());
     let listener = Listener::bind(
         address,
@@ -70,7 +89,7 @@ async fn start_server_at(address: SocketAddr) -> Server {
     Server {
         address,
         listener: listener.start(),
-        received,
+        inbox,
         stats,
     }
 }
@@ -112,15 +131,6 @@ async fn authenticated(config: &TransportConfig) -> TcpStream {
     framed.into_inner()
 }
 
-/// Poll `condition` until it holds or the deadline passes.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Wait until the server closes `stream` (EOF or reset).
 async fn closed_by_server(stream: &mut TcpStream) {
     let mut buffer = [0u8; 64];
@@ -137,27 +147,28 @@ async fn closed_by_server(stream: &mut TcpStream) {
 
 /// Send a marker over a fresh, honest connection and wait for it; then
 /// the marker must be the only thing the router ever saw.
-async fn only_the_marker_arrives(server: &Server) {
+async fn only_the_marker_arrives(server: &mut Server) {
     let mut honest = authenticated(&client_config(server.address)).await;
     honest
         .write_all(&frame("client", prepare(999)))
         .await
         .unwrap();
-    let received = Arc::clone(&server.received);
-    eventually("the marker", || !received.lock().unwrap().is_empty()).await;
-    let got = server.received.lock().unwrap();
+    let first = server.receive(1).await;
     assert_eq!(
-        got.len(),
-        1,
-        "hostile traffic reached the router: {:?}",
-        got
+        first[0].message,
+        prepare(999),
+        "hostile traffic reached the router: {first:?}"
     );
-    assert_eq!(got[0].message, prepare(999));
+    let rest = server.unread();
+    assert!(
+        rest.is_empty(),
+        "hostile traffic reached the router: {rest:?}"
+    );
 }
 
 #[actix_rt::test]
 async fn frames_split_across_reads_and_many_in_one_read_all_arrive() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     // One frame, one byte per write.
     for byte in frame("client", prepare(1)).iter() {
@@ -169,12 +180,8 @@ async fn frames_split_across_reads_and_many_in_one_read_all_arrive() {
         .flat_map(|r| frame("client", prepare(r)).to_vec())
         .collect();
     stream.write_all(&many).await.unwrap();
-    let received = Arc::clone(&server.received);
-    eventually("101 messages", || received.lock().unwrap().len() == 101).await;
-    let rounds: Vec<u64> = server
-        .received
-        .lock()
-        .unwrap()
+    let got = server.receive(101).await;
+    let rounds: Vec<u64> = got
         .iter()
         .map(|m| match m.message {
             Message::Prepare { ballot, .. } => ballot.round,
@@ -182,12 +189,12 @@ async fn frames_split_across_reads_and_many_in_one_read_all_arrive() {
         })
         .collect();
     assert_eq!(rounds, (1..102).collect::<Vec<_>>(), "in order, none lost");
-    assert_eq!(&*server.received.lock().unwrap()[0].node, "client");
+    assert_eq!(&*got[0].node, "client");
 }
 
 #[actix_rt::test]
 async fn an_oversized_length_prefix_closes_the_link() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     stream
         .write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3])
@@ -201,12 +208,12 @@ async fn an_oversized_length_prefix_closes_the_link() {
             .load(Ordering::Relaxed),
         1
     );
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn garbage_instead_of_a_handshake_closes_the_link() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = TcpStream::connect(server.address).await.unwrap();
     stream
         .write_all(&[0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 9, 9, 9, 9, 9, 9, 9, 9])
@@ -214,30 +221,30 @@ async fn garbage_instead_of_a_handshake_closes_the_link() {
         .unwrap();
     closed_by_server(&mut stream).await;
     assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_garbage_frame_after_the_handshake_closes_the_link() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     stream
         .write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
         .await
         .unwrap();
     closed_by_server(&mut stream).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_truncated_frame_delivers_nothing() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     let whole = frame("client", prepare(5));
     stream.write_all(&whole[..whole.len() - 3]).await.unwrap();
     stream.shutdown().await.unwrap();
     closed_by_server(&mut stream).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 /// A Hello frame in handshake encoding (tag 0, version, cluster, node, nonce).
@@ -254,7 +261,7 @@ fn raw_hello(version: u8, cluster: &str, node: &str) -> Vec<u8> {
 
 #[actix_rt::test]
 async fn a_wrong_protocol_version_is_refused() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = TcpStream::connect(server.address).await.unwrap();
     stream
         .write_all(&raw_hello(PROTOCOL_VERSION as u8 + 1, "test", "client"))
@@ -262,12 +269,12 @@ async fn a_wrong_protocol_version_is_refused() {
         .unwrap();
     closed_by_server(&mut stream).await;
     assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_wrong_version_inside_an_envelope_closes_the_link() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     let envelope = Envelope {
         version: PROTOCOL_VERSION + 1,
@@ -282,7 +289,7 @@ async fn a_wrong_version_inside_an_envelope_closes_the_link() {
         .await
         .unwrap();
     closed_by_server(&mut stream).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 async fn refused_handshake(server: &Server, config: TransportConfig) {
@@ -292,63 +299,58 @@ async fn refused_handshake(server: &Server, config: TransportConfig) {
     let mut stream = framed.into_inner();
     closed_by_server(&mut stream).await;
     assert!(result.is_err(), "the client sees the refusal too");
-    let stats = Arc::clone(&server.stats);
-    eventually("refusal counted", || {
-        stats.handshakes_refused.load(Ordering::Relaxed) == 1
-    })
-    .await;
+    // The listener counts a refusal before it drops the connection.
+    assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
 }
 
 #[actix_rt::test]
 async fn a_wrong_cluster_id_is_refused() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut config = client_config(server.address);
     config.cluster_id = "another-cluster".into();
     refused_handshake(&server, config).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_bad_secret_is_refused() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut config = client_config(server.address);
     config.secret = b"guessed".to_vec();
     refused_handshake(&server, config).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn an_unknown_node_is_refused() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut config = client_config(server.address);
     config.node = "stranger".into();
     refused_handshake(&server, config).await;
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_silent_peer_is_dropped_after_the_handshake_timeout() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = TcpStream::connect(server.address).await.unwrap();
     closed_by_server(&mut stream).await;
     assert_eq!(server.stats.handshakes_refused.load(Ordering::Relaxed), 1);
-    only_the_marker_arrives(&server).await;
+    only_the_marker_arrives(&mut server).await;
 }
 
 #[actix_rt::test]
 async fn a_spoofed_sender_is_dropped_and_counted_and_the_link_stays_up() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;
     stream.write_all(&frame("other", prepare(1))).await.unwrap();
     stream
         .write_all(&frame("client", prepare(2)))
         .await
         .unwrap();
-    let received = Arc::clone(&server.received);
-    eventually("the honest frame", || !received.lock().unwrap().is_empty()).await;
-    let got = server.received.lock().unwrap();
-    assert_eq!(got.len(), 1);
+    let got = server.receive(1).await;
     assert_eq!(got[0].message, prepare(2));
+    assert!(server.unread().is_empty());
     assert_eq!(server.stats.dropped_spoofed.load(Ordering::Relaxed), 1);
 }
 
@@ -369,43 +371,42 @@ fn outbound(round: u64) -> Outbound<Message> {
 
 #[actix_rt::test]
 async fn a_restarted_peer_is_reconnected_and_messages_flow_again() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let stats = Arc::new(TransportStats::default());
     let link = link_to(server.address, &stats);
     link.do_send(outbound(1));
-    let received = Arc::clone(&server.received);
-    eventually("first message", || received.lock().unwrap().len() == 1).await;
+    server.receive(1).await;
 
     // The peer goes away and comes back on the same address.
     let address = server.address;
     server.listener.send(StopListening).await.unwrap();
-    let restarted = start_server_at(address).await;
-    let received = Arc::clone(&restarted.received);
+    let mut restarted = start_server_at(address).await;
+    // Messages sent while the link notices and reconnects may be lost; keep
+    // sending, one every 10 ms, until one arrives.
     let start = Instant::now();
     let mut round = 2;
-    while received.lock().unwrap().is_empty() {
+    loop {
         assert!(start.elapsed() < DEADLINE, "link never reconnected");
         link.do_send(outbound(round));
         round += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let wait = tokio::time::timeout(Duration::from_millis(10), restarted.inbox.recv());
+        if wait.await.is_ok() {
+            break;
+        }
     }
     assert!(stats.connects.load(Ordering::Relaxed) >= 2, "reconnected");
 }
 
 #[actix_rt::test]
 async fn shutdown_flushes_queued_messages() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let stats = Arc::new(TransportStats::default());
     let link = link_to(server.address, &stats);
     for round in 0..1_000 {
         link.do_send(outbound(round));
     }
     link.send(Shutdown).await.unwrap();
-    let received = Arc::clone(&server.received);
-    eventually("all 1000 messages", || {
-        received.lock().unwrap().len() == 1_000
-    })
-    .await;
+    server.receive(1_000).await;
 }
 
 #[actix_rt::test]
@@ -428,13 +429,11 @@ async fn a_full_queue_drops_and_counts_instead_of_growing() {
 
 #[actix_rt::test]
 async fn an_honest_peer_link_uses_the_full_stack() {
-    let server = start_server().await;
+    let mut server = start_server().await;
     let stats = Arc::new(TransportStats::default());
     let link = link_to(server.address, &stats);
     link.do_send(outbound(7));
-    let received = Arc::clone(&server.received);
-    eventually("the message", || received.lock().unwrap().len() == 1).await;
-    let got = &server.received.lock().unwrap()[0];
+    let got = &server.receive(1).await[0];
     assert_eq!(
         (got.from, got.to, &got.message),
         (RoleId::proposer(1), RoleId::acceptor(1), &prepare(7))

@@ -51,6 +51,8 @@ pub struct ProposerStatus {
     pub leading_ballot: Option<Ballot>,
     /// Every slot below this is decided.
     pub first_unchosen: Slot,
+    /// The highest ballot round this proposer has used (one per campaign).
+    pub max_round: u64,
 }
 
 /// The proposer actor.
@@ -175,6 +177,7 @@ impl<S: Store> Handler<GetStatus> for ProposerActor<S> {
             leader: self.core.known_leader(),
             leading_ballot: self.core.leading_ballot(),
             first_unchosen: self.core.first_unchosen(),
+            max_round: self.core.state().max_round,
         })
     }
 }

@@ -123,6 +123,9 @@ pub struct PaxosConfig {
     pub batch_max_bytes: usize,
     /// Most slots in phase 2 at once.
     pub pipeline_window: usize,
+    /// Most payload bytes in phase 2 at once (one value always goes):
+    /// bounds how long heartbeats and votes queue behind bulk data.
+    pub pipeline_max_bytes: usize,
     /// Most queued commands per proposer before it answers busy.
     pub queue_limit: usize,
     /// Leader heartbeat period.
@@ -170,6 +173,7 @@ impl Default for PaxosConfig {
             batch_max_commands: 1024,
             batch_max_bytes: 1024 * 1024,
             pipeline_window: 64,
+            pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 200_000,
             heartbeat_interval: Duration::from_millis(50),
             election_timeout_min: Duration::from_millis(300),

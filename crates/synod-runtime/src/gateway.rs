@@ -93,12 +93,14 @@ impl<M: StateMachine> Gateway<M> {
             .await
             .map_err(|_| SubmitError::ShuttingDown)?;
         let deadline = Instant::now() + self.submit_timeout;
+        // Resends back off (doubling): under load a command is slow, not
+        // lost, and every copy is more bytes for the leader to push.
+        let mut resend_after = self.submit_retry;
         for attempt in 0.. {
             self.send_command(*learner_id, command.clone(), attempt)
                 .await?;
-            let wait = self
-                .submit_retry
-                .min(deadline.saturating_duration_since(Instant::now()));
+            let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
+            resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(_)) => return Err(SubmitError::ShuttingDown),

@@ -13,16 +13,38 @@ pub(super) struct Leading {
     pub(super) ballot: Ballot,
     next_slot: Slot,
     in_flight: BTreeMap<Slot, InFlight>,
+    /// Payload bytes of the values in flight.
+    in_flight_bytes: usize,
     next_heartbeat: Millis,
 }
 
 #[derive(Clone, Debug)]
 struct InFlight {
     value: Value,
+    bytes: usize,
     accepted_by: BTreeSet<u32>,
     proposed_at: Millis,
     last_sent: Millis,
+    /// Wait before the next resend; doubles with each resend, so a slow
+    /// (not lost) acceptor is not buried under copies of the same value.
+    resend_after: Millis,
 }
+
+impl InFlight {
+    fn new(value: Value, now: Millis, resend_after: Millis) -> Self {
+        Self {
+            bytes: value.commands().iter().map(Command::encoded_len).sum(),
+            value,
+            accepted_by: BTreeSet::new(),
+            proposed_at: now,
+            last_sent: now,
+            resend_after,
+        }
+    }
+}
+
+/// Resends of one Accept back off up to this many retransmit intervals.
+const MAX_RESEND_BACKOFF: u64 = 8;
 
 /// The value to re-propose in each slot a promise reported: the one
 /// accepted in the highest ballot. This is what keeps a chosen value chosen.
@@ -66,18 +88,15 @@ impl Proposer {
             );
             in_flight.insert(
                 slot,
-                InFlight {
-                    value,
-                    accepted_by: BTreeSet::new(),
-                    proposed_at: now,
-                    last_sent: now,
-                },
+                InFlight::new(value, now, self.config.retransmit_interval),
             );
         }
+        let in_flight_bytes = in_flight.values().map(|entry| entry.bytes).sum();
         self.phase = Phase::Leading(Leading {
             ballot,
             next_slot: end,
             in_flight,
+            in_flight_bytes,
             next_heartbeat: now,
         });
         self.leader = Some((self.config.id, ballot));
@@ -106,7 +125,9 @@ impl Proposer {
         if entry.accepted_by.len() < quorum {
             return;
         }
-        let value = leading.in_flight.remove(&slot).expect("present").value;
+        let entry = leading.in_flight.remove(&slot).expect("present");
+        leading.in_flight_bytes -= entry.bytes;
+        let value = entry.value;
         out.broadcast(
             self.learner_ids(),
             &Message::Decided {
@@ -128,13 +149,19 @@ impl Proposer {
         }
     }
 
-    /// Fill the pipeline window with batches of queued commands.
+    /// Fill the pipeline window with batches of queued commands: at most
+    /// `pipeline_window` slots and (beyond the first) `pipeline_max_bytes`
+    /// payload bytes in flight, so queued bulk data never delays heartbeats
+    /// and votes by more than that much.
     pub(super) fn propose_queued(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         loop {
             let Phase::Leading(leading) = &self.phase else {
                 return;
             };
-            if leading.in_flight.len() >= self.config.pipeline_window || self.queue.is_empty() {
+            let slots_full = leading.in_flight.len() >= self.config.pipeline_window;
+            let bytes_full = !leading.in_flight.is_empty()
+                && leading.in_flight_bytes >= self.config.pipeline_max_bytes;
+            if slots_full || bytes_full || self.queue.is_empty() {
                 return;
             }
             let batch = self.take_batch();
@@ -149,15 +176,9 @@ impl Proposer {
                 slot,
                 value: value.clone(),
             };
-            leading.in_flight.insert(
-                slot,
-                InFlight {
-                    value,
-                    accepted_by: BTreeSet::new(),
-                    proposed_at: now,
-                    last_sent: now,
-                },
-            );
+            let entry = InFlight::new(value, now, self.config.retransmit_interval);
+            leading.in_flight_bytes += entry.bytes;
+            leading.in_flight.insert(slot, entry);
             out.broadcast(self.acceptor_ids(), &accept);
         }
     }
@@ -209,10 +230,11 @@ impl Proposer {
             );
         }
         for (slot, entry) in leading.in_flight.iter_mut() {
-            if now < entry.last_sent + retransmit {
+            if now < entry.last_sent + entry.resend_after {
                 continue;
             }
             entry.last_sent = now;
+            entry.resend_after = (entry.resend_after * 2).min(retransmit * MAX_RESEND_BACKOFF);
             let accept = Message::Accept {
                 ballot: leading.ballot,
                 slot: *slot,
@@ -243,6 +265,7 @@ impl Proposer {
             return;
         };
         let in_flight = std::mem::take(&mut leading.in_flight);
+        leading.in_flight_bytes = 0;
         for entry in in_flight.into_values().rev() {
             for command in entry.value.commands().iter().rev() {
                 self.queue.push_front(command.clone());

@@ -22,6 +22,7 @@
 //! dispatch and the election.
 
 mod leader;
+mod queue;
 mod register;
 
 use crate::message::{AcceptedEntry, Message};
@@ -29,8 +30,9 @@ use crate::output::Output;
 use crate::rng::SplitMix64;
 use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
 use leader::Leading;
+use queue::CommandQueue;
 use register::Register;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// A durable change to a proposer's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct ProposerConfig {
     pub batch_max_bytes: usize,
     /// Most slots in phase 2 at once.
     pub pipeline_window: usize,
+    /// Most payload bytes in phase 2 at once (one value is always allowed).
+    pub pipeline_max_bytes: usize,
     /// Most commands waiting for a slot; beyond it `submit` says busy.
     pub queue_limit: usize,
     /// How often the leader sends heartbeats.
@@ -105,6 +109,7 @@ impl ProposerConfig {
             batch_max_commands: 256,
             batch_max_bytes: 64 * 1024,
             pipeline_window: 32,
+            pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 100_000,
             heartbeat_interval: 50,
             election_timeout_min: 150,
@@ -159,7 +164,7 @@ pub struct Proposer {
     /// Recently decided values, for catch-up.
     decided: BTreeMap<Slot, Value>,
     /// Commands waiting for a slot (or for a leader to forward to).
-    queue: VecDeque<Command>,
+    queue: CommandQueue,
     registers: BTreeMap<String, Register>,
 }
 
@@ -176,7 +181,7 @@ impl Proposer {
             election_deadline: 0,
             first_unchosen: 0,
             decided: BTreeMap::new(),
-            queue: VecDeque::new(),
+            queue: CommandQueue::default(),
             registers: BTreeMap::new(),
         };
         proposer.reset_election_timer(now);
@@ -438,7 +443,7 @@ impl Proposer {
         if self.queue.is_empty() || leader == self.config.id {
             return;
         }
-        let commands: Vec<Command> = self.queue.drain(..).collect();
+        let commands = self.queue.take_all();
         out.send(RoleId::proposer(leader), Message::Forward { commands });
     }
 

@@ -627,3 +627,63 @@ fn a_candidate_without_promises_gives_up_and_follows_a_live_leader() {
         "and does not campaign while it hears the leader"
     );
 }
+
+fn accepts(out: &Output<ProposerWrite>) -> BTreeSet<Slot> {
+    out.send
+        .iter()
+        .filter_map(|o| match o.message {
+            Message::Accept { slot, .. } => Some(slot),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sized(seq: u64, payload: usize) -> Command {
+    Command {
+        id: CommandId { client: 9, seq },
+        payload: vec![0; payload],
+    }
+}
+
+#[test]
+fn the_pipeline_stops_at_its_byte_bound() {
+    let (mut p, _) = leader();
+    p.config.pipeline_window = 10;
+    p.config.batch_max_commands = 1;
+    p.config.pipeline_max_bytes = 100;
+    // Each command is 56 bytes: the second slot reaches the bound.
+    let commands = (1..=5).map(|seq| sized(seq, 40)).collect();
+    let out = p.submit(1_000, commands).unwrap();
+    assert_eq!(accepts(&out), BTreeSet::from([0, 1]));
+    // One value larger than the bound still goes when nothing is in flight.
+    let (mut q, _) = leader();
+    q.config.pipeline_max_bytes = 100;
+    let out = q.submit(1_000, vec![sized(1, 1_000)]).unwrap();
+    assert_eq!(accepts(&out), BTreeSet::from([0]));
+}
+
+#[test]
+fn a_command_resent_while_it_waits_is_queued_once() {
+    let (mut p, _) = leader();
+    p.config.pipeline_window = 1;
+    p.submit(1_000, vec![sized(1, 8), sized(2, 8)]).unwrap();
+    // Slot 0 holds both (batch of 2); these wait for the next slot.
+    p.submit(1_000, vec![sized(3, 8)]).unwrap();
+    p.submit(1_001, vec![sized(3, 8)]).unwrap();
+    assert_eq!(p.queue.len(), 1);
+}
+
+#[test]
+fn accept_resends_back_off() {
+    let (mut p, _) = leader();
+    let base = p.config.retransmit_interval;
+    p.config.quorum_timeout = 100 * base; // keep leading throughout
+    p.submit(1_000, vec![command(1)]).unwrap();
+    let resends: Vec<Millis> = (1_000..1_000 + 40 * base)
+        .filter(|now| !accepts(&p.tick(*now)).is_empty())
+        .collect();
+    let gaps: Vec<Millis> = resends.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(resends[0], 1_000 + base);
+    assert_eq!(gaps[..3], [2 * base, 4 * base, 8 * base]);
+    assert!(gaps[3..].iter().all(|gap| *gap == 8 * base), "{gaps:?}");
+}

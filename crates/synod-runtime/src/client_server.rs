@@ -103,7 +103,7 @@ pub(crate) fn spawn<M: StateMachine>(
 async fn serve<M: StateMachine>(
     stream: TcpStream,
     gateway: Rc<Gateway<M>>,
-    auth: &ClientPort,
+    port: &ClientPort,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (mut sink, mut frames) = Framed::new(stream, client_codec()).split();
@@ -118,7 +118,7 @@ async fn serve<M: StateMachine>(
             version,
             cluster,
             token,
-        }) => check_hello(auth, version, &cluster, token.as_deref()),
+        }) => check_hello(port, version, &cluster, token.as_deref()),
         Ok(_) => Some("expected Hello".to_owned()),
         Err(e) => Some(format!("malformed hello: {e}")),
     };
@@ -138,7 +138,7 @@ async fn serve<M: StateMachine>(
 
     // Requests are served concurrently, at most `max_in_flight` at once;
     // replies leave through one writer.
-    let max_in_flight = auth.limits.max_in_flight;
+    let max_in_flight = port.limits.max_in_flight;
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
     let writer = actix::spawn(async move {
@@ -157,7 +157,7 @@ async fn serve<M: StateMachine>(
             .await
             .map_err(|e| e.to_string())?;
         let serving = max_in_flight - in_flight.available_permits();
-        auth.stats
+        port.stats
             .peak_in_flight
             .fetch_max(serving, Ordering::Relaxed);
         let (gateway, replies) = (Rc::clone(&gateway), replies.clone());

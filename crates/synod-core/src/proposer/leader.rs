@@ -13,8 +13,6 @@ pub(super) struct Leading {
     pub(super) ballot: Ballot,
     next_slot: Slot,
     in_flight: BTreeMap<Slot, InFlight>,
-    /// Payload bytes of the values in flight.
-    in_flight_bytes: usize,
     next_heartbeat: Millis,
 }
 
@@ -91,12 +89,10 @@ impl Proposer {
                 InFlight::new(value, now, self.config.retransmit_interval),
             );
         }
-        let in_flight_bytes = in_flight.values().map(|entry| entry.bytes).sum();
         self.phase = Phase::Leading(Leading {
             ballot,
             next_slot: end,
             in_flight,
-            in_flight_bytes,
             next_heartbeat: now,
         });
         self.leader = Some((self.config.id, ballot));
@@ -125,9 +121,7 @@ impl Proposer {
         if entry.accepted_by.len() < quorum {
             return;
         }
-        let entry = leading.in_flight.remove(&slot).expect("present");
-        leading.in_flight_bytes -= entry.bytes;
-        let value = entry.value;
+        let value = leading.in_flight.remove(&slot).expect("present").value;
         out.broadcast(
             self.learner_ids(),
             &Message::Decided {
@@ -159,8 +153,9 @@ impl Proposer {
                 return;
             };
             let slots_full = leading.in_flight.len() >= self.config.pipeline_window;
-            let bytes_full = !leading.in_flight.is_empty()
-                && leading.in_flight_bytes >= self.config.pipeline_max_bytes;
+            let in_flight_bytes: usize = leading.in_flight.values().map(|e| e.bytes).sum();
+            let bytes_full =
+                !leading.in_flight.is_empty() && in_flight_bytes >= self.config.pipeline_max_bytes;
             if slots_full || bytes_full || self.queue.is_empty() {
                 return;
             }
@@ -177,7 +172,6 @@ impl Proposer {
                 value: value.clone(),
             };
             let entry = InFlight::new(value, now, self.config.retransmit_interval);
-            leading.in_flight_bytes += entry.bytes;
             leading.in_flight.insert(slot, entry);
             out.broadcast(self.acceptor_ids(), &accept);
         }
@@ -265,7 +259,6 @@ impl Proposer {
             return;
         };
         let in_flight = std::mem::take(&mut leading.in_flight);
-        leading.in_flight_bytes = 0;
         for entry in in_flight.into_values().rev() {
             for command in entry.value.commands().iter().rev() {
                 self.queue.push_front(command.clone());

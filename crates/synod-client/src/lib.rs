@@ -249,6 +249,7 @@ impl Client {
             match self.attempt(id, &payload, deadline).await {
                 Ok(answer) => return Ok(answer),
                 Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
+                Err(too_large @ ClientError::TooLarge { .. }) => return Err(too_large),
                 Err(problem) => {
                     last_problem = problem.to_string();
                     self.connection = None; // try the next node
@@ -318,6 +319,11 @@ fn failure(error: Failure) -> ClientError {
         Failure::Busy => ClientError::Unavailable("node busy".into()),
         Failure::Timeout => ClientError::Timeout(Duration::ZERO),
         Failure::ShuttingDown => ClientError::Unavailable("node shutting down".into()),
+        Failure::TooLarge { len, limit } => ClientError::TooLarge {
+            what: "command".into(),
+            len: len as usize,
+            limit: limit as usize,
+        },
     }
 }
 

@@ -93,6 +93,14 @@ pub enum Failure {
     Timeout,
     /// Tag 3: the node is shutting down.
     ShuttingDown,
+    /// Tag 4: the command is larger than the cluster takes
+    /// (`paxos.max_command_bytes`); it was not submitted.
+    TooLarge {
+        /// The command's payload length.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// What a node reports about itself.

@@ -8,6 +8,14 @@
 //! any reply leaves (see [`Output`]):
 //! - never promise or accept a ballot below the current promise;
 //! - report every accepted value in a Promise, so a new leader adopts it.
+//!
+//! A Promise is paged: it carries at most `reply_max_bytes` of accepted
+//! entries and says where it stopped, and the proposer asks for the next
+//! page with the same ballot. So a phase-1 reply fits a frame whatever the
+//! history. Each Promise also reports `chosen_upto`, the highest "every
+//! slot below is chosen" a leader has told this acceptor (it rides on
+//! Accepts and is persisted with them), so a leader elected after a
+//! restart skips the chosen prefix.
 
 use crate::message::{AcceptedEntry, AcceptedRegister, Message};
 use crate::output::Output;
@@ -20,6 +28,8 @@ use std::collections::BTreeMap;
 pub enum AcceptorWrite {
     /// Promise the log ballot.
     Promise(Ballot),
+    /// Every slot below this is chosen (a leader said so); only rises.
+    Chosen(Slot),
     /// Accept `value` for `slot` in `ballot` (which also becomes the promise
     /// if it is higher).
     Accept {
@@ -75,6 +85,8 @@ pub struct AcceptorState {
     pub accepted: BTreeMap<Slot, AcceptedValue>,
     /// Single-decree instances by name.
     pub instances: BTreeMap<InstanceName, RegisterVote>,
+    /// Every slot below this is chosen, as leaders told this acceptor.
+    pub chosen_upto: Slot,
 }
 
 impl AcceptorState {
@@ -83,6 +95,7 @@ impl AcceptorState {
     pub fn apply(&mut self, write: &AcceptorWrite) {
         match write {
             AcceptorWrite::Promise(ballot) => self.promised = self.promised.max(*ballot),
+            AcceptorWrite::Chosen(slot) => self.chosen_upto = self.chosen_upto.max(*slot),
             AcceptorWrite::Accept {
                 slot,
                 ballot,
@@ -115,17 +128,34 @@ impl AcceptorState {
     }
 }
 
+/// Bytes of accepted entries one Promise page carries unless configured
+/// otherwise (see [`Acceptor::with_reply_max_bytes`]).
+pub const DEFAULT_REPLY_MAX_BYTES: usize = 1024 * 1024;
+
 /// The acceptor state machine.
 #[derive(Clone, Debug)]
 pub struct Acceptor {
     id: u32,
     state: AcceptorState,
+    reply_max_bytes: usize,
 }
 
 impl Acceptor {
     /// Acceptor `id`, resuming from its durable `state` (empty on first start).
     pub fn new(id: u32, state: AcceptorState) -> Self {
-        Self { id, state }
+        Self {
+            id,
+            state,
+            reply_max_bytes: DEFAULT_REPLY_MAX_BYTES,
+        }
+    }
+
+    /// Bound the bytes of accepted entries (by [`AcceptedEntry::encoded_len`])
+    /// one Promise page carries. A page always holds at least one entry, so
+    /// it is at most `max(bytes, largest entry)`.
+    pub fn with_reply_max_bytes(mut self, bytes: usize) -> Self {
+        self.reply_max_bytes = bytes;
+        self
     }
 
     /// This acceptor's id.
@@ -147,7 +177,8 @@ impl Acceptor {
                 ballot,
                 slot,
                 value,
-            } => self.handle_accept(from, ballot, slot, value),
+                chosen_upto,
+            } => self.handle_accept(from, ballot, slot, value, chosen_upto),
             Message::InstancePrepare { name, ballot } => {
                 self.handle_instance_prepare(from, name, ballot)
             }
@@ -180,18 +211,36 @@ impl Acceptor {
         if ballot > self.state.promised {
             self.write(&mut out, AcceptorWrite::Promise(ballot));
         }
-        let accepted = self
-            .state
-            .accepted
-            .range(from_slot..)
-            .map(|(slot, a)| AcceptedEntry {
+        out.send(from, self.promise_page(ballot, from_slot));
+        out
+    }
+
+    /// The accepted entries from `from_slot` up, as many as fit in
+    /// `reply_max_bytes` (at least one), and where the page stopped.
+    fn promise_page(&self, ballot: Ballot, from_slot: Slot) -> Message {
+        let mut accepted = Vec::new();
+        let mut bytes = 0;
+        let mut next = None;
+        for (slot, a) in self.state.accepted.range(from_slot..) {
+            let size = AcceptedEntry::encoded_len(&a.value);
+            if !accepted.is_empty() && bytes + size > self.reply_max_bytes {
+                next = Some(*slot);
+                break;
+            }
+            bytes += size;
+            accepted.push(AcceptedEntry {
                 slot: *slot,
                 ballot: a.ballot,
                 value: a.value.clone(),
-            })
-            .collect();
-        out.send(from, Message::Promise { ballot, accepted });
-        out
+            });
+        }
+        Message::Promise {
+            ballot,
+            from_slot,
+            accepted,
+            next,
+            chosen_upto: self.state.chosen_upto,
+        }
     }
 
     fn handle_accept(
@@ -200,6 +249,7 @@ impl Acceptor {
         ballot: Ballot,
         slot: Slot,
         value: Value,
+        chosen_upto: Slot,
     ) -> Output<AcceptorWrite> {
         let mut out = Output::new();
         if ballot < self.state.promised {
@@ -228,6 +278,10 @@ impl Acceptor {
                     value,
                 },
             );
+            // The watermark rides on the accept's own write: no extra sync.
+            if chosen_upto > self.state.chosen_upto {
+                self.write(&mut out, AcceptorWrite::Chosen(chosen_upto));
+            }
         }
         out.send(from, Message::Accepted { ballot, slot });
         out
@@ -345,7 +399,10 @@ mod tests {
             out.send[0].message,
             Message::Promise {
                 ballot: b,
-                accepted: vec![]
+                from_slot: 0,
+                accepted: vec![],
+                next: None,
+                chosen_upto: 0,
             }
         );
     }
@@ -417,6 +474,7 @@ mod tests {
                 ballot: low,
                 slot: 0,
                 value: value(1),
+                chosen_upto: 0,
             },
         );
         assert!(out.persist.is_empty());
@@ -434,6 +492,7 @@ mod tests {
                 ballot: b,
                 slot: 4,
                 value: value(7),
+                chosen_upto: 0,
             },
         );
         assert_eq!(
@@ -456,6 +515,7 @@ mod tests {
                 ballot: b,
                 slot: 4,
                 value: value(7),
+                chosen_upto: 0,
             },
         );
         assert!(again.persist.is_empty());
@@ -473,6 +533,7 @@ mod tests {
                     ballot: b1,
                     slot,
                     value: value(slot),
+                    chosen_upto: 0,
                 },
             );
         }
@@ -543,6 +604,7 @@ mod tests {
                 ballot: Ballot::new(2, 1),
                 slot: 0,
                 value: value(1),
+                chosen_upto: 0,
             },
             Message::InstanceAccept {
                 name: "n".into(),
@@ -556,5 +618,83 @@ mod tests {
             }
         }
         assert_eq!(&durable, a.state());
+    }
+
+    fn accept(
+        a: &mut Acceptor,
+        ballot: Ballot,
+        slot: Slot,
+        chosen_upto: Slot,
+    ) -> Output<AcceptorWrite> {
+        a.handle(
+            LEADER,
+            Message::Accept {
+                ballot,
+                slot,
+                value: value(slot),
+                chosen_upto,
+            },
+        )
+    }
+
+    fn page(a: &mut Acceptor, ballot: Ballot, from_slot: Slot) -> (Vec<Slot>, Option<Slot>, Slot) {
+        let out = a.handle(LEADER, Message::Prepare { ballot, from_slot });
+        let Message::Promise {
+            from_slot: reported,
+            accepted,
+            next,
+            chosen_upto,
+            ..
+        } = &out.send[0].message
+        else {
+            panic!("no promise: {:?}", out.send)
+        };
+        assert_eq!(*reported, from_slot);
+        (
+            accepted.iter().map(|e| e.slot).collect(),
+            *next,
+            *chosen_upto,
+        )
+    }
+
+    #[test]
+    fn promise_pages_stay_within_the_byte_budget_and_cover_every_slot() {
+        let entry = AcceptedEntry::encoded_len(&value(0));
+        let mut a = acceptor().with_reply_max_bytes(3 * entry);
+        let b1 = Ballot::new(1, 1);
+        for slot in 0..8 {
+            accept(&mut a, b1, slot, 0);
+        }
+        let b2 = Ballot::new(2, 1);
+        assert_eq!(page(&mut a, b2, 0), (vec![0, 1, 2], Some(3), 0));
+        assert_eq!(page(&mut a, b2, 3), (vec![3, 4, 5], Some(6), 0));
+        assert_eq!(page(&mut a, b2, 6), (vec![6, 7], None, 0));
+        // A budget below one entry still makes progress, one entry a page.
+        let mut tiny = acceptor().with_reply_max_bytes(1);
+        accept(&mut tiny, b1, 0, 0);
+        accept(&mut tiny, b1, 1, 0);
+        assert_eq!(page(&mut tiny, b2, 0), (vec![0], Some(1), 0));
+    }
+
+    #[test]
+    fn the_chosen_watermark_rides_on_accepts_and_is_reported_in_promises() {
+        let mut a = acceptor();
+        let b = Ballot::new(1, 1);
+        let out = accept(&mut a, b, 0, 0);
+        assert_eq!(out.persist.len(), 1, "no watermark write while it is 0");
+        let out = accept(&mut a, b, 5, 5);
+        assert_eq!(out.persist[1], AcceptorWrite::Chosen(5));
+        assert!(
+            accept(&mut a, b, 5, 6).persist.is_empty(),
+            "a duplicate accept writes nothing, watermark included"
+        );
+        let low = accept(&mut a, Ballot::new(0, 9), 6, 9);
+        assert!(low.persist.is_empty(), "a refused accept teaches nothing");
+        assert_eq!(page(&mut a, Ballot::new(2, 2), 0).2, 5);
+        let mut durable = AcceptorState::default();
+        for w in [AcceptorWrite::Chosen(5), AcceptorWrite::Chosen(3)] {
+            durable.apply(&w);
+        }
+        assert_eq!(durable.chosen_upto, 5, "the watermark only rises");
     }
 }

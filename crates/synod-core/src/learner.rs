@@ -11,6 +11,7 @@ use crate::message::Message;
 use crate::output::{Delivery, Output};
 use crate::types::{Command, InstanceName, Millis, Role, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 /// A durable change to a learner's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub struct LearnerConfig {
     pub catch_up_interval: Millis,
     /// The most slots one catch-up answer carries.
     pub catch_up_batch: u64,
+    /// The most bytes of values one catch-up or instance-sync answer
+    /// carries (at least one always goes).
+    pub reply_max_bytes: usize,
     /// How often to compare decided instances with one peer learner.
     pub instance_sync_interval: Millis,
 }
@@ -94,6 +98,9 @@ pub struct Learner {
     /// When to send the next instance digest, and to which peer.
     next_sync_at: Millis,
     sync_cursor: usize,
+    /// Per peer learner: the last instance name sent in answer to its
+    /// digest, so the next answer continues after it.
+    sync_answered: HashMap<u32, InstanceName>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -121,6 +128,7 @@ impl Learner {
             catch_up: CatchUpState::default(),
             next_sync_at: 0,
             sync_cursor: 0,
+            sync_answered: HashMap::new(),
         }
     }
 
@@ -208,6 +216,9 @@ impl Learner {
         (self.state.instances.len() as u64, hash)
     }
 
+    /// A peer whose digest differs gets our decided instances, at most
+    /// `reply_max_bytes` of them per answer; the next answer continues
+    /// after the last one sent, so every instance reaches it in turn.
     fn handle_instance_sync(
         &mut self,
         from: RoleId,
@@ -215,17 +226,35 @@ impl Learner {
         digest: u64,
     ) -> Output<LearnerWrite> {
         let mut out = Output::new();
-        if (count, digest) != self.instance_digest() {
-            for (name, value) in &self.state.instances {
-                out.send(
-                    from,
-                    Message::InstanceDecided {
-                        name: name.clone(),
-                        value: value.clone(),
-                    },
-                );
-            }
+        if (count, digest) == self.instance_digest() {
+            return out;
         }
+        let after = match self.sync_answered.get(&from.index) {
+            Some(name) => Bound::Excluded(name.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut bytes = 0;
+        let mut last = None;
+        for (name, value) in self.state.instances.range((after, Bound::Unbounded)) {
+            let size = name.len() + value.len();
+            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+                break;
+            }
+            bytes += size;
+            last = Some(name.clone());
+            out.send(
+                from,
+                Message::InstanceDecided {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            );
+        }
+        let reached_end = last.as_ref() == self.state.instances.keys().next_back();
+        match last {
+            Some(name) if !reached_end => self.sync_answered.insert(from.index, name),
+            _ => self.sync_answered.remove(&from.index),
+        };
         out
     }
 
@@ -313,7 +342,13 @@ impl Learner {
         if end <= from_slot {
             return out; // malformed or empty request
         }
+        let mut bytes = 0;
         for (slot, value) in self.state.decided.range(from_slot..end) {
+            let size = value.encoded_len();
+            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+                break;
+            }
+            bytes += size;
             out.send(
                 from,
                 Message::Decided {
@@ -403,6 +438,7 @@ mod tests {
             proposers: vec![1],
             catch_up_interval: 50,
             catch_up_batch: 100,
+            reply_max_bytes: 1 << 20,
             instance_sync_interval: 1_000_000,
         }
     }
@@ -646,6 +682,84 @@ mod tests {
                 )
                 .send
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_catch_up_answer_is_bounded_in_bytes() {
+        let budget = 2 * batch(0).encoded_len();
+        let mut l = Learner::new(
+            LearnerConfig {
+                reply_max_bytes: budget,
+                ..config()
+            },
+            LearnerState::default(),
+        );
+        for s in 0..10 {
+            decided(&mut l, s, batch(s));
+        }
+        let request = Message::CatchUp {
+            from_slot: 0,
+            to_slot: 10,
+            escalate: false,
+        };
+        let out = l.handle(0, RoleId::learner(2), request);
+        assert_eq!(out.send.len(), 2);
+    }
+
+    #[test]
+    fn instance_sync_answers_page_through_every_instance() {
+        let one = "a".len() + 1;
+        let mut l = Learner::new(
+            LearnerConfig {
+                reply_max_bytes: 2 * one,
+                ..config()
+            },
+            LearnerState::default(),
+        );
+        for name in ["a", "b", "c", "d", "e"] {
+            l.handle(
+                0,
+                LEADER,
+                Message::InstanceDecided {
+                    name: name.into(),
+                    value: vec![1],
+                },
+            );
+        }
+        let peer = RoleId::learner(2);
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            let out = l.handle(
+                0,
+                peer,
+                Message::InstanceSync {
+                    count: 0,
+                    digest: 0,
+                },
+            );
+            assert!(out.send.len() <= 2, "bounded: {:?}", out.send);
+            for o in out.send {
+                if let Message::InstanceDecided { name, .. } = o.message {
+                    sent.push(name);
+                }
+            }
+        }
+        assert_eq!(
+            sent,
+            ["a", "b", "c", "d", "e"],
+            "each answer continues the last"
+        );
+        let out = l.handle(
+            0,
+            peer,
+            Message::InstanceSync {
+                count: 0,
+                digest: 0,
+            },
+        );
+        assert!(
+            matches!(&out.send[0].message, Message::InstanceDecided { name, .. } if name == "a")
         );
     }
 }

@@ -4,7 +4,7 @@
 //! variant as its index). Tags are documented on each variant and are never
 //! reordered or reused: new messages go at the end.
 
-use crate::types::{Ballot, Command, InstanceName, Slot, Value};
+use crate::types::{Ballot, Command, InstanceName, Slot, VARINT_MAX, Value};
 use serde::{Deserialize, Serialize};
 
 /// One accepted log entry reported in a [`Message::Promise`].
@@ -16,6 +16,14 @@ pub struct AcceptedEntry {
     pub ballot: Ballot,
     /// The accepted value.
     pub value: Value,
+}
+
+impl AcceptedEntry {
+    /// An upper bound of the bytes an entry holding `value` takes on the
+    /// wire (slot, ballot and value), for the promise page budget.
+    pub fn encoded_len(value: &Value) -> usize {
+        3 * VARINT_MAX + value.encoded_len()
+    }
 }
 
 /// A value accepted for a single-decree instance.
@@ -31,18 +39,31 @@ pub struct AcceptedRegister {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// Tag 0, proposer → acceptor: phase 1a for every slot `>= from_slot`.
+    /// Sent again with the same ballot and a later `from_slot` to ask for
+    /// the next page of a promise.
     Prepare {
         /// The ballot being prepared.
         ballot: Ballot,
         /// First slot whose accepted values the proposer needs.
         from_slot: Slot,
     },
-    /// Tag 1, acceptor → proposer: phase 1b. Sent only after the promise is durable.
+    /// Tag 1, acceptor → proposer: phase 1b, one page of it. Sent only
+    /// after the promise is durable. A page carries a bounded number of
+    /// bytes of accepted entries; the proposer counts the promise once it
+    /// has a page with `next: None`.
     Promise {
         /// The promised ballot (equal to the Prepare's).
         ballot: Ballot,
-        /// Every value this acceptor accepted at or above the Prepare's `from_slot`.
+        /// The Prepare's `from_slot`: this page reports on slots from here.
+        from_slot: Slot,
+        /// Every value this acceptor accepted in `[from_slot, next)`.
         accepted: Vec<AcceptedEntry>,
+        /// Where the page stopped (ask again from here), or `None` if it
+        /// reports on every slot from `from_slot` up.
+        next: Option<Slot>,
+        /// Every slot below this is chosen, as far as this acceptor was
+        /// told by leaders (see [`Message::Accept`]).
+        chosen_upto: Slot,
     },
     /// Tag 2, proposer → acceptor: phase 2a for one slot.
     Accept {
@@ -52,6 +73,10 @@ pub enum Message {
         slot: Slot,
         /// The proposed value.
         value: Value,
+        /// The leader's first unchosen slot: every slot below it is chosen.
+        /// Acceptors keep it so that a leader elected after a restart
+        /// starts phase 1 at the end of the log, not at slot 0.
+        chosen_upto: Slot,
     },
     /// Tag 3, acceptor → proposer: phase 2b. Sent only after the value is durable.
     Accepted {
@@ -223,6 +248,9 @@ mod tests {
     fn messages_round_trip() {
         let message = Message::Promise {
             ballot: Ballot::new(9, 3),
+            from_slot: 4,
+            next: Some(5),
+            chosen_upto: 2,
             accepted: vec![AcceptedEntry {
                 slot: 4,
                 ballot: Ballot::new(8, 1),
@@ -234,5 +262,35 @@ mod tests {
         };
         let bytes = encode(&message);
         assert_eq!(postcard::from_bytes::<Message>(&bytes).unwrap(), message);
+    }
+
+    #[test]
+    fn size_bounds_never_underestimate() {
+        let value = Value::Batch(
+            (0..50)
+                .map(|n| Command {
+                    id: crate::CommandId {
+                        client: u64::MAX - n,
+                        seq: u64::MAX,
+                    },
+                    payload: vec![7; (n * 37) as usize],
+                })
+                .collect(),
+        );
+        let entry = AcceptedEntry {
+            slot: u64::MAX,
+            ballot: Ballot::new(u64::MAX, u32::MAX),
+            value: value.clone(),
+        };
+        assert!(
+            encode(&Message::Decided {
+                slot: 0,
+                value: value.clone()
+            })
+            .len()
+                <= 1 + value.encoded_len() + 10
+        );
+        assert!(postcard::to_stdvec(&entry).unwrap().len() <= AcceptedEntry::encoded_len(&value));
+        assert!(postcard::to_stdvec(&Value::Noop).unwrap().len() <= Value::Noop.encoded_len());
     }
 }

@@ -120,10 +120,16 @@ pub struct Command {
     pub payload: Vec<u8>,
 }
 
+/// The most bytes postcard spends on one integer or length (a `u64`
+/// varint): size bounds below use it so they never underestimate.
+pub const VARINT_MAX: usize = 10;
+
 impl Command {
-    /// Bytes this command adds to a batch, for the batch byte limit.
+    /// An upper bound of the bytes this command takes on the wire (its id's
+    /// two integers, the payload's length and the payload). Batch, pipeline
+    /// and reply byte limits count with it.
     pub fn encoded_len(&self) -> usize {
-        16 + self.payload.len()
+        3 * VARINT_MAX + self.payload.len()
     }
 }
 
@@ -137,6 +143,12 @@ pub enum Value {
 }
 
 impl Value {
+    /// An upper bound of the bytes this value takes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        let commands: usize = self.commands().iter().map(Command::encoded_len).sum();
+        1 + VARINT_MAX + commands
+    }
+
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {

@@ -217,6 +217,10 @@ fn failure(error: &SubmitError) -> Failure {
         SubmitError::Busy => Failure::Busy,
         SubmitError::Timeout(_) => Failure::Timeout,
         SubmitError::ShuttingDown => Failure::ShuttingDown,
+        SubmitError::TooLarge { len, limit } => Failure::TooLarge {
+            len: *len as u64,
+            limit: *limit as u64,
+        },
     }
 }
 

@@ -121,6 +121,12 @@ pub struct PaxosConfig {
     pub batch_max_commands: usize,
     /// Most payload bytes in one log value.
     pub batch_max_bytes: usize,
+    /// Largest command payload a node takes; a larger one is refused at
+    /// submit (`TooLarge`), since it could not travel in one frame.
+    pub max_command_bytes: usize,
+    /// Most bytes of log entries in one reply: a page of a phase-1
+    /// Promise, one answer to a learner's catch-up request.
+    pub reply_max_bytes: usize,
     /// Most slots in phase 2 at once.
     pub pipeline_window: usize,
     /// Most payload bytes in phase 2 at once (one value always goes):
@@ -172,6 +178,8 @@ impl Default for PaxosConfig {
         Self {
             batch_max_commands: 1024,
             batch_max_bytes: 1024 * 1024,
+            max_command_bytes: 3 * 1024 * 1024,
+            reply_max_bytes: 1024 * 1024,
             pipeline_window: 64,
             pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 200_000,
@@ -374,6 +382,7 @@ impl SynodConfig {
             problem(&mut warnings, "roles", msg);
         }
         self.check_timing(&mut errors);
+        self.check_sizes(&mut errors);
         for (field, value) in [
             ("clients.max_connections", self.clients.max_connections),
             ("clients.max_in_flight", self.clients.max_in_flight),
@@ -486,6 +495,47 @@ impl SynodConfig {
         }
     }
 
+    /// Every message must fit in a frame: a log value (a batch, or one
+    /// command alone), a Promise page, a catch-up answer's values.
+    fn check_sizes(&self, errors: &mut Vec<Problem>) {
+        let p = &self.paxos;
+        let frame = self.transport.max_frame_len;
+        let fits = frame.saturating_sub(FRAME_HEADROOM);
+        for (field, value) in [
+            ("paxos.batch_max_bytes", p.batch_max_bytes),
+            ("paxos.max_command_bytes", p.max_command_bytes),
+            ("paxos.reply_max_bytes", p.reply_max_bytes),
+        ] {
+            if value == 0 {
+                errors.push(Problem {
+                    field: field.into(),
+                    message: "is 0; allow at least 1".into(),
+                });
+            } else if value > fits {
+                errors.push(Problem {
+                    field: field.into(),
+                    message: format!(
+                        "{value} bytes would not fit in a frame of transport.max_frame_len \
+                         ({frame}) less {FRAME_HEADROOM} bytes of headers; lower it or raise \
+                         max_frame_len"
+                    ),
+                });
+            }
+        }
+        // A compare-and-set carries two values.
+        let kv_command = 2 * self.kv.max_value_len + self.kv.max_key_len + KV_COMMAND_HEADROOM;
+        if kv_command > p.max_command_bytes {
+            errors.push(Problem {
+                field: "paxos.max_command_bytes".into(),
+                message: format!(
+                    "{} is below what kv.max_value_len and kv.max_key_len allow ({kv_command}); \
+                     raise it or lower the kv limits",
+                    p.max_command_bytes
+                ),
+            });
+        }
+    }
+
     fn check_data_dirs(&self, errors: &mut Vec<Problem>) {
         for (name, node) in &self.nodes {
             let dir = &node.data_dir;
@@ -546,6 +596,13 @@ impl SynodConfig {
         set.into_iter().collect()
     }
 }
+
+/// Bytes of a frame kept for what surrounds log entries: the envelope
+/// (cluster id, node name, role ids) and a message's own fields.
+pub const FRAME_HEADROOM: usize = 64 * 1024;
+
+/// Bytes a key/value command adds to its key and value (tags, lengths).
+const KV_COMMAND_HEADROOM: usize = 64;
 
 fn env_source() -> config::Environment {
     config::Environment::with_prefix("SYNOD")

@@ -30,6 +30,15 @@ pub enum SubmitError {
     /// Not decided within the submit timeout (it may still be decided later).
     #[error("command not decided within {0:?}")]
     Timeout(Duration),
+    /// The payload is larger than `paxos.max_command_bytes`; nothing was
+    /// submitted. (A larger command could not travel in one frame.)
+    #[error("command of {len} bytes exceeds the {limit}-byte limit (paxos.max_command_bytes)")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A node's view of its roles.
@@ -62,6 +71,7 @@ pub(crate) struct Gateway<M: StateMachine> {
     pub(crate) accepting: AtomicBool,
     pub(crate) submit_timeout: Duration,
     pub(crate) submit_retry: Duration,
+    pub(crate) max_command_bytes: usize,
 }
 
 impl<M: StateMachine> Gateway<M> {
@@ -84,6 +94,12 @@ impl<M: StateMachine> Gateway<M> {
     ) -> Result<Vec<u8>, SubmitError> {
         if !self.accepting.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
+        }
+        if payload.len() > self.max_command_bytes {
+            return Err(SubmitError::TooLarge {
+                len: payload.len(),
+                limit: self.max_command_bytes,
+            });
         }
         let (learner_id, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
         let command = Command { id, payload };

@@ -186,6 +186,7 @@ impl<M: StateMachine> Node<M> {
             accepting: AtomicBool::new(true),
             submit_timeout: config.paxos.submit_timeout,
             submit_retry: config.paxos.submit_retry,
+            max_command_bytes: config.paxos.max_command_bytes,
         });
         let clients = CancellationToken::new();
         let client_stats = Arc::new(ClientPortStats::default());
@@ -323,7 +324,8 @@ async fn start_role<M: StateMachine>(
     let tick = config.paxos.tick_interval;
     let recipient: Recipient<Inbound<Message>> = match role.role {
         Role::Acceptor => {
-            let core = Acceptor::new(role.index, store.load_acceptor()?);
+            let core = Acceptor::new(role.index, store.load_acceptor()?)
+                .with_reply_max_bytes(config.paxos.reply_max_bytes);
             let writer = GroupCommit::spawn(store, path, limits);
             let actor = AcceptorActor::new(core, writer, outbound).start();
             started.acceptors.push((role, actor.clone()));
@@ -393,6 +395,7 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
     c.retransmit_interval = millis(p.retransmit_interval);
     c.backoff_max = millis(p.backoff_max);
     c.quorum_timeout = millis(p.quorum_timeout);
+    c.reply_max_bytes = p.reply_max_bytes;
     c.seed = random_u64();
     c
 }
@@ -405,6 +408,7 @@ fn learner_config(config: &SynodConfig, id: u32) -> LearnerConfig {
         proposers: config.instances(Role::Proposer),
         catch_up_interval: millis(p.catch_up_interval),
         catch_up_batch: p.catch_up_batch,
+        reply_max_bytes: p.reply_max_bytes,
         instance_sync_interval: millis(p.instance_sync_interval),
     }
 }

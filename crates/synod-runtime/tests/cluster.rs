@@ -189,3 +189,28 @@ async fn an_acceptor_whose_disk_fills_stops_and_its_node_serves_on() {
         node.shutdown().await;
     }
 }
+
+#[actix_rt::test]
+async fn a_command_larger_than_a_frame_can_carry_is_refused_and_the_node_serves_on() {
+    let root = TempDir::new().unwrap();
+    let cluster = TestCluster::three_replicas("test")
+        .paxos("max_command_bytes", "65536")
+        .sections("[kv]\nmax_value_len = 16384");
+    let config = config(&cluster, &root);
+    let nodes = start_all(&config).await;
+    let refused = nodes[0].submit(vec![0; 65_537]).await;
+    assert_eq!(
+        refused,
+        Err(synod_runtime::SubmitError::TooLarge {
+            len: 65_537,
+            limit: 65_536
+        })
+    );
+    nodes[0]
+        .submit(vec![0; 65_536])
+        .await
+        .expect("a command at the limit is decided");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

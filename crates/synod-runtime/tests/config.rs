@@ -166,6 +166,35 @@ fn a_quorum_timeout_shorter_than_an_election_is_an_error() {
 }
 
 #[test]
+fn a_reply_or_command_budget_that_cannot_fit_in_a_frame_is_an_error() {
+    let text = format!(
+        "{BASE}\n[transport]\nmax_frame_len = 1048576\n[paxos]\nreply_max_bytes = 1048576\n"
+    );
+    let list = problems(&text);
+    assert!(has(
+        &list,
+        &["paxos.reply_max_bytes", "would not fit in a frame"]
+    ));
+    assert!(has(
+        &list,
+        &["paxos.max_command_bytes", "would not fit in a frame"]
+    ));
+    let zero = format!("{BASE}\n[paxos]\nreply_max_bytes = 0\n");
+    assert!(has(&problems(&zero), &["paxos.reply_max_bytes", "is 0"]));
+}
+
+#[test]
+fn a_command_limit_below_what_the_kv_allows_is_an_error() {
+    let text = format!("{BASE}\n[paxos]\nmax_command_bytes = 65536\n");
+    assert!(has(
+        &problems(&text),
+        &["paxos.max_command_bytes", "kv.max_value_len"]
+    ));
+    let fits = format!("{BASE}\n[paxos]\nmax_command_bytes = 65536\n[kv]\nmax_value_len = 16384\n");
+    assert!(problems(&fits).is_empty(), "{:?}", problems(&fits));
+}
+
+#[test]
 fn an_empty_secret_in_a_multi_node_cluster_is_an_error() {
     let text = BASE.replace("secret = \"s\"", "secret = \"\"");
     assert!(has(

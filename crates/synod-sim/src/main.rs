@@ -23,6 +23,19 @@ struct Args {
     /// seeds that cut the leader off from the acceptors must stall).
     #[arg(long)]
     stubborn_leaders: bool,
+    /// Drop messages whose encoding exceeds BYTES, as a transport frame
+    /// limit does (the roles get byte budgets of a quarter of it).
+    #[arg(long, value_name = "BYTES")]
+    frame_limit: Option<usize>,
+    /// At healing, restart every proposer at once; every client then writes
+    /// once more.
+    #[arg(long)]
+    restart_proposers: bool,
+    /// Acceptors answer with one unbounded Promise (negative control for
+    /// --frame-limit with --restart-proposers: seeds with enough history
+    /// must fail liveness).
+    #[arg(long)]
+    unbounded_promises: bool,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -36,6 +49,9 @@ fn main() {
     let options = SimOptions {
         amnesia: args.amnesia,
         stubborn_leaders: args.stubborn_leaders,
+        frame_limit: args.frame_limit,
+        restart_proposers: args.restart_proposers,
+        unbounded_promises: args.unbounded_promises,
         ..SimOptions::default()
     };
     let threads = args
@@ -46,6 +62,7 @@ fn main() {
 
     let mut safety = 0;
     let mut liveness = 0;
+    let oversized: u64 = reports.iter().map(|r| r.oversized).sum();
     for report in &reports {
         if args.verbose {
             println!(
@@ -64,6 +81,9 @@ fn main() {
             liveness += 1;
             println!("seed {}: liveness: {why}\n  replay: {replay}", report.seed);
         }
+    }
+    if args.frame_limit.is_some() {
+        println!("messages dropped as larger than the frame limit: {oversized}");
     }
     println!(
         "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
@@ -104,7 +124,17 @@ fn replay_command(seed: u64, args: &Args) -> String {
     } else {
         ""
     };
+    let mut frames = String::new();
+    if let Some(limit) = args.frame_limit {
+        frames += &format!(" --frame-limit {limit}");
+    }
+    if args.restart_proposers {
+        frames += " --restart-proposers";
+    }
+    if args.unbounded_promises {
+        frames += " --unbounded-promises";
+    }
     format!(
-        "cargo run --release -p synod-sim -- --seeds 1 --start {seed}{amnesia}{stubborn} --verbose"
+        "cargo run --release -p synod-sim -- --seeds 1 --start {seed}{amnesia}{stubborn}{frames} --verbose"
     )
 }

@@ -31,6 +31,17 @@ pub struct SimOptions {
     /// Simulated time the cluster gets, after healing, to decide every
     /// command and bring every learner level.
     pub liveness_bound: Millis,
+    /// The largest message the network carries, in encoded bytes (as
+    /// `transport.max_frame_len` does): a larger one is dropped and counted
+    /// in [`SeedReport::oversized`]. The roles get byte budgets to match.
+    pub frame_limit: Option<usize>,
+    /// At healing, crash and restart every proposer at once (none keeps a
+    /// leader's memory of the log), then every client writes once more.
+    pub restart_proposers: bool,
+    /// Acceptors answer a Prepare with one unbounded Promise (the negative
+    /// control for `frame_limit`: with enough history, no leader can be
+    /// elected after `restart_proposers`).
+    pub unbounded_promises: bool,
 }
 
 impl Default for SimOptions {
@@ -40,6 +51,9 @@ impl Default for SimOptions {
             stubborn_leaders: false,
             fault_duration: 10_000,
             liveness_bound: 30_000,
+            frame_limit: None,
+            restart_proposers: false,
+            unbounded_promises: false,
         }
     }
 }
@@ -61,6 +75,8 @@ pub struct SeedReport {
     pub events: u64,
     /// Commands submitted by clients.
     pub commands: usize,
+    /// Messages dropped for being larger than `frame_limit`.
+    pub oversized: u64,
 }
 
 const TICK: Millis = 10;
@@ -93,6 +109,9 @@ enum Event {
     Restart(RoleId),
     Mend(u64),
     Heal,
+    FinalWrite {
+        client: u64,
+    },
     CheckDone,
 }
 
@@ -106,6 +125,8 @@ struct Client {
     /// Sequence number of the command in flight (0: none yet).
     seq: u64,
     answered: bool,
+    /// A final write waits for the command in flight to be answered.
+    final_write_due: bool,
 }
 
 struct Checkers {
@@ -148,6 +169,7 @@ struct World {
     done: bool,
     trace: DefaultHasher,
     events: u64,
+    oversized: u64,
 }
 
 impl World {
@@ -185,6 +207,7 @@ impl World {
             done: false,
             trace: DefaultHasher::new(),
             events: 0,
+            oversized: 0,
             shape,
         };
         world.populate();
@@ -273,6 +296,7 @@ impl World {
             trace_hash: self.trace.finish(),
             events: self.events,
             commands: self.submitted.len(),
+            oversized: self.oversized,
         }
     }
 
@@ -296,6 +320,7 @@ impl World {
             }
             Event::Mend(id) => self.network.mend(id),
             Event::Heal => self.heal(),
+            Event::FinalWrite { client } => self.final_write(client),
             Event::CheckDone => {
                 self.done = self.all_done();
                 self.schedule(self.now + DONE_CHECK, Event::CheckDone);
@@ -335,15 +360,27 @@ impl World {
                 if self.options.stubborn_leaders {
                     config.quorum_timeout = Millis::MAX;
                 }
+                if let Some(budget) = self.reply_budget() {
+                    config.reply_max_bytes = budget;
+                    config.batch_max_bytes = budget;
+                }
                 let replica = self.proposers.get_mut(&node.index).expect("exists");
                 replica.live = Some(Proposer::new(config, replica.durable.clone(), self.now));
             }
             Role::Acceptor => {
+                let budget = match (self.options.unbounded_promises, self.reply_budget()) {
+                    (true, _) => Some(usize::MAX),
+                    (false, budget) => budget,
+                };
                 let replica = self.acceptors.get_mut(&node.index).expect("exists");
                 if self.options.amnesia {
                     replica.durable = AcceptorState::default();
                 }
-                replica.live = Some(Acceptor::new(node.index, replica.durable.clone()));
+                let mut acceptor = Acceptor::new(node.index, replica.durable.clone());
+                if let Some(budget) = budget {
+                    acceptor = acceptor.with_reply_max_bytes(budget);
+                }
+                replica.live = Some(acceptor);
             }
             Role::Learner => {
                 let config = LearnerConfig {
@@ -352,6 +389,7 @@ impl World {
                     proposers: (1..=self.shape.proposers).collect(),
                     catch_up_interval: 100,
                     catch_up_batch: 64,
+                    reply_max_bytes: self.reply_budget().unwrap_or(1 << 20),
                     instance_sync_interval: 500,
                 };
                 let replica = self.learners.get_mut(&node.index).expect("exists");
@@ -497,9 +535,25 @@ impl World {
         self.send_all(node, out.send);
     }
 
+    /// The byte budget of replies and batches under a frame limit: a
+    /// quarter of the frame, as the runtime's defaults keep it.
+    fn reply_budget(&self) -> Option<usize> {
+        self.options.frame_limit.map(|limit| limit / 4)
+    }
+
+    fn too_large(&self, message: &Message) -> bool {
+        self.options.frame_limit.is_some_and(|limit| {
+            postcard::to_stdvec(message).map_or(true, |bytes| bytes.len() > limit)
+        })
+    }
+
     fn send_all(&mut self, from: RoleId, outgoing: Vec<synod_core::Outgoing>) {
         for o in outgoing {
             self.check_sent(from, &o.message);
+            if self.too_large(&o.message) {
+                self.oversized += 1;
+                continue;
+            }
             for delay in self.network.delays(&mut self.rng, from, o.to) {
                 let event = Event::Deliver {
                     from,
@@ -567,16 +621,23 @@ impl World {
             return;
         }
         client.answered = true;
-        if self.healed_at.is_none() {
+        if std::mem::take(&mut client.final_write_due) {
+            let client = id.client;
+            self.schedule(self.now, Event::FinalWrite { client });
+        } else if self.healed_at.is_none() {
             let think = self.rng.random_range(0..50);
             self.schedule(self.now + think, Event::ClientSend { client: id.client });
         }
     }
 
     fn client_send(&mut self, client_id: u64) {
-        if self.healed_at.is_some() {
-            return;
+        if self.healed_at.is_none() {
+            self.next_command(client_id);
         }
+    }
+
+    /// The client's next command: submitted, and retried until answered.
+    fn next_command(&mut self, client_id: u64) {
         let client = self.clients.get_mut(&client_id).expect("exists");
         client.seq += 1;
         client.answered = false;
@@ -731,7 +792,42 @@ impl World {
         if self.shape.sever_leader {
             self.sever_leader();
         }
+        if self.options.restart_proposers {
+            self.restart_every_proposer();
+        }
         self.schedule(self.now, Event::CheckDone);
+    }
+
+    /// Every proposer crashes and restarts at once, so no leader remembers
+    /// where the log ends; then every client writes once more, which only a
+    /// newly elected leader can decide.
+    fn restart_every_proposer(&mut self) {
+        let proposers: Vec<RoleId> = self
+            .proposers
+            .keys()
+            .map(|i| RoleId::proposer(*i))
+            .collect();
+        for node in proposers {
+            self.crash(node);
+            self.start(node);
+        }
+        let clients: Vec<u64> = self.clients.keys().copied().collect();
+        for client in clients {
+            let at = self.now + self.rng.random_range(0..CLIENT_RETRY);
+            self.schedule(at, Event::FinalWrite { client });
+        }
+    }
+
+    /// A client's write after healing (see `restart_every_proposer`), once
+    /// its command in flight, if any, is answered: a client keeps one
+    /// command in flight.
+    fn final_write(&mut self, client_id: u64) {
+        let client = self.clients.get_mut(&client_id).expect("exists");
+        if client.seq > 0 && !client.answered {
+            client.final_write_due = true;
+            return;
+        }
+        self.next_command(client_id);
     }
 
     /// Cut the proposer leading with the highest ballot (or any proposer,
@@ -802,8 +898,13 @@ impl World {
             .severed
             .map(|id| format!("; proposer-{id} cut off from the acceptors"))
             .unwrap_or_default();
+        let oversized = if self.oversized > 0 {
+            format!("; {} messages dropped as too large", self.oversized)
+        } else {
+            String::new()
+        };
         format!(
-            "not converged {} ms after healing; {}; leaders: {leaders:?}{severed}",
+            "not converged {} ms after healing; {}; leaders: {leaders:?}{severed}{oversized}",
             self.options.liveness_bound,
             parts.join("; ")
         )

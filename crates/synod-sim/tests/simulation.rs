@@ -7,17 +7,23 @@ use synod_sim::{SimOptions, run_seed};
 /// Seeds run on every `cargo test`. The CLI runs thousands more.
 const FIXED_SEEDS: u64 = 600;
 
-#[test]
-fn fixed_seeds_are_safe_and_live() {
-    let options = SimOptions::default();
+/// Run `seeds` under `options`; every seed must submit commands, stay
+/// safe and live, and (under a frame limit) send no message too large.
+fn assert_safe_and_live(seeds: std::ops::Range<u64>, options: &SimOptions) {
     let mut failures = Vec::new();
-    for seed in 0..FIXED_SEEDS {
-        let report = run_seed(seed, &options);
+    for seed in seeds {
+        let report = run_seed(seed, options);
         if let Some((at, violation)) = &report.violation {
             failures.push(format!("seed {seed}: at {at} ms: {violation}"));
         }
         if let Some(why) = &report.liveness_failure {
             failures.push(format!("seed {seed}: liveness: {why}"));
+        }
+        if report.oversized > 0 {
+            let too_large = report.oversized;
+            failures.push(format!(
+                "seed {seed}: {too_large} messages larger than the frame"
+            ));
         }
         assert!(report.commands > 0, "seed {seed} submitted no commands");
     }
@@ -27,6 +33,11 @@ fn fixed_seeds_are_safe_and_live() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn fixed_seeds_are_safe_and_live() {
+    assert_safe_and_live(0..FIXED_SEEDS, &SimOptions::default());
 }
 
 #[test]
@@ -73,6 +84,36 @@ fn negative_control_stubborn_leaders_stall_when_cut_off() {
         stalled.is_some(),
         "a leader cut off from the acceptors that never gives up its ballot \
          must stall the cluster in some seed"
+    );
+}
+
+/// A frame small enough that a few hundred slots of history outgrow it.
+const SMALL_FRAME: usize = 1024;
+
+fn restarted_proposers(unbounded_promises: bool) -> SimOptions {
+    SimOptions {
+        frame_limit: Some(SMALL_FRAME),
+        restart_proposers: true,
+        unbounded_promises,
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn every_proposer_restarted_at_once_elects_a_leader_under_a_small_frame_limit() {
+    assert_safe_and_live(0..FIXED_SEEDS / 2, &restarted_proposers(false));
+}
+
+#[test]
+fn negative_control_unbounded_promises_stall_a_restarted_cluster() {
+    let options = restarted_proposers(true);
+    let stalled = (0..FIXED_SEEDS / 2)
+        .map(|seed| run_seed(seed, &options))
+        .find(|report| report.liveness_failure.is_some() && report.oversized > 0);
+    assert!(
+        stalled.is_some(),
+        "promises that carry the whole log must outgrow a small frame and \
+         leave restarted proposers without a leader in some seed"
     );
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `promised`, `max_round`, `applied`, `trim`, `snapshot` | versioned postcard |
+//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `snapshot` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -42,6 +42,7 @@ const FAMILIES: [&str; 5] = [META, ACCEPTED, INSTANCES, DECIDED, LEARNED];
 
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_PROMISED: &[u8] = b"promised";
+const KEY_CHOSEN: &[u8] = b"chosen";
 const KEY_MAX_ROUND: &[u8] = b"max_round";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_TRIM: &[u8] = b"trim";
@@ -56,6 +57,7 @@ type Record<T> = (Box<[u8]>, T);
 #[derive(Clone, Debug, Default)]
 struct Meta {
     promised: Ballot,
+    chosen: Slot,
     max_round: u64,
     applied: Slot,
     trim: Slot,
@@ -210,6 +212,7 @@ impl RocksStore {
     fn load_meta(&self) -> Result<Meta, StorageError> {
         Ok(Meta {
             promised: self.get_meta(KEY_PROMISED)?,
+            chosen: self.get_meta(KEY_CHOSEN)?,
             max_round: self.get_meta(KEY_MAX_ROUND)?,
             applied: self.get_meta(KEY_APPLIED)?,
             trim: self.get_meta(KEY_TRIM)?,
@@ -383,6 +386,12 @@ impl<'a> BatchBuilder<'a> {
     fn acceptor(&mut self, write: &AcceptorWrite) -> Result<(), StorageError> {
         match write {
             AcceptorWrite::Promise(ballot) => self.raise_promise(*ballot),
+            AcceptorWrite::Chosen(slot) => {
+                if *slot > self.meta.chosen {
+                    self.meta.chosen = *slot;
+                    self.put(META, KEY_CHOSEN, encode(slot));
+                }
+            }
             AcceptorWrite::Accept {
                 slot,
                 ballot,
@@ -484,6 +493,7 @@ impl AcceptorStore for RocksStore {
             promised: self.meta.promised,
             accepted,
             instances: self.scan_names(INSTANCES)?,
+            chosen_upto: self.meta.chosen,
         })
     }
 

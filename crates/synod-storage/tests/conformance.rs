@@ -97,6 +97,15 @@ fn promise_only_rises(h: &mut impl Harness) {
     assert_eq!(h.open().load_acceptor().unwrap().promised, b(5));
 }
 
+fn chosen_watermark_survives_reopen_and_only_rises(h: &mut impl Harness) {
+    let mut s = h.open();
+    s.write_acceptor(&[AcceptorWrite::Chosen(40), AcceptorWrite::Chosen(12)])
+        .unwrap();
+    s.write_acceptor(&[AcceptorWrite::Chosen(30)]).unwrap();
+    drop(s);
+    assert_eq!(h.open().load_acceptor().unwrap().chosen_upto, 40);
+}
+
 fn instance_writes_in_one_batch_build_on_each_other(h: &mut impl Harness) {
     let mut s = h.open();
     let name = "lock".to_owned();
@@ -212,6 +221,7 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
     let ballot = b(rng.random_range(1..20));
     let slot = rng.random_range(0..30);
     match rng.random_range(0..9) {
+        0 if rng.random_bool(0.3) => AcceptorWrite::Chosen(slot).into(),
         0 => AcceptorWrite::Promise(ballot).into(),
         1 | 2 => AcceptorWrite::Accept {
             slot,
@@ -297,6 +307,7 @@ conformance!(
     fresh_store_is_empty,
     acceptor_state_survives_reopen,
     promise_only_rises,
+    chosen_watermark_survives_reopen_and_only_rises,
     instance_writes_in_one_batch_build_on_each_other,
     proposer_round_only_rises,
     learner_first_decision_wins,

@@ -51,6 +51,7 @@ fn message(slot: u64) -> Message {
         ballot: Ballot::new(1, 1),
         slot,
         value: Value::Batch(vec![command]),
+        chosen_upto: slot,
     }
 }
 

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use synod_core::RoleId;
 use tokio_util::codec::LengthDelimitedCodec;
 
-/// The wire protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The wire protocol version this build speaks. 2: paged Promises and the
+/// chosen watermark on Accepts.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One message on the wire. Strings borrow from the frame when decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +104,7 @@ mod tests {
         assert_eq!(
             &frame[..],
             &[
-                0, 0, 0, 14, 1, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
+                0, 0, 0, 14, 2, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
             ]
         );
     }

@@ -96,7 +96,10 @@ impl<M: Serialize + Unpin + 'static> PeerLink<M> {
         let frame = match encode_frame(&envelope, self.config.max_frame_len) {
             Ok(frame) => frame,
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "message not sent");
+                // The roles bound every message that grows with history, so
+                // this is a bug or a misconfigured limit: loud, and counted.
+                TransportStats::bump(&self.stats.dropped_unencodable);
+                tracing::error!(peer = %self.peer, error = %e, "message dropped: it cannot be sent");
                 return;
             }
         };

@@ -11,6 +11,9 @@ pub struct TransportStats {
     pub frames_received: AtomicU64,
     /// Messages dropped because a peer's queue was full.
     pub dropped_queue_full: AtomicU64,
+    /// Messages dropped because they could not be encoded into one frame
+    /// (larger than `max_frame_len`).
+    pub dropped_unencodable: AtomicU64,
     /// Frames dropped because their sender was not the authenticated node.
     pub dropped_spoofed: AtomicU64,
     /// Inbound connections refused during the handshake.

@@ -439,3 +439,27 @@ async fn an_honest_peer_link_uses_the_full_stack() {
         (RoleId::proposer(1), RoleId::acceptor(1), &prepare(7))
     );
 }
+
+#[actix_rt::test]
+async fn a_message_too_large_for_a_frame_is_counted_and_the_link_goes_on() {
+    let mut server = start_server().await;
+    let stats = Arc::new(TransportStats::default());
+    let link = link_to(server.address, &stats);
+    let huge = Message::Decided {
+        slot: 1,
+        value: synod_core::Value::Batch(vec![synod_core::Command {
+            id: synod_core::CommandId { client: 1, seq: 1 },
+            payload: vec![0; 5 * 1024 * 1024],
+        }]),
+    };
+    link.do_send(Outbound {
+        from: RoleId::proposer(1),
+        to: RoleId::learner(1),
+        message: huge,
+    });
+    link.do_send(outbound(3));
+    let got = &server.receive(1).await[0];
+    assert_eq!(got.message, prepare(3), "the next message still goes");
+    assert_eq!(stats.dropped_unencodable.load(Ordering::Relaxed), 1);
+    assert!(server.unread().is_empty());
+}

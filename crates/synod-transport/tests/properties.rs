@@ -53,13 +53,30 @@ fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (ballot(), any::<u64>())
             .prop_map(|(ballot, from_slot)| Message::Prepare { ballot, from_slot }),
-        (ballot(), prop::collection::vec(entry, 0..4))
-            .prop_map(|(ballot, accepted)| Message::Promise { ballot, accepted }),
-        (ballot(), any::<u64>(), value()).prop_map(|(ballot, slot, value)| Message::Accept {
-            ballot,
-            slot,
-            value
-        }),
+        (
+            ballot(),
+            any::<u64>(),
+            prop::collection::vec(entry, 0..4),
+            any::<Option<u64>>(),
+            any::<u64>()
+        )
+            .prop_map(|(ballot, from_slot, accepted, next, chosen_upto)| {
+                Message::Promise {
+                    ballot,
+                    from_slot,
+                    accepted,
+                    next,
+                    chosen_upto,
+                }
+            }),
+        (ballot(), any::<u64>(), value(), any::<u64>()).prop_map(
+            |(ballot, slot, value, chosen_upto)| Message::Accept {
+                ballot,
+                slot,
+                value,
+                chosen_upto,
+            }
+        ),
         (ballot(), any::<u64>()).prop_map(|(ballot, slot)| Message::Accepted { ballot, slot }),
         (ballot(), ballot()).prop_map(|(ballot, promised)| Message::Nack { ballot, promised }),
         (any::<u64>(), value()).prop_map(|(slot, value)| Message::Decided { slot, value }),

@@ -2,7 +2,7 @@
 //! phase-2 pipeline, batching, heartbeats and answering catch-up.
 
 use super::{Phase, Preparing, Proposer, ProposerWrite};
-use crate::message::{AcceptedEntry, Message};
+use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +13,6 @@ pub(super) struct Leading {
     pub(super) ballot: Ballot,
     next_slot: Slot,
     in_flight: BTreeMap<Slot, InFlight>,
-    next_heartbeat: Millis,
 }
 
 #[derive(Clone, Debug)]
@@ -44,24 +43,10 @@ impl InFlight {
 /// Resends of one Accept back off up to this many retransmit intervals.
 const MAX_RESEND_BACKOFF: u64 = 8;
 
-/// The value to re-propose in each slot a promise reported: the one
-/// accepted in the highest ballot. This is what keeps a chosen value chosen.
-fn adopt_highest(promises: BTreeMap<u32, Vec<AcceptedEntry>>) -> BTreeMap<Slot, (Ballot, Value)> {
-    let mut adopted: BTreeMap<Slot, (Ballot, Value)> = BTreeMap::new();
-    for entry in promises.into_values().flatten() {
-        match adopted.get(&entry.slot) {
-            Some((ballot, _)) if *ballot >= entry.ballot => {}
-            _ => {
-                adopted.insert(entry.slot, (entry.ballot, entry.value));
-            }
-        }
-    }
-    adopted
-}
-
 impl Proposer {
-    /// A majority promised: re-propose every reported value, fill holes with
-    /// no-ops, then stream new commands.
+    /// A majority promised: re-propose every reported value that is not
+    /// known to be chosen (and every one a learner asked to recover), fill
+    /// holes with no-ops, then stream new commands.
     pub(super) fn become_leader(
         &mut self,
         now: Millis,
@@ -69,19 +54,26 @@ impl Proposer {
         out: &mut Output<ProposerWrite>,
     ) {
         let ballot = preparing.ballot;
-        let adopted = adopt_highest(preparing.promises);
-        let end = adopted
+        // Chosen slots need no proposal: every slot below `chosen` is
+        // decided, and the promises covered everything from there up.
+        let resume = preparing.chosen.max(preparing.recover_end);
+        self.first_unchosen = self.first_unchosen.max(preparing.chosen);
+        let end = preparing
+            .adopted
             .last_key_value()
-            .map_or(preparing.from_slot, |(slot, _)| slot + 1);
+            .map_or(resume, |(slot, _)| (slot + 1).max(resume));
+        let slots = (preparing.from_slot..preparing.recover_end.min(resume)).chain(resume..end);
+        let mut adopted = preparing.adopted;
         let mut in_flight = BTreeMap::new();
-        for slot in preparing.from_slot..end {
-            let value = adopted.get(&slot).map_or(Value::Noop, |(_, v)| v.clone());
+        for slot in slots {
+            let value = adopted.remove(&slot).map_or(Value::Noop, |(_, v)| v);
             out.broadcast(
                 self.acceptor_ids(),
                 &Message::Accept {
                     ballot,
                     slot,
                     value: value.clone(),
+                    chosen_upto: self.first_unchosen,
                 },
             );
             in_flight.insert(
@@ -93,9 +85,10 @@ impl Proposer {
             ballot,
             next_slot: end,
             in_flight,
-            next_heartbeat: now,
         });
+        self.next_heartbeat = now;
         self.leader = Some((self.config.id, ballot));
+        self.lost_campaigns = 0;
         self.tick_leader(now, out);
     }
 
@@ -170,6 +163,7 @@ impl Proposer {
                 ballot: leading.ballot,
                 slot,
                 value: value.clone(),
+                chosen_upto: self.first_unchosen,
             };
             let entry = InFlight::new(value, now, self.config.retransmit_interval);
             leading.in_flight.insert(slot, entry);
@@ -202,27 +196,16 @@ impl Proposer {
             self.give_up_ballot(now);
             return;
         }
+        let Some(ballot) = self.leading_ballot() else {
+            return;
+        };
+        self.heartbeat_if_due(now, ballot, out);
         let retransmit = self.config.retransmit_interval;
         let first_unchosen = self.first_unchosen;
-        let heartbeat_interval = self.config.heartbeat_interval;
-        let targets: Vec<RoleId> = self
-            .other_proposer_ids()
-            .chain(self.learner_ids())
-            .collect();
         let acceptors: Vec<u32> = self.config.acceptors.clone();
         let Phase::Leading(leading) = &mut self.phase else {
             return;
         };
-        if now >= leading.next_heartbeat {
-            leading.next_heartbeat = now + heartbeat_interval;
-            out.broadcast(
-                targets,
-                &Message::Heartbeat {
-                    ballot: leading.ballot,
-                    decided_upto: first_unchosen,
-                },
-            );
-        }
         for (slot, entry) in leading.in_flight.iter_mut() {
             if now < entry.last_sent + entry.resend_after {
                 continue;
@@ -233,11 +216,35 @@ impl Proposer {
                 ballot: leading.ballot,
                 slot: *slot,
                 value: entry.value.clone(),
+                chosen_upto: first_unchosen,
             };
             for acceptor in acceptors.iter().filter(|a| !entry.accepted_by.contains(a)) {
                 out.send(RoleId::acceptor(*acceptor), accept.clone());
             }
         }
+    }
+
+    /// Tell the other proposers and the learners who leads and how far
+    /// the log is decided, every `heartbeat_interval`.
+    pub(super) fn heartbeat_if_due(
+        &mut self,
+        now: Millis,
+        ballot: Ballot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        if now < self.next_heartbeat {
+            return;
+        }
+        self.next_heartbeat = now + self.config.heartbeat_interval;
+        let targets: Vec<RoleId> = self
+            .other_proposer_ids()
+            .chain(self.learner_ids())
+            .collect();
+        let heartbeat = Message::Heartbeat {
+            ballot,
+            decided_upto: self.first_unchosen,
+        };
+        out.broadcast(targets, &heartbeat);
     }
 
     fn quorum_lost(&self, now: Millis) -> bool {
@@ -266,10 +273,11 @@ impl Proposer {
         }
     }
 
-    /// A learner misses `[from_slot, to_slot)`: send what the cache holds.
-    /// On an escalated request the leader recovers slots nobody has by
-    /// running phase 1 again from `from_slot`: the acceptors still hold every
-    /// chosen value.
+    /// A learner misses `[from_slot, to_slot)`: send what the cache holds,
+    /// up to `reply_max_bytes`. On an escalated request the leader recovers
+    /// slots nobody has by running phase 1 again from `from_slot` (the
+    /// acceptors still hold every chosen value), for at most
+    /// `pipeline_window` slots of them at a time.
     pub(super) fn handle_catch_up(
         &mut self,
         now: Millis,
@@ -282,7 +290,13 @@ impl Proposer {
         if to_slot <= from_slot {
             return; // malformed or empty request
         }
+        let mut bytes = 0;
         for (slot, value) in self.decided.range(from_slot..to_slot) {
+            let size = value.encoded_len();
+            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+                break;
+            }
+            bytes += size;
             out.send(
                 from,
                 Message::Decided {
@@ -295,7 +309,9 @@ impl Proposer {
         let cached = self.decided.range(from_slot..known_end).count() as u64;
         let missing = cached < known_end.saturating_sub(from_slot);
         if escalate && missing && matches!(self.phase, Phase::Leading(_)) {
-            self.start_phase1(now, from_slot, out);
+            let window = self.config.pipeline_window as u64;
+            let recover_end = known_end.min(from_slot.saturating_add(window));
+            self.start_phase1(now, from_slot, recover_end, out);
         }
     }
 }

@@ -11,9 +11,16 @@
 //!          (a fresh election timeout, then a higher round)
 //! ```
 //!
+//! Phase 1 is paged: each acceptor's Promise carries a bounded number of
+//! bytes and says where it stopped; the candidate asks each acceptor for
+//! its next page and counts a promise only once it covers every slot from
+//! the start. Promises also report how far the log is known to be chosen;
+//! the candidate skips that prefix (it needs no new proposal), so an
+//! election after a full restart reads the unchosen tail, not the history.
+//!
 //! A leader gives up its ballot when a majority of acceptors has not
-//! answered its Prepare, or its oldest outstanding Accept, for
-//! `quorum_timeout`. Without that, a leader cut off from the acceptors but
+//! answered its Prepare (no page advanced), or its oldest outstanding
+//! Accept, for `quorum_timeout`. Without that, a leader cut off from the acceptors but
 //! not from the other proposers would keep them quiet with heartbeats
 //! forever, and nothing would be decided while a majority is reachable.
 //!
@@ -25,6 +32,7 @@ mod leader;
 mod queue;
 mod register;
 
+use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
 use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
 use crate::rng::SplitMix64;
@@ -87,13 +95,18 @@ pub struct ProposerConfig {
     pub election_timeout_max: Millis,
     /// Resend unanswered Prepare / Accept messages after this long.
     pub retransmit_interval: Millis,
-    /// Upper end of the randomized backoff after a Nack.
+    /// Upper end of the randomized backoff after a Nack; it doubles with
+    /// each campaign lost in a row (up to 64 times), so that proposers
+    /// whose phase 1 takes several round trips (many promise pages) settle.
     pub backoff_max: Millis,
     /// A ballot whose Prepare, or oldest outstanding Accept, has not
     /// reached a majority for this long is given up (see the module docs).
     pub quorum_timeout: Millis,
     /// Recently decided slots kept to answer learners' catch-up requests.
     pub decided_cache: usize,
+    /// Most bytes of decided values one catch-up answer carries (at least
+    /// one slot always goes).
+    pub reply_max_bytes: usize,
     /// Seed for timeouts and backoff.
     pub seed: u64,
 }
@@ -118,6 +131,7 @@ impl ProposerConfig {
             backoff_max: 150,
             quorum_timeout: 1000,
             decided_cache: 4096,
+            reply_max_bytes: DEFAULT_REPLY_MAX_BYTES,
             seed: u64::from(id),
         }
     }
@@ -125,6 +139,17 @@ impl ProposerConfig {
     fn quorum(&self) -> usize {
         self.acceptors.len() / 2 + 1
     }
+}
+
+/// The backoff after a Nack doubles at most this many times (64×).
+const MAX_BACKOFF_DOUBLINGS: u32 = 6;
+
+/// One page of a Promise, as `handle_promise` takes it.
+struct PromisePage {
+    from_slot: Slot,
+    accepted: Vec<AcceptedEntry>,
+    next: Option<Slot>,
+    chosen_upto: Slot,
 }
 
 /// `submit` refused the commands: the queue is at its limit.
@@ -138,13 +163,63 @@ enum Phase {
     Leading(Leading),
 }
 
+/// Phase 1 in progress: the promise pages gathered so far.
 #[derive(Clone, Debug)]
 struct Preparing {
     ballot: Ballot,
     from_slot: Slot,
-    promises: BTreeMap<u32, Vec<AcceptedEntry>>,
-    started: Millis,
+    /// Slots in `[from_slot, recover_end)` are wanted even if chosen: a
+    /// learner asked the leader to recover them. Above it, the chosen
+    /// prefix is skipped.
+    recover_end: Slot,
+    /// Every slot below this is chosen (the highest watermark reported).
+    chosen: Slot,
+    /// Per acceptor that answered: the next slot its promise must still
+    /// report on, or `None` once it has reported on every slot.
+    cursors: BTreeMap<u32, Option<Slot>>,
+    /// The highest-ballot value reported for each slot still wanted.
+    adopted: BTreeMap<Slot, (Ballot, Value)>,
+    /// When a page last advanced (or phase 1 began).
+    progressed: Millis,
     last_sent: Millis,
+    /// This proposer was leading when it began this phase 1 (to recover
+    /// slots for a learner): it keeps heartbeating, so that the other
+    /// proposers do not take a phase 1 of many pages for a dead leader.
+    was_leading: bool,
+}
+
+impl Preparing {
+    fn wanted(&self, slot: Slot) -> bool {
+        slot < self.recover_end || slot >= self.chosen
+    }
+
+    /// The next slot to ask an acceptor for once it reported up to `next`:
+    /// past the recovery range, jump over the chosen prefix.
+    fn skip_chosen(&self, next: Slot) -> Slot {
+        if next >= self.recover_end {
+            next.max(self.chosen)
+        } else {
+            next
+        }
+    }
+
+    /// Keep the value accepted in the highest ballot for each slot. This
+    /// is what keeps a chosen value chosen.
+    fn adopt(&mut self, entry: AcceptedEntry) {
+        if !self.wanted(entry.slot) {
+            return;
+        }
+        match self.adopted.get(&entry.slot) {
+            Some((ballot, _)) if *ballot >= entry.ballot => {}
+            _ => {
+                self.adopted.insert(entry.slot, (entry.ballot, entry.value));
+            }
+        }
+    }
+
+    fn complete_promises(&self) -> usize {
+        self.cursors.values().filter(|c| c.is_none()).count()
+    }
 }
 
 /// The proposer state machine.
@@ -159,6 +234,12 @@ pub struct Proposer {
     /// The leader this proposer follows, with its ballot.
     leader: Option<(u32, Ballot)>,
     election_deadline: Millis,
+    /// When the next heartbeat is due (while leading, or re-running phase 1
+    /// as the leader).
+    next_heartbeat: Millis,
+    /// Campaigns lost to a Nack since this proposer last led or followed a
+    /// leader: the backoff after the next Nack doubles with each.
+    lost_campaigns: u32,
     /// Every slot below this is decided.
     first_unchosen: Slot,
     /// Recently decided values, for catch-up.
@@ -179,6 +260,8 @@ impl Proposer {
             phase: Phase::Follower,
             leader: None,
             election_deadline: 0,
+            next_heartbeat: 0,
+            lost_campaigns: 0,
             first_unchosen: 0,
             decided: BTreeMap::new(),
             queue: CommandQueue::default(),
@@ -235,9 +318,7 @@ impl Proposer {
                 self.queue.extend(commands);
                 self.propose_queued(now, &mut out);
             }
-            (Phase::Follower, Some((leader, _))) => {
-                out.send(RoleId::proposer(leader), Message::Forward { commands });
-            }
+            (Phase::Follower, Some((leader, _))) => self.forward(leader, commands, &mut out),
         }
         Ok(out)
     }
@@ -246,8 +327,20 @@ impl Proposer {
     pub fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<ProposerWrite> {
         let mut out = Output::new();
         match message {
-            Message::Promise { ballot, accepted } => {
-                self.handle_promise(now, from, ballot, accepted, &mut out)
+            Message::Promise {
+                ballot,
+                from_slot,
+                accepted,
+                next,
+                chosen_upto,
+            } => {
+                let page = PromisePage {
+                    from_slot,
+                    accepted,
+                    next,
+                    chosen_upto,
+                };
+                self.handle_promise(now, from, ballot, page, &mut out)
             }
             Message::Accepted { ballot, slot } => {
                 self.handle_accepted(now, from, ballot, slot, &mut out)
@@ -288,7 +381,7 @@ impl Proposer {
         match &self.phase {
             Phase::Follower if now >= self.election_deadline => {
                 let from_slot = self.first_unchosen;
-                self.start_phase1(now, from_slot, &mut out);
+                self.start_phase1(now, from_slot, from_slot, &mut out);
             }
             Phase::Follower => {}
             Phase::Preparing(_) => self.retransmit_prepare(now, &mut out),
@@ -310,14 +403,27 @@ impl Proposer {
         Ballot::new(round, self.config.id)
     }
 
-    fn start_phase1(&mut self, now: Millis, from_slot: Slot, out: &mut Output<ProposerWrite>) {
+    /// Campaign for every slot from `from_slot` up; slots below
+    /// `recover_end` are re-proposed even if acceptors know them chosen.
+    fn start_phase1(
+        &mut self,
+        now: Millis,
+        from_slot: Slot,
+        recover_end: Slot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let was_leading = matches!(self.phase, Phase::Leading(_));
         self.requeue_in_flight();
         let ballot = self.next_ballot(out);
         self.phase = Phase::Preparing(Preparing {
+            was_leading,
             ballot,
             from_slot,
-            promises: BTreeMap::new(),
-            started: now,
+            recover_end,
+            chosen: self.first_unchosen,
+            cursors: BTreeMap::new(),
+            adopted: BTreeMap::new(),
+            progressed: now,
             last_sent: now,
         });
         self.leader = None;
@@ -325,34 +431,48 @@ impl Proposer {
     }
 
     fn retransmit_prepare(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
-        let Phase::Preparing(preparing) = &mut self.phase else {
+        let Phase::Preparing(preparing) = &self.phase else {
             return;
         };
-        if now.saturating_sub(preparing.started) >= self.config.quorum_timeout {
+        if now.saturating_sub(preparing.progressed) >= self.config.quorum_timeout {
             self.give_up_ballot(now);
             return;
         }
+        if preparing.was_leading {
+            let ballot = preparing.ballot;
+            self.heartbeat_if_due(now, ballot, out);
+        }
+        let Phase::Preparing(preparing) = &mut self.phase else {
+            return;
+        };
         if now < preparing.last_sent + self.config.retransmit_interval {
             return;
         }
         preparing.last_sent = now;
-        let message = Message::Prepare {
-            ballot: preparing.ballot,
-            from_slot: preparing.from_slot,
-        };
         for acceptor in &self.config.acceptors {
-            if !preparing.promises.contains_key(acceptor) {
-                out.send(RoleId::acceptor(*acceptor), message.clone());
-            }
+            let cursor = match preparing.cursors.get(acceptor) {
+                None => preparing.from_slot,
+                Some(Some(cursor)) => *cursor,
+                Some(None) => continue, // its promise is complete
+            };
+            let message = Message::Prepare {
+                ballot: preparing.ballot,
+                from_slot: cursor,
+            };
+            out.send(RoleId::acceptor(*acceptor), message);
         }
     }
 
+    /// One page of an acceptor's promise. A page that starts past what we
+    /// still need from that acceptor, or adds nothing (a duplicate), is
+    /// ignored; otherwise its entries are adopted, the acceptor's cursor
+    /// moves on, and the next page is asked for at once.
     fn handle_promise(
         &mut self,
         now: Millis,
         from: RoleId,
         ballot: Ballot,
-        accepted: Vec<AcceptedEntry>,
+        page: PromisePage,
         out: &mut Output<ProposerWrite>,
     ) {
         let Phase::Preparing(preparing) = &mut self.phase else {
@@ -361,8 +481,29 @@ impl Proposer {
         if preparing.ballot != ballot {
             return;
         }
-        preparing.promises.insert(from.index, accepted);
-        if preparing.promises.len() >= self.config.quorum() {
+        let cursor = match preparing.cursors.get(&from.index) {
+            None => preparing.from_slot,
+            Some(Some(cursor)) => *cursor,
+            Some(None) => return, // already complete
+        };
+        let end = page.next.unwrap_or(Slot::MAX);
+        if page.from_slot > cursor || end <= cursor {
+            return;
+        }
+        preparing.chosen = preparing.chosen.max(page.chosen_upto);
+        for entry in page.accepted {
+            if (cursor..end).contains(&entry.slot) {
+                preparing.adopt(entry);
+            }
+        }
+        let next = page.next.map(|next| preparing.skip_chosen(next));
+        preparing.cursors.insert(from.index, next);
+        preparing.progressed = now;
+        if let Some(from_slot) = next {
+            out.send(from, Message::Prepare { ballot, from_slot });
+            return;
+        }
+        if preparing.complete_promises() >= self.config.quorum() {
             let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower)
             else {
                 unreachable!()
@@ -382,7 +523,9 @@ impl Proposer {
         };
         if current == Some(ballot) {
             self.step_down();
-            self.election_deadline = now + self.rng.between(1, self.config.backoff_max);
+            let ceiling = self.config.backoff_max << self.lost_campaigns.min(MAX_BACKOFF_DOUBLINGS);
+            self.lost_campaigns += 1;
+            self.election_deadline = now + self.rng.between(1, ceiling.max(1));
         }
     }
 
@@ -408,6 +551,7 @@ impl Proposer {
             self.step_down();
         }
         if self.leader.is_none_or(|(_, known)| ballot >= known) {
+            self.lost_campaigns = 0;
             self.leader = Some((from.index, ballot));
             self.reset_election_timer(now);
             self.forward_queue(out);
@@ -444,7 +588,28 @@ impl Proposer {
             return;
         }
         let commands = self.queue.take_all();
-        out.send(RoleId::proposer(leader), Message::Forward { commands });
+        self.forward(leader, commands, out);
+    }
+
+    /// Send `commands` to proposer `to` in messages of at most
+    /// `batch_max_bytes` each (a single larger command goes alone), so a
+    /// long queue never makes a frame too large to send.
+    fn forward(&self, to: u32, commands: Vec<Command>, out: &mut Output<ProposerWrite>) {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for command in commands {
+            let size = command.encoded_len();
+            if !chunk.is_empty() && bytes + size > self.config.batch_max_bytes {
+                let commands = std::mem::take(&mut chunk);
+                out.send(RoleId::proposer(to), Message::Forward { commands });
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(command);
+        }
+        if !chunk.is_empty() {
+            out.send(RoleId::proposer(to), Message::Forward { commands: chunk });
+        }
     }
 
     fn handle_forward(

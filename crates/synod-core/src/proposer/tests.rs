@@ -41,6 +41,9 @@ fn leader() -> (Proposer, Ballot) {
             Message::Promise {
                 ballot,
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         );
     }
@@ -100,6 +103,9 @@ fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
         Message::Promise {
             ballot,
             accepted: vec![entry(0, 1, &old), entry(2, 1, &old)],
+            from_slot: 0,
+            next: None,
+            chosen_upto: 0,
         },
     );
     let out = p.handle(
@@ -108,6 +114,9 @@ fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
         Message::Promise {
             ballot,
             accepted: vec![entry(0, 3, &newer)],
+            from_slot: 0,
+            next: None,
+            chosen_upto: 0,
         },
     );
     let accepts: Vec<(Slot, Value)> = out
@@ -180,6 +189,9 @@ fn byte_limit_caps_a_batch_but_one_large_command_still_goes() {
             Message::Promise {
                 ballot,
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         );
     }
@@ -389,6 +401,9 @@ fn escalated_catch_up_for_an_unknown_slot_reruns_phase_one_from_it() {
             Message::Promise {
                 ballot,
                 accepted: vec![],
+                from_slot: 5,
+                next: None,
+                chosen_upto: 0,
             },
         );
     }
@@ -686,4 +701,269 @@ fn accept_resends_back_off() {
     assert_eq!(resends[0], 1_000 + base);
     assert_eq!(gaps[..3], [2 * base, 4 * base, 8 * base]);
     assert!(gaps[3..].iter().all(|gap| *gap == 8 * base), "{gaps:?}");
+}
+
+fn batch_of(client: u64) -> Value {
+    Value::Batch(vec![command(client)])
+}
+
+fn page(
+    ballot: Ballot,
+    from_slot: Slot,
+    slots: std::ops::Range<Slot>,
+    next: Option<Slot>,
+    chosen_upto: Slot,
+) -> Message {
+    Message::Promise {
+        ballot,
+        from_slot,
+        accepted: slots
+            .map(|slot| AcceptedEntry {
+                slot,
+                ballot: Ballot::new(1, 2),
+                value: batch_of(slot),
+            })
+            .collect(),
+        next,
+        chosen_upto,
+    }
+}
+
+fn prepares_to(out: &Output<ProposerWrite>, acceptor: u32) -> Vec<Slot> {
+    out.send
+        .iter()
+        .filter(|o| o.to == RoleId::acceptor(acceptor))
+        .filter_map(|o| match o.message {
+            Message::Prepare { from_slot, .. } => Some(from_slot),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accepted_slots(out: &Output<ProposerWrite>) -> Vec<Slot> {
+    out.send
+        .iter()
+        .filter(|o| o.to == RoleId::acceptor(1))
+        .filter_map(|o| match o.message {
+            Message::Accept { slot, .. } => Some(slot),
+            _ => None,
+        })
+        .collect()
+}
+
+fn campaign(p: &mut Proposer) -> Ballot {
+    let out = p.tick(1_000);
+    match out.send[0].message {
+        Message::Prepare { ballot, .. } => ballot,
+        _ => panic!("no prepare"),
+    }
+}
+
+#[test]
+fn a_promise_counts_only_once_every_page_has_arrived() {
+    let mut p = follower();
+    let ballot = campaign(&mut p);
+    let out = p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        page(ballot, 0, 0..2, Some(2), 0),
+    );
+    assert_eq!(
+        prepares_to(&out, 1),
+        vec![2],
+        "the next page is asked for at once"
+    );
+    let dup = p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        page(ballot, 0, 0..2, Some(2), 0),
+    );
+    assert!(dup.send.is_empty(), "a duplicate page asks for nothing");
+    p.handle(1_000, RoleId::acceptor(2), page(ballot, 0, 0..0, None, 0));
+    assert_eq!(
+        p.leading_ballot(),
+        None,
+        "acceptor 1 has not reported slots from 2 up"
+    );
+    let out = p.handle(1_000, RoleId::acceptor(1), page(ballot, 2, 2..3, None, 0));
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    assert_eq!(
+        accepted_slots(&out),
+        vec![0, 1, 2],
+        "every reported slot re-proposed"
+    );
+}
+
+#[test]
+fn a_retransmitted_prepare_asks_each_acceptor_from_where_it_stopped() {
+    let mut p = follower();
+    let ballot = campaign(&mut p);
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        page(ballot, 0, 0..4, Some(4), 0),
+    );
+    p.handle(1_000, RoleId::acceptor(2), page(ballot, 0, 0..0, None, 0));
+    let out = p.tick(1_000 + config().retransmit_interval);
+    assert_eq!(prepares_to(&out, 1), vec![4]);
+    assert!(prepares_to(&out, 2).is_empty(), "complete: nothing to ask");
+    assert_eq!(
+        prepares_to(&out, 3),
+        vec![0],
+        "never answered: from the start"
+    );
+}
+
+#[test]
+fn a_restarted_proposer_skips_the_prefix_acceptors_know_is_chosen() {
+    let mut p = follower();
+    let ballot = campaign(&mut p);
+    // Acceptor 1's first page (slots 0..2 of a long log) says 100 are chosen.
+    let out = p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        page(ballot, 0, 0..2, Some(2), 100),
+    );
+    assert_eq!(
+        prepares_to(&out, 1),
+        vec![100],
+        "jumps over the chosen prefix"
+    );
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        page(ballot, 100, 100..102, None, 100),
+    );
+    let out = p.handle(1_000, RoleId::acceptor(2), page(ballot, 0, 0..0, None, 0));
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    assert_eq!(
+        accepted_slots(&out),
+        vec![100, 101],
+        "nothing below 100 re-proposed"
+    );
+    assert_eq!(p.first_unchosen(), 100);
+    let carries = out.send.iter().any(|o| {
+        matches!(
+            o.message,
+            Message::Accept {
+                chosen_upto: 100,
+                ..
+            }
+        )
+    });
+    assert!(carries, "accepts tell acceptors how far the log is chosen");
+}
+
+#[test]
+fn an_escalated_catch_up_below_the_watermark_recovers_a_window_of_slots() {
+    let (mut p, _) = leader();
+    p.handle(
+        1_000,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::ZERO,
+            decided_upto: 50,
+        },
+    );
+    let out = p.handle(
+        1_000,
+        RoleId::learner(1),
+        Message::CatchUp {
+            from_slot: 10,
+            to_slot: 50,
+            escalate: true,
+        },
+    );
+    let Message::Prepare { ballot, from_slot } = out.send[0].message else {
+        panic!("no phase 1: {:?}", out.send)
+    };
+    assert_eq!(from_slot, 10);
+    let window = config().pipeline_window as Slot;
+    for a in [1, 2] {
+        let out = p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            page(ballot, 10, 10..11, Some(11), 50),
+        );
+        assert_eq!(prepares_to(&out, a), vec![11], "inside the recovery range");
+        let out = p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            page(ballot, 11, 11..10 + window, Some(10 + window), 50),
+        );
+        assert_eq!(
+            prepares_to(&out, a),
+            vec![50],
+            "past it, the chosen prefix is skipped"
+        );
+    }
+    let mut last = Output::new();
+    for a in [1, 2] {
+        last = p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            page(ballot, 50, 50..50, None, 50),
+        );
+    }
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    let expected: Vec<Slot> = (10..10 + window).collect();
+    assert_eq!(accepted_slots(&last), expected);
+}
+
+#[test]
+fn a_long_queue_is_forwarded_in_messages_of_at_most_a_batch() {
+    let mut c = config();
+    c.batch_max_bytes = 100;
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    p.handle(
+        0,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::new(1, 2),
+            decided_upto: 0,
+        },
+    );
+    let commands: Vec<Command> = (0..10).map(command).collect();
+    let out = p.submit(0, commands).unwrap();
+    let sizes: Vec<usize> = out
+        .send
+        .iter()
+        .map(|o| match &o.message {
+            Message::Forward { commands } => commands.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let per_message = 100 / command(0).encoded_len();
+    assert!(sizes.iter().all(|n| *n <= per_message.max(1)), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 10);
+}
+
+#[test]
+fn a_catch_up_answer_is_bounded_in_bytes() {
+    let (mut p, ballot) = leader();
+    p.submit(1_000, (0..4).map(command).collect()).unwrap();
+    for slot in 0..2 {
+        for a in [1, 2] {
+            p.handle(
+                1_000,
+                RoleId::acceptor(a),
+                Message::Accepted { ballot, slot },
+            );
+        }
+    }
+    p.config.reply_max_bytes = 1;
+    let out = p.handle(
+        1_000,
+        RoleId::learner(1),
+        Message::CatchUp {
+            from_slot: 0,
+            to_slot: 2,
+            escalate: false,
+        },
+    );
+    assert_eq!(
+        out.send.len(),
+        1,
+        "one value per answer when each is over the budget"
+    );
 }

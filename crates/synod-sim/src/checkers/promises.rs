@@ -71,6 +71,9 @@ mod tests {
             &Message::Promise {
                 ballot: Ballot::new(1, 1),
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         )
         .unwrap();
@@ -87,6 +90,9 @@ mod tests {
             &Message::Promise {
                 ballot: Ballot::new(2, 1),
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         )
         .unwrap();
@@ -95,6 +101,9 @@ mod tests {
             &Message::Promise {
                 ballot: Ballot::new(2, 1),
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         )
         .unwrap();
@@ -108,6 +117,9 @@ mod tests {
             &Message::Promise {
                 ballot: Ballot::new(5, 2),
                 accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
             },
         )
         .unwrap();

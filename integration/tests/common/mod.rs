@@ -1,0 +1,160 @@
+//! The harness of the process tests: a config written for a test cluster,
+//! `synod node` processes started from it, and a client for them.
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use synod_client::{Client, ClientConfig};
+use synod_testkit::TestCluster;
+use tempfile::TempDir;
+
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// The `synod` binary cargo built next to this test.
+fn synod_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let binary = dir.join("synod");
+    assert!(
+        binary.exists(),
+        "build the synod binary first (cargo test --workspace does): {}",
+        binary.display()
+    );
+    binary
+}
+
+/// A test cluster's config on disk and its running `synod node` processes.
+pub struct Deployment {
+    dir: TempDir,
+    config: PathBuf,
+    nodes: Vec<String>,
+    clients: Vec<SocketAddr>,
+    processes: BTreeMap<String, Child>,
+}
+
+/// A started process whose ready line has not been seen yet.
+pub struct Starting {
+    node: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Deployment {
+    /// Write the config of `cluster`; nodes hosting a learner get a client port.
+    pub fn new(cluster: TestCluster) -> Self {
+        let dir = TempDir::new().unwrap();
+        let nodes = cluster.node_names();
+        let rendered = cluster
+            .client_ports()
+            .paxos("election_timeout_min", "\"150ms\"")
+            .paxos("election_timeout_max", "\"300ms\"")
+            .transport("reconnect_max", "\"200ms\"")
+            .render(dir.path());
+        let (text, clients) = (rendered.toml, rendered.client_addresses);
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, text).unwrap();
+        Deployment {
+            dir,
+            config,
+            nodes,
+            clients,
+            processes: BTreeMap::new(),
+        }
+    }
+
+    /// Start `node` and wait for its ready line.
+    pub fn start(&mut self, node: &str) {
+        let starting = self.spawn(node);
+        self.wait_ready(starting);
+    }
+
+    /// Start `nodes` together, then wait until each is ready (a node waits
+    /// for a leader, a while, before it says so).
+    pub fn start_nodes(&mut self, nodes: &[String]) {
+        let starting: Vec<Starting> = nodes.iter().map(|node| self.spawn(node)).collect();
+        for one in starting {
+            self.wait_ready(one);
+        }
+    }
+
+    fn spawn(&self, node: &str) -> Starting {
+        let mut child = Command::new(synod_binary())
+            .args(["node", "--config"])
+            .arg(&self.config)
+            .args(["--node", node])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn synod node");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Starting {
+            node: node.to_owned(),
+            child,
+            lines: rx,
+        }
+    }
+
+    fn wait_ready(&mut self, starting: Starting) {
+        let deadline = Instant::now() + START_LIMIT;
+        let node = starting.node;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match starting.lines.recv_timeout(left) {
+                Ok(line) if line.contains("ready") => break,
+                Ok(_) => continue,
+                Err(e) => panic!("{node} never became ready: {e}"),
+            }
+        }
+        self.processes.insert(node, starting.child);
+    }
+
+    /// Start every node of the layout.
+    pub fn start_all(&mut self) {
+        self.start_nodes(&self.nodes.clone());
+    }
+
+    /// The node names, in layout order.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// SIGKILL `node` and reap it.
+    pub fn sigkill(&mut self, node: &str) {
+        let mut child = self.processes.remove(node).expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A client of every client port, patient enough for a failover.
+    pub fn client(&self) -> Client {
+        let mut config = ClientConfig::new(self.clients.clone(), "it");
+        config.timeout = Duration::from_secs(30);
+        config.attempt_timeout = Duration::from_secs(2);
+        Client::new(config)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for child in self.processes.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

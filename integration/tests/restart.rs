@@ -86,7 +86,8 @@ async fn split_roles_elects_a_leader_after_restarting_both_proposers() {
 }
 
 /// The restart benchmark of BENCHMARKS.md (not a test: it measures).
-/// Writes `SYNOD_HISTORY_COMMANDS` (default 1,000,000) 16-byte puts from
+/// Writes `BENCH_HISTORY_COMMANDS` (default 1,000,000; not `SYNOD_*`, which
+/// the nodes would read as a config override) 16-byte puts from
 /// 64 concurrent clients into a cluster-3 deployment with default limits,
 /// SIGKILLs all three nodes, starts them again and prints how long the
 /// first put took to be answered.
@@ -95,7 +96,7 @@ async fn split_roles_elects_a_leader_after_restarting_both_proposers() {
 #[tokio::test]
 #[ignore = "a benchmark: run it by hand (see BENCHMARKS.md)"]
 async fn bench_full_restart_with_a_long_history() {
-    let commands: usize = std::env::var("SYNOD_HISTORY_COMMANDS")
+    let commands: usize = std::env::var("BENCH_HISTORY_COMMANDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);

@@ -49,6 +49,22 @@ impl SmallDisk {
         })
     }
 
+    /// [`Self::mount_at`] for a test that needs the disk: where it cannot
+    /// mount, the test is skipped with a line saying so, except when `CI`
+    /// is set: a test that must run in CI fails there instead (panics).
+    pub fn mount_or_skip(at: &Path, size: &str) -> Option<Self> {
+        let disk = Self::mount_at(at, size);
+        if disk.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cannot mount a {size} tmpfs at {} (needs root); CI is set, so this test must run",
+                at.display()
+            );
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        }
+        disk
+    }
+
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         &self.at

@@ -19,7 +19,7 @@
 
 use crate::message::{AcceptedEntry, AcceptedRegister, Message};
 use crate::output::Output;
-use crate::types::{Ballot, InstanceName, RoleId, Slot, Value};
+use crate::types::{Ballot, ByteBudget, InstanceName, RoleId, Slot, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -219,15 +219,13 @@ impl Acceptor {
     /// `reply_max_bytes` (at least one), and where the page stopped.
     fn promise_page(&self, ballot: Ballot, from_slot: Slot) -> Message {
         let mut accepted = Vec::new();
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(self.reply_max_bytes);
         let mut next = None;
         for (slot, a) in self.state.accepted.range(from_slot..) {
-            let size = AcceptedEntry::encoded_len(&a.value);
-            if !accepted.is_empty() && bytes + size > self.reply_max_bytes {
+            if !budget.take(AcceptedEntry::encoded_len(&a.value)) {
                 next = Some(*slot);
                 break;
             }
-            bytes += size;
             accepted.push(AcceptedEntry {
                 slot: *slot,
                 ballot: a.ballot,

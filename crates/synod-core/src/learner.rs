@@ -9,7 +9,7 @@
 
 use crate::message::Message;
 use crate::output::{Delivery, Output};
-use crate::types::{Command, InstanceName, Millis, Role, RoleId, Slot, Value};
+use crate::types::{ByteBudget, Command, InstanceName, Millis, Role, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -233,14 +233,12 @@ impl Learner {
             Some(name) => Bound::Excluded(name.clone()),
             None => Bound::Unbounded,
         };
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(self.config.reply_max_bytes);
         let mut last = None;
         for (name, value) in self.state.instances.range((after, Bound::Unbounded)) {
-            let size = name.len() + value.len();
-            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+            if !budget.take(name.len() + value.len()) {
                 break;
             }
-            bytes += size;
             last = Some(name.clone());
             out.send(
                 from,
@@ -342,13 +340,11 @@ impl Learner {
         if end <= from_slot {
             return out; // malformed or empty request
         }
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(self.config.reply_max_bytes);
         for (slot, value) in self.state.decided.range(from_slot..end) {
-            let size = value.encoded_len();
-            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+            if !budget.take(value.encoded_len()) {
                 break;
             }
-            bytes += size;
             out.send(
                 from,
                 Message::Decided {

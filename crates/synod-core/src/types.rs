@@ -158,5 +158,35 @@ impl Value {
     }
 }
 
+/// The byte budget of one message or answer: items are taken while they
+/// fit, and the first one always is, so a reply makes progress whatever the
+/// size of its items.
+#[derive(Clone, Debug)]
+pub(crate) struct ByteBudget {
+    limit: usize,
+    used: usize,
+    taken: usize,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: 0,
+            taken: 0,
+        }
+    }
+
+    /// Take an item of `size` bytes if it fits (or if it would be the first).
+    pub(crate) fn take(&mut self, size: usize) -> bool {
+        if self.taken > 0 && self.used.saturating_add(size) > self.limit {
+            return false;
+        }
+        self.used = self.used.saturating_add(size);
+        self.taken += 1;
+        true
+    }
+}
+
 /// The name of a single-decree Paxos instance ("decide once" register).
 pub type InstanceName = String;

@@ -4,7 +4,7 @@
 use super::{Phase, Preparing, Proposer, ProposerWrite};
 use crate::message::Message;
 use crate::output::Output;
-use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
+use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// State while this proposer leads with `ballot`.
@@ -290,13 +290,11 @@ impl Proposer {
         if to_slot <= from_slot {
             return; // malformed or empty request
         }
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(self.config.reply_max_bytes);
         for (slot, value) in self.decided.range(from_slot..to_slot) {
-            let size = value.encoded_len();
-            if bytes > 0 && bytes + size > self.config.reply_max_bytes {
+            if !budget.take(value.encoded_len()) {
                 break;
             }
-            bytes += size;
             out.send(
                 from,
                 Message::Decided {

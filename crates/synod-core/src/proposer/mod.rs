@@ -36,7 +36,7 @@ use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
 use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
 use crate::rng::SplitMix64;
-use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value};
+use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
@@ -596,15 +596,14 @@ impl Proposer {
     /// long queue never makes a frame too large to send.
     fn forward(&self, to: u32, commands: Vec<Command>, out: &mut Output<ProposerWrite>) {
         let mut chunk = Vec::new();
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(self.config.batch_max_bytes);
         for command in commands {
-            let size = command.encoded_len();
-            if !chunk.is_empty() && bytes + size > self.config.batch_max_bytes {
+            if !budget.take(command.encoded_len()) {
                 let commands = std::mem::take(&mut chunk);
                 out.send(RoleId::proposer(to), Message::Forward { commands });
-                bytes = 0;
+                budget = ByteBudget::new(self.config.batch_max_bytes);
+                budget.take(command.encoded_len());
             }
-            bytes += size;
             chunk.push(command);
         }
         if !chunk.is_empty() {

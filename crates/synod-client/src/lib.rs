@@ -11,8 +11,9 @@
 //!        ◀─────────────Response{id, KvResponse}──────────────────────────────────────────────┘
 //! ```
 //!
-//! [`wire`] holds the protocol, shared with the server side in
-//! synod-runtime.
+//! The protocol itself is [`synod_api::wire`], shared with the server side;
+//! [`wire`] re-exports it with the framing. This crate depends on synod-api,
+//! synod-kv and tokio only: no actor runtime, no storage engine.
 #![deny(missing_docs)]
 
 pub mod wire;

@@ -1,24 +1,9 @@
-//! The client protocol: length-prefixed postcard frames on a node's client
-//! port (separate from the node-to-node port, so a client can never speak
-//! the Paxos protocol or pose as a node).
-//!
-//! ```text
-//! client → Hello { version, cluster, token }      node → Welcome { node } | Refused { reason }
-//! client → Submit { id, payload }                  node → Response { id, payload } | Failed { id, error }
-//! client → Status                                  node → Status(StatusReport)
-//! ```
-//!
-//! Tags are wire tags: never reorder.
+//! The client protocol ([`synod_api::wire`]) plus its framing: 4-byte
+//! length-prefixed postcard frames, at most [`MAX_CLIENT_FRAME`] long.
 
 use serde::{Deserialize, Serialize};
-use synod_core::CommandId;
+pub use synod_api::wire::*;
 use tokio_util::codec::LengthDelimitedCodec;
-
-/// The client protocol version.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 2;
-
-/// Largest client frame (a command payload plus framing).
-pub const MAX_CLIENT_FRAME: usize = 4 * 1024 * 1024;
 
 /// The codec for client connections.
 pub fn client_codec() -> LengthDelimitedCodec {
@@ -26,121 +11,6 @@ pub fn client_codec() -> LengthDelimitedCodec {
         .length_field_type::<u32>()
         .max_frame_length(MAX_CLIENT_FRAME)
         .new_codec()
-}
-
-/// Client → node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// Tag 0: first frame on a connection.
-    Hello {
-        /// Must be [`CLIENT_PROTOCOL_VERSION`].
-        version: u16,
-        /// Must be the node's cluster id.
-        cluster: String,
-        /// Must equal `cluster.client_token` when the cluster sets one.
-        token: Option<String>,
-    },
-    /// Tag 1: a command; resubmitting the same id is a safe retry.
-    Submit {
-        /// The command id (client, sequence number).
-        id: CommandId,
-        /// The state machine command.
-        payload: Vec<u8>,
-    },
-    /// Tag 2: the node's view of its roles.
-    Status,
-}
-
-/// Node → client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
-    /// Tag 0: hello accepted.
-    Welcome {
-        /// The node's name.
-        node: String,
-    },
-    /// Tag 1: hello refused; the connection closes.
-    Refused {
-        /// Why.
-        reason: String,
-    },
-    /// Tag 2: the state machine's response to command `id`.
-    Response {
-        /// The command.
-        id: CommandId,
-        /// The response.
-        payload: Vec<u8>,
-    },
-    /// Tag 3: command `id` was not answered here.
-    Failed {
-        /// The command.
-        id: CommandId,
-        /// Why.
-        error: Failure,
-    },
-    /// Tag 4: the node's status.
-    Status(StatusReport),
-}
-
-/// Why a node did not answer a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Failure {
-    /// Tag 0: the node has no learner; try another.
-    NoLearner,
-    /// Tag 1: the proposer's queue is full; back off.
-    Busy,
-    /// Tag 2: not decided in time (may still be decided; retry with the same id).
-    Timeout,
-    /// Tag 3: the node is shutting down.
-    ShuttingDown,
-    /// Tag 4: the command is larger than the cluster takes
-    /// (`paxos.max_command_bytes`); it was not submitted.
-    TooLarge {
-        /// The command's payload length.
-        len: u64,
-        /// The limit.
-        limit: u64,
-    },
-}
-
-/// What a node reports about itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusReport {
-    /// The node.
-    pub node: String,
-    /// Its role instances.
-    pub roles: Vec<String>,
-    /// Its proposers.
-    pub proposers: Vec<ProposerReport>,
-    /// Its learners.
-    pub learners: Vec<LearnerReport>,
-    /// Role instances that have stopped (after a failed disk write, say)
-    /// while the node serves on with the rest.
-    pub stopped: Vec<String>,
-}
-
-/// One proposer's view.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProposerReport {
-    /// The proposer, e.g. `proposer-1`.
-    pub id: String,
-    /// The leader it knows.
-    pub leader: Option<u32>,
-    /// Its ballot `(round, proposer)` when it leads.
-    pub ballot: Option<(u64, u32)>,
-    /// Every slot below this is decided.
-    pub decided_upto: u64,
-}
-
-/// One learner's progress.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LearnerReport {
-    /// The learner, e.g. `learner-1`.
-    pub id: String,
-    /// Every slot below this is applied.
-    pub applied: u64,
-    /// Decided slots it holds.
-    pub decided: u64,
 }
 
 /// Encode a frame payload.

@@ -30,10 +30,10 @@ fn with_sections(root: &TempDir, token: Option<&str>, sections: &str) -> SynodCo
         cluster = cluster.client_token(token);
     }
     let text = cluster.render(root.path()).toml;
-    SynodConfig::from_toml(&text, "client test").unwrap().0
+    SynodConfig::from_toml_str(&text, "client test").unwrap().0
 }
 
-async fn cluster(config: &SynodConfig) -> Vec<Node<KvStore>> {
+async fn cluster(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
         nodes.push(Node::start(config, name, KvStore::default).await.unwrap());
@@ -41,7 +41,7 @@ async fn cluster(config: &SynodConfig) -> Vec<Node<KvStore>> {
     nodes
 }
 
-fn client(nodes: &[Node<KvStore>], token: Option<&str>) -> Client {
+fn client(nodes: &[Node], token: Option<&str>) -> Client {
     let endpoints = nodes.iter().filter_map(Node::client_address).collect();
     let mut config = ClientConfig::new(endpoints, "client-test");
     config.token = token.map(str::to_owned);
@@ -132,7 +132,7 @@ async fn the_client_fails_over_when_its_node_stops() {
 type Raw = Framed<TcpStream, LengthDelimitedCodec>;
 
 /// A bare client-port connection: hello sent, first reply returned.
-async fn raw_connection(node: &Node<KvStore>) -> (Raw, Option<Reply>) {
+async fn raw_connection(node: &Node) -> (Raw, Option<Reply>) {
     let stream = TcpStream::connect(node.client_address().unwrap())
         .await
         .unwrap();
@@ -152,7 +152,7 @@ async fn raw_connection(node: &Node<KvStore>) -> (Raw, Option<Reply>) {
 }
 
 /// Pipelines `count` submits on one connection and reads every reply.
-async fn burst(node: &Node<KvStore>, count: u64) {
+async fn burst(node: &Node, count: u64) {
     let (mut raw, welcome) = raw_connection(node).await;
     assert!(
         matches!(welcome, Some(Reply::Welcome { .. })),

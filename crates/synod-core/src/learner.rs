@@ -9,6 +9,7 @@
 
 use crate::message::Message;
 use crate::output::{Delivery, Output};
+use crate::role::earliest;
 use crate::types::{ByteBudget, Command, InstanceName, Millis, Role, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -189,6 +190,14 @@ impl Learner {
         self.sync_instances(now, &mut out);
         self.request_catch_up(now, &mut out);
         out
+    }
+
+    /// When [`Learner::tick`] next has work: the next instance sync with
+    /// a peer, and a catch-up request while a gap is open.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let sync = self.peers().next().map(|_| self.next_sync_at);
+        let catch_up = (self.next_delivery < self.known_upto).then_some(self.catch_up.next_at);
+        earliest(sync, catch_up)
     }
 
     fn sync_instances(&mut self, now: Millis, out: &mut Output<LearnerWrite>) {
@@ -513,6 +522,23 @@ mod tests {
         );
         assert!(!window.insert(2));
         assert!(window.insert(4));
+    }
+
+    #[test]
+    fn next_deadline_is_the_next_sync_or_catch_up() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        assert_eq!(l.next_deadline(), Some(0), "the first instance digest");
+        l.tick(0);
+        assert_eq!(
+            l.next_deadline(),
+            Some(1_000_000),
+            "no gap: the next digest"
+        );
+        decided(&mut l, 3, batch(1));
+        assert_eq!(l.next_deadline(), Some(0), "a gap: catch up now");
+        assert!(!l.tick(0).is_empty());
+        assert_eq!(l.next_deadline(), Some(50), "then every catch_up_interval");
+        assert!(l.tick(49).is_empty());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!                      └──Decided / Heartbeat──▶ Learner ─deliver─▶ state machine
 //! ```
 //!
-//! Every handler returns an [`Output`]: writes to persist, then messages to
+//! Every role implements [`RoleCore`] (`start`, `handle`, `tick`,
+//! `next_deadline`), so one driver runs all three. Every handler returns an [`Output`]: writes to persist, then messages to
 //! send and values to deliver. The caller makes the writes durable before it
 //! releases anything else, which is how "persist, then reply" is kept.
 //!
@@ -28,6 +29,7 @@ mod message;
 mod output;
 mod proposer;
 mod rng;
+mod role;
 mod types;
 
 pub use acceptor::{AcceptedValue, Acceptor, AcceptorState, AcceptorWrite, RegisterVote};
@@ -36,4 +38,5 @@ pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};
 pub use rng::SplitMix64;
+pub use role::{MAX_SLEEP, RoleCore, wake_at};
 pub use types::{Ballot, Command, CommandId, InstanceName, Millis, Role, RoleId, Slot, Value};

@@ -30,8 +30,8 @@ mod client_table;
 use client_table::ClientTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use synod_api::StateMachine;
 use synod_core::{Command, CommandId};
-use synod_learner::StateMachine;
 
 /// An operation. Tags are wire and log tags: never reorder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,8 +142,11 @@ impl KvResponse {
     }
 }
 
-/// Size limits, identical on every learner (they are part of determinism).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Size limits, identical on every learner (they are part of
+/// determinism). The `synod` binary reads them from the `[kv]` section of
+/// its config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct KvLimits {
     /// Longest key (and lock name), in bytes.
     pub max_key_len: usize,
@@ -153,6 +156,17 @@ pub struct KvLimits {
     pub responses_per_client: usize,
     /// Clients kept in the client table.
     pub max_clients: usize,
+}
+
+/// Bytes a key/value command adds to its key and value (tags, lengths).
+const COMMAND_HEADROOM: usize = 64;
+
+impl KvLimits {
+    /// The longest encoded command these limits allow: a compare-and-set
+    /// carries a key and two values.
+    pub fn largest_command(&self) -> usize {
+        2 * self.max_value_len + self.max_key_len + COMMAND_HEADROOM
+    }
 }
 
 impl Default for KvLimits {

@@ -13,10 +13,10 @@ fn config(root: &TempDir) -> SynodConfig {
         .paxos("submit_retry", "\"300ms\"")
         .render(root.path())
         .toml;
-    SynodConfig::from_toml(&text, "kv test").unwrap().0
+    SynodConfig::from_toml_str(&text, "kv test").unwrap().0
 }
 
-async fn cluster(config: &SynodConfig) -> Vec<Node<KvStore>> {
+async fn cluster(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
         nodes.push(Node::start(config, name, KvStore::default).await.unwrap());
@@ -24,7 +24,7 @@ async fn cluster(config: &SynodConfig) -> Vec<Node<KvStore>> {
     nodes
 }
 
-async fn run(node: &Node<KvStore>, command: KvCommand) -> KvResponse {
+async fn run(node: &Node, command: KvCommand) -> KvResponse {
     KvResponse::decode(&node.submit(command.encode()).await.expect("decided")).unwrap()
 }
 

@@ -48,7 +48,7 @@ fn config(root: &std::path::Path) -> SynodConfig {
         text +=
             &format!("proposer-{n} = \"n{n}\"\nacceptor-{n} = \"n{n}\"\nlearner-{n} = \"n{n}\"\n");
     }
-    SynodConfig::from_toml(&text, "embed example")
+    SynodConfig::from_toml_str(&text, "embed example")
         .expect("valid config")
         .0
 }

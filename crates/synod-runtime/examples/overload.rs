@@ -43,13 +43,13 @@ fn config(root: &std::path::Path) -> SynodConfig {
             free_port()
         );
     }
-    SynodConfig::from_toml(&text, "overload example")
+    SynodConfig::from_toml_str(&text, "overload example")
         .expect("valid config")
         .0
 }
 
 /// The highest ballot round any proposer has used: each campaign raises it.
-async fn highest_round(nodes: &[Node<Discard>]) -> u64 {
+async fn highest_round(nodes: &[Node]) -> u64 {
     let mut highest = 0;
     for node in nodes {
         for proposer in node.status().await.proposers {

@@ -12,20 +12,19 @@
 //! growing the node's memory.
 
 use crate::config::ClientSettings;
-use crate::gateway::{Gateway, NodeStatus, SubmitError};
+use crate::gateway::{Gateway, NodeStatus};
 use futures_util::{SinkExt, StreamExt};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use synod_client::wire::{
-    self, CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, ProposerReport, Reply, Request,
-    StatusReport, client_codec,
+use synod_api::wire::{
+    CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, MAX_CLIENT_FRAME, ProposerReport, Reply,
+    Request, StatusReport,
 };
-use synod_learner::StateMachine;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 /// A client that has not said hello by then is dropped.
@@ -55,9 +54,9 @@ pub struct ClientPortStats {
 }
 
 /// Accept client connections until `stop` is cancelled.
-pub(crate) fn spawn<M: StateMachine>(
+pub(crate) fn spawn(
     listener: TcpListener,
-    gateway: Rc<Gateway<M>>,
+    gateway: Rc<Gateway>,
     port: ClientPort,
     stop: CancellationToken,
 ) {
@@ -100,11 +99,7 @@ pub(crate) fn spawn<M: StateMachine>(
     });
 }
 
-async fn serve<M: StateMachine>(
-    stream: TcpStream,
-    gateway: Rc<Gateway<M>>,
-    port: &ClientPort,
-) -> Result<(), String> {
+async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (mut sink, mut frames) = Framed::new(stream, client_codec()).split();
     let hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next())
@@ -113,7 +108,7 @@ async fn serve<M: StateMachine>(
     let hello = hello
         .ok_or("closed before hello")?
         .map_err(|e| e.to_string())?;
-    let refusal = match wire::decode::<Request>(&hello) {
+    let refusal = match decode_request(&hello) {
         Ok(Request::Hello {
             version,
             cluster,
@@ -124,13 +119,13 @@ async fn serve<M: StateMachine>(
     };
     if let Some(reason) = refusal {
         let _ = sink
-            .send(wire::encode(&Reply::Refused {
+            .send(encode_reply(&Reply::Refused {
                 reason: reason.clone(),
             }))
             .await;
         return Err(reason);
     }
-    sink.send(wire::encode(&Reply::Welcome {
+    sink.send(encode_reply(&Reply::Welcome {
         node: gateway.name.clone(),
     }))
     .await
@@ -143,15 +138,14 @@ async fn serve<M: StateMachine>(
     let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
     let writer = actix::spawn(async move {
         while let Some(reply) = outgoing.recv().await {
-            if sink.send(wire::encode(&reply)).await.is_err() {
+            if sink.send(encode_reply(&reply)).await.is_err() {
                 break;
             }
         }
     });
     while let Some(frame) = frames.next().await {
         let frame = frame.map_err(|e| e.to_string())?;
-        let request =
-            wire::decode::<Request>(&frame).map_err(|e| format!("malformed request: {e}"))?;
+        let request = decode_request(&frame).map_err(|e| format!("malformed request: {e}"))?;
         let permit = Arc::clone(&in_flight)
             .acquire_owned()
             .await
@@ -195,31 +189,18 @@ fn check_hello(
     }
 }
 
-async fn answer<M: StateMachine>(gateway: &Gateway<M>, request: Request) -> Reply {
+async fn answer(gateway: &Gateway, request: Request) -> Reply {
     match request {
         Request::Submit { id, payload } => match gateway.submit_as(id, payload).await {
             Ok(payload) => Reply::Response { id, payload },
             Err(error) => Reply::Failed {
                 id,
-                error: failure(&error),
+                error: Failure::from(&error),
             },
         },
         Request::Status => Reply::Status(report(gateway.status().await)),
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),
-        },
-    }
-}
-
-fn failure(error: &SubmitError) -> Failure {
-    match error {
-        SubmitError::NoLearner => Failure::NoLearner,
-        SubmitError::Busy => Failure::Busy,
-        SubmitError::Timeout(_) => Failure::Timeout,
-        SubmitError::ShuttingDown => Failure::ShuttingDown,
-        SubmitError::TooLarge { len, limit } => Failure::TooLarge {
-            len: *len as u64,
-            limit: *limit as u64,
         },
     }
 }
@@ -249,4 +230,22 @@ fn report(status: NodeStatus) -> StatusReport {
             .collect(),
         stopped: status.stopped.iter().map(ToString::to_string).collect(),
     }
+}
+
+/// Client frames: a 4-byte length, then a postcard request or reply.
+fn client_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(MAX_CLIENT_FRAME)
+        .new_codec()
+}
+
+fn decode_request(frame: &[u8]) -> Result<Request, postcard::Error> {
+    postcard::from_bytes(frame)
+}
+
+fn encode_reply(reply: &Reply) -> bytes::Bytes {
+    postcard::to_stdvec(reply)
+        .expect("encoding into a Vec cannot fail")
+        .into()
 }

@@ -1,11 +1,20 @@
 //! The configuration schema, layered loading, and validation.
 //!
-//! Layers, later wins: the built-in defaults (each struct's `Default`), a
-//! TOML file, then environment variables prefixed `SYNOD_` with `__`
-//! between levels (`SYNOD_PAXOS__BATCH_MAX_COMMANDS=1024`,
-//! `SYNOD_NODES__N1__LISTEN=10.0.0.5:7000`). Unknown keys are errors.
+//! [`SynodConfig::from_toml_str`] and [`SynodConfig::load`] read exactly
+//! the text or file they are given over the built-in defaults, and nothing
+//! else. [`ConfigSource`] is the explicit layered loader, later wins:
+//! defaults (each struct's `Default`) < a TOML file < the `SYNOD_*`
+//! variables it is handed, with `__` between levels
+//! (`SYNOD_PAXOS__BATCH_MAX_COMMANDS=1024`,
+//! `SYNOD_NODES__N1__LISTEN=10.0.0.5:7000`). The `synod` binary hands it
+//! the process environment; an embedding application decides for itself.
+//!
+//! The runtime owns the sections below. An application's own section
+//! (the binary's `[kv]`) is an [`AppSection`], read by
+//! [`ConfigSource::load_with`]. Unknown keys are errors.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,10 +43,6 @@ pub struct SynodConfig {
     /// Transport limits.
     #[serde(default)]
     pub transport: TransportSettings,
-    /// Limits of the built-in key/value state machine (synod-kv). They are
-    /// part of its determinism: every node of a cluster must use the same.
-    #[serde(default)]
-    pub kv: KvSettings,
     /// Limits of the client port.
     #[serde(default)]
     pub clients: ClientSettings,
@@ -60,25 +65,6 @@ impl Default for ClientSettings {
         Self {
             max_connections: 1024,
             max_in_flight: 256,
-        }
-    }
-}
-
-/// Key/value limits.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KvSettings {
-    /// Longest key or lock name, in bytes.
-    pub max_key_len: usize,
-    /// Longest value, in bytes.
-    pub max_value_len: usize,
-}
-
-impl Default for KvSettings {
-    fn default() -> Self {
-        Self {
-            max_key_len: 1024,
-            max_value_len: 1024 * 1024,
         }
     }
 }
@@ -154,9 +140,6 @@ pub struct PaxosConfig {
     /// ballot, so a proposer that can reach them takes over.
     #[serde(with = "humantime_serde")]
     pub quorum_timeout: Duration,
-    /// How often role timers run.
-    #[serde(with = "humantime_serde")]
-    pub tick_interval: Duration,
     /// How long a learner waits before asking again for a missing slot.
     #[serde(with = "humantime_serde")]
     pub catch_up_interval: Duration,
@@ -189,7 +172,6 @@ impl Default for PaxosConfig {
             retransmit_interval: Duration::from_millis(200),
             backoff_max: Duration::from_millis(150),
             quorum_timeout: Duration::from_secs(2),
-            tick_interval: Duration::from_millis(10),
             catch_up_interval: Duration::from_millis(200),
             catch_up_batch: 256,
             instance_sync_interval: Duration::from_secs(1),
@@ -287,45 +269,16 @@ impl std::fmt::Display for Problem {
 }
 
 impl SynodConfig {
-    /// Load `file` (TOML) over the defaults, then `SYNOD_*` environment
-    /// variables over that, and validate. Returns the config and its warnings.
+    /// Read `file` (TOML) over the defaults and validate; nothing else
+    /// (no environment). Returns the config and its warnings.
     pub fn load(file: &Path) -> Result<(Self, Vec<Problem>), LoadError> {
-        let source_name = file.display().to_string();
-        let raw = config::Config::builder()
-            .add_source(config::File::from(file).format(config::FileFormat::Toml))
-            .add_source(env_source())
-            .build();
-        Self::finish(raw, source_name)
+        ConfigSource::file(file).load()
     }
 
-    /// Load from TOML text (for embedded defaults and tests), then the
-    /// environment, and validate.
-    pub fn from_toml(text: &str, source_name: &str) -> Result<(Self, Vec<Problem>), LoadError> {
-        let raw = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .add_source(env_source())
-            .build();
-        Self::finish(raw, source_name.to_owned())
-    }
-
-    fn finish(
-        raw: Result<config::Config, config::ConfigError>,
-        source_name: String,
-    ) -> Result<(Self, Vec<Problem>), LoadError> {
-        let invalid = |e: config::ConfigError| LoadError::Invalid {
-            source_name: source_name.clone(),
-            message: e.to_string(),
-        };
-        let config: SynodConfig = raw.map_err(invalid)?.try_deserialize().map_err(invalid)?;
-        let (problems, warnings) = config.validate();
-        if problems.is_empty() {
-            Ok((config, warnings))
-        } else {
-            Err(LoadError::Rules {
-                source_name,
-                problems,
-            })
-        }
+    /// Read TOML `text` over the defaults and validate; nothing else (no
+    /// environment). `source_name` names the text in errors.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<(Self, Vec<Problem>), LoadError> {
+        ConfigSource::text(text, source_name).load()
     }
 
     /// Check every rule. Returns (errors, warnings).
@@ -487,12 +440,6 @@ impl SynodConfig {
                 ),
             });
         }
-        if p.tick_interval.is_zero() {
-            errors.push(Problem {
-                field: "paxos.tick_interval".into(),
-                message: "must be above zero".into(),
-            });
-        }
     }
 
     /// Every message must fit in a frame: a log value (a batch, or one
@@ -521,18 +468,6 @@ impl SynodConfig {
                     ),
                 });
             }
-        }
-        // A compare-and-set carries two values.
-        let kv_command = 2 * self.kv.max_value_len + self.kv.max_key_len + KV_COMMAND_HEADROOM;
-        if kv_command > p.max_command_bytes {
-            errors.push(Problem {
-                field: "paxos.max_command_bytes".into(),
-                message: format!(
-                    "{} is below what kv.max_value_len and kv.max_key_len allow ({kv_command}); \
-                     raise it or lower the kv limits",
-                    p.max_command_bytes
-                ),
-            });
         }
     }
 
@@ -601,14 +536,127 @@ impl SynodConfig {
 /// (cluster id, node name, role ids) and a message's own fields.
 pub const FRAME_HEADROOM: usize = 64 * 1024;
 
-/// Bytes a key/value command adds to its key and value (tags, lengths).
-const KV_COMMAND_HEADROOM: usize = 64;
+/// An application's own config section (`[kv]` for the `synod`
+/// binary), read beside the runtime's by [`ConfigSource::load_with`].
+pub trait AppSection: DeserializeOwned + Default {
+    /// The section's name in the file.
+    const NAME: &'static str;
 
-fn env_source() -> config::Environment {
-    config::Environment::with_prefix("SYNOD")
-        .prefix_separator("_")
-        .separator("__")
-        .try_parsing(true)
+    /// Rules the section must keep, given the rest of the config
+    /// (errors).
+    fn validate(&self, config: &SynodConfig) -> Vec<Problem>;
+}
+
+/// The layered loader: built-in defaults < a TOML file or text < the
+/// `SYNOD_*` variables handed to [`ConfigSource::env`], if any.
+pub struct ConfigSource {
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    source_name: String,
+}
+
+impl ConfigSource {
+    /// TOML file `file`.
+    pub fn file(file: &Path) -> Self {
+        Self {
+            builder: config::Config::builder()
+                .add_source(config::File::from(file).format(config::FileFormat::Toml)),
+            source_name: file.display().to_string(),
+        }
+    }
+
+    /// TOML `text`, named `source_name` in errors.
+    pub fn text(text: &str, source_name: &str) -> Self {
+        Self {
+            builder: config::Config::builder()
+                .add_source(config::File::from_str(text, config::FileFormat::Toml)),
+            source_name: source_name.to_owned(),
+        }
+    }
+
+    /// Layer the `SYNOD_*` entries of `vars` (say, `std::env::vars()`) over
+    /// the file; other entries are ignored.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let synod: config::Map<String, String> = vars
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("SYNOD_"))
+            .collect();
+        let environment = config::Environment::with_prefix("SYNOD")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(synod));
+        self.builder = self.builder.add_source(environment);
+        self
+    }
+
+    /// The runtime's config, validated, with its warnings. An unknown
+    /// section (an application's) is an error.
+    pub fn load(self) -> Result<(SynodConfig, Vec<Problem>), LoadError> {
+        let source_name = self.source_name.clone();
+        let table = self.table()?;
+        let config = deserialize::<SynodConfig>(table, &source_name)?;
+        finish(config, Vec::new(), source_name)
+    }
+
+    /// The runtime's config and application section `A` (its defaults
+    /// when absent), both validated.
+    pub fn load_with<A: AppSection>(self) -> Result<(SynodConfig, A, Vec<Problem>), LoadError> {
+        let source_name = self.source_name.clone();
+        let mut table = self.table()?;
+        let app: A = match table.remove(A::NAME) {
+            Some(section) => section.try_deserialize().map_err(|e| LoadError::Invalid {
+                source_name: source_name.clone(),
+                message: format!("[{}]: {e}", A::NAME),
+            })?,
+            None => A::default(),
+        };
+        let config = deserialize::<SynodConfig>(table, &source_name)?;
+        let app_problems = app.validate(&config);
+        let (config, warnings) = finish(config, app_problems, source_name)?;
+        Ok((config, app, warnings))
+    }
+
+    fn table(self) -> Result<config::Map<String, config::Value>, LoadError> {
+        let invalid = |e: config::ConfigError| LoadError::Invalid {
+            source_name: self.source_name.clone(),
+            message: e.to_string(),
+        };
+        self.builder
+            .build()
+            .map_err(invalid)?
+            .try_deserialize()
+            .map_err(invalid)
+    }
+}
+
+fn deserialize<T: DeserializeOwned>(
+    table: config::Map<String, config::Value>,
+    source_name: &str,
+) -> Result<T, LoadError> {
+    config::Value::new(None, config::ValueKind::Table(table))
+        .try_deserialize()
+        .map_err(|e| LoadError::Invalid {
+            source_name: source_name.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Validate `config`; `more` are errors found elsewhere (an app section).
+fn finish(
+    config: SynodConfig,
+    more: Vec<Problem>,
+    source_name: String,
+) -> Result<(SynodConfig, Vec<Problem>), LoadError> {
+    let (mut problems, warnings) = config.validate();
+    problems.extend(more);
+    if problems.is_empty() {
+        Ok((config, warnings))
+    } else {
+        Err(LoadError::Rules {
+            source_name,
+            problems,
+        })
+    }
 }
 
 /// `proposer-2` → proposer 2.

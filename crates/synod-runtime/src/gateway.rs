@@ -5,41 +5,16 @@
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use synod_acceptor::AcceptorActor;
+use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, RoleId};
-use synod_learner::{Decision, LearnerActor, LearnerStatus, StateMachine, Subscribe, WatchCommand};
-use synod_proposer::{ProposerActor, ProposerStatus, Submit};
-use synod_storage::RocksStore;
+use synod_roles::{
+    AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, RoleStatus, Stop,
+    Submit, Subscribe, WatchCommand,
+};
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::router::Router;
-
-/// A command was not answered.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// This node has no learner, so it cannot answer clients.
-    #[error("node has no learner; submit to a node that hosts one")]
-    NoLearner,
-    /// The node is shutting down.
-    #[error("node is shutting down")]
-    ShuttingDown,
-    /// The local proposer's queue is full; retry later.
-    #[error("proposer is busy; retry later")]
-    Busy,
-    /// Not decided within the submit timeout (it may still be decided later).
-    #[error("command not decided within {0:?}")]
-    Timeout(Duration),
-    /// The payload is larger than `paxos.max_command_bytes`; nothing was
-    /// submitted. (A larger command could not travel in one frame.)
-    #[error("command of {len} bytes exceeds the {limit}-byte limit (paxos.max_command_bytes)")]
-    TooLarge {
-        /// The payload's length.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
 
 /// A node's view of its roles.
 #[derive(Clone, Debug)]
@@ -50,6 +25,8 @@ pub struct NodeStatus {
     pub roles: Vec<RoleId>,
     /// Its proposers.
     pub proposers: Vec<ProposerStatus>,
+    /// Its acceptors.
+    pub acceptors: Vec<AcceptorStatus>,
     /// Its learners.
     pub learners: Vec<LearnerStatus>,
     /// Role instances that have stopped (after a failed disk write, say)
@@ -57,14 +34,33 @@ pub struct NodeStatus {
     pub stopped: Vec<RoleId>,
 }
 
+/// A role actor as the node sees it, whatever its core and store.
+pub(crate) struct RunningRole {
+    pub(crate) id: RoleId,
+    pub(crate) stop: Recipient<Stop>,
+    pub(crate) status: Recipient<GetStatus>,
+}
+
+/// The local proposer commands go to.
+pub(crate) struct ProposerPort {
+    pub(crate) submit: Recipient<Submit>,
+    pub(crate) propose: Recipient<ProposeInstance>,
+}
+
+/// The local learner answers come from.
+pub(crate) struct LearnerPort {
+    pub(crate) id: RoleId,
+    pub(crate) watch: Recipient<WatchCommand>,
+    pub(crate) subscribe: Recipient<Subscribe>,
+}
+
 /// Submission state of one node.
-pub(crate) struct Gateway<M: StateMachine> {
+pub(crate) struct Gateway {
     pub(crate) name: String,
-    pub(crate) roles: Vec<RoleId>,
     pub(crate) router: Addr<Router>,
-    pub(crate) proposers: Vec<(RoleId, Addr<ProposerActor<RocksStore>>)>,
-    pub(crate) acceptors: Vec<(RoleId, Addr<AcceptorActor<RocksStore>>)>,
-    pub(crate) learners: Vec<(RoleId, Addr<LearnerActor<RocksStore, M>>)>,
+    pub(crate) roles: Vec<RunningRole>,
+    pub(crate) proposer: Option<ProposerPort>,
+    pub(crate) learner: Option<LearnerPort>,
     pub(crate) all_proposers: Vec<u32>,
     pub(crate) client: u64,
     pub(crate) next_seq: AtomicU64,
@@ -74,7 +70,7 @@ pub(crate) struct Gateway<M: StateMachine> {
     pub(crate) max_command_bytes: usize,
 }
 
-impl<M: StateMachine> Gateway<M> {
+impl Gateway {
     pub(crate) async fn submit(&self, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.submit_as(
@@ -101,10 +97,11 @@ impl<M: StateMachine> Gateway<M> {
                 limit: self.max_command_bytes,
             });
         }
-        let (learner_id, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
         let command = Command { id, payload };
         let (reply, mut response) = oneshot::channel();
         learner
+            .watch
             .send(WatchCommand { id, reply })
             .await
             .map_err(|_| SubmitError::ShuttingDown)?;
@@ -113,7 +110,7 @@ impl<M: StateMachine> Gateway<M> {
         // lost, and every copy is more bytes for the leader to push.
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
-            self.send_command(*learner_id, command.clone(), attempt)
+            self.send_command(learner.id, command.clone(), attempt)
                 .await?;
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
@@ -137,8 +134,8 @@ impl<M: StateMachine> Gateway<M> {
         command: Command,
         attempt: usize,
     ) -> Result<(), SubmitError> {
-        if let Some((_, proposer)) = self.proposers.first() {
-            return match proposer.send(Submit(vec![command])).await {
+        if let Some(proposer) = &self.proposer {
+            return match proposer.submit.send(Submit(vec![command])).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_busy)) => Err(SubmitError::Busy),
                 Err(_) => Err(SubmitError::ShuttingDown),
@@ -165,47 +162,55 @@ impl<M: StateMachine> Gateway<M> {
         &self,
         capacity: usize,
     ) -> Result<mpsc::Receiver<Decision>, SubmitError> {
-        let (_, learner) = self.learners.first().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
         let (sender, receiver) = mpsc::channel(capacity);
         learner
+            .subscribe
             .send(Subscribe(sender))
             .await
             .map_err(|_| SubmitError::ShuttingDown)?;
         Ok(receiver)
     }
 
-    pub(crate) async fn status(&self) -> NodeStatus {
-        let mut proposers = Vec::new();
-        for (_, p) in &self.proposers {
-            if let Ok(status) = p.send(synod_proposer::GetStatus).await {
-                proposers.push(status);
-            }
-        }
-        let mut learners = Vec::new();
-        for (_, l) in &self.learners {
-            if let Ok(status) = l.send(synod_learner::GetStatus).await {
-                learners.push(status);
-            }
-        }
-        NodeStatus {
-            node: self.name.clone(),
-            roles: self.roles.clone(),
-            proposers,
-            learners,
-            stopped: self.stopped_roles(),
-        }
+    /// Propose `value` for single-decree instance `name` through the
+    /// local proposer; false if this node has none.
+    pub(crate) fn propose_instance(&self, name: &str, value: Vec<u8>) -> bool {
+        let Some(proposer) = &self.proposer else {
+            return false;
+        };
+        proposer.propose.do_send(ProposeInstance {
+            name: name.to_owned(),
+            value,
+        });
+        true
     }
 
-    fn stopped_roles(&self) -> Vec<RoleId> {
-        let proposers = self.proposers.iter().map(|(id, a)| (*id, a.connected()));
-        let acceptors = self.acceptors.iter().map(|(id, a)| (*id, a.connected()));
-        let learners = self.learners.iter().map(|(id, a)| (*id, a.connected()));
-        let mut stopped: Vec<RoleId> = proposers
-            .chain(acceptors)
-            .chain(learners)
-            .filter_map(|(id, running)| (!running).then_some(id))
-            .collect();
-        stopped.sort();
-        stopped
+    pub(crate) async fn status(&self) -> NodeStatus {
+        let mut status = NodeStatus {
+            node: self.name.clone(),
+            roles: self.roles.iter().map(|r| r.id).collect(),
+            proposers: Vec::new(),
+            acceptors: Vec::new(),
+            learners: Vec::new(),
+            stopped: Vec::new(),
+        };
+        for role in &self.roles {
+            match role.status.send(GetStatus).await {
+                Ok(RoleStatus::Proposer(p)) => status.proposers.push(p),
+                Ok(RoleStatus::Acceptor(a)) => status.acceptors.push(a),
+                Ok(RoleStatus::Learner(l)) => status.learners.push(l),
+                Err(_) => status.stopped.push(role.id),
+            }
+        }
+        status.stopped.sort();
+        status
+    }
+
+    /// Stop every role (each finishes the writes it has handed to its writer).
+    pub(crate) async fn stop_roles(&self) {
+        self.accepting.store(false, Ordering::Relaxed);
+        for role in &self.roles {
+            let _ = role.stop.send(Stop).await;
+        }
     }
 }

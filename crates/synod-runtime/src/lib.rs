@@ -3,7 +3,7 @@
 //! This crate turns a config file into running role actors:
 //!
 //! ```text
-//! SynodConfig::load(file) ── defaults ◀ TOML ◀ SYNOD_* env ── validate()
+//! ConfigSource::file(f).env(vars).load() ── defaults ◀ TOML ◀ SYNOD_* ── validate()
 //!        │
 //!        ▼
 //! Node::start(config, "n1", state_machine)      (inside the caller's actix System)
@@ -25,10 +25,11 @@ mod router;
 
 pub use client_server::ClientPortStats;
 pub use config::{
-    ClientSettings, ClusterConfig, KvSettings, LoadError, NodeConfig, PaxosConfig, Problem,
-    StorageConfig, SynodConfig, TransportSettings, parse_role,
+    AppSection, ClientSettings, ClusterConfig, ConfigSource, LoadError, NodeConfig, PaxosConfig,
+    Problem, StorageConfig, SynodConfig, TransportSettings, parse_role,
 };
-pub use gateway::{NodeStatus, SubmitError};
+pub use gateway::NodeStatus;
 pub use node::{Node, NodeError};
 pub use router::Router;
-pub use synod_learner::{Decision, StateMachine};
+pub use synod_api::{Decision, StateMachine, SubmitError};
+pub use synod_storage::{Backend, MemoryBackend};

@@ -1,32 +1,39 @@
 //! `Node`: the role actors placed on one node, started inside the current
 //! actix `System`, with their stores, router, links, listener and client
 //! port. This is the API an embedding actix application uses.
+//!
+//! [`Node::start`] runs on RocksDB; [`Node::start_with`] takes any storage
+//! [`Backend`] (the memory backend runs a whole node without a disk).
+//! Starting is a sequence of steps, each a function below: stores → links
+//! → router and listener → roles → gateway → client port.
 
 use crate::client_server::{self, ClientPortStats};
 use crate::config::SynodConfig;
-use crate::gateway::{Gateway, NodeStatus, SubmitError};
+use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
 use crate::router::{RegisterRole, Router, StopRouter};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
-use synod_acceptor::AcceptorActor;
+use synod_api::{Decision, StateMachine, SubmitError};
 use synod_core::{
     Acceptor, CommandId, Learner, LearnerConfig, Message, Proposer, ProposerConfig, Role, RoleId,
 };
-use synod_learner::{Decision, LearnerActor, StateMachine};
-use synod_proposer::ProposerActor;
-use synod_storage::{
-    AcceptorStore, GroupCommit, GroupLimits, LearnerStore, ProposerStore, RocksStore, StorageError,
+use synod_rocks::RocksBackend;
+use synod_roles::{
+    AcceptorActor, AcceptorHooks, Applier, Core, Hooks, LearnerActor, ProposerActor, ProposerHooks,
+    RoleActor,
 };
+use synod_storage::{Backend, GroupCommit, GroupLimits, RoleStore, StorageError, role_dir};
 use synod_transport::{
     Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
     TransportStats,
 };
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -39,14 +46,6 @@ pub enum NodeError {
     /// A store could not be opened (locked, corrupt, unreadable, ...).
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {reason}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// Why.
-        reason: std::io::Error,
-    },
     /// A listen address is unavailable (in use, not local, ...).
     #[error("cannot listen on {address}: {reason}")]
     Bind {
@@ -60,162 +59,80 @@ pub enum NodeError {
     Secret(std::io::Error),
 }
 
-type Store = RocksStore;
-
 /// The role actors of one node and the plumbing between them.
-pub struct Node<M: StateMachine> {
+pub struct Node {
     listen: SocketAddr,
     client_listen: Option<SocketAddr>,
     listener: Addr<Listener<Message>>,
     links: Vec<Addr<PeerLink<Message>>>,
-    gateway: Rc<Gateway<M>>,
+    gateway: Rc<Gateway>,
     clients: CancellationToken,
     client_stats: Arc<ClientPortStats>,
     stats: Arc<TransportStats>,
 }
 
-fn open_store(data_dir: &Path, role: RoleId) -> Result<Store, NodeError> {
-    let path = data_dir.join(role.to_string());
-    std::fs::create_dir_all(&path).map_err(|reason| NodeError::DataDir {
-        path: path.display().to_string(),
-        reason,
-    })?;
-    let store = RocksStore::open(&path)?;
-    if let Some(torn) = store.torn_tail() {
-        tracing::warn!(
-            wal = %torn.wal.display(),
-            kept = torn.kept,
-            dropped = torn.dropped,
-            "cut off a torn, never-acknowledged WAL record left by a crash"
-        );
-    }
-    Ok(store)
+/// The node's sockets and message routing, before any role runs.
+struct Network {
+    router: Addr<Router>,
+    links: Vec<Addr<PeerLink<Message>>>,
+    listener: Listener<Message>,
+    listen: SocketAddr,
+    client_listener: Option<TcpListener>,
+    stats: Arc<TransportStats>,
 }
 
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    u64::from_le_bytes(bytes)
+/// The role actors started on a node, as the gateway holds them.
+#[derive(Default)]
+struct StartedRoles {
+    running: Vec<RunningRole>,
+    proposer: Option<ProposerPort>,
+    learner: Option<LearnerPort>,
 }
 
-/// The role actors started on a node, before the gateway is assembled.
-struct Roles<M: StateMachine> {
-    proposers: Vec<(RoleId, Addr<ProposerActor<Store>>)>,
-    acceptors: Vec<(RoleId, Addr<AcceptorActor<Store>>)>,
-    learners: Vec<(RoleId, Addr<LearnerActor<Store, M>>)>,
-}
-
-impl<M: StateMachine> Node<M> {
-    /// Start node `name` of `config` in the current actix system. Every
-    /// learner on it gets a state machine from `machine`.
-    pub async fn start(
+impl Node {
+    /// Start node `name` of `config` in the current actix system, on
+    /// RocksDB stores in the node's `data_dir`. Every learner on it gets a
+    /// state machine from `machine`.
+    pub async fn start<M: StateMachine>(
         config: &SynodConfig,
         name: &str,
-        mut machine: impl FnMut() -> M,
+        machine: impl FnMut() -> M,
     ) -> Result<Self, NodeError> {
-        let node = config.nodes.get(name).ok_or_else(|| {
-            NodeError::UnknownNode(name.to_owned(), config.nodes.keys().cloned().collect())
-        })?;
-        let transport = Arc::new(transport_config(config, name)?);
-        let stats = Arc::new(TransportStats::default());
+        Self::start_with(config, name, &RocksBackend, machine).await
+    }
 
-        // Open every store first: a locked or corrupt store stops the start
-        // before anything listens.
-        let roles = config.roles_on(name);
-        let mut stores = Vec::new();
-        for role in &roles {
-            stores.push((*role, open_store(&node.data_dir, *role)?));
-        }
-
-        let links: HashMap<Arc<str>, Addr<PeerLink<Message>>> = config
-            .nodes
-            .keys()
-            .filter(|peer| *peer != name)
-            .map(|peer| {
-                let link =
-                    PeerLink::new(peer.clone(), Arc::clone(&transport), Arc::clone(&stats)).start();
-                (Arc::from(peer.as_str()), link)
-            })
-            .collect();
-        let placement = config
-            .placement()
-            .into_iter()
-            .map(|(role, node)| (role, Arc::from(node.as_str())))
-            .collect();
-        let router = Router::new(name, placement, links.clone()).start();
-        let bind_error = |reason| NodeError::Bind {
-            address: node.listen,
-            reason,
-        };
-        let listener = Listener::bind(
-            node.listen,
-            Arc::clone(&transport),
-            Arc::clone(&stats),
-            router.clone().recipient(),
-        )
-        .await
-        .map_err(bind_error)?;
-        let listen = listener.local_addr().map_err(bind_error)?;
-        let client_listener = match node.client_listen {
-            Some(address) => Some(
-                tokio::net::TcpListener::bind(address)
-                    .await
-                    .map_err(|reason| NodeError::Bind { address, reason })?,
-            ),
-            None => None,
-        };
-
-        let mut started = Roles::<M> {
-            proposers: Vec::new(),
-            acceptors: Vec::new(),
-            learners: Vec::new(),
-        };
-        for (role, store) in stores {
-            start_role(config, &router, role, store, &mut machine, &mut started).await?;
-        }
-        let gateway = Rc::new(Gateway {
-            name: name.to_owned(),
-            roles,
-            router,
-            proposers: started.proposers,
-            acceptors: started.acceptors,
-            learners: started.learners,
-            all_proposers: config.instances(Role::Proposer),
-            client: random_u64(),
-            next_seq: AtomicU64::new(0),
-            accepting: AtomicBool::new(true),
-            submit_timeout: config.paxos.submit_timeout,
-            submit_retry: config.paxos.submit_retry,
-            max_command_bytes: config.paxos.max_command_bytes,
-        });
+    /// [`Node::start`] on the stores `backend` opens.
+    pub async fn start_with<B: Backend, M: StateMachine>(
+        config: &SynodConfig,
+        name: &str,
+        backend: &B,
+        machine: impl FnMut() -> M,
+    ) -> Result<Self, NodeError> {
+        let stores = open_stores(config, name, backend)?;
+        let network = Network::open(config, name).await?;
+        let roles = start_roles(config, &network.router, stores, machine).await?;
+        let gateway = Rc::new(gateway(config, name, network.router.clone(), roles));
         let clients = CancellationToken::new();
         let client_stats = Arc::new(ClientPortStats::default());
-        let client_listen = match client_listener {
-            Some(listener) => {
-                let address = listener.local_addr().map_err(|reason| NodeError::Bind {
-                    address: listen,
-                    reason,
-                })?;
-                let port = client_server::ClientPort {
-                    cluster: config.cluster.id.clone(),
-                    token: config.cluster.client_token.clone(),
-                    limits: config.clients.clone(),
-                    stats: Arc::clone(&client_stats),
-                };
-                client_server::spawn(listener, Rc::clone(&gateway), port, clients.clone());
-                Some(address)
-            }
+        let client_listen = match network.client_listener {
+            Some(listener) => Some(serve_clients(
+                config,
+                listener,
+                &gateway,
+                &client_stats,
+                &clients,
+            )?),
             None => None,
         };
         Ok(Node {
-            listen,
+            listen: network.listen,
             client_listen,
-            listener: listener.start(),
-            links: links.into_values().collect(),
+            listener: network.listener.start(),
+            links: network.links,
             gateway,
             clients,
             client_stats,
-            stats,
+            stats: network.stats,
         })
     }
 
@@ -270,14 +187,7 @@ impl<M: StateMachine> Node<M> {
     /// Propose `value` for single-decree instance `name` through a local
     /// proposer (learners deliver the decided value to subscribers).
     pub fn propose_instance(&self, name: &str, value: Vec<u8>) -> bool {
-        let Some((_, proposer)) = self.gateway.proposers.first() else {
-            return false;
-        };
-        proposer.do_send(synod_proposer::ProposeInstance {
-            name: name.to_owned(),
-            value,
-        });
-        true
+        self.gateway.propose_instance(name, value)
     }
 
     /// What this node's roles report.
@@ -288,18 +198,9 @@ impl<M: StateMachine> Node<M> {
     /// Stop intake (client port and `submit`), stop the roles (their pending
     /// writes complete), flush and close the links, and stop listening.
     pub async fn shutdown(&self) {
-        self.gateway.accepting.store(false, Ordering::Relaxed);
         self.clients.cancel();
         let _ = self.listener.send(StopListening).await;
-        for (_, p) in &self.gateway.proposers {
-            let _ = p.send(synod_proposer::Stop).await;
-        }
-        for (_, l) in &self.gateway.learners {
-            let _ = l.send(synod_learner::Stop).await;
-        }
-        for (_, a) in &self.gateway.acceptors {
-            let _ = a.send(synod_acceptor::Stop).await;
-        }
+        self.gateway.stop_roles().await;
         for link in &self.links {
             let _ = link.send(Shutdown).await;
         }
@@ -307,52 +208,196 @@ impl<M: StateMachine> Node<M> {
     }
 }
 
-async fn start_role<M: StateMachine>(
+/// Step 1: open every store first, so a locked or corrupt store stops the
+/// start before anything listens.
+fn open_stores<B: Backend>(
+    config: &SynodConfig,
+    name: &str,
+    backend: &B,
+) -> Result<Vec<(RoleId, PathBuf, B::Store)>, NodeError> {
+    let node = config.nodes.get(name).ok_or_else(|| {
+        NodeError::UnknownNode(name.to_owned(), config.nodes.keys().cloned().collect())
+    })?;
+    let mut stores = Vec::new();
+    for role in config.roles_on(name) {
+        let store = backend.open(&node.data_dir, role)?;
+        stores.push((role, role_dir(&node.data_dir, role), store));
+    }
+    Ok(stores)
+}
+
+impl Network {
+    /// Steps 2 and 3: a link to every other node, the router, the node
+    /// listener and the client listener (bound, not yet serving).
+    async fn open(config: &SynodConfig, name: &str) -> Result<Self, NodeError> {
+        let node = &config.nodes[name];
+        let transport = Arc::new(transport_config(config, name)?);
+        let stats = Arc::new(TransportStats::default());
+        let links: HashMap<Arc<str>, Addr<PeerLink<Message>>> = config
+            .nodes
+            .keys()
+            .filter(|peer| *peer != name)
+            .map(|peer| {
+                let link =
+                    PeerLink::new(peer.clone(), Arc::clone(&transport), Arc::clone(&stats)).start();
+                (Arc::from(peer.as_str()), link)
+            })
+            .collect();
+        let placement = config
+            .placement()
+            .into_iter()
+            .map(|(role, node)| (role, Arc::from(node.as_str())))
+            .collect();
+        let router = Router::new(name, placement, links.clone()).start();
+        let bind_error = |reason| NodeError::Bind {
+            address: node.listen,
+            reason,
+        };
+        let listener = Listener::bind(
+            node.listen,
+            Arc::clone(&transport),
+            Arc::clone(&stats),
+            router.clone().recipient(),
+        )
+        .await
+        .map_err(bind_error)?;
+        let listen = listener.local_addr().map_err(bind_error)?;
+        let client_listener = match node.client_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|reason| NodeError::Bind { address, reason })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            router,
+            links: links.into_values().collect(),
+            listener,
+            listen,
+            client_listener,
+            stats,
+        })
+    }
+}
+
+/// Step 4: one actor per role instance, each registered with the router.
+async fn start_roles<S: RoleStore, M: StateMachine>(
     config: &SynodConfig,
     router: &Addr<Router>,
-    role: RoleId,
-    store: Store,
-    machine: &mut impl FnMut() -> M,
-    started: &mut Roles<M>,
-) -> Result<(), NodeError> {
+    stores: Vec<(RoleId, PathBuf, S)>,
+    mut machine: impl FnMut() -> M,
+) -> Result<StartedRoles, NodeError> {
     let limits = GroupLimits {
         max_submissions: config.storage.group_max_submissions,
         max_writes: config.storage.group_max_writes,
     };
-    let path = store.path().to_path_buf();
+    let mut started = StartedRoles::default();
+    for (role, path, store) in stores {
+        let writer = |store| GroupCommit::spawn(store, path, limits);
+        let recipient: Recipient<Inbound<Message>> = match role.role {
+            Role::Acceptor => {
+                let core = Acceptor::new(role.index, store.load_acceptor()?)
+                    .with_reply_max_bytes(config.paxos.reply_max_bytes);
+                let actor: Addr<AcceptorActor<S>> =
+                    spawn_role(core, AcceptorHooks, writer(store), router);
+                started.add(role, &actor);
+                actor.recipient()
+            }
+            Role::Proposer => {
+                let state = store.load_proposer()?;
+                let core = Proposer::new(proposer_config(config, role.index), state, 0);
+                let actor: Addr<ProposerActor<S>> =
+                    spawn_role(core, ProposerHooks, writer(store), router);
+                started.proposer.get_or_insert_with(|| ProposerPort {
+                    submit: actor.clone().recipient(),
+                    propose: actor.clone().recipient(),
+                });
+                started.add(role, &actor);
+                actor.recipient()
+            }
+            Role::Learner => {
+                let core = Learner::new(learner_config(config, role.index), store.load_learner()?);
+                let applier = Applier::new(machine());
+                let actor: Addr<LearnerActor<S, M>> =
+                    spawn_role(core, applier, writer(store), router);
+                started.learner.get_or_insert_with(|| LearnerPort {
+                    id: role,
+                    watch: actor.clone().recipient(),
+                    subscribe: actor.clone().recipient(),
+                });
+                started.add(role, &actor);
+                actor.recipient()
+            }
+        };
+        let _ = router.send(RegisterRole { role, recipient }).await;
+    }
+    Ok(started)
+}
+
+/// Start `core` in its actor; its clock starts now (a new core's is 0).
+fn spawn_role<R: Core, S: RoleStore, H: Hooks<R>>(
+    core: R,
+    hooks: H,
+    writer: GroupCommit<S>,
+    router: &Addr<Router>,
+) -> Addr<RoleActor<R, S, H>> {
     let outbound = router.clone().recipient::<OutboundBatch<Message>>();
-    let tick = config.paxos.tick_interval;
-    let recipient: Recipient<Inbound<Message>> = match role.role {
-        Role::Acceptor => {
-            let core = Acceptor::new(role.index, store.load_acceptor()?)
-                .with_reply_max_bytes(config.paxos.reply_max_bytes);
-            let writer = GroupCommit::spawn(store, path, limits);
-            let actor = AcceptorActor::new(core, writer, outbound).start();
-            started.acceptors.push((role, actor.clone()));
-            actor.recipient()
-        }
-        Role::Proposer => {
-            let epoch = Instant::now();
-            let core = Proposer::new(
-                proposer_config(config, role.index),
-                store.load_proposer()?,
-                0,
-            );
-            let writer = GroupCommit::spawn(store, path, limits);
-            let actor = ProposerActor::new(core, writer, outbound, epoch, tick).start();
-            started.proposers.push((role, actor.clone()));
-            actor.recipient()
-        }
-        Role::Learner => {
-            let core = Learner::new(learner_config(config, role.index), store.load_learner()?);
-            let writer = GroupCommit::spawn(store, path, limits);
-            let actor = LearnerActor::new(core, machine(), writer, outbound, tick).start();
-            started.learners.push((role, actor.clone()));
-            actor.recipient()
-        }
+    RoleActor::new(core, hooks, writer, outbound, Instant::now()).start()
+}
+
+impl StartedRoles {
+    fn add<R: Core, S: RoleStore, H: Hooks<R>>(
+        &mut self,
+        id: RoleId,
+        actor: &Addr<RoleActor<R, S, H>>,
+    ) {
+        self.running.push(RunningRole {
+            id,
+            stop: actor.clone().recipient(),
+            status: actor.clone().recipient(),
+        });
+    }
+}
+
+/// Step 5: the gateway over the started roles.
+fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: StartedRoles) -> Gateway {
+    Gateway {
+        name: name.to_owned(),
+        router,
+        roles: roles.running,
+        proposer: roles.proposer,
+        learner: roles.learner,
+        all_proposers: config.instances(Role::Proposer),
+        client: random_u64(),
+        next_seq: AtomicU64::new(0),
+        accepting: AtomicBool::new(true),
+        submit_timeout: config.paxos.submit_timeout,
+        submit_retry: config.paxos.submit_retry,
+        max_command_bytes: config.paxos.max_command_bytes,
+    }
+}
+
+/// Step 6: serve the client port through the gateway until `stop`.
+fn serve_clients(
+    config: &SynodConfig,
+    listener: TcpListener,
+    gateway: &Rc<Gateway>,
+    stats: &Arc<ClientPortStats>,
+    stop: &CancellationToken,
+) -> Result<SocketAddr, NodeError> {
+    let address = listener.local_addr().map_err(|reason| NodeError::Bind {
+        address: config.nodes[&gateway.name].listen,
+        reason,
+    })?;
+    let port = client_server::ClientPort {
+        cluster: config.cluster.id.clone(),
+        token: config.cluster.client_token.clone(),
+        limits: config.clients.clone(),
+        stats: Arc::clone(stats),
     };
-    let _ = router.send(RegisterRole { role, recipient }).await;
-    Ok(())
+    client_server::spawn(listener, Rc::clone(gateway), port, stop.clone());
+    Ok(address)
 }
 
 fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig, NodeError> {
@@ -411,4 +456,10 @@ fn learner_config(config: &SynodConfig, id: u32) -> LearnerConfig {
         reply_max_bytes: p.reply_max_bytes,
         instance_sync_interval: millis(p.instance_sync_interval),
     }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }

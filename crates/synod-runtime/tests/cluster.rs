@@ -27,7 +27,7 @@ async fn three_colocated_replicas_decide_10000_commands_and_agree() {
         10_000,
         "every command applied once, each at its own position"
     );
-    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    let all: Vec<&Node> = nodes.iter().collect();
     eventually("all learners hold the same log", SETTLE, || {
         learners_agree(&all, 1)
     })
@@ -42,7 +42,7 @@ async fn split_role_placement_decides_and_agrees() {
     let root = TempDir::new().unwrap();
     let config = split_roles(&root);
     let nodes = start_all(&config).await;
-    let learner_nodes: Vec<&Node<Counter>> = nodes
+    let learner_nodes: Vec<&Node> = nodes
         .iter()
         .filter(|n| n.name().starts_with("learner"))
         .collect();
@@ -61,7 +61,7 @@ async fn split_role_placement_decides_and_agrees() {
 }
 
 /// The node whose proposer leads, by index into `nodes`.
-async fn leader_index(nodes: &[Node<Counter>]) -> Option<usize> {
+async fn leader_index(nodes: &[Node]) -> Option<usize> {
     for (i, node) in nodes.iter().enumerate() {
         if node
             .status()
@@ -96,7 +96,7 @@ async fn losing_the_leader_hands_over_to_another_proposer() {
     );
     let new_leader = leader_index(&nodes).await;
     assert!(new_leader.is_some(), "another proposer took over");
-    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    let all: Vec<&Node> = nodes.iter().collect();
     eventually("the survivors agree", SETTLE, || learners_agree(&all, 1)).await;
     for node in nodes {
         node.shutdown().await;
@@ -125,7 +125,7 @@ async fn restarting_an_acceptor_node_mid_load_loses_nothing_and_it_rejoins() {
     let more = submit_many(&nodes[2], 500, "after").await;
 
     assert_eq!(first.len() + during.len() + more.len(), 3_500);
-    let all: Vec<&Node<Counter>> = nodes.iter().collect();
+    let all: Vec<&Node> = nodes.iter().collect();
     eventually(
         "the restarted node caught up and all learners agree",
         SETTLE,

@@ -36,6 +36,11 @@ struct Args {
     /// must fail liveness).
     #[arg(long)]
     unbounded_promises: bool,
+    /// Release replies when their writes are submitted, not when they are
+    /// durable (negative control for the persist-then-release pipeline:
+    /// must find violations).
+    #[arg(long)]
+    early_release: bool,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -52,6 +57,7 @@ fn main() {
         frame_limit: args.frame_limit,
         restart_proposers: args.restart_proposers,
         unbounded_promises: args.unbounded_promises,
+        early_release: args.early_release,
         ..SimOptions::default()
     };
     let threads = args
@@ -133,6 +139,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.unbounded_promises {
         frames += " --unbounded-promises";
+    }
+    if args.early_release {
+        frames += " --early-release";
     }
     format!(
         "cargo run --release -p synod-sim -- --seeds 1 --start {seed}{amnesia}{stubborn}{frames} --verbose"

@@ -11,11 +11,14 @@ use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
-    Acceptor, AcceptorState, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerState,
-    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, ProposerState, Role, RoleId,
+    Acceptor, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerWrite, Message, Millis,
+    Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, wake_at,
+};
+use synod_storage::{
+    AcceptorStore, Effect, LearnerStore, MemoryStore, Pipeline, ProposerStore, Store, Write,
 };
 
 /// How a run is set up beyond what the seed draws.
@@ -42,6 +45,10 @@ pub struct SimOptions {
     /// control for `frame_limit`: with enough history, no leader can be
     /// elected after `restart_proposers`).
     pub unbounded_promises: bool,
+    /// Release a role's replies when its writes are submitted instead of
+    /// when they are durable (the negative control for the pipeline: a
+    /// crash before the write lands loses a promise already sent).
+    pub early_release: bool,
 }
 
 impl Default for SimOptions {
@@ -54,6 +61,7 @@ impl Default for SimOptions {
             frame_limit: None,
             restart_proposers: false,
             unbounded_promises: false,
+            early_release: false,
         }
     }
 }
@@ -79,7 +87,9 @@ pub struct SeedReport {
     pub oversized: u64,
 }
 
-const TICK: Millis = 10;
+/// The simulated disk takes 1 to this many ms per write group (an fsync
+/// on a slow disk).
+const MAX_WRITE_LATENCY: Millis = 10;
 const CLIENT_RETRY: Millis = 400;
 const DONE_CHECK: Millis = 50;
 
@@ -91,6 +101,11 @@ enum Event {
         message: Message,
     },
     Tick {
+        node: RoleId,
+        incarnation: u64,
+    },
+    /// The oldest write group of `node` reached the disk.
+    Durable {
         node: RoleId,
         incarnation: u64,
     },
@@ -115,9 +130,60 @@ enum Event {
     CheckDone,
 }
 
-struct Replica<R, S> {
-    live: Option<R>,
-    durable: S,
+/// A role instance: its durable store and, while it runs, its core behind
+/// the same persist-then-release pipeline the actors use.
+struct Replica<R> {
+    live: Option<Live<R>>,
+    store: MemoryStore,
+}
+
+struct Live<R> {
+    core: R,
+    incarnation: u64,
+    pipeline: Pipeline,
+    /// Write groups on their way to the disk, oldest first, each with the
+    /// pipeline ticket it completes. A crash loses them.
+    writing: VecDeque<(u64, Vec<Write>)>,
+    /// When the disk finishes the newest group (groups finish in order).
+    disk_free_at: Millis,
+    /// The tick armed at the core's next deadline, if any.
+    timer: Option<Millis>,
+}
+
+impl<R> Replica<R> {
+    fn new() -> Self {
+        Self {
+            live: None,
+            store: MemoryStore::new(),
+        }
+    }
+
+    fn core(&self) -> Option<&R> {
+        self.live.as_ref().map(|live| &live.core)
+    }
+}
+
+/// A core the world runs, and where it keeps its replicas.
+trait Placed: RoleCore<Write: Into<Write>> + Sized {
+    fn replicas(world: &mut World) -> &mut BTreeMap<u32, Replica<Self>>;
+}
+
+impl Placed for Proposer {
+    fn replicas(world: &mut World) -> &mut BTreeMap<u32, Replica<Self>> {
+        &mut world.proposers
+    }
+}
+
+impl Placed for Acceptor {
+    fn replicas(world: &mut World) -> &mut BTreeMap<u32, Replica<Self>> {
+        &mut world.acceptors
+    }
+}
+
+impl Placed for Learner {
+    fn replicas(world: &mut World) -> &mut BTreeMap<u32, Replica<Self>> {
+        &mut world.learners
+    }
 }
 
 #[derive(Default)]
@@ -150,9 +216,9 @@ struct World {
     next_id: u64,
     queue: BTreeMap<(Millis, u64), Event>,
     network: Network,
-    proposers: BTreeMap<u32, Replica<Proposer, ProposerState>>,
-    acceptors: BTreeMap<u32, Replica<Acceptor, AcceptorState>>,
-    learners: BTreeMap<u32, Replica<Learner, LearnerState>>,
+    proposers: BTreeMap<u32, Replica<Proposer>>,
+    acceptors: BTreeMap<u32, Replica<Acceptor>>,
+    learners: BTreeMap<u32, Replica<Learner>>,
     incarnations: BTreeMap<RoleId, u64>,
     stay_down: BTreeSet<RoleId>,
     clients: BTreeMap<u64, Client>,
@@ -216,33 +282,15 @@ impl World {
 
     fn populate(&mut self) {
         for id in 1..=self.shape.proposers {
-            self.proposers.insert(
-                id,
-                Replica {
-                    live: None,
-                    durable: ProposerState::default(),
-                },
-            );
+            self.proposers.insert(id, Replica::new());
             self.start(RoleId::proposer(id));
         }
         for id in 1..=self.shape.acceptors {
-            self.acceptors.insert(
-                id,
-                Replica {
-                    live: None,
-                    durable: AcceptorState::default(),
-                },
-            );
+            self.acceptors.insert(id, Replica::new());
             self.start(RoleId::acceptor(id));
         }
         for id in 1..=self.shape.learners {
-            self.learners.insert(
-                id,
-                Replica {
-                    live: None,
-                    durable: LearnerState::default(),
-                },
-            );
+            self.learners.insert(id, Replica::new());
             self.start(RoleId::learner(id));
         }
         let fault_end = self.options.fault_duration;
@@ -308,7 +356,16 @@ impl World {
     fn step(&mut self, event: Event) {
         match event {
             Event::Deliver { from, to, message } => self.deliver(from, to, message),
-            Event::Tick { node, incarnation } => self.tick(node, incarnation),
+            Event::Tick { node, incarnation } => match node.role {
+                Role::Proposer => self.tick::<Proposer>(node, incarnation),
+                Role::Acceptor => self.tick::<Acceptor>(node, incarnation),
+                Role::Learner => self.tick::<Learner>(node, incarnation),
+            },
+            Event::Durable { node, incarnation } => match node.role {
+                Role::Proposer => self.durable::<Proposer>(node, incarnation),
+                Role::Acceptor => self.durable::<Acceptor>(node, incarnation),
+                Role::Learner => self.durable::<Learner>(node, incarnation),
+            },
             Event::ClientSend { client } => self.client_send(client),
             Event::ClientRetry { client, seq } => self.client_retry(client, seq),
             Event::Instance { name, value } => self.propose_instance(name, value),
@@ -350,64 +407,91 @@ impl World {
         };
         match node.role {
             Role::Proposer => {
-                let mut config = ProposerConfig::new(
-                    node.index,
-                    (1..=self.shape.proposers).collect(),
-                    (1..=self.shape.acceptors).collect(),
-                    (1..=self.shape.learners).collect(),
-                );
-                config.seed = self.rng.random();
-                if self.options.stubborn_leaders {
-                    config.quorum_timeout = Millis::MAX;
-                }
-                if let Some(budget) = self.reply_budget() {
-                    config.reply_max_bytes = budget;
-                    config.batch_max_bytes = budget;
-                }
-                let replica = self.proposers.get_mut(&node.index).expect("exists");
-                replica.live = Some(Proposer::new(config, replica.durable.clone(), self.now));
+                let core = self.new_proposer(node);
+                self.launch(node, core, incarnation);
             }
             Role::Acceptor => {
-                let budget = match (self.options.unbounded_promises, self.reply_budget()) {
-                    (true, _) => Some(usize::MAX),
-                    (false, budget) => budget,
-                };
-                let replica = self.acceptors.get_mut(&node.index).expect("exists");
-                if self.options.amnesia {
-                    replica.durable = AcceptorState::default();
-                }
-                let mut acceptor = Acceptor::new(node.index, replica.durable.clone());
-                if let Some(budget) = budget {
-                    acceptor = acceptor.with_reply_max_bytes(budget);
-                }
-                replica.live = Some(acceptor);
+                let core = self.new_acceptor(node);
+                self.launch(node, core, incarnation);
             }
             Role::Learner => {
-                let config = LearnerConfig {
-                    id: node.index,
-                    learners: (1..=self.shape.learners).collect(),
-                    proposers: (1..=self.shape.proposers).collect(),
-                    catch_up_interval: 100,
-                    catch_up_batch: 64,
-                    reply_max_bytes: self.reply_budget().unwrap_or(1 << 20),
-                    instance_sync_interval: 500,
-                };
-                let replica = self.learners.get_mut(&node.index).expect("exists");
-                let mut learner = Learner::new(config, replica.durable.clone());
-                let replayed = learner.replay();
-                replica.live = Some(learner);
+                let core = self.new_learner(node);
                 self.checkers.integrity.restarted(node);
                 self.learned_commands.insert(node.index, BTreeSet::new());
                 self.learned_instances.insert(node.index, BTreeSet::new());
-                self.apply_learner(node, replayed);
+                self.launch(node, core, incarnation);
             }
-        }
-        if node.role != Role::Acceptor {
-            let first_tick = self.now + self.rng.random_range(0..TICK);
-            self.schedule(first_tick, Event::Tick { node, incarnation });
         }
     }
 
+    fn new_proposer(&mut self, node: RoleId) -> Proposer {
+        let mut config = ProposerConfig::new(
+            node.index,
+            (1..=self.shape.proposers).collect(),
+            (1..=self.shape.acceptors).collect(),
+            (1..=self.shape.learners).collect(),
+        );
+        config.seed = self.rng.random();
+        if self.options.stubborn_leaders {
+            config.quorum_timeout = Millis::MAX;
+        }
+        if let Some(budget) = self.reply_budget() {
+            config.reply_max_bytes = budget;
+            config.batch_max_bytes = budget;
+        }
+        let state = self.proposers[&node.index].store.load_proposer();
+        Proposer::new(config, state.expect("memory store"), self.now)
+    }
+
+    fn new_acceptor(&mut self, node: RoleId) -> Acceptor {
+        let budget = match (self.options.unbounded_promises, self.reply_budget()) {
+            (true, _) => Some(usize::MAX),
+            (false, budget) => budget,
+        };
+        let replica = self.acceptors.get_mut(&node.index).expect("exists");
+        if self.options.amnesia {
+            replica.store = MemoryStore::new();
+        }
+        let mut acceptor = Acceptor::new(
+            node.index,
+            replica.store.load_acceptor().expect("memory store"),
+        );
+        if let Some(budget) = budget {
+            acceptor = acceptor.with_reply_max_bytes(budget);
+        }
+        acceptor
+    }
+
+    fn new_learner(&mut self, node: RoleId) -> Learner {
+        let config = LearnerConfig {
+            id: node.index,
+            learners: (1..=self.shape.learners).collect(),
+            proposers: (1..=self.shape.proposers).collect(),
+            catch_up_interval: 100,
+            catch_up_batch: 64,
+            reply_max_bytes: self.reply_budget().unwrap_or(1 << 20),
+            instance_sync_interval: 500,
+        };
+        let state = self.learners[&node.index].store.load_learner();
+        Learner::new(config, state.expect("memory store"))
+    }
+
+    /// Run `core` as incarnation `incarnation` of `node`.
+    fn launch<R: Placed>(&mut self, node: RoleId, mut core: R, incarnation: u64) {
+        let started = core.start(self.now);
+        let replica = R::replicas(self).get_mut(&node.index).expect("exists");
+        replica.live = Some(Live {
+            core,
+            incarnation,
+            pipeline: Pipeline::new(),
+            writing: VecDeque::new(),
+            disk_free_at: 0,
+            timer: None,
+        });
+        self.process::<R>(node, started);
+    }
+
+    /// The node stops at once: what it had not written is lost.
     fn crash(&mut self, node: RoleId) {
         match node.role {
             Role::Proposer => self.proposers.get_mut(&node.index).expect("exists").live = None,
@@ -416,123 +500,147 @@ impl World {
         }
     }
 
+    fn live_mut<R: Placed>(&mut self, node: RoleId) -> Option<&mut Live<R>> {
+        R::replicas(self).get_mut(&node.index)?.live.as_mut()
+    }
+
     fn deliver(&mut self, from: RoleId, to: RoleId, message: Message) {
-        let now = self.now;
         match to.role {
-            Role::Proposer => {
-                let Some(p) = self
-                    .proposers
-                    .get_mut(&to.index)
-                    .and_then(|r| r.live.as_mut())
-                else {
-                    return;
-                };
-                let out = p.handle(now, from, message);
-                self.apply_proposer(to, out);
-            }
-            Role::Acceptor => {
-                let Some(a) = self
-                    .acceptors
-                    .get_mut(&to.index)
-                    .and_then(|r| r.live.as_mut())
-                else {
-                    return;
-                };
-                let out = a.handle(from, message);
-                self.apply_acceptor(to, out);
-            }
-            Role::Learner => {
-                let Some(l) = self
-                    .learners
-                    .get_mut(&to.index)
-                    .and_then(|r| r.live.as_mut())
-                else {
-                    return;
-                };
-                let out = l.handle(now, from, message);
-                self.apply_learner(to, out);
-            }
+            Role::Proposer => self.handle::<Proposer>(to, from, message),
+            Role::Acceptor => self.handle::<Acceptor>(to, from, message),
+            Role::Learner => self.handle::<Learner>(to, from, message),
         }
     }
 
-    fn tick(&mut self, node: RoleId, incarnation: u64) {
-        if self.incarnations.get(&node) != Some(&incarnation) || !self.is_live(node) {
-            return; // a tick chain of a crashed incarnation
-        }
+    fn handle<R: Placed>(&mut self, node: RoleId, from: RoleId, message: Message) {
         let now = self.now;
-        match node.role {
-            Role::Proposer => {
-                let out = self
-                    .proposers
-                    .get_mut(&node.index)
-                    .and_then(|r| r.live.as_mut())
-                    .expect("live")
-                    .tick(now);
-                self.apply_proposer(node, out);
-            }
-            Role::Learner => {
-                let out = self
-                    .learners
-                    .get_mut(&node.index)
-                    .and_then(|r| r.live.as_mut())
-                    .expect("live")
-                    .tick(now);
-                self.apply_learner(node, out);
-            }
-            Role::Acceptor => {}
+        if std::env::var("SIM_TRACE").is_ok()
+            && self.healed_at.is_some()
+            && (node.role == Role::Proposer || from.role == Role::Proposer)
+        {
+            let text = format!("{message:?}");
+            eprintln!("{now} {from} -> {node}: {}", &text[..text.len().min(150)]);
         }
-        self.schedule(now + TICK, Event::Tick { node, incarnation });
+        let Some(live) = self.live_mut::<R>(node) else {
+            return; // a crashed node loses what it is sent
+        };
+        let out = live.core.handle(now, from, message);
+        self.process::<R>(node, out);
+    }
+
+    fn tick<R: Placed>(&mut self, node: RoleId, incarnation: u64) {
+        let now = self.now;
+        let Some(live) = self.live_mut::<R>(node) else {
+            return;
+        };
+        if live.incarnation != incarnation || live.timer != Some(now) {
+            return; // a timer of a crashed incarnation, or one re-armed earlier
+        }
+        live.timer = None;
+        let out = live.core.tick(now);
+        self.process::<R>(node, out);
     }
 
     // ---- effects ------------------------------------------------------------
     //
-    // Writes are applied to the durable copy before messages leave, which is
-    // the persist-then-send rule; a crash between events therefore loses
-    // nothing that was acknowledged.
+    // Every output goes through the role's `Pipeline`, as in the actors:
+    // writes go to a simulated disk that finishes them in order after a
+    // random latency, and what depends on them is released only then. A
+    // crash loses the writes still on their way, and the replies held for
+    // them with them.
 
-    fn apply_proposer(&mut self, node: RoleId, out: Output<synod_core::ProposerWrite>) {
-        let replica = self.proposers.get_mut(&node.index).expect("exists");
-        for write in &out.persist {
-            replica.durable.apply(write);
+    fn process<R: Placed>(&mut self, node: RoleId, out: Output<R::Write>) {
+        let step = self.live_mut::<R>(node).expect("live").pipeline.run(out);
+        self.release(node, step.release);
+        if let Some((ticket, writes)) = step.submit {
+            self.check_writes(node, &writes);
+            let latency = self.rng.random_range(1..=MAX_WRITE_LATENCY);
+            let (now, early) = (self.now, self.options.early_release);
+            let live = self.live_mut::<R>(node).expect("live");
+            live.disk_free_at = live.disk_free_at.max(now + latency);
+            let (at, incarnation) = (live.disk_free_at, live.incarnation);
+            live.writing.push_back((ticket, writes));
+            let premature = if early {
+                live.pipeline.durable(ticket)
+            } else {
+                Vec::new()
+            };
+            self.schedule(at, Event::Durable { node, incarnation });
+            self.release(node, premature);
         }
-        self.send_all(node, out.send);
+        self.arm::<R>(node);
     }
 
-    fn apply_acceptor(&mut self, node: RoleId, out: Output<synod_core::AcceptorWrite>) {
-        let replica = self.acceptors.get_mut(&node.index).expect("exists");
-        for write in &out.persist {
-            replica.durable.apply(write);
+    /// Arm the node's timer at its core's next deadline, unless an earlier
+    /// one is armed.
+    fn arm<R: Placed>(&mut self, node: RoleId) {
+        let now = self.now;
+        let Some(live) = self.live_mut::<R>(node) else {
+            return;
+        };
+        let Some(at) = wake_at(&live.core, now) else {
+            return;
+        };
+        if live.timer.is_some_and(|armed| armed <= at) {
+            return;
         }
-        self.send_all(node, out.send);
+        live.timer = Some(at);
+        let incarnation = live.incarnation;
+        self.schedule(at, Event::Tick { node, incarnation });
     }
 
-    fn apply_learner(&mut self, node: RoleId, out: Output<LearnerWrite>) {
-        let replica = self.learners.get_mut(&node.index).expect("exists");
-        for write in &out.persist {
-            replica.durable.apply(write);
+    /// The oldest write group of `node` is on disk: store it, then release
+    /// what waited for it.
+    fn durable<R: Placed>(&mut self, node: RoleId, incarnation: u64) {
+        let replica = R::replicas(self).get_mut(&node.index).expect("exists");
+        let Some(live) = replica.live.as_mut() else {
+            return; // crashed first: the write never landed
+        };
+        if live.incarnation != incarnation {
+            return;
         }
-        for write in &out.persist {
+        let (ticket, writes) = live.writing.pop_front().expect("a write on its way");
+        let released = live.pipeline.durable(ticket);
+        replica
+            .store
+            .write_batch(&writes)
+            .expect("the memory store does not fail");
+        self.release(node, released);
+    }
+
+    fn release(&mut self, node: RoleId, effects: Vec<Effect>) {
+        let mut messages = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Send(outgoing) => messages.push(outgoing),
+                Effect::Deliver(delivery) => {
+                    let check = self.checkers.integrity.delivered(node, &delivery);
+                    self.record(check);
+                    self.observe_delivery(node, &delivery);
+                }
+            }
+        }
+        self.send_all(node, messages);
+    }
+
+    /// A learner's decisions are checked when its core makes them.
+    fn check_writes(&mut self, node: RoleId, writes: &[Write]) {
+        for write in writes {
             let check = match write {
-                LearnerWrite::Decided { slot, value } => self
+                Write::Learner(LearnerWrite::Decided { slot, value }) => self
                     .checkers
                     .validity
                     .decided_slot(value)
                     .and_then(|()| self.checkers.agreement.decided_slot(node, *slot, value)),
-                LearnerWrite::InstanceDecided { name, value } => self
+                Write::Learner(LearnerWrite::InstanceDecided { name, value }) => self
                     .checkers
                     .validity
                     .decided_instance(name, value)
                     .and_then(|()| self.checkers.agreement.decided_instance(node, name, value)),
-                LearnerWrite::Applied(_) => Ok(()),
+                _ => Ok(()),
             };
             self.record(check);
         }
-        for delivery in &out.deliver {
-            let check = self.checkers.integrity.delivered(node, delivery);
-            self.record(check);
-            self.observe_delivery(node, delivery);
-        }
-        self.send_all(node, out.send);
     }
 
     /// The byte budget of replies and batches under a frame limit: a
@@ -689,13 +797,13 @@ impl World {
     /// Hand `command` to a random proposer; a crashed one loses it (the
     /// client retries).
     fn submit(&mut self, command: Command) {
-        let id = self.rng.random_range(1..=self.shape.proposers);
+        let node = RoleId::proposer(self.rng.random_range(1..=self.shape.proposers));
         let now = self.now;
-        let Some(p) = self.proposers.get_mut(&id).and_then(|r| r.live.as_mut()) else {
+        let Some(live) = self.live_mut::<Proposer>(node) else {
             return;
         };
-        if let Ok(out) = p.submit(now, vec![command]) {
-            self.apply_proposer(RoleId::proposer(id), out);
+        if let Ok(out) = live.core.submit(now, vec![command]) {
+            self.process::<Proposer>(node, out);
         }
     }
 
@@ -707,11 +815,11 @@ impl World {
         if learned_somewhere {
             return;
         }
-        let id = self.rng.random_range(1..=self.shape.proposers);
+        let node = RoleId::proposer(self.rng.random_range(1..=self.shape.proposers));
         let now = self.now;
-        if let Some(p) = self.proposers.get_mut(&id).and_then(|r| r.live.as_mut()) {
-            let out = p.propose_instance(now, name.clone(), value.clone());
-            self.apply_proposer(RoleId::proposer(id), out);
+        if let Some(live) = self.live_mut::<Proposer>(node) {
+            let out = live.core.propose_instance(now, name.clone(), value.clone());
+            self.process::<Proposer>(node, out);
         }
         let wait = CLIENT_RETRY + self.rng.random_range(0..CLIENT_RETRY);
         self.schedule(self.now + wait, Event::Instance { name, value });
@@ -836,7 +944,7 @@ impl World {
         let leader = self
             .proposers
             .iter()
-            .filter_map(|(id, r)| Some((r.live.as_ref()?.leading_ballot()?, *id)))
+            .filter_map(|(id, r)| Some((r.core()?.leading_ballot()?, *id)))
             .max()
             .map(|(_, id)| id);
         let id = leader.unwrap_or_else(|| self.rng.random_range(1..=self.shape.proposers));
@@ -867,7 +975,7 @@ impl World {
         let positions: BTreeSet<u64> = self
             .learners
             .values()
-            .filter_map(|r| r.live.as_ref().map(Learner::next_delivery))
+            .filter_map(|r| r.core().map(Learner::next_delivery))
             .collect();
         learners_done && positions.len() == 1
     }
@@ -877,7 +985,7 @@ impl World {
         for (id, replica) in &self.learners {
             let commands = self.learned_commands.get(id).map_or(0, BTreeSet::len);
             let instances = self.learned_instances.get(id).map_or(0, BTreeSet::len);
-            let position = replica.live.as_ref().map(Learner::next_delivery);
+            let position = replica.core().map(Learner::next_delivery);
             parts.push(format!(
                 "learner-{id}: {commands}/{} commands, {instances}/{} instances, next slot {position:?}",
                 self.submitted.len(),
@@ -888,12 +996,20 @@ impl World {
             .proposers
             .iter()
             .filter_map(|(id, r)| {
-                r.live
-                    .as_ref()
+                r.core()
                     .and_then(|p| p.leading_ballot())
                     .map(|b| format!("proposer-{id}@{b}"))
             })
             .collect();
+        let timers: Vec<String> = self
+            .proposers
+            .iter()
+            .map(|(id, r)| {
+                let next = r.core().and_then(RoleCore::next_deadline);
+                format!("proposer-{id} next tick {next:?}")
+            })
+            .collect();
+        parts.push(timers.join(", "));
         let severed = self
             .severed
             .map(|id| format!("; proposer-{id} cut off from the acceptors"))

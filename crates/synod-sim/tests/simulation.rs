@@ -1,5 +1,5 @@
 //! The simulator as a test suite: fixed seeds must be safe and live, the
-//! amnesia and stubborn-leader controls must be caught, and a seed must
+//! amnesia, early-release and stubborn-leader controls must be caught, and a seed must
 //! replay bit for bit.
 
 use synod_sim::{SimOptions, run_seed};
@@ -68,6 +68,26 @@ fn negative_control_amnesia_breaks_agreement_itself() {
     assert!(
         agreement,
         "forgetful acceptors must lead to two different decisions for a slot"
+    );
+}
+
+#[test]
+fn negative_control_early_release_breaks_safety() {
+    let options = SimOptions {
+        early_release: true,
+        ..SimOptions::default()
+    };
+    // The window is one write's latency, so fewer seeds hit it than lose a
+    // whole acceptor's state: search further (it stops at the first).
+    let caught =
+        (0..3 * FIXED_SEEDS).find_map(|seed| run_seed(seed, &options).violation.map(|v| (seed, v)));
+    let (seed, (_, violation)) = caught.expect(
+        "replies released before their writes are durable must break safety \
+         when a crash loses the writes",
+    );
+    assert!(
+        ["agreement", "promise order"].contains(&violation.property),
+        "seed {seed}: unexpected property {violation}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! What can go wrong with durable state, named after the condition.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A storage failure. Every variant names the store's path; none of them
 /// is ever papered over by opening an empty store.
@@ -72,40 +72,6 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Classify a RocksDB error for the store at `path`.
-    pub(crate) fn from_rocksdb(path: &Path, error: rocksdb::Error) -> Self {
-        let path = path.to_path_buf();
-        let detail = error.to_string();
-        let lower = detail.to_lowercase();
-        match error.kind() {
-            rocksdb::ErrorKind::Corruption => StorageError::Corruption { path, detail },
-            rocksdb::ErrorKind::IOError if lower.contains("lock") => StorageError::Locked { path },
-            rocksdb::ErrorKind::IOError
-                if lower.contains("permission denied")
-                    || lower.contains("read-only")
-                    || lower.contains("no such file")
-                    || lower.contains("not a directory") =>
-            {
-                StorageError::DataDir {
-                    path,
-                    reason: detail,
-                }
-            }
-            _ => StorageError::Other { path, detail },
-        }
-    }
-
-    /// The same error with `context` appended to what a corruption reports.
-    pub(crate) fn with_context(self, context: &str) -> Self {
-        match self {
-            StorageError::Corruption { path, detail } => StorageError::Corruption {
-                path,
-                detail: format!("{detail}; {context}"),
-            },
-            other => other,
-        }
-    }
-
     /// Whether the stored state cannot be trusted (as opposed to a store
     /// that cannot be reached or written right now).
     pub fn is_corruption(&self) -> bool {

@@ -1,44 +1,44 @@
-//! # synod-storage: durable Paxos state
+//! # synod-storage: durable Paxos state, without a storage engine
 //!
-//! The one place Synod touches RocksDB. It owns:
+//! What every role needs from storage, and nothing that compiles one
+//! (RocksDB lives in synod-rocks). It owns:
 //!
 //! - the role traits [`AcceptorStore`], [`ProposerStore`], [`LearnerStore`]
 //!   (one `write_*` per role, mapping synod-core's persist commands one to
 //!   one; every call is one atomic, synced batch), over a base [`Store`];
-//! - [`RocksStore`], the durable implementation (column families, big-endian
-//!   slot keys, versioned postcard records, paranoid open that repairs
-//!   only a provably torn, never-acknowledged WAL tail — see `wal`);
-//! - [`MemoryStore`], the same semantics in memory, with failure injection;
+//!   [`Backend`] opens the store of one role instance, so a node is
+//!   generic over the engine;
+//! - [`MemoryStore`] and [`MemoryBackend`]: the same semantics in memory,
+//!   with failure injection, for tests, the simulator and embedders;
 //! - [`GroupCommit`], the writer thread that turns many submissions into
-//!   one synced `WriteBatch` and completes them in order;
-//! - [`Outbox`], which holds a role's replies until the writes they depend
-//!   on are durable.
+//!   one synced batch and completes them in order;
+//! - [`Pipeline`] (over [`Outbox`]): persist, then release. The actors and
+//!   the simulator both run every role output through it.
 //!
 //! ```text
-//! acceptor actor ─submit(writes, done)─▶ GroupCommit thread ─WriteBatch(sync)─▶ RocksStore
-//!        ▲                                          │
-//!        └──────────── done(Ok) releases replies ◀──┘
+//! role output ─▶ Pipeline ─(ticket, writes)─▶ GroupCommit thread ─write_batch(sync)─▶ Store
+//!                   ▲                                      │
+//!                   └─── durable(ticket) releases effects ◀┘
 //! ```
 //!
 //! Semantics are defined once, by synod-core's `AcceptorState::apply` (and
-//! its proposer and learner twins); both stores are checked against them by
-//! one conformance suite (`tests/conformance.rs`).
+//! its proposer and learner twins); the stores are checked against them by
+//! one conformance suite (synod-rocks `tests/conformance.rs`).
 #![deny(missing_docs)]
 
-mod codec;
 mod error;
 mod memory;
 mod outbox;
-mod rocks;
+mod pipeline;
 mod store;
-mod wal;
 mod writer;
 
-pub use codec::FORMAT_VERSION;
 pub use error::StorageError;
-pub use memory::MemoryStore;
+pub use memory::{MemoryBackend, MemoryStore};
 pub use outbox::Outbox;
-pub use rocks::RocksStore;
-pub use store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
-pub use wal::TornTail;
+pub use pipeline::{Effect, Pipeline, Step};
+pub use store::{
+    AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, SnapshotMarker, Store, Write,
+    role_dir,
+};
 pub use writer::{Completion, GroupCommit, GroupLimits};

@@ -4,10 +4,13 @@
 //! test what callers do with a failing disk.
 
 use crate::error::StorageError;
-use crate::store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
-use std::path::PathBuf;
+use crate::store::{
+    AcceptorStore, Backend, LearnerStore, ProposerStore, SnapshotMarker, Store, Write, role_dir,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use synod_core::{AcceptorState, LearnerState, ProposerState, Slot};
+use synod_core::{AcceptorState, LearnerState, ProposerState, RoleId, Slot};
 
 #[derive(Debug, Default)]
 struct Contents {
@@ -121,5 +124,34 @@ impl LearnerStore for MemoryStore {
 
     fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError> {
         Ok(self.lock().snapshot.clone())
+    }
+}
+
+/// Memory stores by data directory and role. Opening the same pair again
+/// (a restarted node) gives the same contents, as a disk would; clones
+/// share the stores.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBackend {
+    stores: Arc<Mutex<HashMap<PathBuf, MemoryStore>>>,
+}
+
+impl MemoryBackend {
+    /// No stores yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store of `role` in `data_dir` (to inject failures into it).
+    pub fn store(&self, data_dir: &Path, role: RoleId) -> MemoryStore {
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        stores.entry(role_dir(data_dir, role)).or_default().clone()
+    }
+}
+
+impl Backend for MemoryBackend {
+    type Store = MemoryStore;
+
+    fn open(&self, data_dir: &Path, role: RoleId) -> Result<MemoryStore, StorageError> {
+        Ok(self.store(data_dir, role).reopen())
     }
 }

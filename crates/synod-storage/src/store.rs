@@ -4,8 +4,10 @@
 
 use crate::error::StorageError;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use synod_core::{
-    AcceptorState, AcceptorWrite, LearnerState, LearnerWrite, ProposerState, ProposerWrite, Slot,
+    AcceptorState, AcceptorWrite, LearnerState, LearnerWrite, ProposerState, ProposerWrite, RoleId,
+    Slot,
 };
 
 /// Where a learner's snapshot ends (kept for log compaction).
@@ -108,4 +110,26 @@ pub trait LearnerStore: Store {
     fn set_snapshot_marker(&mut self, marker: SnapshotMarker) -> Result<(), StorageError> {
         self.write_batch(&[Write::Snapshot(marker)])
     }
+}
+
+/// A store that can back any role: what a node opens per role instance.
+pub trait RoleStore: AcceptorStore + ProposerStore + LearnerStore {}
+
+impl<T: AcceptorStore + ProposerStore + LearnerStore> RoleStore for T {}
+
+/// Opens the store of one role instance, so a node (and everything that
+/// names it) is generic over the storage engine instead of compiling one.
+pub trait Backend: 'static {
+    /// The store it opens.
+    type Store: RoleStore;
+
+    /// The store of `role` in `data_dir` ([`role_dir`]), created if absent.
+    /// Fails if it is locked, unreadable or not a store this build reads.
+    fn open(&self, data_dir: &Path, role: RoleId) -> Result<Self::Store, StorageError>;
+}
+
+/// Where the store of `role` lives in a node's `data_dir`: one directory
+/// per role instance, named after it (`acceptor-1`).
+pub fn role_dir(data_dir: &Path, role: RoleId) -> PathBuf {
+    data_dir.join(role.to_string())
 }

@@ -4,7 +4,7 @@
 //! the role instances on each, rendered to a config TOML with free
 //! loopback ports, data directories under a temporary root, and timings
 //! short enough for tests. It has no dependencies, so in-process tests
-//! parse the text with `SynodConfig::from_toml` and process tests write it
+//! parse the text with `SynodConfig::from_toml_str` and process tests write it
 //! to a file for `synod node --config`.
 //!
 //! [`SmallDisk`] mounts a small tmpfs where a test needs a disk that fills

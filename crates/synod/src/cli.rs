@@ -73,7 +73,7 @@ pub enum ClientCommand {
 
 fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
     if let Some(file) = &target.config {
-        let (config, _) = SynodConfig::load(file)?;
+        let (config, _) = crate::settings::load(Some(file), crate::settings::Overrides::None)?;
         return from_config(&config, target);
     }
     if !target.endpoints.is_empty() {

@@ -13,16 +13,14 @@
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use settings::Overrides;
 use std::time::{Duration, Instant};
 use synod_core::Role;
 use synod_kv::{KvLimits, KvStore};
 use synod_runtime::{Node, SynodConfig};
 
-/// The built-in local cluster.
-const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
-
 mod cli;
+mod settings;
 
 #[derive(Parser, Debug)]
 #[command(name = "synod", version, about = "Paxos cluster runtime")]
@@ -71,42 +69,27 @@ async fn run(cli: Cli) -> Result<()> {
             let Some(file) = cli.target.config else {
                 anyhow::bail!("synod node needs --config FILE")
             };
-            let config = load(Some(file))?;
-            let nodes = start(&config, &[node]).await?;
+            let (config, limits) = settings::load(Some(&file), Overrides::Environment)?;
+            let nodes = start(&config, limits, &[node]).await?;
             serve(nodes).await
         }
         Commands::Up => {
-            let config = load(cli.target.config)?;
+            let file = cli.target.config.as_deref();
+            let (config, limits) = settings::load(file, Overrides::Environment)?;
             let names: Vec<String> = config.nodes.keys().cloned().collect();
-            let nodes = start(&config, &names).await?;
+            let nodes = start(&config, limits, &names).await?;
             serve(nodes).await
         }
         Commands::Client(command) => {
-            let local = load(None)?;
+            let (local, _) = settings::load(None, Overrides::None)?;
             cli::run(command, cli.target, &local).await
         }
     }
 }
 
-fn load(file: Option<PathBuf>) -> Result<SynodConfig> {
-    let (config, warnings) = match file {
-        Some(file) => SynodConfig::load(&file)?,
-        None => SynodConfig::from_toml(LOCAL_CONFIG, "built-in local cluster")?,
-    };
-    for warning in warnings {
-        eprintln!("synod: warning: {warning}");
-    }
-    Ok(config)
-}
-
-async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<KvStore>>> {
+async fn start(config: &SynodConfig, limits: KvLimits, names: &[String]) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
     for name in names {
-        let limits = KvLimits {
-            max_key_len: config.kv.max_key_len,
-            max_value_len: config.kv.max_value_len,
-            ..KvLimits::default()
-        };
         let node = Node::start(config, name, move || KvStore::new(limits))
             .await
             .with_context(|| format!("starting node {name}"))?;
@@ -130,7 +113,7 @@ async fn start(config: &SynodConfig, names: &[String]) -> Result<Vec<Node<KvStor
 }
 
 /// Print the ready line once a leader is known (or say that none is yet).
-async fn wait_for_leader(nodes: &[Node<KvStore>], config: &SynodConfig) {
+async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) {
     let hosts_proposer = nodes.iter().any(|n| {
         config
             .roles_on(n.name())
@@ -165,7 +148,7 @@ async fn wait_for_leader(nodes: &[Node<KvStore>], config: &SynodConfig) {
     );
 }
 
-async fn serve(nodes: Vec<Node<KvStore>>) -> Result<()> {
+async fn serve(nodes: Vec<Node>) -> Result<()> {
     let signal = wait_for_signal().await;
     println!("synod: {signal}: shutting down");
     for node in nodes {

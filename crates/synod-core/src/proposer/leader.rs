@@ -15,6 +15,20 @@ pub(super) struct Leading {
     in_flight: BTreeMap<Slot, InFlight>,
 }
 
+impl Leading {
+    /// The earliest Accept resend or quorum give-up among the slots in flight.
+    pub(super) fn next_deadline(&self, quorum_timeout: Millis) -> Millis {
+        self.in_flight
+            .values()
+            .map(|e| {
+                let resend = e.last_sent.saturating_add(e.resend_after);
+                resend.min(e.proposed_at.saturating_add(quorum_timeout))
+            })
+            .min()
+            .unwrap_or(Millis::MAX)
+    }
+}
+
 #[derive(Clone, Debug)]
 struct InFlight {
     value: Value,
@@ -306,7 +320,15 @@ impl Proposer {
         let known_end = to_slot.min(self.first_unchosen).max(from_slot);
         let cached = self.decided.range(from_slot..known_end).count() as u64;
         let missing = cached < known_end.saturating_sub(from_slot);
-        if escalate && missing && matches!(self.phase, Phase::Leading(_)) {
+        // A slot already in flight in this ballot is being recovered (or
+        // decided) right now: a new phase 1 would only supersede it, and
+        // learners asking again every catch-up interval would keep that up
+        // forever.
+        let in_flight = match &self.phase {
+            Phase::Leading(leading) => leading.in_flight.contains_key(&from_slot),
+            _ => true,
+        };
+        if escalate && missing && !in_flight {
             let window = self.config.pipeline_window as u64;
             let recover_end = known_end.min(from_slot.saturating_add(window));
             self.start_phase1(now, from_slot, recover_end, out);

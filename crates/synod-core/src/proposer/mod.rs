@@ -36,6 +36,7 @@ use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
 use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
 use crate::rng::SplitMix64;
+use crate::role::earliest;
 use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
 use leader::Leading;
 use queue::CommandQueue;
@@ -389,6 +390,30 @@ impl Proposer {
         }
         self.tick_registers(now, &mut out);
         out
+    }
+
+    /// When [`Proposer::tick`] next has work: the election deadline, a
+    /// phase-1 retransmission or give-up, a heartbeat, an Accept to resend
+    /// or a quorum that went quiet, a single-decree retry.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let retransmit = self.config.retransmit_interval;
+        let quorum = self.config.quorum_timeout;
+        let phase = match &self.phase {
+            Phase::Follower => self.election_deadline,
+            Phase::Preparing(p) => {
+                let retry = p.last_sent.saturating_add(retransmit);
+                let give_up = p.progressed.saturating_add(quorum);
+                let heartbeat = if p.was_leading {
+                    self.next_heartbeat
+                } else {
+                    Millis::MAX
+                };
+                retry.min(give_up).min(heartbeat)
+            }
+            Phase::Leading(leading) => self.next_heartbeat.min(leading.next_deadline(quorum)),
+        };
+        let registers = self.registers.values().map(|r| r.retry_at).min();
+        earliest(Some(phase), registers)
     }
 
     // ---- election -------------------------------------------------------

@@ -20,7 +20,7 @@ pub(super) struct Register {
     ballot: Ballot,
     stage: Stage,
     /// When to retry (a new ballot) or resend announcements.
-    retry_at: Millis,
+    pub(super) retry_at: Millis,
 }
 
 #[derive(Clone, Debug)]

@@ -908,6 +908,25 @@ fn an_escalated_catch_up_below_the_watermark_recovers_a_window_of_slots() {
     assert_eq!(p.leading_ballot(), Some(ballot));
     let expected: Vec<Slot> = (10..10 + window).collect();
     assert_eq!(accepted_slots(&last), expected);
+
+    // Learners keep asking while the recovered slots are in flight; that
+    // must not start phase 1 again (each new ballot would supersede the
+    // Accepts of the last, and the recovery would never finish).
+    let again = p.handle(
+        1_050,
+        RoleId::learner(2),
+        Message::CatchUp {
+            from_slot: 10,
+            to_slot: 50,
+            escalate: true,
+        },
+    );
+    assert!(
+        again.persist.is_empty(),
+        "no new round: {:?}",
+        again.persist
+    );
+    assert_eq!(p.leading_ballot(), Some(ballot));
 }
 
 #[test]
@@ -966,4 +985,31 @@ fn a_catch_up_answer_is_bounded_in_bytes() {
         1,
         "one value per answer when each is over the budget"
     );
+}
+
+/// Ticks before `next_deadline` do nothing; the tick at it does something.
+fn assert_deadline_is_exact(p: &mut Proposer, what: &str) {
+    let deadline = p.next_deadline().expect("a proposer always has a deadline");
+    let early = p.clone().tick(deadline - 1);
+    assert!(
+        early.is_empty(),
+        "{what}: tick before the deadline: {early:?}"
+    );
+    let due = p.tick(deadline);
+    assert!(!due.is_empty(), "{what}: nothing due at the deadline");
+}
+
+#[test]
+fn next_deadline_is_when_tick_has_work() {
+    assert_deadline_is_exact(&mut follower(), "follower: the election");
+    let mut p = follower();
+    p.tick(1_000);
+    assert_deadline_is_exact(&mut p, "candidate: the Prepare resend");
+    let (mut p, _) = leader();
+    p.submit(1_000, vec![command(1)]).unwrap();
+    assert_deadline_is_exact(&mut p, "leader: a heartbeat or an Accept resend");
+    let (mut p, _) = leader();
+    let out = p.tick(1_000 + config().heartbeat_interval);
+    assert!(!out.is_empty(), "the heartbeat is due");
+    assert_deadline_is_exact(&mut p, "idle leader: the next heartbeat");
 }

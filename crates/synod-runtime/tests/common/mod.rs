@@ -23,7 +23,7 @@ impl StateMachine for Counter {
 /// `cluster` rendered under `root` and parsed.
 pub fn config(cluster: &TestCluster, root: &TempDir) -> SynodConfig {
     let text = cluster.render(root.path()).toml;
-    SynodConfig::from_toml(&text, "test")
+    SynodConfig::from_toml_str(&text, "test")
         .expect("valid test config")
         .0
 }
@@ -38,7 +38,7 @@ pub fn split_roles(root: &TempDir) -> SynodConfig {
     config(&TestCluster::split_roles("test"), root)
 }
 
-pub async fn start_all(config: &SynodConfig) -> Vec<Node<Counter>> {
+pub async fn start_all(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
         nodes.push(
@@ -67,7 +67,7 @@ where
 }
 
 /// Every learner on `nodes` has applied the same log, at least `min_slots` long.
-pub async fn learners_agree(nodes: &[&Node<Counter>], min_slots: u64) -> bool {
+pub async fn learners_agree(nodes: &[&Node], min_slots: u64) -> bool {
     let mut seen = Vec::new();
     for node in nodes {
         for learner in node.status().await.learners {
@@ -79,7 +79,7 @@ pub async fn learners_agree(nodes: &[&Node<Counter>], min_slots: u64) -> bool {
 
 /// Submit `count` commands through `node`, all in flight at once; returns
 /// the responses.
-pub async fn submit_many(node: &Node<Counter>, count: usize, tag: &str) -> Vec<Vec<u8>> {
+pub async fn submit_many(node: &Node, count: usize, tag: &str) -> Vec<Vec<u8>> {
     let futures = (0..count).map(|i| node.submit(format!("{tag}-{i}").into_bytes()));
     futures_util::future::join_all(futures)
         .await

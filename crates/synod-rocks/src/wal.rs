@@ -24,9 +24,9 @@
 //! the last record's length and wipes its marker; no local check can tell
 //! that from a torn write.
 
-use crate::error::StorageError;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use synod_storage::StorageError;
 
 /// RocksDB's WAL block size.
 const BLOCK: usize = 32 * 1024;

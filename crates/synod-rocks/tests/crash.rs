@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use synod_core::{
     AcceptorState, AcceptorWrite, Ballot, Command as ClientCommand, CommandId, Value,
 };
-use synod_storage::{AcceptorStore, GroupCommit, GroupLimits, RocksStore, StorageError, Write};
+use synod_rocks::RocksStore;
+use synod_storage::{AcceptorStore, GroupCommit, GroupLimits, StorageError, Write};
 
 const CHILD_DIR: &str = "SYNOD_CRASH_CHILD_DIR";
 const READY: &str = "synod-crash-child-ready";

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use synod_core::{AcceptorWrite, Ballot, Value};
-use synod_storage::{AcceptorStore, RocksStore, StorageError};
+use synod_rocks::RocksStore;
+use synod_storage::{AcceptorStore, StorageError};
 use synod_testkit::SmallDisk;
 use tempfile::TempDir;
 

@@ -3,7 +3,7 @@
 //! data directory's disk.
 //!
 //! ```sh
-//! cargo run --release -p synod-storage --example group_commit [-- DIR [SECONDS]]
+//! cargo run --release -p synod-rocks --example group_commit [-- DIR [SECONDS]]
 //! ```
 //!
 //! DIR defaults to a temporary directory under the current one (so the
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use synod_core::{AcceptorWrite, Ballot, Command, CommandId, Value};
-use synod_storage::{GroupCommit, GroupLimits, RocksStore, Write};
+use synod_rocks::RocksStore;
+use synod_storage::{GroupCommit, GroupLimits, Write};
 
 const LEVELS: [usize; 4] = [1, 16, 64, 256];
 const FSYNC_SAMPLES: usize = 200;

@@ -1,11 +1,11 @@
 //! On-disk encoding: big-endian `u64` keys, so RocksDB's byte order is slot
 //! order; values are one format-version byte followed by postcard.
 
-use crate::error::StorageError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use synod_core::Slot;
+use synod_storage::StorageError;
 
 /// The record format this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;

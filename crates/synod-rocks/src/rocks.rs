@@ -20,8 +20,7 @@
 //! never acknowledged; its bytes are cut off and the strict open retried.
 
 use crate::codec::{decode, encode, key_slot, slot_key};
-use crate::error::StorageError;
-use crate::store::{AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, Store, Write};
+use crate::error::{from_rocksdb, with_context};
 use crate::wal::{self, Inspection, TornTail};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBRecoveryMode, IteratorMode, Options, WriteBatch, WriteOptions,
@@ -31,6 +30,9 @@ use std::path::{Path, PathBuf};
 use synod_core::{
     AcceptedValue, AcceptorState, AcceptorWrite, Ballot, LearnerState, LearnerWrite, ProposerState,
     ProposerWrite, RegisterVote, Slot,
+};
+use synod_storage::{
+    AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, StorageError, Store, Write,
 };
 
 const META: &str = "meta";
@@ -95,8 +97,7 @@ fn open_db(path: &Path) -> Result<DB, StorageError> {
     let families = FAMILIES
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-    DB::open_cf_descriptors(&options(), path, families)
-        .map_err(|e| StorageError::from_rocksdb(path, e))
+    DB::open_cf_descriptors(&options(), path, families).map_err(|e| from_rocksdb(path, e))
 }
 
 /// Open strictly; if that fails on corruption, drop a torn tail of the
@@ -109,7 +110,7 @@ fn open_db_recovering_torn_tail(path: &Path) -> Result<(DB, Option<TornTail>), S
     };
     match wal::inspect_newest(path)? {
         Inspection::Nothing => Err(error),
-        Inspection::Damaged(reason) => Err(error.with_context(&reason)),
+        Inspection::Damaged(reason) => Err(with_context(error, &reason)),
         Inspection::Dropped(torn) => Ok((open_db(path)?, Some(torn))),
     }
 }
@@ -170,7 +171,7 @@ impl RocksStore {
     }
 
     fn error(&self, error: rocksdb::Error) -> StorageError {
-        StorageError::from_rocksdb(&self.path, error)
+        from_rocksdb(&self.path, error)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {

@@ -4,9 +4,9 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use synod_core::{AcceptorWrite, Ballot, Command, CommandId, LearnerWrite, ProposerWrite, Value};
+use synod_rocks::RocksStore;
 use synod_storage::{
-    AcceptorStore, LearnerStore, MemoryStore, ProposerStore, RocksStore, SnapshotMarker, Store,
-    Write,
+    AcceptorStore, LearnerStore, MemoryStore, ProposerStore, SnapshotMarker, Store, Write,
 };
 use tempfile::TempDir;
 

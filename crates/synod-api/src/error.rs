@@ -1,0 +1,81 @@
+//! Why a command was not answered.
+
+use crate::wire::Failure;
+use std::fmt;
+use std::time::Duration;
+
+/// A command was not answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// This node has no learner, so it cannot answer clients.
+    NoLearner,
+    /// The node is shutting down.
+    ShuttingDown,
+    /// The local proposer's queue is full; retry later.
+    Busy,
+    /// Not decided within the submit timeout (it may still be decided later).
+    Timeout(Duration),
+    /// The payload is larger than `paxos.max_command_bytes`; nothing was
+    /// submitted. (A larger command could not travel in one frame.)
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoLearner => write!(f, "node has no learner; submit to a node that hosts one"),
+            Self::ShuttingDown => write!(f, "node is shutting down"),
+            Self::Busy => write!(f, "proposer is busy; retry later"),
+            Self::Timeout(after) => write!(f, "command not decided within {after:?}"),
+            Self::TooLarge { len, limit } => write!(
+                f,
+                "command of {len} bytes exceeds the {limit}-byte limit (paxos.max_command_bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+impl From<&SubmitError> for Failure {
+    fn from(error: &SubmitError) -> Self {
+        match error {
+            SubmitError::NoLearner => Failure::NoLearner,
+            SubmitError::Busy => Failure::Busy,
+            SubmitError::Timeout(_) => Failure::Timeout,
+            SubmitError::ShuttingDown => Failure::ShuttingDown,
+            SubmitError::TooLarge { len, limit } => Failure::TooLarge {
+                len: *len as u64,
+                limit: *limit as u64,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_wire_failure_and_a_message() {
+        let errors = [
+            SubmitError::NoLearner,
+            SubmitError::ShuttingDown,
+            SubmitError::Busy,
+            SubmitError::Timeout(Duration::from_secs(1)),
+            SubmitError::TooLarge { len: 9, limit: 8 },
+        ];
+        let failures: Vec<Failure> = errors.iter().map(Failure::from).collect();
+        assert_eq!(
+            failures[4],
+            Failure::TooLarge { len: 9, limit: 8 },
+            "sizes travel"
+        );
+        assert!(errors.iter().all(|e| !e.to_string().is_empty()));
+    }
+}

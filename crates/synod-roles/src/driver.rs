@@ -1,0 +1,233 @@
+//! The one actor shell every role runs in.
+//!
+//! `RoleActor<R, S, H>` owns a sans-IO core `R`, the group-commit writer of
+//! its store `S`, and the role-specific part `H` ([`Hooks`]). It does
+//! everything the three roles share, once:
+//!
+//! - **persist, then release**: each output goes through a
+//!   [`Pipeline`]; its writes to the writer, its messages and deliveries
+//!   held until the writer reports them durable;
+//! - **timers**: one timer armed at the core's `next_deadline()`, so the
+//!   actor sleeps exactly as long as the core has nothing to do;
+//! - **a failed write stops the actor**: a role that cannot trust its
+//!   state must not speak;
+//! - [`Stop`] and [`GetStatus`].
+
+use actix::prelude::*;
+use std::time::{Duration, Instant};
+use synod_core::{Delivery, Message, Millis, Output, RoleCore, RoleId, wake_at};
+use synod_storage::{Effect, GroupCommit, Pipeline, StorageError, Store, Write};
+use synod_transport::{Inbound, Outbound, OutboundBatch};
+
+use crate::status::RoleStatus;
+
+/// A core the shell can drive: its writes are storage writes.
+pub trait Core: RoleCore<Write: Into<Write>> + Unpin + 'static {}
+
+impl<R: RoleCore<Write: Into<Write>> + Unpin + 'static> Core for R {}
+
+/// What a role adds to the shared shell.
+pub trait Hooks<R>: Unpin + 'static {
+    /// `delivery` is durable: hand it on (the learner applies it).
+    fn deliver(&mut self, core: &R, delivery: Delivery) {
+        let _ = (core, delivery);
+    }
+
+    /// What [`GetStatus`] reports.
+    fn status(&self, core: &R) -> RoleStatus;
+}
+
+/// A role core in its actor.
+pub struct RoleActor<R, S: Store, H> {
+    pub(crate) core: R,
+    pub(crate) hooks: H,
+    pipeline: Pipeline,
+    writer: GroupCommit<S>,
+    router: Recipient<OutboundBatch<Message>>,
+    epoch: Instant,
+    timer: Option<(Millis, SpawnHandle)>,
+}
+
+impl<R, S, H> RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    /// An actor around `core` (restored from the store behind `writer`),
+    /// sending through `router`. The core's clock is milliseconds since
+    /// `epoch`, the instant the core was created at.
+    pub fn new(
+        core: R,
+        hooks: H,
+        writer: GroupCommit<S>,
+        router: Recipient<OutboundBatch<Message>>,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            core,
+            hooks,
+            pipeline: Pipeline::new(),
+            writer,
+            router,
+            epoch,
+            timer: None,
+        }
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.epoch.elapsed().as_millis() as Millis
+    }
+
+    /// Carry out one output of the core: writes first, the rest once they
+    /// are durable. Then re-arm the timer (the output may have moved the
+    /// core's next deadline).
+    pub(crate) fn emit(&mut self, out: Output<R::Write>, ctx: &mut Context<Self>) {
+        let step = self.pipeline.run(out);
+        self.release(step.release);
+        if let Some((ticket, writes)) = step.submit {
+            let me = ctx.address();
+            self.writer
+                .submit(writes, move |result| me.do_send(Durable { ticket, result }));
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn release(&mut self, effects: Vec<Effect>) {
+        let from = self.core.id();
+        let mut batch = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Send(o) => batch.push(Outbound {
+                    from,
+                    to: o.to,
+                    message: o.message,
+                }),
+                Effect::Deliver(delivery) => self.hooks.deliver(&self.core, delivery),
+            }
+        }
+        if !batch.is_empty() {
+            self.router.do_send(OutboundBatch(batch));
+        }
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let Some(deadline) = wake_at(&self.core, now) else {
+            return;
+        };
+        if self.timer.as_ref().is_some_and(|(at, _)| *at <= deadline) {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let sleep = Duration::from_millis(deadline - now);
+        let handle = ctx.run_later(sleep, |actor, ctx| {
+            actor.timer = None;
+            let out = actor.core.tick(actor.now());
+            actor.emit(out, ctx);
+        });
+        self.timer = Some((deadline, handle));
+    }
+
+    fn role(&self) -> RoleId {
+        self.core.id()
+    }
+}
+
+impl<R, S, H> Actor for RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let out = self.core.start(self.now());
+        self.emit(out, ctx);
+    }
+}
+
+impl<R, S, H> Handler<Inbound<Message>> for RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    type Result = ();
+
+    fn handle(&mut self, inbound: Inbound<Message>, ctx: &mut Context<Self>) {
+        let out = self.core.handle(self.now(), inbound.from, inbound.message);
+        self.emit(out, ctx);
+    }
+}
+
+/// The writer finished write `ticket`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Durable {
+    ticket: u64,
+    result: Result<(), StorageError>,
+}
+
+impl<R, S, H> Handler<Durable> for RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    type Result = ();
+
+    fn handle(&mut self, durable: Durable, ctx: &mut Context<Self>) {
+        match durable.result {
+            Ok(()) => {
+                let ready = self.pipeline.durable(durable.ticket);
+                self.release(ready);
+            }
+            Err(error) => {
+                let dropped = self.pipeline.failed();
+                tracing::error!(role = %self.role(), %error, dropped, "write failed; this role stops");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// Stop the actor. Writes already handed to the group-commit writer finish
+/// before its thread exits (the writer joins when the actor is dropped).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl<R, S, H> Handler<Stop> for RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Ask a role what it reports about itself.
+#[derive(Debug, Message)]
+#[rtype(result = "RoleStatus")]
+pub struct GetStatus;
+
+impl<R, S, H> Handler<GetStatus> for RoleActor<R, S, H>
+where
+    R: Core,
+    S: Store,
+    H: Hooks<R>,
+{
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.hooks.status(&self.core))
+    }
+}

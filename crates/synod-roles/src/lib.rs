@@ -1,0 +1,33 @@
+//! # synod-roles: the proposer, acceptor and learner as actix actors
+//!
+//! Each role is a separate actor, placed on nodes by config, and all
+//! three are one generic shell, [`RoleActor`], around a sans-IO core from
+//! synod-core (anything implementing `RoleCore`). The shell owns what the
+//! roles share: the persist-then-release [`Pipeline`](synod_storage::Pipeline)
+//! over a group-commit writer, the timer at the core's next deadline,
+//! stopping on a failed write, [`Stop`] and [`GetStatus`]. A role adds only
+//! what is its own ([`Hooks`]):
+//!
+//! | actor | core | adds |
+//! |---|---|---|
+//! | [`AcceptorActor`] | `Acceptor` | nothing but its status |
+//! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`] |
+//! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`], [`Subscribe`] |
+//!
+//! ```text
+//! Inbound / tick / Submit ──▶ core ──Output──▶ Pipeline ──writes──▶ GroupCommit ──Durable──┐
+//!                                                 └──held effects released on Durable ◀────┘──▶ router, state machine
+//! ```
+#![deny(missing_docs)]
+
+mod acceptor;
+mod driver;
+mod learner;
+mod proposer;
+mod status;
+
+pub use acceptor::{AcceptorActor, AcceptorHooks};
+pub use driver::{Core, GetStatus, Hooks, RoleActor, Stop};
+pub use learner::{Applier, LearnerActor, Subscribe, WatchCommand};
+pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
+pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, RoleStatus};

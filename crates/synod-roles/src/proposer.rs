@@ -1,0 +1,65 @@
+//! The proposer: the shared shell plus client intake. Commands arrive as
+//! [`Submit`] (answered `Err(Busy)` when the queue is full, so callers back
+//! off), single-decree proposals as [`ProposeInstance`]. Every new round
+//! is persisted before the Prepare that carries it leaves.
+
+use crate::driver::{Hooks, RoleActor};
+use crate::status::{ProposerStatus, RoleStatus};
+use actix::prelude::*;
+use synod_core::{Busy, Command, Proposer};
+use synod_storage::Store;
+
+/// The proposer actor.
+pub type ProposerActor<S> = RoleActor<Proposer, S, ProposerHooks>;
+
+/// A proposer adds intake handlers, not state.
+#[derive(Debug, Default)]
+pub struct ProposerHooks;
+
+impl Hooks<Proposer> for ProposerHooks {
+    fn status(&self, core: &Proposer) -> RoleStatus {
+        RoleStatus::Proposer(ProposerStatus {
+            id: core.id(),
+            leader: core.known_leader(),
+            leading_ballot: core.leading_ballot(),
+            first_unchosen: core.first_unchosen(),
+            max_round: core.state().max_round,
+        })
+    }
+}
+
+/// Client commands for the log.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Busy>")]
+pub struct Submit(pub Vec<Command>);
+
+/// Propose a value for a single-decree instance.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ProposeInstance {
+    /// The instance.
+    pub name: String,
+    /// The proposed value.
+    pub value: Vec<u8>,
+}
+
+impl<S: Store> Handler<Submit> for ProposerActor<S> {
+    type Result = Result<(), Busy>;
+
+    fn handle(&mut self, Submit(commands): Submit, ctx: &mut Context<Self>) -> Result<(), Busy> {
+        let out = self.core.submit(self.now(), commands)?;
+        self.emit(out, ctx);
+        Ok(())
+    }
+}
+
+impl<S: Store> Handler<ProposeInstance> for ProposerActor<S> {
+    type Result = ();
+
+    fn handle(&mut self, propose: ProposeInstance, ctx: &mut Context<Self>) {
+        let out = self
+            .core
+            .propose_instance(self.now(), propose.name, propose.value);
+        self.emit(out, ctx);
+    }
+}

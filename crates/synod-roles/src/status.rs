@@ -1,0 +1,55 @@
+//! What each role reports about itself.
+
+use synod_core::{Ballot, RoleId, Slot};
+
+/// A proposer's view of leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposerStatus {
+    /// This proposer.
+    pub id: RoleId,
+    /// The leader it knows (itself when leading).
+    pub leader: Option<u32>,
+    /// Its ballot, when leading.
+    pub leading_ballot: Option<Ballot>,
+    /// Every slot below this is decided.
+    pub first_unchosen: Slot,
+    /// The highest ballot round this proposer has used (one per campaign).
+    pub max_round: u64,
+}
+
+/// An acceptor's promise and votes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptorStatus {
+    /// This acceptor.
+    pub id: RoleId,
+    /// The log ballot it promised.
+    pub promised: Ballot,
+    /// Accepted log slots it holds.
+    pub accepted: usize,
+}
+
+/// A learner's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnerStatus {
+    /// This learner.
+    pub id: RoleId,
+    /// Every slot below this one is applied.
+    pub applied: Slot,
+    /// Decided slots held (applied or waiting for a gap).
+    pub decided: usize,
+    /// Hash of the applied log (slot, value) in order: equal logs, equal digests.
+    pub log_digest: u64,
+    /// Commands applied to this actor's state machine (replay included).
+    pub commands_applied: u64,
+}
+
+/// One role's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoleStatus {
+    /// A proposer's.
+    Proposer(ProposerStatus),
+    /// An acceptor's.
+    Acceptor(AcceptorStatus),
+    /// A learner's.
+    Learner(LearnerStatus),
+}

@@ -1,0 +1,89 @@
+//! Whole nodes on the memory store (`Node::start_with` and a
+//! `MemoryBackend`): three replicas decide and agree, a node restarted on
+//! the same backend replays what it stored, and an acceptor whose store
+//! starts failing stops voting while the others serve on. Nothing here
+//! touches a disk.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use synod_core::Role;
+use synod_runtime::{MemoryBackend, Node, SynodConfig};
+use tempfile::TempDir;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+async fn start_on(backend: &MemoryBackend, config: &SynodConfig) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for name in config.nodes.keys() {
+        let node = Node::start_with(config, name, backend, Counter::default)
+            .await
+            .expect("node starts on the memory store");
+        nodes.push(node);
+    }
+    nodes
+}
+
+#[actix_rt::test]
+async fn three_replicas_on_the_memory_store_decide_agree_and_replay_after_a_restart() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let backend = MemoryBackend::new();
+    let mut nodes = start_on(&backend, &config).await;
+    let responses = submit_many(&nodes[0], 2_000, "m").await;
+    assert_eq!(responses.len(), 2_000);
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("all learners hold the same log", SETTLE, || {
+        learners_agree(&all, 1)
+    })
+    .await;
+    assert!(
+        std::fs::read_dir(root.path()).unwrap().next().is_none(),
+        "nothing was written to the data directories"
+    );
+
+    let name = nodes[2].name().to_owned();
+    nodes.pop().unwrap().shutdown().await;
+    let restarted = Node::start_with(&config, &name, &backend, Counter::default)
+        .await
+        .expect("restart on the same backend");
+    let replayed = restarted.status().await.learners[0].commands_applied;
+    assert!(replayed > 0, "the learner replayed its stored log");
+    nodes.push(restarted);
+    submit_many(&nodes[2], 100, "after").await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("the restarted node agrees", SETTLE, || {
+        learners_agree(&all, 1)
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn an_acceptor_whose_store_fails_stops_and_the_cluster_serves_on() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let backend = MemoryBackend::new();
+    let nodes = start_on(&backend, &config).await;
+    submit_many(&nodes[0], 100, "before").await;
+
+    let (name, node) = config.nodes.iter().nth(2).unwrap();
+    let acceptor = config
+        .roles_on(name)
+        .into_iter()
+        .find(|r| r.role == Role::Acceptor)
+        .unwrap();
+    backend.store(&node.data_dir, acceptor).fail_writes(true);
+    submit_many(&nodes[0], 200, "after").await;
+    eventually("the failing acceptor has stopped", SETTLE, || async {
+        nodes[2].status().await.stopped == vec![acceptor]
+    })
+    .await;
+    submit_many(&nodes[1], 100, "still").await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

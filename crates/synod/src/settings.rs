@@ -1,0 +1,139 @@
+//! The binary's config: the runtime's sections plus `[kv]`, the limits of
+//! the key/value state machine (synod-kv), which belong to this binary and
+//! not to the state-machine-agnostic runtime.
+//!
+//! Node commands (`synod node`, `synod up`) layer `SYNOD_*` variables over
+//! the file; client commands read only the file (or the built-in local
+//! config), so a node override in the environment never changes them.
+
+use anyhow::Result;
+use serde::Deserialize;
+use std::path::Path;
+use synod_kv::KvLimits;
+use synod_runtime::{AppSection, ConfigSource, Problem, SynodConfig};
+
+/// The built-in local cluster.
+const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
+
+/// `[kv]`: every node of a cluster must use the same (they are part of
+/// the state machine's determinism).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct KvSection(pub KvLimits);
+
+impl AppSection for KvSection {
+    const NAME: &'static str = "kv";
+
+    fn validate(&self, config: &SynodConfig) -> Vec<Problem> {
+        let largest = self.0.largest_command();
+        let limit = config.paxos.max_command_bytes;
+        if largest <= limit {
+            return Vec::new();
+        }
+        vec![Problem {
+            field: "paxos.max_command_bytes".into(),
+            message: format!(
+                "{limit} is below what kv.max_value_len and kv.max_key_len allow ({largest}); \
+                 raise it or lower the kv limits"
+            ),
+        }]
+    }
+}
+
+/// Whether `SYNOD_*` variables apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overrides {
+    /// Node commands: defaults < file < `SYNOD_*`.
+    Environment,
+    /// Client commands: defaults < file.
+    None,
+}
+
+/// Load `file` (or the built-in local cluster) with `[kv]`, printing warnings.
+pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<(SynodConfig, KvLimits)> {
+    let source = match file {
+        Some(file) => ConfigSource::file(file),
+        None => ConfigSource::text(LOCAL_CONFIG, "built-in local cluster"),
+    };
+    let source = match overrides {
+        Overrides::Environment => source.env(std::env::vars()),
+        Overrides::None => source,
+    };
+    let (config, KvSection(limits), warnings) = source.load_with::<KvSection>()?;
+    for warning in warnings {
+        eprintln!("synod: warning: {warning}");
+    }
+    Ok((config, limits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[cluster]
+id = "c"
+secret = "s"
+[nodes.n1]
+listen = "127.0.0.1:7001"
+data_dir = "/tmp/synod-settings-test/n1"
+[roles]
+proposer-1 = "n1"
+acceptor-1 = "n1"
+learner-1 = "n1"
+"#;
+
+    fn load_text(text: &str) -> Result<KvLimits, String> {
+        ConfigSource::text(text, "test")
+            .load_with::<KvSection>()
+            .map(|(_, KvSection(limits), _)| limits)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kv_limits_come_from_the_kv_section() {
+        let text = format!("{BASE}[kv]\nmax_value_len = 100\n");
+        assert_eq!(load_text(&text).unwrap().max_value_len, 100);
+        assert_eq!(load_text(BASE).unwrap(), KvLimits::default());
+        let typo = format!("{BASE}[kv]\nmax_valu_len = 100\n");
+        assert!(load_text(&typo).unwrap_err().contains("max_valu_len"));
+    }
+
+    #[test]
+    fn a_command_limit_below_what_the_kv_allows_is_an_error() {
+        let text = format!("{BASE}[paxos]\nmax_command_bytes = 65536\n");
+        let error = load_text(&text).unwrap_err();
+        assert!(
+            error.contains("paxos.max_command_bytes") && error.contains("kv.max_value_len"),
+            "{error}"
+        );
+        let fits =
+            format!("{BASE}[paxos]\nmax_command_bytes = 65536\n[kv]\nmax_value_len = 16384\n");
+        assert!(load_text(&fits).is_ok());
+    }
+
+    #[test]
+    fn every_shipped_config_loads_without_problems() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let (_, _, warnings) = ConfigSource::file(&path)
+                    .load_with::<KvSection>()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "only {checked} configs in {}", dir.display());
+    }
+
+    #[test]
+    fn the_built_in_config_loads_without_the_environment() {
+        // Whatever SYNOD_* variables the test runner has, a client
+        // command's config is the built-in one.
+        let (config, _) = load(None, Overrides::None).unwrap();
+        assert_eq!(config.nodes.len(), 3);
+    }
+}

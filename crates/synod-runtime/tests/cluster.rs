@@ -192,9 +192,7 @@ async fn an_acceptor_whose_disk_fills_stops_and_its_node_serves_on() {
 #[actix_rt::test]
 async fn a_command_larger_than_a_frame_can_carry_is_refused_and_the_node_serves_on() {
     let root = TempDir::new().unwrap();
-    let cluster = TestCluster::three_replicas("test")
-        .paxos("max_command_bytes", "65536")
-        .sections("[kv]\nmax_value_len = 16384");
+    let cluster = TestCluster::three_replicas("test").paxos("max_command_bytes", "65536");
     let config = config(&cluster, &root);
     let nodes = start_all(&config).await;
     let refused = nodes[0].submit(vec![0; 65_537]).await;

@@ -7,9 +7,11 @@
 //!        │
 //!        ▼
 //! Node::start(config, "n1", state_machine)      (inside the caller's actix System)
-//!   ├─ RocksStore per role instance: data_dir/<role>   (opened first; locked/corrupt stops the start)
+//!   ├─ a store per role instance: data_dir/<role>   (RocksBackend, or any Backend via start_with;
+//!   │                                                opened first: locked/corrupt stops the start)
 //!   ├─ PeerLink per other node ──▶ Router ◀── Listener (authenticated inbound)
-//!   └─ ProposerActor / AcceptorActor / LearnerActor placed on this node
+//!   ├─ ProposerActor / AcceptorActor / LearnerActor placed on this node (synod-roles)
+//!   └─ Gateway ◀── client port (synod-api's wire protocol)
 //! ```
 //!
 //! An embedding application calls [`Node::submit`] to submit a command and

@@ -93,6 +93,15 @@ fn client_commands_work_and_values_survive_a_sigkill() {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["get", "greeting", "--json"])).unwrap();
     assert_eq!(json["value"], "hi");
+    // A node override in the environment is for node commands only.
+    let endpoint = Command::new(SYNOD)
+        .args(["get", "greeting", "--endpoints", "127.0.0.1:7111"])
+        .env("SYNOD_NODES__N1__LISTEN", "x")
+        .output()
+        .expect("run synod");
+    let stderr = String::from_utf8_lossy(&endpoint.stderr);
+    assert!(endpoint.status.success(), "the override leaked: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&endpoint.stdout).trim(), "hi");
     let status = ok(&["status"]);
     assert!(status.contains("leading with ballot"), "{status}");
     assert!(status.contains("learner-3: applied"), "{status}");

@@ -70,18 +70,17 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<(SynodConfig, K
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[cluster]
-id = "c"
-secret = "s"
-[nodes.n1]
-listen = "127.0.0.1:7001"
-data_dir = "/tmp/synod-settings-test/n1"
-[roles]
-proposer-1 = "n1"
-acceptor-1 = "n1"
-learner-1 = "n1"
-"#;
+    use synod_testkit::TestCluster;
+
+    /// `cluster` as config text, data under the temporary directory.
+    fn config_text(cluster: TestCluster) -> String {
+        let root = std::env::temp_dir().join("synod-settings-test");
+        cluster.render(&root).toml
+    }
+
+    fn base() -> TestCluster {
+        TestCluster::three_replicas("settings")
+    }
 
     fn load_text(text: &str) -> Result<KvLimits, String> {
         ConfigSource::text(text, "test")
@@ -92,24 +91,26 @@ learner-1 = "n1"
 
     #[test]
     fn kv_limits_come_from_the_kv_section() {
-        let text = format!("{BASE}[kv]\nmax_value_len = 100\n");
+        let text = config_text(base().sections("[kv]\nmax_value_len = 100"));
         assert_eq!(load_text(&text).unwrap().max_value_len, 100);
-        assert_eq!(load_text(BASE).unwrap(), KvLimits::default());
-        let typo = format!("{BASE}[kv]\nmax_valu_len = 100\n");
+        assert_eq!(
+            load_text(&config_text(base())).unwrap(),
+            KvLimits::default()
+        );
+        let typo = config_text(base().sections("[kv]\nmax_valu_len = 100"));
         assert!(load_text(&typo).unwrap_err().contains("max_valu_len"));
     }
 
     #[test]
     fn a_command_limit_below_what_the_kv_allows_is_an_error() {
-        let text = format!("{BASE}[paxos]\nmax_command_bytes = 65536\n");
-        let error = load_text(&text).unwrap_err();
+        let small = || base().paxos("max_command_bytes", "65536");
+        let error = load_text(&config_text(small())).unwrap_err();
         assert!(
             error.contains("paxos.max_command_bytes") && error.contains("kv.max_value_len"),
             "{error}"
         );
-        let fits =
-            format!("{BASE}[paxos]\nmax_command_bytes = 65536\n[kv]\nmax_value_len = 16384\n");
-        assert!(load_text(&fits).is_ok());
+        let fits = config_text(small().sections("[kv]\nmax_value_len = 16384"));
+        assert!(load_text(&fits).is_ok(), "{:?}", load_text(&fits));
     }
 
     #[test]

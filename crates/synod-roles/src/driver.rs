@@ -19,7 +19,7 @@ use synod_core::{Delivery, Message, Millis, Output, RoleCore, RoleId, wake_at};
 use synod_storage::{Effect, GroupCommit, Pipeline, StorageError, Store, Write};
 use synod_transport::{Inbound, Outbound, OutboundBatch};
 
-use crate::status::RoleStatus;
+use crate::status::{Report, RoleStatus};
 
 /// A core the shell can drive: its writes are storage writes.
 pub trait Core: RoleCore<Write: Into<Write>> + Unpin + 'static {}
@@ -35,6 +35,17 @@ pub trait Hooks<R>: Unpin + 'static {
 
     /// What [`GetStatus`] reports.
     fn status(&self, core: &R) -> RoleStatus;
+}
+
+/// The hooks of a role that adds nothing to the shell (the acceptor; the
+/// proposer adds only message handlers): its status is its core's.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl<R: Report> Hooks<R> for NoHooks {
+    fn status(&self, core: &R) -> RoleStatus {
+        core.report()
+    }
 }
 
 /// A role core in its actor.

@@ -10,7 +10,7 @@
 //!
 //! | actor | core | adds |
 //! |---|---|---|
-//! | [`AcceptorActor`] | `Acceptor` | nothing but its status |
+//! | [`AcceptorActor`] | `Acceptor` | nothing ([`NoHooks`]): its replies leave once its vote is durable |
 //! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`] |
 //! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`], [`Subscribe`] |
 //!
@@ -20,14 +20,16 @@
 //! ```
 #![deny(missing_docs)]
 
-mod acceptor;
 mod driver;
 mod learner;
 mod proposer;
 mod status;
 
-pub use acceptor::{AcceptorActor, AcceptorHooks};
-pub use driver::{Core, GetStatus, Hooks, RoleActor, Stop};
+pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
 pub use learner::{Applier, LearnerActor, Subscribe, WatchCommand};
-pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
-pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, RoleStatus};
+pub use proposer::{ProposeInstance, ProposerActor, Submit};
+pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};
+
+/// The acceptor actor: the shell with no hooks. Its Promise and Accepted
+/// replies leave only once the vote is durable.
+pub type AcceptorActor<S> = RoleActor<synod_core::Acceptor, S, NoHooks>;

@@ -3,30 +3,13 @@
 //! off), single-decree proposals as [`ProposeInstance`]. Every new round
 //! is persisted before the Prepare that carries it leaves.
 
-use crate::driver::{Hooks, RoleActor};
-use crate::status::{ProposerStatus, RoleStatus};
+use crate::driver::{NoHooks, RoleActor};
 use actix::prelude::*;
 use synod_core::{Busy, Command, Proposer};
 use synod_storage::Store;
 
-/// The proposer actor.
-pub type ProposerActor<S> = RoleActor<Proposer, S, ProposerHooks>;
-
-/// A proposer adds intake handlers, not state.
-#[derive(Debug, Default)]
-pub struct ProposerHooks;
-
-impl Hooks<Proposer> for ProposerHooks {
-    fn status(&self, core: &Proposer) -> RoleStatus {
-        RoleStatus::Proposer(ProposerStatus {
-            id: core.id(),
-            leader: core.known_leader(),
-            leading_ballot: core.leading_ballot(),
-            first_unchosen: core.first_unchosen(),
-            max_round: core.state().max_round,
-        })
-    }
-}
+/// The proposer actor: the shell with no hooks, plus the intake handlers below.
+pub type ProposerActor<S> = RoleActor<Proposer, S, NoHooks>;
 
 /// Client commands for the log.
 #[derive(Debug, Message)]

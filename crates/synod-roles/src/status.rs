@@ -1,6 +1,8 @@
-//! What each role reports about itself.
+//! What each role reports about itself. The acceptor and the proposer
+//! report from their cores alone ([`Report`]); the learner's hooks add
+//! what they count.
 
-use synod_core::{Ballot, RoleId, Slot};
+use synod_core::{Acceptor, Ballot, Proposer, RoleId, Slot};
 
 /// A proposer's view of leadership.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,4 +54,32 @@ pub enum RoleStatus {
     Acceptor(AcceptorStatus),
     /// A learner's.
     Learner(LearnerStatus),
+}
+
+/// A core that can say what [`crate::GetStatus`] reports.
+pub trait Report {
+    /// This core's status.
+    fn report(&self) -> RoleStatus;
+}
+
+impl Report for Acceptor {
+    fn report(&self) -> RoleStatus {
+        RoleStatus::Acceptor(AcceptorStatus {
+            id: self.id(),
+            promised: self.state().promised,
+            accepted: self.state().accepted.len(),
+        })
+    }
+}
+
+impl Report for Proposer {
+    fn report(&self) -> RoleStatus {
+        RoleStatus::Proposer(ProposerStatus {
+            id: self.id(),
+            leader: self.known_leader(),
+            leading_ballot: self.leading_ballot(),
+            first_unchosen: self.first_unchosen(),
+            max_round: self.state().max_round,
+        })
+    }
 }

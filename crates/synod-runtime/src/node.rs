@@ -25,8 +25,7 @@ use synod_core::{
 };
 use synod_rocks::RocksBackend;
 use synod_roles::{
-    AcceptorActor, AcceptorHooks, Applier, Core, Hooks, LearnerActor, ProposerActor, ProposerHooks,
-    RoleActor,
+    AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, RoleActor,
 };
 use synod_storage::{Backend, GroupCommit, GroupLimits, RoleStore, StorageError, role_dir};
 use synod_transport::{
@@ -300,7 +299,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 let core = Acceptor::new(role.index, store.load_acceptor()?)
                     .with_reply_max_bytes(config.paxos.reply_max_bytes);
                 let actor: Addr<AcceptorActor<S>> =
-                    spawn_role(core, AcceptorHooks, writer(store), router);
+                    spawn_role(core, NoHooks, writer(store), router);
                 started.add(role, &actor);
                 actor.recipient()
             }
@@ -308,7 +307,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 let state = store.load_proposer()?;
                 let core = Proposer::new(proposer_config(config, role.index), state, 0);
                 let actor: Addr<ProposerActor<S>> =
-                    spawn_role(core, ProposerHooks, writer(store), router);
+                    spawn_role(core, NoHooks, writer(store), router);
                 started.proposer.get_or_insert_with(|| ProposerPort {
                     submit: actor.clone().recipient(),
                     propose: actor.clone().recipient(),

@@ -1,9 +1,21 @@
 //! The replicated state machine an application plugs into the learners.
 
+use std::fmt;
+use std::io::{Read, Write};
 use synod_core::{Command, CommandId, Slot};
 
 /// A deterministic replicated state machine: the same commands in the same
 /// order give the same responses on every learner.
+///
+/// **Snapshots.** A learner bounds its log by asking the machine for a
+/// snapshot of everything applied so far ([`StateMachine::snapshot`]) and
+/// dropping the log below it; a learner that restarts, or lags behind what
+/// the others kept, restores one ([`StateMachine::restore`]) and applies
+/// only the tail. Both stream: the machine writes and reads its own format
+/// through `std::io`, and the learner frames, checksums and stores the
+/// bytes. Restoring a snapshot and applying the commands after it must
+/// leave the machine exactly as applying every command from the start
+/// would (including what [`StateMachine::response_to`] answers).
 pub trait StateMachine: Unpin + 'static {
     /// Apply one command and return its response.
     fn apply(&mut self, command: &Command) -> Vec<u8>;
@@ -14,6 +26,42 @@ pub trait StateMachine: Unpin + 'static {
     fn response_to(&self, id: CommandId) -> Option<Vec<u8>> {
         let _ = id;
         None
+    }
+
+    /// Write the whole state, as of the last command applied, to `out`.
+    fn snapshot(&self, out: &mut dyn Write) -> std::io::Result<()>;
+
+    /// Replace the whole state with the snapshot read from `input`. On an
+    /// error the machine may be left in any state; the learner discards it.
+    fn restore(&mut self, input: &mut dyn Read) -> Result<(), SnapshotError>;
+}
+
+/// A snapshot could not be restored.
+#[derive(Debug)]
+pub enum SnapshotError {
+    /// Reading it failed.
+    Io(std::io::Error),
+    /// It is not a snapshot this machine wrote, or it is damaged or cut short.
+    Invalid(String),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(error) => write!(f, "reading the snapshot failed: {error}"),
+            Self::Invalid(why) => write!(f, "invalid snapshot: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl From<std::io::Error> for SnapshotError {
+    fn from(error: std::io::Error) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => Self::Invalid("cut short".into()),
+            _ => Self::Io(error),
+        }
     }
 }
 

@@ -7,10 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use synod_core::CommandId;
 
+/// One client's kept responses, by sequence number.
+pub(crate) type Responses = BTreeMap<u64, Vec<u8>>;
+
 #[derive(Debug)]
 struct Entry {
     last_used: u64,
-    responses: BTreeMap<u64, Vec<u8>>,
+    responses: Responses,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,40 @@ impl ClientTable {
             .responses
             .get(&id.seq)
             .map(Vec::as_slice)
+    }
+
+    /// Every client with when it was last used and its kept responses, in
+    /// client order (a snapshot is the same bytes on every learner).
+    pub(crate) fn entries(&self) -> Vec<(u64, u64, &Responses)> {
+        let mut entries: Vec<_> = self
+            .clients
+            .iter()
+            .map(|(client, entry)| (*client, entry.last_used, &entry.responses))
+            .collect();
+        entries.sort_by_key(|(client, _, _)| *client);
+        entries
+    }
+
+    /// Put back a client read from a snapshot, keeping the table's bounds.
+    pub(crate) fn restore(&mut self, client: u64, last_used: u64, responses: Vec<(u64, Vec<u8>)>) {
+        let mut kept: Responses = responses.into_iter().collect();
+        while kept.len() > self.per_client {
+            kept.pop_first();
+        }
+        if let Some(old) = self.clients.insert(
+            client,
+            Entry {
+                last_used,
+                responses: kept,
+            },
+        ) {
+            self.idle.remove(&(old.last_used, client));
+        }
+        self.idle.insert((last_used, client));
+        while self.clients.len() > self.max_clients {
+            let (_, evicted) = self.idle.pop_first().expect("one idle entry per client");
+            self.clients.remove(&evicted);
+        }
     }
 
     #[cfg(test)]

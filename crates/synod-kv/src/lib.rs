@@ -26,11 +26,12 @@
 #![deny(missing_docs)]
 
 mod client_table;
+mod snapshot;
 
 use client_table::ClientTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use synod_api::StateMachine;
+use synod_api::{SnapshotError, StateMachine};
 use synod_core::{Command, CommandId};
 
 /// An operation. Tags are wire and log tags: never reorder.
@@ -324,6 +325,17 @@ impl StateMachine for KvStore {
 
     fn response_to(&self, id: CommandId) -> Option<Vec<u8>> {
         self.clients.response(id).map(<[u8]>::to_vec)
+    }
+
+    /// Keys, locks (with their fencing tokens), the client table and the
+    /// applied count: everything later commands and retries depend on.
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        snapshot::write(self, out)
+    }
+
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> Result<(), SnapshotError> {
+        *self = snapshot::read(self, input)?;
+        Ok(())
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use synod_api::SnapshotError;
 
 fn command(client: u64, seq: u64, kv: KvCommand) -> Command {
     Command {
@@ -237,4 +238,102 @@ fn command_and_response_tags_are_pinned() {
     );
     assert_eq!(KvResponse::NotFound.encode(), vec![2]);
     assert_eq!(KvResponse::Malformed("x".into()).encode(), vec![9, 1, b'x']);
+}
+
+/// A random mix of every command kind from a few clients on a few keys.
+fn random_commands(seed: u64, count: u64) -> Vec<Command> {
+    let mut rng = synod_core::SplitMix64::new(seed);
+    let mut pick = |n: u64| rng.next_u64() % n;
+    (1..=count)
+        .map(|seq| {
+            let key = format!("k{}", pick(5)).into_bytes();
+            let name = format!("l{}", pick(2)).into_bytes();
+            let owner = format!("o{}", pick(3));
+            let kv = match pick(6) {
+                0 => KvCommand::Put {
+                    key,
+                    value: seq.to_be_bytes().to_vec(),
+                },
+                1 => KvCommand::Get { key },
+                2 => KvCommand::Delete { key },
+                3 => KvCommand::Cas {
+                    key,
+                    expected: None,
+                    new: vec![1],
+                },
+                4 => KvCommand::Lock { name, owner },
+                _ => KvCommand::Unlock { name, owner },
+            };
+            command(pick(4), seq, kv)
+        })
+        .collect()
+}
+
+fn snapshot_of(store: &KvStore) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    store.snapshot(&mut bytes).unwrap();
+    bytes
+}
+
+fn restored_from(bytes: &[u8]) -> Result<KvStore, SnapshotError> {
+    let mut store = KvStore::new(KvLimits {
+        responses_per_client: 8,
+        ..KvLimits::default()
+    });
+    store.restore(&mut &bytes[..]).map(|()| store)
+}
+
+#[test]
+fn a_restored_snapshot_continues_exactly_like_the_original() {
+    let limits = KvLimits {
+        responses_per_client: 8,
+        ..KvLimits::default()
+    };
+    for seed in 0..40 {
+        let commands = random_commands(seed, 300);
+        let cut = 1 + (seed as usize * 7) % 299;
+        let mut original = KvStore::new(limits);
+        for c in &commands[..cut] {
+            original.apply(c);
+        }
+        let mut restored = restored_from(&snapshot_of(&original)).unwrap();
+        for c in &commands[cut..] {
+            assert_eq!(original.apply(c), restored.apply(c), "seed {seed}");
+        }
+        assert_eq!(
+            snapshot_of(&original),
+            snapshot_of(&restored),
+            "seed {seed}"
+        );
+        for c in &commands {
+            assert_eq!(
+                original.response_to(c.id),
+                restored.response_to(c.id),
+                "seed {seed}: retry answers"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cut_padded_or_foreign_snapshot_is_refused() {
+    let mut store = KvStore::default();
+    for c in random_commands(1, 200) {
+        store.apply(&c);
+    }
+    let bytes = snapshot_of(&store);
+    for cut in (0..bytes.len()).step_by(7) {
+        assert!(
+            restored_from(&bytes[..cut]).is_err(),
+            "cut at {cut} accepted"
+        );
+    }
+    let mut padded = bytes.clone();
+    padded.push(0);
+    assert!(restored_from(&padded).is_err(), "trailing byte accepted");
+    let mut foreign = bytes.clone();
+    foreign[5] ^= 0xff; // inside the header's format field
+    assert!(restored_from(&foreign).is_err());
+    assert!(restored_from(b"not a snapshot").is_err());
+    assert!(restored_from(&bytes).is_ok());
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 use synod_core::Command;
-use synod_runtime::{Node, StateMachine, SynodConfig};
+use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
 
 /// The application's state machine: a running sum of the numbers submitted.
 #[derive(Default)]
@@ -22,6 +22,17 @@ impl StateMachine for Sum {
             .unwrap_or(0);
         self.0 += n;
         self.0.to_be_bytes().to_vec()
+    }
+
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.0.to_be_bytes())
+    }
+
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> Result<(), SnapshotError> {
+        let mut bytes = [0u8; 8];
+        input.read_exact(&mut bytes)?;
+        self.0 = u64::from_be_bytes(bytes);
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 use synod_core::Command;
-use synod_runtime::{Node, StateMachine, SynodConfig};
+use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
 
 /// Applies nothing; the cluster's work is deciding and storing the values.
 #[derive(Default)]
@@ -20,6 +20,14 @@ struct Discard;
 impl StateMachine for Discard {
     fn apply(&mut self, _: &Command) -> Vec<u8> {
         Vec::new()
+    }
+
+    fn snapshot(&self, _: &mut dyn std::io::Write) -> std::io::Result<()> {
+        Ok(()) // no state
+    }
+
+    fn restore(&mut self, _: &mut dyn std::io::Read) -> Result<(), SnapshotError> {
+        Ok(())
     }
 }
 

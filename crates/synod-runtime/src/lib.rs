@@ -33,5 +33,5 @@ pub use config::{
 pub use gateway::NodeStatus;
 pub use node::{Node, NodeError};
 pub use router::Router;
-pub use synod_api::{Decision, StateMachine, SubmitError};
+pub use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 pub use synod_storage::{Backend, MemoryBackend};

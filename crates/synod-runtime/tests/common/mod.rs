@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 use synod_core::Command;
-use synod_runtime::{Node, StateMachine, SynodConfig};
+use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
@@ -17,6 +17,17 @@ impl StateMachine for Counter {
     fn apply(&mut self, _: &Command) -> Vec<u8> {
         self.0 += 1;
         self.0.to_be_bytes().to_vec()
+    }
+
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.0.to_be_bytes())
+    }
+
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> Result<(), SnapshotError> {
+        let mut bytes = [0u8; 8];
+        input.read_exact(&mut bytes)?;
+        self.0 = u64::from_be_bytes(bytes);
+        Ok(())
     }
 }
 

@@ -1,0 +1,199 @@
+//! The key/value store's snapshot format: a stream of records, each a
+//! 4-byte little-endian length and a postcard `Record`. A header with the
+//! record counts comes first and an `End` record last, so a stream cut
+//! short or padded is refused; the learner's snapshot file adds the
+//! checksum. Written in key, lock and client order, so every learner
+//! writes the same bytes for the same state.
+//!
+//! ```text
+//! Header { format, applied, keys, locks, clients } · Key* · Lock* · Client* · End
+//! ```
+//!
+//! Variant positions are the format: never reorder, bump `FORMAT` for a
+//! change a reader of the old format cannot take.
+
+use crate::client_table::ClientTable;
+use crate::{KvStore, LockRecord};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use synod_api::SnapshotError;
+
+/// The snapshot format this build writes and reads.
+const FORMAT: u16 = 1;
+
+/// Largest record a reader accepts (a key and a value within any sane
+/// limit, or one client's responses).
+const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+/// A record as read back.
+#[derive(Debug, Deserialize)]
+enum Record {
+    Header {
+        format: u16,
+        applied: u64,
+        keys: u64,
+        locks: u64,
+        clients: u64,
+    },
+    Key {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Lock {
+        name: Vec<u8>,
+        owner: String,
+        token: u64,
+    },
+    Client {
+        client: u64,
+        last_used: u64,
+        responses: Vec<(u64, Vec<u8>)>,
+    },
+    End,
+}
+
+/// The same records, borrowed from the store while it is written (the
+/// encoding is identical: postcard writes a byte slice as a `Vec<u8>`).
+#[derive(Serialize)]
+enum RecordOut<'a> {
+    Header {
+        format: u16,
+        applied: u64,
+        keys: u64,
+        locks: u64,
+        clients: u64,
+    },
+    Key {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Lock {
+        name: &'a [u8],
+        owner: &'a str,
+        token: u64,
+    },
+    Client {
+        client: u64,
+        last_used: u64,
+        responses: Vec<(u64, &'a [u8])>,
+    },
+    End,
+}
+
+fn write_record(out: &mut dyn Write, record: &RecordOut<'_>) -> std::io::Result<()> {
+    let bytes = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&bytes)
+}
+
+fn read_record(input: &mut dyn Read) -> Result<Record, SnapshotError> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_RECORD {
+        return Err(SnapshotError::Invalid(format!("a {len}-byte record")));
+    }
+    let mut bytes = vec![0u8; len];
+    input.read_exact(&mut bytes)?;
+    postcard::from_bytes(&bytes).map_err(|e| SnapshotError::Invalid(e.to_string()))
+}
+
+/// Write `store` to `out`.
+pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()> {
+    let clients = store.clients.entries();
+    write_record(
+        out,
+        &RecordOut::Header {
+            format: FORMAT,
+            applied: store.applied,
+            keys: store.data.len() as u64,
+            locks: store.locks.len() as u64,
+            clients: clients.len() as u64,
+        },
+    )?;
+    for (key, value) in &store.data {
+        write_record(out, &RecordOut::Key { key, value })?;
+    }
+    for (name, lock) in &store.locks {
+        let (owner, token) = (lock.owner.as_str(), lock.token);
+        write_record(out, &RecordOut::Lock { name, owner, token })?;
+    }
+    for (client, last_used, responses) in clients {
+        let responses = responses.iter().map(|(s, r)| (*s, r.as_slice())).collect();
+        write_record(
+            out,
+            &RecordOut::Client {
+                client,
+                last_used,
+                responses,
+            },
+        )?;
+    }
+    write_record(out, &RecordOut::End)
+}
+
+/// Read a store with `store`'s limits from `input`.
+pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, SnapshotError> {
+    let Record::Header {
+        format,
+        applied,
+        keys,
+        locks,
+        clients,
+    } = read_record(input)?
+    else {
+        return Err(SnapshotError::Invalid("no header".into()));
+    };
+    if format != FORMAT {
+        return Err(SnapshotError::Invalid(format!(
+            "format {format}; this build reads {FORMAT}"
+        )));
+    }
+    let limits = store.limits;
+    let mut restored = KvStore::new(limits);
+    restored.applied = applied;
+    restored.clients = ClientTable::new(limits.responses_per_client, limits.max_clients);
+    for _ in 0..keys {
+        let Record::Key { key, value } = read_record(input)? else {
+            return Err(SnapshotError::Invalid(
+                "fewer keys than the header says".into(),
+            ));
+        };
+        restored.data.insert(key, value);
+    }
+    for _ in 0..locks {
+        let Record::Lock { name, owner, token } = read_record(input)? else {
+            return Err(SnapshotError::Invalid(
+                "fewer locks than the header says".into(),
+            ));
+        };
+        restored.locks.insert(name, LockRecord { owner, token });
+    }
+    for _ in 0..clients {
+        let Record::Client {
+            client,
+            last_used,
+            responses,
+        } = read_record(input)?
+        else {
+            return Err(SnapshotError::Invalid(
+                "fewer clients than the header says".into(),
+            ));
+        };
+        restored.clients.restore(client, last_used, responses);
+    }
+    match read_record(input)? {
+        Record::End => {}
+        _ => {
+            return Err(SnapshotError::Invalid(
+                "more records than the header says".into(),
+            ));
+        }
+    }
+    let mut trailing = [0u8; 1];
+    if input.read(&mut trailing)? != 0 {
+        return Err(SnapshotError::Invalid("bytes after the end".into()));
+    }
+    Ok(restored)
+}

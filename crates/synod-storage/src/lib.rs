@@ -13,7 +13,9 @@
 //! - [`GroupCommit`], the writer thread that turns many submissions into
 //!   one synced batch and completes them in order;
 //! - [`Pipeline`] (over [`Outbox`]): persist, then release. The actors and
-//!   the simulator both run every role output through it.
+//!   the simulator both run every role output through it;
+//! - [`SnapshotDir`]: a learner's snapshot files, checksummed and
+//!   installed atomically (old or new after a crash, never torn).
 //!
 //! ```text
 //! role output ─▶ Pipeline ─(ticket, writes)─▶ GroupCommit thread ─write_batch(sync)─▶ Store
@@ -30,6 +32,7 @@ mod error;
 mod memory;
 mod outbox;
 mod pipeline;
+mod snapshot;
 mod store;
 mod writer;
 
@@ -37,6 +40,7 @@ pub use error::StorageError;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use outbox::Outbox;
 pub use pipeline::{Effect, Pipeline, Step};
+pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotDir};
 pub use store::{
     AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, SnapshotMarker, Store, Write,
     role_dir,

@@ -1,0 +1,323 @@
+//! Snapshot files: the newest complete snapshot of a learner's state
+//! machine, written beside its store and installed atomically.
+//!
+//! ```text
+//! snapshot-<upto>.snap = "SYNODSNP" · format u16 · upto u64 · body … · body_len u64 · sha256(body) · "SNAPEND."
+//! ```
+//!
+//! [`SnapshotDir::install`] streams the body into `snapshot-<upto>.tmp`,
+//! fsyncs it, renames it into place and fsyncs the directory, and only then
+//! removes older snapshots. A crash at any point leaves the old snapshot or
+//! the new one, never a torn one: a `.tmp` is never read, and is removed
+//! at the next open. [`SnapshotDir::latest`] checks the header, the length
+//! and the checksum before it hands the body out; a damaged installed
+//! snapshot is an error, never a silent fall back (the log below it may be
+//! gone).
+
+use crate::error::StorageError;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use synod_core::Slot;
+
+const MAGIC: &[u8; 8] = b"SYNODSNP";
+const END: &[u8; 8] = b"SNAPEND.";
+/// The file format this build writes and reads.
+pub const SNAPSHOT_FORMAT: u16 = 1;
+const HEADER_LEN: u64 = 8 + 2 + 8;
+const TRAILER_LEN: u64 = 8 + 32 + 8;
+
+/// A directory holding one role's snapshots.
+#[derive(Clone, Debug)]
+pub struct SnapshotDir {
+    dir: PathBuf,
+}
+
+/// An installed, verified snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every slot below this one is covered.
+    pub upto: Slot,
+    /// The body's length in bytes.
+    pub len: u64,
+    /// SHA-256 of the body.
+    pub digest: [u8; 32],
+    path: PathBuf,
+}
+
+impl SnapshotDir {
+    /// The snapshots in `dir` (created if absent); an unfinished `.tmp` left
+    /// by a crash is removed.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| data_dir(&dir, &e))?;
+        for path in files(&dir, "tmp")? {
+            fs::remove_file(&path).map_err(|e| other(&path, &e))?;
+        }
+        Ok(Self { dir })
+    }
+
+    /// Write a snapshot covering every slot below `upto`; `body` writes its
+    /// bytes. Returns it once it is durable and installed; older ones are
+    /// then removed.
+    pub fn install(
+        &self,
+        upto: Slot,
+        body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Snapshot, StorageError> {
+        let path = self.dir.join(format!("snapshot-{upto:020}.snap"));
+        let tmp = path.with_extension("tmp");
+        let (len, digest) = write_file(&tmp, upto, body).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            write_failed(&tmp, &e)
+        })?;
+        fs::rename(&tmp, &path).map_err(|e| write_failed(&path, &e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| write_failed(&self.dir, &e))?;
+        for older in files(&self.dir, "snap")? {
+            if older != path {
+                fs::remove_file(&older).map_err(|e| other(&older, &e))?;
+            }
+        }
+        Ok(Snapshot {
+            upto,
+            len,
+            digest,
+            path,
+        })
+    }
+
+    /// The newest installed snapshot, verified; `None` if there is none.
+    pub fn latest(&self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(path) = files(&self.dir, "snap")?.into_iter().max() else {
+            return Ok(None);
+        };
+        verify(&path).map(Some)
+    }
+}
+
+impl Snapshot {
+    /// The body, to hand to `StateMachine::restore` (verified when this
+    /// snapshot was found; the reader does not check again).
+    pub fn body(&self) -> Result<impl Read + use<>, StorageError> {
+        let mut file = File::open(&self.path).map_err(|e| other(&self.path, &e))?;
+        file.seek(SeekFrom::Start(HEADER_LEN))
+            .map_err(|e| other(&self.path, &e))?;
+        Ok(BufReader::new(file).take(self.len))
+    }
+}
+
+fn write_file(
+    tmp: &Path,
+    upto: Slot,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<(u64, [u8; 32])> {
+    let file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+    let mut out = BufWriter::new(file);
+    out.write_all(MAGIC)?;
+    out.write_all(&SNAPSHOT_FORMAT.to_be_bytes())?;
+    out.write_all(&upto.to_be_bytes())?;
+    let mut hashing = Hashing {
+        inner: &mut out,
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    body(&mut hashing)?;
+    let (len, digest) = (hashing.len, hashing.hasher.finalize());
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(&digest)?;
+    out.write_all(END)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok((len, digest.into()))
+}
+
+/// Counts and hashes what passes through.
+struct Hashing<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn verify(path: &Path) -> Result<Snapshot, StorageError> {
+    let corrupt = |detail: String| StorageError::Corruption {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut file = File::open(path).map_err(|e| other(path, &e))?;
+    let size = file.metadata().map_err(|e| other(path, &e))?.len();
+    if size < HEADER_LEN + TRAILER_LEN {
+        return Err(corrupt(format!(
+            "{size} bytes: shorter than a snapshot's framing"
+        )));
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header).map_err(|e| other(path, &e))?;
+    let format = u16::from_be_bytes([header[8], header[9]]);
+    if &header[..8] != MAGIC || format != SNAPSHOT_FORMAT {
+        return Err(corrupt(format!(
+            "not a snapshot of format {SNAPSHOT_FORMAT}"
+        )));
+    }
+    let upto = Slot::from_be_bytes(header[10..18].try_into().expect("8 bytes"));
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.seek(SeekFrom::End(-(TRAILER_LEN as i64)))
+        .and_then(|_| file.read_exact(&mut trailer))
+        .map_err(|e| other(path, &e))?;
+    let len = u64::from_be_bytes(trailer[..8].try_into().expect("8 bytes"));
+    if &trailer[40..] != END || len != size - HEADER_LEN - TRAILER_LEN {
+        return Err(corrupt("the trailer does not match the file".into()));
+    }
+    file.seek(SeekFrom::Start(HEADER_LEN))
+        .map_err(|e| other(path, &e))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut BufReader::new(file).take(len), &mut hasher).map_err(|e| other(path, &e))?;
+    let digest: [u8; 32] = hasher.finalize().into();
+    if digest[..] != trailer[8..40] {
+        return Err(corrupt("the body does not match its checksum".into()));
+    }
+    Ok(Snapshot {
+        upto,
+        len,
+        digest,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The files in `dir` ending in `.extension`.
+fn files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, StorageError> {
+    let entries = fs::read_dir(dir).map_err(|e| data_dir(dir, &e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| data_dir(dir, &e))?.path();
+        if path.extension().is_some_and(|e| e == extension) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+fn data_dir(path: &Path, error: &io::Error) -> StorageError {
+    StorageError::DataDir {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+fn write_failed(path: &Path, error: &io::Error) -> StorageError {
+    StorageError::WriteFailed {
+        path: path.to_path_buf(),
+        detail: error.to_string(),
+    }
+}
+
+fn other(path: &Path, error: &io::Error) -> StorageError {
+    StorageError::Other {
+        path: path.to_path_buf(),
+        detail: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(snapshot: &Snapshot) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        snapshot.body().unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    fn install(dir: &SnapshotDir, upto: Slot, body: &[u8]) -> Snapshot {
+        dir.install(upto, |out| out.write_all(body)).unwrap()
+    }
+
+    #[test]
+    fn the_newest_install_is_the_latest_and_replaces_the_older() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        assert_eq!(dir.latest().unwrap(), None);
+        install(&dir, 10, b"ten");
+        let second = install(&dir, 20, &vec![7u8; 100_000]);
+        let latest = dir.latest().unwrap().expect("installed");
+        assert_eq!(latest, second);
+        assert_eq!(latest.upto, 20);
+        assert_eq!(body_of(&latest), vec![7u8; 100_000]);
+        assert_eq!(
+            files(tmp.path(), "snap").unwrap().len(),
+            1,
+            "the older is gone"
+        );
+    }
+
+    #[test]
+    fn a_failed_or_unfinished_write_leaves_the_old_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        install(&dir, 5, b"five");
+        let failed = dir.install(6, |out| {
+            out.write_all(b"half")?;
+            Err(io::Error::other("the state machine failed"))
+        });
+        assert!(matches!(failed, Err(StorageError::WriteFailed { .. })));
+        std::fs::write(
+            tmp.path().join("snapshot-00000000000000000007.tmp"),
+            b"torn",
+        )
+        .unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        let latest = dir.latest().unwrap().unwrap();
+        assert_eq!((latest.upto, body_of(&latest)), (5, b"five".to_vec()));
+        assert!(
+            files(tmp.path(), "tmp").unwrap().is_empty(),
+            "leftovers removed"
+        );
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        install(&dir, 3, &vec![1u8; 1000]);
+        let path = files(tmp.path(), "snap").unwrap().remove(0);
+        let good = std::fs::read(&path).unwrap();
+        let damage = |bytes: Vec<u8>| {
+            std::fs::write(&path, bytes).unwrap();
+            dir.latest()
+        };
+        let mut flipped = good.clone();
+        flipped[HEADER_LEN as usize + 500] ^= 1;
+        assert!(matches!(
+            damage(flipped),
+            Err(StorageError::Corruption { .. })
+        ));
+        let cut = good[..good.len() - 1].to_vec();
+        assert!(matches!(damage(cut), Err(StorageError::Corruption { .. })));
+        let mut foreign = good.clone();
+        foreign[0] = b'X';
+        assert!(matches!(
+            damage(foreign),
+            Err(StorageError::Corruption { .. })
+        ));
+        assert!(matches!(
+            damage(b"tiny".to_vec()),
+            Err(StorageError::Corruption { .. })
+        ));
+        assert!(damage(good).is_ok(), "the undamaged file verifies");
+    }
+}

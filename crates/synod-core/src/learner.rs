@@ -11,6 +11,7 @@ use crate::message::Message;
 use crate::output::{Delivery, Output};
 use crate::role::earliest;
 use crate::types::{ByteBudget, Command, InstanceName, Millis, Role, RoleId, Slot, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -33,6 +34,9 @@ pub enum LearnerWrite {
         /// The value.
         value: Vec<u8>,
     },
+    /// A durable snapshot covers every slot below this one: the decided
+    /// values below it are dropped. Only rises.
+    Compact(Slot),
 }
 
 /// Everything a learner keeps across a restart.
@@ -45,15 +49,24 @@ pub struct LearnerState {
     pub applied: Slot,
     /// Decided single-decree instances.
     pub instances: BTreeMap<InstanceName, Vec<u8>>,
+    /// Every slot below this one is covered by a durable snapshot and no
+    /// longer kept in `decided`.
+    pub base: Slot,
 }
 
 impl LearnerState {
     /// Apply one write.
     pub fn apply(&mut self, write: &LearnerWrite) {
         match write {
+            LearnerWrite::Decided { slot, .. } if *slot < self.base => {}
             LearnerWrite::Decided { slot, value } => {
                 self.decided.entry(*slot).or_insert_with(|| value.clone());
             }
+            LearnerWrite::Compact(upto) if *upto > self.base => {
+                self.base = *upto;
+                self.decided = self.decided.split_off(upto);
+            }
+            LearnerWrite::Compact(_) => {}
             LearnerWrite::Applied(slot) => self.applied = self.applied.max(*slot),
             LearnerWrite::InstanceDecided { name, value } => {
                 self.instances
@@ -62,6 +75,19 @@ impl LearnerState {
             }
         }
     }
+}
+
+/// The learner's part of a snapshot: where it ends and the exactly-once
+/// filter as of that slot. The state machine's own snapshot goes beside it;
+/// restoring both and delivering the log from `upto` on continues exactly
+/// where delivering the whole log would be.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnerSnapshot {
+    /// Every slot below this one is in the snapshot.
+    pub upto: Slot,
+    /// Per client: every sequence number up to the first is applied, and
+    /// those listed above it.
+    filter: Vec<(u64, u64, Vec<u64>)>,
 }
 
 /// Learner settings.
@@ -133,6 +159,61 @@ impl Learner {
         }
     }
 
+    /// A learner resuming from `snapshot` (its state machine restored from
+    /// the same snapshot) and durable `state`: it delivers from the
+    /// snapshot's end on. If a crash came between installing the snapshot
+    /// and compacting the log, [`Learner::replay`] compacts it now.
+    pub fn restored(
+        config: LearnerConfig,
+        state: LearnerState,
+        snapshot: &LearnerSnapshot,
+    ) -> Self {
+        let mut learner = Self::new(config, state);
+        learner.next_delivery = snapshot.upto;
+        learner.applied = snapshot
+            .filter
+            .iter()
+            .map(|(client, contiguous, above)| {
+                let window = ClientWindow {
+                    contiguous: *contiguous,
+                    above: above.iter().copied().collect(),
+                };
+                (*client, window)
+            })
+            .collect();
+        learner.known_upto = learner.known_upto.max(snapshot.upto);
+        learner
+    }
+
+    /// The learner's part of a snapshot of everything delivered so far.
+    /// Take it only when every delivery emitted has reached the state
+    /// machine (no write pending), so the two parts match.
+    pub fn snapshot(&self) -> LearnerSnapshot {
+        let mut filter: Vec<(u64, u64, Vec<u64>)> = self
+            .applied
+            .iter()
+            .map(|(client, w)| (*client, w.contiguous, w.above.iter().copied().collect()))
+            .collect();
+        filter.sort_unstable();
+        LearnerSnapshot {
+            upto: self.next_delivery,
+            filter,
+        }
+    }
+
+    /// A snapshot covering every slot below `upto` is durable: drop the
+    /// decided values below it (never past what was delivered).
+    pub fn compact(&mut self, upto: Slot) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        let upto = upto.min(self.next_delivery);
+        if upto > self.state.base {
+            let write = LearnerWrite::Compact(upto);
+            self.state.apply(&write);
+            out.persist.push(write);
+        }
+        out
+    }
+
     /// This learner's id.
     pub fn id(&self) -> RoleId {
         RoleId::learner(self.config.id)
@@ -148,10 +229,11 @@ impl Learner {
         self.next_delivery
     }
 
-    /// Deliver, from slot 0, every contiguous decided slot and every decided
-    /// instance: rebuilds an in-memory state machine after a restart.
+    /// Deliver, from slot 0 (or the end of the snapshot it was restored
+    /// from), every contiguous decided slot and every decided instance:
+    /// rebuilds an in-memory state machine after a restart.
     pub fn replay(&mut self) -> Output<LearnerWrite> {
-        let mut out = Output::new();
+        let mut out = self.compact(self.next_delivery);
         for (name, value) in &self.state.instances {
             out.deliver.push(Delivery::Instance {
                 name: name.clone(),
@@ -311,8 +393,9 @@ impl Learner {
     fn handle_decided(&mut self, slot: Slot, value: Value) -> Output<LearnerWrite> {
         let mut out = Output::new();
         self.known_upto = self.known_upto.max(slot + 1);
-        if self.state.decided.contains_key(&slot) {
-            return out; // duplicate announcement
+        if slot < self.next_delivery.max(self.state.base) || self.state.decided.contains_key(&slot)
+        {
+            return out; // delivered (maybe compacted away) or a duplicate
         }
         let write = LearnerWrite::Decided { slot, value };
         self.state.apply(&write);
@@ -522,6 +605,67 @@ mod tests {
         );
         assert!(!window.insert(2));
         assert!(window.insert(4));
+    }
+
+    #[test]
+    fn a_learner_restored_from_a_snapshot_continues_where_the_log_would() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        for slot in 0..5 {
+            decided(&mut l, slot, batch(slot));
+        }
+        let snapshot = l.snapshot();
+        assert_eq!(snapshot.upto, 5);
+        let out = l.compact(9);
+        assert_eq!(
+            out.persist,
+            vec![LearnerWrite::Compact(5)],
+            "never past delivery"
+        );
+        assert!(
+            l.state().decided.is_empty(),
+            "the log below the snapshot is gone"
+        );
+        assert!(
+            decided(&mut l, 3, batch(9)).is_empty(),
+            "below the base: ignored"
+        );
+
+        let mut state = l.state().clone();
+        state.apply(&LearnerWrite::Decided {
+            slot: 5,
+            value: Value::Batch(vec![
+                Command {
+                    id: CommandId { client: 2, seq: 1 }, // applied in slot 2
+                    payload: vec![],
+                },
+                Command {
+                    id: CommandId { client: 7, seq: 1 },
+                    payload: vec![],
+                },
+            ]),
+        });
+        let mut restored = Learner::restored(config(), state, &snapshot);
+        let replayed = restored.replay();
+        assert_eq!(delivered_slots(&replayed), vec![5], "only the tail");
+        let Delivery::Slot { commands, .. } = &replayed.deliver[0] else {
+            panic!("a slot")
+        };
+        let ids: Vec<u64> = commands.iter().map(|c| c.id.client).collect();
+        assert_eq!(ids, vec![7], "the filter came back with the snapshot");
+        assert_eq!(restored.snapshot().upto, 6);
+    }
+
+    #[test]
+    fn a_crash_between_snapshot_and_compaction_compacts_at_start() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        for slot in 0..3 {
+            decided(&mut l, slot, batch(slot));
+        }
+        let snapshot = l.snapshot();
+        let mut restored = Learner::restored(config(), l.state().clone(), &snapshot);
+        let out = restored.replay();
+        assert_eq!(out.persist.first(), Some(&LearnerWrite::Compact(3)));
+        assert!(delivered_slots(&out).is_empty());
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod role;
 mod types;
 
 pub use acceptor::{AcceptedValue, Acceptor, AcceptorState, AcceptorWrite, RegisterVote};
-pub use learner::{Learner, LearnerConfig, LearnerState, LearnerWrite};
+pub use learner::{Learner, LearnerConfig, LearnerSnapshot, LearnerState, LearnerWrite};
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};

@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `snapshot` | versioned postcard |
+//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base`, `snapshot` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -47,6 +47,7 @@ const KEY_PROMISED: &[u8] = b"promised";
 const KEY_CHOSEN: &[u8] = b"chosen";
 const KEY_MAX_ROUND: &[u8] = b"max_round";
 const KEY_APPLIED: &[u8] = b"applied";
+const KEY_BASE: &[u8] = b"base";
 const KEY_TRIM: &[u8] = b"trim";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_GROUP: &[u8] = b"group";
@@ -63,6 +64,8 @@ struct Meta {
     max_round: u64,
     applied: Slot,
     trim: Slot,
+    /// The learner's compaction point.
+    base: Slot,
     /// Groups written so far; the last one's number is its commit marker.
     group: u64,
 }
@@ -217,6 +220,7 @@ impl RocksStore {
             max_round: self.get_meta(KEY_MAX_ROUND)?,
             applied: self.get_meta(KEY_APPLIED)?,
             trim: self.get_meta(KEY_TRIM)?,
+            base: self.get_meta(KEY_BASE)?,
             group: self.load_group()?,
         })
     }
@@ -431,6 +435,7 @@ impl<'a> BatchBuilder<'a> {
 
     fn learner(&mut self, write: &LearnerWrite) -> Result<(), StorageError> {
         match write {
+            LearnerWrite::Decided { slot, .. } if *slot < self.meta.base => {}
             LearnerWrite::Decided { slot, value } => {
                 let key = slot_key(*slot);
                 let known = self.decided.contains(slot) || self.store.contains(DECIDED, &key)?;
@@ -451,6 +456,14 @@ impl<'a> BatchBuilder<'a> {
                     self.learned.insert(name.clone());
                 }
             }
+            LearnerWrite::Compact(upto) if *upto > self.meta.base => {
+                self.meta.base = *upto;
+                self.put(META, KEY_BASE, encode(&self.meta.base));
+                let cf = self.store.cf(DECIDED);
+                self.batch.delete_range_cf(cf, slot_key(0), slot_key(*upto));
+                self.decided.retain(|slot| *slot >= *upto);
+            }
+            LearnerWrite::Compact(_) => {}
         }
         Ok(())
     }
@@ -513,10 +526,13 @@ impl ProposerStore for RocksStore {
 
 impl LearnerStore for RocksStore {
     fn load_learner(&self) -> Result<LearnerState, StorageError> {
+        let mut decided = self.scan_slots(DECIDED)?;
+        let decided = decided.split_off(&self.meta.base);
         Ok(LearnerState {
-            decided: self.scan_slots(DECIDED)?,
+            decided,
             applied: self.meta.applied,
             instances: self.scan_names(LEARNED)?,
+            base: self.meta.base,
         })
     }
 

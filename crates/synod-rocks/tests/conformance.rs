@@ -248,6 +248,7 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
         }
         .into(),
         _ if rng.random_bool(0.2) => Write::TrimAcceptor(rng.random_range(0..10)),
+        _ if rng.random_bool(0.2) => LearnerWrite::Compact(rng.random_range(0..15)).into(),
         _ => LearnerWrite::Applied(slot).into(),
     }
 }

@@ -41,6 +41,13 @@ struct Args {
     /// must find violations).
     #[arg(long)]
     early_release: bool,
+    /// A learner restored from a snapshot skips the log after it (negative
+    /// control for snapshots: must find violations).
+    #[arg(long)]
+    snapshot_without_tail: bool,
+    /// The simulated disk takes 1 ms to MS per write group.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    max_write_latency: u64,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -58,6 +65,8 @@ fn main() {
         restart_proposers: args.restart_proposers,
         unbounded_promises: args.unbounded_promises,
         early_release: args.early_release,
+        snapshot_without_tail: args.snapshot_without_tail,
+        max_write_latency: args.max_write_latency,
         ..SimOptions::default()
     };
     let threads = args
@@ -69,6 +78,8 @@ fn main() {
     let mut safety = 0;
     let mut liveness = 0;
     let oversized: u64 = reports.iter().map(|r| r.oversized).sum();
+    let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
+    let restores: u64 = reports.iter().map(|r| r.restores).sum();
     for report in &reports {
         if args.verbose {
             println!(
@@ -91,6 +102,7 @@ fn main() {
     if args.frame_limit.is_some() {
         println!("messages dropped as larger than the frame limit: {oversized}");
     }
+    println!("learner snapshots: {snapshots}, learners restored from one: {restores}");
     println!(
         "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
         reports.len()
@@ -142,6 +154,12 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.early_release {
         frames += " --early-release";
+    }
+    if args.snapshot_without_tail {
+        frames += " --snapshot-without-tail";
+    }
+    if args.max_write_latency != 10 {
+        frames += &format!(" --max-write-latency {}", args.max_write_latency);
     }
     format!(
         "cargo run --release -p synod-sim -- --seeds 1 --start {seed}{amnesia}{stubborn}{frames} --verbose"

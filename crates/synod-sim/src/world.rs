@@ -4,7 +4,7 @@
 //! Every event is hashed into a trace hash, so two runs of a seed can be
 //! compared bit for bit.
 
-use crate::checkers::{Agreement, Integrity, PromiseOrder, Validity, Violation};
+use crate::checkers::{Agreement, Integrity, PromiseOrder, StateDigest, Validity, Violation};
 use crate::network::{Network, Partition};
 use crate::shape::Shape;
 use rand::seq::IteratorRandom;
@@ -14,8 +14,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
-    Acceptor, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerWrite, Message, Millis,
-    Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, wake_at,
+    Acceptor, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerSnapshot, LearnerWrite,
+    Message, Millis, Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, wake_at,
 };
 use synod_storage::{
     AcceptorStore, Effect, LearnerStore, MemoryStore, Pipeline, ProposerStore, Store, Write,
@@ -49,6 +49,11 @@ pub struct SimOptions {
     /// when they are durable (the negative control for the pipeline: a
     /// crash before the write lands loses a promise already sent).
     pub early_release: bool,
+    /// A learner restored from a snapshot skips the log after it (the
+    /// negative control for snapshots: the state digest must catch it).
+    pub snapshot_without_tail: bool,
+    /// The simulated disk takes 1 ms to this long per write group.
+    pub max_write_latency: Millis,
 }
 
 impl Default for SimOptions {
@@ -62,6 +67,8 @@ impl Default for SimOptions {
             restart_proposers: false,
             unbounded_promises: false,
             early_release: false,
+            snapshot_without_tail: false,
+            max_write_latency: 10,
         }
     }
 }
@@ -85,11 +92,12 @@ pub struct SeedReport {
     pub commands: usize,
     /// Messages dropped for being larger than `frame_limit`.
     pub oversized: u64,
+    /// Snapshots learners took (each followed by a compaction of the log).
+    pub snapshots: u64,
+    /// Learner starts restored from a snapshot.
+    pub restores: u64,
 }
 
-/// The simulated disk takes 1 to this many ms per write group (an fsync
-/// on a slow disk).
-const MAX_WRITE_LATENCY: Millis = 10;
 const CLIENT_RETRY: Millis = 400;
 const DONE_CHECK: Millis = 50;
 
@@ -200,6 +208,26 @@ struct Checkers {
     agreement: Agreement,
     integrity: Integrity,
     promises: PromiseOrder,
+    digest: StateDigest,
+}
+
+/// A learner's state machine in the simulation: a hash chain over the
+/// commands it applied, slot by slot. Volatile: a restart starts it over,
+/// or from a snapshot.
+#[derive(Clone, Debug, Default)]
+struct Machine {
+    digest: u64,
+    /// Slots applied since the last snapshot.
+    since_snapshot: u64,
+}
+
+/// A learner's durable snapshot: the core's part, the machine's digest,
+/// and which commands the machine holds (for the liveness check).
+#[derive(Clone, Debug)]
+struct SimSnapshot {
+    learner: LearnerSnapshot,
+    digest: u64,
+    learned: BTreeSet<CommandId>,
 }
 
 /// Run one seed to completion.
@@ -223,8 +251,12 @@ struct World {
     stay_down: BTreeSet<RoleId>,
     clients: BTreeMap<u64, Client>,
     submitted: BTreeSet<CommandId>,
-    /// Commands each learner's current incarnation delivered.
+    /// Commands each learner's current state machine holds.
     learned_commands: BTreeMap<u32, BTreeSet<CommandId>>,
+    machines: BTreeMap<u32, Machine>,
+    snapshots: BTreeMap<u32, SimSnapshot>,
+    /// Learners snapshot after this many applied slots (drawn per seed).
+    snapshot_every: u64,
     learned_instances: BTreeMap<u32, BTreeSet<String>>,
     instance_names: BTreeSet<String>,
     checkers: Checkers,
@@ -236,6 +268,8 @@ struct World {
     trace: DefaultHasher,
     events: u64,
     oversized: u64,
+    snapshots_taken: u64,
+    restores: u64,
 }
 
 impl World {
@@ -259,6 +293,9 @@ impl World {
             clients: BTreeMap::new(),
             submitted: BTreeSet::new(),
             learned_commands: BTreeMap::new(),
+            machines: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            snapshot_every: 0,
             learned_instances: BTreeMap::new(),
             instance_names: BTreeSet::new(),
             checkers: Checkers {
@@ -266,6 +303,7 @@ impl World {
                 agreement: Agreement::default(),
                 integrity: Integrity::default(),
                 promises: PromiseOrder::default(),
+                digest: StateDigest::default(),
             },
             violation: None,
             healed_at: None,
@@ -274,8 +312,11 @@ impl World {
             trace: DefaultHasher::new(),
             events: 0,
             oversized: 0,
+            snapshots_taken: 0,
+            restores: 0,
             shape,
         };
+        world.snapshot_every = world.rng.random_range(3..=40);
         world.populate();
         world
     }
@@ -345,6 +386,8 @@ impl World {
             events: self.events,
             commands: self.submitted.len(),
             oversized: self.oversized,
+            snapshots: self.snapshots_taken,
+            restores: self.restores,
         }
     }
 
@@ -416,8 +459,6 @@ impl World {
             }
             Role::Learner => {
                 let core = self.new_learner(node);
-                self.checkers.integrity.restarted(node);
-                self.learned_commands.insert(node.index, BTreeSet::new());
                 self.learned_instances.insert(node.index, BTreeSet::new());
                 self.launch(node, core, incarnation);
             }
@@ -452,10 +493,14 @@ impl World {
         if self.options.amnesia {
             replica.store = MemoryStore::new();
         }
-        let mut acceptor = Acceptor::new(
-            node.index,
-            replica.store.load_acceptor().expect("memory store"),
-        );
+        let state = replica.store.load_acceptor().expect("memory store");
+        // Under amnesia the loss is deliberate: what must be caught there
+        // is what forgetting does to the protocol, not the loss itself.
+        if !self.options.amnesia {
+            let check = self.checkers.promises.restarted(node, &state);
+            self.record(check);
+        }
+        let mut acceptor = Acceptor::new(node.index, state);
         if let Some(budget) = budget {
             acceptor = acceptor.with_reply_max_bytes(budget);
         }
@@ -473,7 +518,59 @@ impl World {
             instance_sync_interval: 500,
         };
         let state = self.learners[&node.index].store.load_learner();
-        Learner::new(config, state.expect("memory store"))
+        let state = state.expect("memory store");
+        let Some(snapshot) = self.snapshots.get(&node.index).cloned() else {
+            self.checkers.integrity.restarted(node, 0);
+            self.learned_commands.insert(node.index, BTreeSet::new());
+            self.machines.insert(node.index, Machine::default());
+            return Learner::new(config, state);
+        };
+        let mut from = snapshot.learner;
+        if self.options.snapshot_without_tail {
+            from.upto = state
+                .decided
+                .last_key_value()
+                .map_or(from.upto, |(s, _)| s + 1);
+        }
+        self.restores += 1;
+        self.checkers.integrity.restarted(node, from.upto);
+        self.learned_commands.insert(node.index, snapshot.learned);
+        let machine = Machine {
+            digest: snapshot.digest,
+            since_snapshot: 0,
+        };
+        self.machines.insert(node.index, machine);
+        Learner::restored(config, state, &from)
+    }
+
+    /// A learner whose every delivery has reached its state machine (no
+    /// write pending) snapshots once `snapshot_every` slots were applied
+    /// since the last, then compacts its log.
+    fn maybe_snapshot(&mut self, node: RoleId) {
+        let due = self.machines[&node.index].since_snapshot >= self.snapshot_every;
+        let Some(live) = self.live_mut::<Learner>(node) else {
+            return;
+        };
+        if !due || live.pipeline.pending_writes() > 0 {
+            return;
+        }
+        let learner = live.core.snapshot();
+        let upto = learner.upto;
+        let machine = self.machines.get_mut(&node.index).expect("running");
+        machine.since_snapshot = 0;
+        let snapshot = SimSnapshot {
+            learner,
+            digest: machine.digest,
+            learned: self.learned_commands[&node.index].clone(),
+        };
+        self.snapshots.insert(node.index, snapshot);
+        self.snapshots_taken += 1;
+        let out = self
+            .live_mut::<Learner>(node)
+            .expect("live")
+            .core
+            .compact(upto);
+        self.process::<Learner>(node, out);
     }
 
     /// Run `core` as incarnation `incarnation` of `node`.
@@ -554,7 +651,9 @@ impl World {
         self.release(node, step.release);
         if let Some((ticket, writes)) = step.submit {
             self.check_writes(node, &writes);
-            let latency = self.rng.random_range(1..=MAX_WRITE_LATENCY);
+            let latency = self
+                .rng
+                .random_range(1..=self.options.max_write_latency.max(1));
             let (now, early) = (self.now, self.options.early_release);
             let live = self.live_mut::<R>(node).expect("live");
             live.disk_free_at = live.disk_free_at.max(now + latency);
@@ -606,6 +705,9 @@ impl World {
             .write_batch(&writes)
             .expect("the memory store does not fail");
         self.release(node, released);
+        if node.role == Role::Learner {
+            self.maybe_snapshot(node);
+        }
     }
 
     fn release(&mut self, node: RoleId, effects: Vec<Effect>) {
@@ -701,7 +803,20 @@ impl World {
 
     fn observe_delivery(&mut self, learner: RoleId, delivery: &Delivery) {
         match delivery {
-            Delivery::Slot { commands, .. } => {
+            Delivery::Slot { slot, commands } => {
+                let machine = self.machines.entry(learner.index).or_default();
+                let mut hasher = DefaultHasher::new();
+                (
+                    machine.digest,
+                    slot,
+                    commands.iter().map(|c| c.id).collect::<Vec<_>>(),
+                )
+                    .hash(&mut hasher);
+                machine.digest = hasher.finish();
+                machine.since_snapshot += 1;
+                let digest = machine.digest;
+                let check = self.checkers.digest.applied(learner, *slot, digest);
+                self.record(check);
                 for command in commands {
                     self.learned_commands
                         .entry(learner.index)

@@ -41,6 +41,31 @@ fn fixed_seeds_are_safe_and_live() {
 }
 
 #[test]
+fn learners_snapshot_compact_and_restart_from_snapshots_in_the_seeds() {
+    let options = SimOptions::default();
+    let reports: Vec<_> = (0..50).map(|seed| run_seed(seed, &options)).collect();
+    let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
+    let restores: u64 = reports.iter().map(|r| r.restores).sum();
+    assert!(snapshots > 0, "no learner took a snapshot");
+    assert!(restores > 0, "no learner was restored from a snapshot");
+}
+
+#[test]
+fn negative_control_a_snapshot_installed_without_its_tail_is_caught() {
+    let options = SimOptions {
+        snapshot_without_tail: true,
+        ..SimOptions::default()
+    };
+    let caught = (0..FIXED_SEEDS)
+        .filter_map(|seed| run_seed(seed, &options).violation)
+        .find(|(_, v)| v.property == "state digest");
+    assert!(
+        caught.is_some(),
+        "a learner that skips the log after its snapshot must diverge from replaying the log"
+    );
+}
+
+#[test]
 fn negative_control_amnesia_breaks_safety() {
     let options = SimOptions {
         amnesia: true,

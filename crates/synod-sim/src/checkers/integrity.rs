@@ -22,9 +22,14 @@ pub struct Integrity {
 }
 
 impl Integrity {
-    /// `learner` restarted: its in-memory state machine starts empty.
-    pub fn restarted(&mut self, learner: RoleId) {
-        self.current.insert(learner, Incarnation::default());
+    /// `learner` restarted: its in-memory state machine starts empty, or
+    /// restored from a snapshot of every slot below `from` (0: none).
+    pub fn restarted(&mut self, learner: RoleId, from: Slot) {
+        let incarnation = Incarnation {
+            next_slot: from,
+            ..Incarnation::default()
+        };
+        self.current.insert(learner, incarnation);
     }
 
     /// `learner` delivered `delivery`.
@@ -93,7 +98,7 @@ mod tests {
         let mut i = Integrity::default();
         i.delivered(L, &slot(0, &[1])).unwrap();
         i.delivered(L, &slot(1, &[2])).unwrap();
-        i.restarted(L);
+        i.restarted(L, 0);
         i.delivered(L, &slot(0, &[1])).unwrap();
         i.delivered(L, &slot(1, &[2])).unwrap();
     }
@@ -119,7 +124,7 @@ mod tests {
     fn negative_control_changed_value_after_restart_is_caught() {
         let mut i = Integrity::default();
         i.delivered(L, &slot(0, &[1])).unwrap();
-        i.restarted(L);
+        i.restarted(L, 0);
         assert!(i.delivered(L, &slot(0, &[2])).is_err());
     }
 

@@ -4,11 +4,13 @@
 //! property breaks.
 
 mod agreement;
+mod digest;
 mod integrity;
 mod promises;
 mod validity;
 
 pub use agreement::Agreement;
+pub use digest::StateDigest;
 pub use integrity::Integrity;
 pub use promises::PromiseOrder;
 pub use validity::Validity;

@@ -3,11 +3,14 @@
 //! The checker keeps, per acceptor, the highest ballot it ever promised or
 //! accepted, across restarts: durable memory is part of the property.
 //! Replies are judged as they leave, so a forgetful acceptor is caught the
-//! moment it votes for a ballot it had already ruled out.
+//! moment it votes for a ballot it had already ruled out; and when an
+//! acceptor restarts, the state it loads must hold every promise it sent
+//! (a reply that left before its write was durable, then a crash, is
+//! caught there even if no lower ballot ever reaches it).
 
 use super::{Check, Violation};
 use std::collections::BTreeMap;
-use synod_core::{Ballot, Message, RoleId};
+use synod_core::{AcceptorState, Ballot, Message, RoleId};
 
 /// Highest ballot each acceptor has committed to, log and per instance.
 #[derive(Debug, Default)]
@@ -30,6 +33,32 @@ impl PromiseOrder {
             }
             _ => Ok(()),
         }
+    }
+
+    /// `acceptor` restarts from `durable`: it must remember at least the
+    /// highest ballot of every vote it sent.
+    pub fn restarted(&self, acceptor: RoleId, durable: &AcceptorState) -> Check {
+        let forgot = |scope: String, sent: Ballot, kept: Ballot| {
+            Err(Violation::new(
+                "promise order",
+                format!(
+                    "{acceptor} restarted remembering {kept} for {scope}, but had sent a vote in {sent}"
+                ),
+            ))
+        };
+        if let Some(sent) = self.log.get(&acceptor).filter(|b| **b > durable.promised) {
+            return forgot("log".into(), *sent, durable.promised);
+        }
+        for ((who, name), sent) in &self.instances {
+            let kept = durable
+                .instances
+                .get(name)
+                .map_or(Ballot::ZERO, |v| v.promised);
+            if *who == acceptor && *sent > kept {
+                return forgot(format!("instance {name:?}"), *sent, kept);
+            }
+        }
+        Ok(())
     }
 
     fn vote(
@@ -62,6 +91,31 @@ mod tests {
     use super::*;
 
     const A: RoleId = RoleId::acceptor(1);
+
+    #[test]
+    fn a_restart_that_forgot_a_sent_promise_is_caught() {
+        let mut p = PromiseOrder::default();
+        let promise = |round| Message::Promise {
+            ballot: Ballot::new(round, 1),
+            accepted: vec![],
+            from_slot: 0,
+            next: None,
+            chosen_upto: 0,
+        };
+        p.sent(A, &promise(3)).unwrap();
+        let mut durable = AcceptorState {
+            promised: Ballot::new(3, 1),
+            ..AcceptorState::default()
+        };
+        assert!(p.restarted(A, &durable).is_ok(), "remembered");
+        durable.promised = Ballot::new(2, 1);
+        let caught = p.restarted(A, &durable).unwrap_err();
+        assert_eq!(caught.property, "promise order");
+        assert!(
+            p.restarted(RoleId::acceptor(2), &durable).is_ok(),
+            "another acceptor"
+        );
+    }
 
     #[test]
     fn rising_and_repeated_ballots_pass() {

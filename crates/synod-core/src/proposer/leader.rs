@@ -140,13 +140,30 @@ impl Proposer {
         self.propose_queued(now, out);
     }
 
+    /// Keep `value` in the decided cache, which is bounded by slots and by
+    /// bytes: the oldest go first, but only from below `first_unchosen`
+    /// (a slot decided past a gap is needed to move it on).
     fn record_decided(&mut self, slot: Slot, value: Value) {
-        self.decided.insert(slot, value);
+        let bytes = value.encoded_len();
+        if let Some(old) = self.decided.insert(slot, value) {
+            self.decided_bytes -= old.encoded_len();
+        }
+        self.decided_bytes += bytes;
         while self.decided.contains_key(&self.first_unchosen) {
             self.first_unchosen += 1;
         }
-        while self.decided.len() > self.config.decided_cache {
-            self.decided.pop_first();
+        let over = |p: &Self| {
+            p.decided.len() > p.config.decided_cache
+                || p.decided_bytes > p.config.decided_cache_bytes
+        };
+        while over(self)
+            && self
+                .decided
+                .first_key_value()
+                .is_some_and(|(oldest, _)| *oldest + 1 < self.first_unchosen)
+        {
+            let (_, evicted) = self.decided.pop_first().expect("checked above");
+            self.decided_bytes -= evicted.encoded_len();
         }
     }
 

@@ -105,6 +105,8 @@ pub struct ProposerConfig {
     pub quorum_timeout: Millis,
     /// Recently decided slots kept to answer learners' catch-up requests.
     pub decided_cache: usize,
+    /// Most bytes of values that cache holds (the newest slot always stays).
+    pub decided_cache_bytes: usize,
     /// Most bytes of decided values one catch-up answer carries (at least
     /// one slot always goes).
     pub reply_max_bytes: usize,
@@ -132,6 +134,7 @@ impl ProposerConfig {
             backoff_max: 150,
             quorum_timeout: 1000,
             decided_cache: 4096,
+            decided_cache_bytes: 64 << 20,
             reply_max_bytes: DEFAULT_REPLY_MAX_BYTES,
             seed: u64::from(id),
         }
@@ -245,6 +248,8 @@ pub struct Proposer {
     first_unchosen: Slot,
     /// Recently decided values, for catch-up.
     decided: BTreeMap<Slot, Value>,
+    /// Bytes of the values in `decided` (by `Value::encoded_len`).
+    decided_bytes: usize,
     /// Commands waiting for a slot (or for a leader to forward to).
     queue: CommandQueue,
     registers: BTreeMap<String, Register>,
@@ -265,6 +270,7 @@ impl Proposer {
             lost_campaigns: 0,
             first_unchosen: 0,
             decided: BTreeMap::new(),
+            decided_bytes: 0,
             queue: CommandQueue::default(),
             registers: BTreeMap::new(),
         };

@@ -1013,3 +1013,56 @@ fn next_deadline_is_when_tick_has_work() {
     assert!(!out.is_empty(), "the heartbeat is due");
     assert_deadline_is_exact(&mut p, "idle leader: the next heartbeat");
 }
+
+#[test]
+fn the_decided_cache_is_bounded_by_bytes() {
+    let mut c = config();
+    c.decided_cache_bytes = 300;
+    c.pipeline_window = 1;
+    c.batch_max_commands = 1;
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!("no prepare")
+    };
+    for a in [1, 2] {
+        p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+                from_slot: 0,
+                next: None,
+                chosen_upto: 0,
+            },
+        );
+    }
+    for slot in 0..20 {
+        p.submit(1_000, vec![command(slot)]).unwrap();
+        for a in [1, 2] {
+            p.handle(
+                1_000,
+                RoleId::acceptor(a),
+                Message::Accepted { ballot, slot },
+            );
+        }
+    }
+    assert_eq!(p.first_unchosen(), 20);
+    let asked = p.handle(
+        1_000,
+        RoleId::learner(1),
+        Message::CatchUp {
+            from_slot: 0,
+            to_slot: 20,
+            escalate: false,
+        },
+    );
+    let cached = asked.send.len();
+    let one = Value::Batch(vec![command(0)]).encoded_len();
+    assert!(
+        cached >= 1 && cached * one <= 300 + one,
+        "{cached} slots of {one} bytes kept"
+    );
+    assert!(cached < 20, "the oldest were evicted");
+}

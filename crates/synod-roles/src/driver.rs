@@ -35,6 +35,16 @@ pub trait Hooks<R>: Unpin + 'static {
 
     /// What [`GetStatus`] reports.
     fn status(&self, core: &R) -> RoleStatus;
+
+    /// Every output so far has been carried out (no write pending, so every
+    /// delivery has been handed on): the moment a learner may snapshot.
+    fn idle(&mut self, core: &mut R) -> Output<R::Write>
+    where
+        R: RoleCore,
+    {
+        let _ = core;
+        Output::new()
+    }
 }
 
 /// The hooks of a role that adds nothing to the shell (the acceptor; the
@@ -196,6 +206,12 @@ where
             Ok(()) => {
                 let ready = self.pipeline.durable(durable.ticket);
                 self.release(ready);
+                if self.pipeline.pending_writes() == 0 {
+                    let out = self.hooks.idle(&mut self.core);
+                    if !out.is_empty() {
+                        self.emit(out, ctx);
+                    }
+                }
             }
             Err(error) => {
                 let dropped = self.pipeline.failed();

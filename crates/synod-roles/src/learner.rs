@@ -1,17 +1,28 @@
 //! The learner: the shared shell plus a [`StateMachine`]. Decisions are
 //! persisted by the shell; once durable, slots are applied in order, each
 //! command's response goes to whoever waits for it ([`WatchCommand`]), and
-//! every decision is streamed to subscribers ([`Subscribe`]). On start the
-//! durable log is replayed into the (in-memory) state machine.
+//! every decision is streamed to subscribers ([`Subscribe`]).
+//!
+//! **Snapshots.** With a [`SnapshotDir`], the learner snapshots after every
+//! `every` applied commands, at a moment when nothing is pending (so the
+//! state machine holds exactly what the core delivered), then compacts its
+//! log below the snapshot. A snapshot file's body is the learner's part
+//! (its end, the exactly-once filter), the applied log's digest and count,
+//! then the state machine's own bytes ([`restore`] reads it back). On start
+//! the node restores the latest snapshot and replays only the log after it.
+//! The snapshot is written in the actor, synchronously: the learner pauses
+//! for as long as the state machine takes to write and the disk to sync.
 
 use crate::driver::{Hooks, RoleActor};
 use crate::status::{LearnerStatus, RoleStatus};
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use synod_api::{Decision, StateMachine};
-use synod_core::{CommandId, Delivery, Learner};
-use synod_storage::Store;
+use std::io::{Read, Write};
+use synod_api::{Decision, SnapshotError, StateMachine};
+use synod_core::{CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Output, Slot};
+use synod_storage::{Snapshot, SnapshotDir, Store};
 use tokio::sync::{mpsc, oneshot};
 
 /// The learner actor, applying to state machine `M`.
@@ -20,26 +31,84 @@ pub type LearnerActor<S, M> = RoleActor<Learner, S, Applier<M>>;
 /// Waiter count below which abandoned waiters are not pruned.
 const MIN_PRUNE: usize = 1024;
 
-/// What a learner adds to the shell: the state machine and who waits for
-/// its answers.
+/// Largest learner part a snapshot file may claim.
+const MAX_LEARNER_PART: usize = 256 << 20;
+
+/// What a learner adds to the shell: the state machine, who waits for its
+/// answers, and its snapshots.
 pub struct Applier<M> {
     machine: M,
     waiters: HashMap<CommandId, oneshot::Sender<Vec<u8>>>,
     prune_waiters_at: usize,
     subscribers: Vec<mpsc::Sender<Decision>>,
-    commands_applied: u64,
+    progress: Progress,
+    snapshots: Option<Snapshots>,
+}
+
+/// What the applied log amounts to; kept in snapshots so a restored
+/// learner reports the same as one that replayed everything.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Progress {
+    /// Hash chain over the applied slots and their commands.
+    digest: u64,
+    /// Commands applied.
+    commands: u64,
+}
+
+struct Snapshots {
+    dir: SnapshotDir,
+    every: u64,
+    since: u64,
+}
+
+/// The learner's part of a snapshot file, before the state machine's bytes.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    learner: LearnerSnapshot,
+    progress: Progress,
 }
 
 impl<M: StateMachine> Applier<M> {
-    /// Apply decisions to `machine`.
+    /// Apply decisions to `machine`; no snapshots.
     pub fn new(machine: M) -> Self {
         Self {
             machine,
             waiters: HashMap::new(),
             prune_waiters_at: MIN_PRUNE,
             subscribers: Vec::new(),
-            commands_applied: 0,
+            progress: Progress::default(),
+            snapshots: None,
         }
+    }
+
+    /// Snapshot into `dir` after every `every` applied commands (0: never).
+    pub fn with_snapshots(mut self, dir: SnapshotDir, every: u64) -> Self {
+        if every > 0 {
+            let since = 0;
+            self.snapshots = Some(Snapshots { dir, every, since });
+        }
+        self
+    }
+
+    /// Restore `machine` and this applier from `snapshot`; the learner's part
+    /// comes back for `Learner::restored`.
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<LearnerSnapshot, SnapshotError> {
+        let mut body = snapshot
+            .body()
+            .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        let mut len = [0u8; 4];
+        body.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_LEARNER_PART {
+            return Err(SnapshotError::Invalid(format!("a {len}-byte learner part")));
+        }
+        let mut header = vec![0u8; len];
+        body.read_exact(&mut header)?;
+        let header: Header =
+            postcard::from_bytes(&header).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        self.machine.restore(&mut body)?;
+        self.progress = header.progress;
+        Ok(header.learner)
     }
 
     fn apply(&mut self, delivery: Delivery) -> Decision {
@@ -47,7 +116,7 @@ impl<M: StateMachine> Applier<M> {
             Delivery::Slot { slot, commands } => {
                 let responses: Vec<Vec<u8>> =
                     commands.iter().map(|c| self.machine.apply(c)).collect();
-                self.commands_applied += commands.len() as u64;
+                self.record(slot, &commands);
                 for (command, response) in commands.iter().zip(&responses) {
                     if let Some(waiter) = self.waiters.remove(&command.id) {
                         let _ = waiter.send(response.clone());
@@ -60,6 +129,17 @@ impl<M: StateMachine> Applier<M> {
                 }
             }
             Delivery::Instance { name, value } => Decision::Instance { name, value },
+        }
+    }
+
+    fn record(&mut self, slot: Slot, commands: &[synod_core::Command]) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let ids: Vec<CommandId> = commands.iter().map(|c| c.id).collect();
+        (self.progress.digest, slot, ids).hash(&mut hasher);
+        self.progress.digest = hasher.finish();
+        self.progress.commands += commands.len() as u64;
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.since += commands.len() as u64;
         }
     }
 
@@ -76,6 +156,47 @@ impl<M: StateMachine> Applier<M> {
         }
         self.waiters.insert(watch.id, watch.reply);
     }
+
+    /// Write a snapshot of everything applied, then compact the log below it.
+    fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
+        let Some(snapshots) = self.snapshots.as_mut().filter(|s| s.since >= s.every) else {
+            return Output::new();
+        };
+        snapshots.since = 0;
+        let header = Header {
+            learner: core.snapshot(),
+            progress: self.progress,
+        };
+        let upto = header.learner.upto;
+        let machine = &self.machine;
+        let written = snapshots
+            .dir
+            .install(upto, |out| write_body(out, &header, machine));
+        match written {
+            Ok(snapshot) => {
+                tracing::info!(learner = %core.id(), upto, bytes = snapshot.len, "snapshot installed");
+                core.compact(upto)
+            }
+            Err(error) => {
+                // The log stays whole; the next attempt comes after `every`
+                // more commands.
+                tracing::error!(learner = %core.id(), %error, "snapshot failed");
+                Output::new()
+            }
+        }
+    }
+}
+
+fn write_body<M: StateMachine>(
+    out: &mut dyn Write,
+    header: &Header,
+    machine: &M,
+) -> std::io::Result<()> {
+    let header = postcard::to_stdvec(header).map_err(std::io::Error::other)?;
+    let len = u32::try_from(header.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&header)?;
+    machine.snapshot(out)
 }
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {
@@ -86,18 +207,18 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
     }
 
     fn status(&self, core: &Learner) -> RoleStatus {
-        let applied = core.next_delivery();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for (slot, value) in core.state().decided.range(..applied) {
-            (slot, value).hash(&mut hasher);
-        }
         RoleStatus::Learner(LearnerStatus {
             id: core.id(),
-            applied,
+            applied: core.next_delivery(),
             decided: core.state().decided.len(),
-            log_digest: hasher.finish(),
-            commands_applied: self.commands_applied,
+            log_digest: self.progress.digest,
+            commands_applied: self.progress.commands,
+            compacted_below: core.state().base,
         })
+    }
+
+    fn idle(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
+        self.snapshot(core)
     }
 }
 

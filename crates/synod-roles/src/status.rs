@@ -41,8 +41,11 @@ pub struct LearnerStatus {
     pub decided: usize,
     /// Hash of the applied log (slot, value) in order: equal logs, equal digests.
     pub log_digest: u64,
-    /// Commands applied to this actor's state machine (replay included).
+    /// Commands applied to this state machine, counting those in the
+    /// snapshot it was restored from.
     pub commands_applied: u64,
+    /// Slots below this are in the latest snapshot and no longer in the log.
+    pub compacted_below: Slot,
 }
 
 /// One role's report.

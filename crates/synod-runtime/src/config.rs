@@ -189,6 +189,9 @@ pub struct StorageConfig {
     pub group_max_submissions: usize,
     /// Most writes covered by one fsync.
     pub group_max_writes: usize,
+    /// A learner snapshots its state machine after this many applied
+    /// commands, then drops its log below the snapshot (0: never).
+    pub snapshot_every: u64,
 }
 
 impl Default for StorageConfig {
@@ -196,6 +199,7 @@ impl Default for StorageConfig {
         Self {
             group_max_submissions: 4096,
             group_max_writes: 65_536,
+            snapshot_every: 100_000,
         }
     }
 }

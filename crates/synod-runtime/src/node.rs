@@ -21,13 +21,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 use synod_api::{Decision, StateMachine, SubmitError};
 use synod_core::{
-    Acceptor, CommandId, Learner, LearnerConfig, Message, Proposer, ProposerConfig, Role, RoleId,
+    Acceptor, CommandId, Learner, LearnerConfig, LearnerState, Message, Proposer, ProposerConfig,
+    Role, RoleId,
 };
 use synod_rocks::RocksBackend;
 use synod_roles::{
     AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, RoleActor,
 };
-use synod_storage::{Backend, GroupCommit, GroupLimits, RoleStore, StorageError, role_dir};
+use synod_storage::{
+    Backend, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, role_dir,
+};
 use synod_transport::{
     Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
     TransportStats,
@@ -52,6 +55,14 @@ pub enum NodeError {
         address: SocketAddr,
         /// Why.
         reason: std::io::Error,
+    },
+    /// A learner's snapshot could not be restored, or is missing.
+    #[error("{role}: {reason}")]
+    Snapshot {
+        /// The learner.
+        role: RoleId,
+        /// Why.
+        reason: String,
     },
     /// The secret file could not be read.
     #[error("cannot read the cluster secret: {0}")]
@@ -213,16 +224,75 @@ fn open_stores<B: Backend>(
     config: &SynodConfig,
     name: &str,
     backend: &B,
-) -> Result<Vec<(RoleId, PathBuf, B::Store)>, NodeError> {
+) -> Result<Vec<OpenedRole<B::Store>>, NodeError> {
     let node = config.nodes.get(name).ok_or_else(|| {
         NodeError::UnknownNode(name.to_owned(), config.nodes.keys().cloned().collect())
     })?;
     let mut stores = Vec::new();
     for role in config.roles_on(name) {
         let store = backend.open(&node.data_dir, role)?;
-        stores.push((role, role_dir(&node.data_dir, role), store));
+        let snapshots = match role.role {
+            Role::Learner => backend.snapshots(&node.data_dir, role)?,
+            _ => None,
+        };
+        stores.push(OpenedRole {
+            role,
+            path: role_dir(&node.data_dir, role),
+            store,
+            snapshots,
+        });
     }
     Ok(stores)
+}
+
+/// One role instance's store (and a learner's snapshots), opened.
+struct OpenedRole<S> {
+    role: RoleId,
+    path: PathBuf,
+    store: S,
+    snapshots: Option<SnapshotDir>,
+}
+
+/// A learner core and its applier: restored from the latest snapshot if
+/// there is one, else replaying the whole log.
+fn learner<M: StateMachine>(
+    config: &SynodConfig,
+    role: RoleId,
+    state: LearnerState,
+    snapshots: Option<SnapshotDir>,
+    machine: M,
+) -> Result<(Learner, Applier<M>), NodeError> {
+    let learner_config = learner_config(config, role.index);
+    let mut applier = Applier::new(machine);
+    let latest = match &snapshots {
+        Some(dir) => dir.latest()?,
+        None => None,
+    };
+    let core = match latest {
+        Some(snapshot) => {
+            let part = applier
+                .restore(&snapshot)
+                .map_err(|e| NodeError::Snapshot {
+                    role,
+                    reason: e.to_string(),
+                })?;
+            Learner::restored(learner_config, state, &part)
+        }
+        None if state.base > 0 => {
+            return Err(NodeError::Snapshot {
+                role,
+                reason: format!(
+                    "the log below slot {} was compacted but no snapshot is there",
+                    state.base
+                ),
+            });
+        }
+        None => Learner::new(learner_config, state),
+    };
+    if let Some(dir) = snapshots {
+        applier = applier.with_snapshots(dir, config.storage.snapshot_every);
+    }
+    Ok((core, applier))
 }
 
 impl Network {
@@ -284,7 +354,7 @@ impl Network {
 async fn start_roles<S: RoleStore, M: StateMachine>(
     config: &SynodConfig,
     router: &Addr<Router>,
-    stores: Vec<(RoleId, PathBuf, S)>,
+    stores: Vec<OpenedRole<S>>,
     mut machine: impl FnMut() -> M,
 ) -> Result<StartedRoles, NodeError> {
     let limits = GroupLimits {
@@ -292,7 +362,13 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
         max_writes: config.storage.group_max_writes,
     };
     let mut started = StartedRoles::default();
-    for (role, path, store) in stores {
+    for opened in stores {
+        let OpenedRole {
+            role,
+            path,
+            store,
+            snapshots,
+        } = opened;
         let writer = |store| GroupCommit::spawn(store, path, limits);
         let recipient: Recipient<Inbound<Message>> = match role.role {
             Role::Acceptor => {
@@ -316,8 +392,8 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 actor.recipient()
             }
             Role::Learner => {
-                let core = Learner::new(learner_config(config, role.index), store.load_learner()?);
-                let applier = Applier::new(machine());
+                let state = store.load_learner()?;
+                let (core, applier) = learner(config, role, state, snapshots, machine())?;
                 let actor: Addr<LearnerActor<S, M>> =
                     spawn_role(core, applier, writer(store), router);
                 started.learner.get_or_insert_with(|| LearnerPort {

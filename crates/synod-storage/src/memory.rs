@@ -4,6 +4,7 @@
 //! test what callers do with a failing disk.
 
 use crate::error::StorageError;
+use crate::snapshot::SnapshotDir;
 use crate::store::{
     AcceptorStore, Backend, LearnerStore, ProposerStore, SnapshotMarker, Store, Write, role_dir,
 };
@@ -153,5 +154,11 @@ impl Backend for MemoryBackend {
 
     fn open(&self, data_dir: &Path, role: RoleId) -> Result<MemoryStore, StorageError> {
         Ok(self.store(data_dir, role).reopen())
+    }
+
+    /// Nothing of a memory node touches the disk: its learners keep their
+    /// whole log.
+    fn snapshots(&self, _: &Path, _: RoleId) -> Result<Option<SnapshotDir>, StorageError> {
+        Ok(None)
     }
 }

@@ -3,6 +3,7 @@
 //! atomic, synced batch.
 
 use crate::error::StorageError;
+use crate::snapshot::SnapshotDir;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use synod_core::{
@@ -126,6 +127,18 @@ pub trait Backend: 'static {
     /// The store of `role` in `data_dir` ([`role_dir`]), created if absent.
     /// Fails if it is locked, unreadable or not a store this build reads.
     fn open(&self, data_dir: &Path, role: RoleId) -> Result<Self::Store, StorageError>;
+
+    /// Where a learner keeps its snapshots: `data_dir/<role>.snapshots`
+    /// beside its store. `None`: this backend keeps none (its learners do
+    /// not compact their logs).
+    fn snapshots(
+        &self,
+        data_dir: &Path,
+        role: RoleId,
+    ) -> Result<Option<SnapshotDir>, StorageError> {
+        let dir = role_dir(data_dir, role).with_extension("snapshots");
+        SnapshotDir::open(dir).map(Some)
+    }
 }
 
 /// Where the store of `role` lives in a node's `data_dir`: one directory

@@ -1,0 +1,126 @@
+//! Learner snapshots in running nodes (RocksDB in temporary directories):
+//! learners snapshot and compact their logs, a restarted node restores its
+//! snapshot and replays only the tail, its state machine continues where
+//! it was, and a damaged snapshot stops the start instead of being skipped.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use synod_runtime::{Node, NodeError, SynodConfig};
+use synod_testkit::TestCluster;
+use tempfile::TempDir;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn snapshotting(root: &TempDir) -> SynodConfig {
+    config(
+        &TestCluster::three_replicas("test").sections("[storage]\nsnapshot_every = 200"),
+        root,
+    )
+}
+
+async fn all_compacted(nodes: &[&Node]) -> bool {
+    for node in nodes {
+        for learner in node.status().await.learners {
+            if learner.compacted_below == 0 {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn position(response: &[u8]) -> u64 {
+    u64::from_be_bytes(response.try_into().expect("a counter answer"))
+}
+
+#[actix_rt::test]
+async fn learners_compact_and_a_restarted_node_resumes_from_its_snapshot() {
+    let root = TempDir::new().unwrap();
+    let config = snapshotting(&root);
+    let mut nodes = start_all(&config).await;
+    submit_many(&nodes[0], 1_000, "before").await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("every learner compacted its log", SETTLE, || {
+        all_compacted(&all)
+    })
+    .await;
+    eventually("the learners agree", SETTLE, || learners_agree(&all, 1)).await;
+    for node in &nodes {
+        let learner = &node.status().await.learners[0];
+        assert!(
+            learner.decided < 1_000,
+            "{}: {} decided slots held after compaction",
+            node.name(),
+            learner.decided
+        );
+    }
+
+    let name = nodes[2].name().to_owned();
+    let snapshots = config.nodes[&name].data_dir.join("learner-3.snapshots");
+    assert!(
+        std::fs::read_dir(&snapshots).unwrap().next().is_some(),
+        "a snapshot file"
+    );
+    nodes.pop().unwrap().shutdown().await;
+    let restarted = Node::start(&config, &name, Counter::default)
+        .await
+        .expect("restarts from its snapshot");
+    let learner = &restarted.status().await.learners[0];
+    assert!(learner.compacted_below > 0, "restored, not replayed from 0");
+    assert_eq!(
+        learner.commands_applied, 1_000,
+        "the snapshot's count plus the tail"
+    );
+    nodes.push(restarted);
+
+    let after = submit_many(&nodes[2], 10, "after").await;
+    assert!(
+        after.iter().all(|r| (1_001..=1_010).contains(&position(r))),
+        "the restored state machine counts on: {:?}",
+        after.iter().map(|r| position(r)).collect::<Vec<_>>()
+    );
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("the learners agree after the restart", SETTLE, || {
+        learners_agree(&all, 1)
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_damaged_snapshot_stops_the_start() {
+    let root = TempDir::new().unwrap();
+    let config = snapshotting(&root);
+    let nodes = start_all(&config).await;
+    submit_many(&nodes[0], 500, "c").await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("every learner compacted its log", SETTLE, || {
+        all_compacted(&all)
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let name = "n1";
+    let dir = config.nodes[name].data_dir.join("learner-1.snapshots");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let refused = Node::start(&config, name, Counter::default).await;
+    assert!(
+        matches!(&refused, Err(NodeError::Storage(e)) if e.is_corruption()),
+        "{:?}",
+        refused.err()
+    );
+}

@@ -27,14 +27,7 @@ async fn three_colocated_replicas_decide_10000_commands_and_agree() {
         10_000,
         "every command applied once, each at its own position"
     );
-    let all: Vec<&Node> = nodes.iter().collect();
-    eventually("all learners hold the same log", SETTLE, || {
-        learners_agree(&all, 1)
-    })
-    .await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    agree_then_stop(nodes, "all learners hold the same log").await;
 }
 
 #[actix_rt::test]
@@ -96,11 +89,7 @@ async fn losing_the_leader_hands_over_to_another_proposer() {
     );
     let new_leader = leader_index(&nodes).await;
     assert!(new_leader.is_some(), "another proposer took over");
-    let all: Vec<&Node> = nodes.iter().collect();
-    eventually("the survivors agree", SETTLE, || learners_agree(&all, 1)).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    agree_then_stop(nodes, "the survivors agree").await;
 }
 
 #[actix_rt::test]

@@ -52,14 +52,7 @@ async fn three_replicas_on_the_memory_store_decide_agree_and_replay_after_a_rest
     assert!(replayed > 0, "the learner replayed its stored log");
     nodes.push(restarted);
     submit_many(&nodes[2], 100, "after").await;
-    let all: Vec<&Node> = nodes.iter().collect();
-    eventually("the restarted node agrees", SETTLE, || {
-        learners_agree(&all, 1)
-    })
-    .await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    agree_then_stop(nodes, "the restarted node agrees").await;
 }
 
 #[actix_rt::test]
@@ -83,7 +76,5 @@ async fn an_acceptor_whose_store_fails_stops_and_the_cluster_serves_on() {
     })
     .await;
     submit_many(&nodes[1], 100, "still").await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(nodes).await;
 }

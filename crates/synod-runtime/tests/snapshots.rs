@@ -81,14 +81,7 @@ async fn learners_compact_and_a_restarted_node_resumes_from_its_snapshot() {
         "the restored state machine counts on: {:?}",
         after.iter().map(|r| position(r)).collect::<Vec<_>>()
     );
-    let all: Vec<&Node> = nodes.iter().collect();
-    eventually("the learners agree after the restart", SETTLE, || {
-        learners_agree(&all, 1)
-    })
-    .await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    agree_then_stop(nodes, "the learners agree after the restart").await;
 }
 
 #[actix_rt::test]
@@ -102,9 +95,7 @@ async fn a_damaged_snapshot_stops_the_start() {
         all_compacted(&all)
     })
     .await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(nodes).await;
     let name = "n1";
     let dir = config.nodes[name].data_dir.join("learner-1.snapshots");
     let file = std::fs::read_dir(&dir)

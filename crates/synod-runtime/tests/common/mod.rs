@@ -98,3 +98,18 @@ pub async fn submit_many(node: &Node, count: usize, tag: &str) -> Vec<Vec<u8>> {
         .map(|r| r.expect("command decided"))
         .collect()
 }
+
+/// Wait until every learner on `nodes` holds the same log (`what` names the
+/// wait in a failure), then stop every node.
+pub async fn agree_then_stop(nodes: Vec<Node>, what: &str) {
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually(what, Duration::from_secs(60), || learners_agree(&all, 1)).await;
+    shutdown_all(nodes).await;
+}
+
+/// Stop every node.
+pub async fn shutdown_all(nodes: Vec<Node>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

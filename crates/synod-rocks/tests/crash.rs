@@ -9,9 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use synod_core::{
 };
 use synod_rocks::RocksStore;
 use synod_storage::{AcceptorStore, GroupCommit, GroupLimits, StorageError, Write};
+use synod_testkit::TestChild;
 
 const CHILD_DIR: &str = "SYNOD_CRASH_CHILD_DIR";
 const READY: &str = "synod-crash-child-ready";
@@ -95,49 +94,6 @@ fn crash_child_writer() {
     }
 }
 
-/// A child process that is SIGKILLed when dropped, so a failing parent
-/// never leaves writers running.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_child(dir: &Path) -> (ChildGuard, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "crash_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (ChildGuard(child), rx)
-}
-
 fn wait_for_ready(lines: &mpsc::Receiver<String>) {
     let deadline = Instant::now() + CHILD_START_LIMIT;
     loop {
@@ -165,13 +121,14 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked = BTreeSet::new();
     let mut torn_tails = 0;
     for cycle in 0..cycles {
-        let (mut child, lines) = spawn_child(dir.path());
-        wait_for_ready(&lines);
+        let mut child = TestChild::spawn("crash_child_writer", (CHILD_DIR, dir.path()));
+        wait_for_ready(&child.lines);
         // The kill moment is what is random here; nothing waits on a condition.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
         child.kill();
         acked.extend(
-            lines
+            child
+                .lines
                 .iter()
                 .filter_map(|line| line.strip_prefix("acked ")?.parse::<u64>().ok()),
         );
@@ -207,8 +164,8 @@ fn acknowledged_writes_survive_sigkill() {
 #[test]
 fn a_store_held_by_another_process_is_locked() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let (mut child, lines) = spawn_child(dir.path());
-    wait_for_ready(&lines);
+    let mut child = TestChild::spawn("crash_child_writer", (CHILD_DIR, dir.path()));
+    wait_for_ready(&child.lines);
     let result = RocksStore::open(dir.path());
     child.kill();
     let error = result.expect_err("the child holds the lock");

@@ -7,13 +7,11 @@
 //!
 //! `SYNOD_CRASH_CYCLES` sets the number of kill cycles (default 20).
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Read;
 use std::time::Duration;
 use synod_core::SplitMix64;
 use synod_storage::SnapshotDir;
+use synod_testkit::TestChild;
 
 const CHILD_DIR: &str = "SYNOD_SNAPSHOT_CHILD_DIR";
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -56,43 +54,11 @@ fn snapshot_child_installer() {
     }
 }
 
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child(dir: &Path) -> (ChildGuard, mpsc::Receiver<u64>) {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "snapshot_child_installer",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            // libtest may print its own text before ours on the same line.
-            let Some((_, upto)) = line.rsplit_once("installed ") else {
-                continue;
-            };
-            if tx.send(upto.trim().parse().expect("a slot")).is_err() {
-                break;
-            }
-        }
-    });
-    (ChildGuard(child), rx)
+/// The slots the child reports installed.
+fn installed(line: &str) -> Option<u64> {
+    // libtest may print its own text before ours on the same line.
+    let (_, upto) = line.rsplit_once("installed ")?;
+    upto.trim().parse().ok()
 }
 
 #[test]
@@ -105,15 +71,25 @@ fn a_sigkilled_install_leaves_the_old_or_the_new_snapshot() {
     let mut rng = SplitMix64::new(7);
     let mut reported = 0;
     for cycle in 0..cycles {
-        let (child, installed) = spawn_child(tmp.path());
-        let first = installed
-            .recv_timeout(START_LIMIT)
-            .unwrap_or_else(|e| panic!("cycle {cycle}: the child installed nothing: {e}"));
+        let mut child = TestChild::spawn("snapshot_child_installer", (CHILD_DIR, tmp.path()));
+        let first = loop {
+            let line = child
+                .lines
+                .recv_timeout(START_LIMIT)
+                .unwrap_or_else(|e| panic!("cycle {cycle}: the child installed nothing: {e}"));
+            if let Some(upto) = installed(&line) {
+                break upto;
+            }
+        };
         reported = reported.max(first);
         // The kill moment is what is random here; nothing waits on a condition.
         std::thread::sleep(Duration::from_millis(rng.next_u64() % 30));
-        drop(child);
-        reported = installed.try_iter().fold(reported, u64::max);
+        child.kill();
+        reported = child
+            .lines
+            .iter()
+            .filter_map(|l| installed(&l))
+            .fold(reported, u64::max);
 
         let latest = SnapshotDir::open(tmp.path())
             .and_then(|dir| dir.latest())

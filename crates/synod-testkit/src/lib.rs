@@ -256,3 +256,51 @@ impl TestCluster {
         }
     }
 }
+
+/// One test of the running test binary, run again as a child process (a
+/// writer for a crash test to SIGKILL), with `env` set and stdout sent
+/// line by line to [`TestChild::lines`]. Killed when dropped, so a failing
+/// parent never leaves a child running.
+pub struct TestChild {
+    child: std::process::Child,
+    /// The child's stdout, a line at a time.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl TestChild {
+    /// Run test `name` (exactly) of this test binary with `env` set.
+    pub fn spawn(name: &str, env: (&str, &Path)) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("the test binary");
+        let mut child = Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(env.0, env.1)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the child test");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// SIGKILL the child and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

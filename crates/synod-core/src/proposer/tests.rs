@@ -29,7 +29,12 @@ fn messages(out: &Output<ProposerWrite>) -> Vec<(RoleId, Message)> {
 
 /// Run an election to completion: time out, then promises from acceptors 1 and 2.
 fn leader() -> (Proposer, Ballot) {
-    let mut p = follower();
+    leader_with(config())
+}
+
+/// [`leader`] with config `c`.
+fn leader_with(c: ProposerConfig) -> (Proposer, Ballot) {
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
     let out = p.tick(1_000);
     let Message::Prepare { ballot, .. } = out.send[0].message else {
         panic!("no prepare")
@@ -1020,24 +1025,7 @@ fn the_decided_cache_is_bounded_by_bytes() {
     c.decided_cache_bytes = 300;
     c.pipeline_window = 1;
     c.batch_max_commands = 1;
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
-    let out = p.tick(1_000);
-    let Message::Prepare { ballot, .. } = out.send[0].message else {
-        panic!("no prepare")
-    };
-    for a in [1, 2] {
-        p.handle(
-            1_000,
-            RoleId::acceptor(a),
-            Message::Promise {
-                ballot,
-                accepted: vec![],
-                from_slot: 0,
-                next: None,
-                chosen_upto: 0,
-            },
-        );
-    }
+    let (mut p, ballot) = leader_with(c);
     for slot in 0..20 {
         p.submit(1_000, vec![command(slot)]).unwrap();
         for a in [1, 2] {

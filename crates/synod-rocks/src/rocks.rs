@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base`, `snapshot` | versioned postcard |
+//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -31,9 +31,7 @@ use synod_core::{
     AcceptedValue, AcceptorState, AcceptorWrite, Ballot, LearnerState, LearnerWrite, ProposerState,
     ProposerWrite, RegisterVote, Slot,
 };
-use synod_storage::{
-    AcceptorStore, LearnerStore, ProposerStore, SnapshotMarker, StorageError, Store, Write,
-};
+use synod_storage::{AcceptorStore, LearnerStore, ProposerStore, StorageError, Store, Write};
 
 const META: &str = "meta";
 const ACCEPTED: &str = "accepted";
@@ -49,7 +47,6 @@ const KEY_MAX_ROUND: &[u8] = b"max_round";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_BASE: &[u8] = b"base";
 const KEY_TRIM: &[u8] = b"trim";
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_GROUP: &[u8] = b"group";
 
 /// A raw key with its decoded value.
@@ -351,7 +348,6 @@ impl<'a> BatchBuilder<'a> {
                 self.batch
                     .delete_range_cf(cf, slot_key(0), slot_key(self.meta.trim));
             }
-            Write::Snapshot(marker) => self.put(META, KEY_SNAPSHOT, encode(marker)),
         }
         Ok(())
     }
@@ -534,9 +530,5 @@ impl LearnerStore for RocksStore {
             instances: self.scan_names(LEARNED)?,
             base: self.meta.base,
         })
-    }
-
-    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError> {
-        self.get(META, KEY_SNAPSHOT)
     }
 }

@@ -5,9 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use synod_core::{AcceptorWrite, Ballot, Command, CommandId, LearnerWrite, ProposerWrite, Value};
 use synod_rocks::RocksStore;
-use synod_storage::{
-    AcceptorStore, LearnerStore, MemoryStore, ProposerStore, SnapshotMarker, Store, Write,
-};
+use synod_storage::{AcceptorStore, LearnerStore, MemoryStore, ProposerStore, Store, Write};
 use tempfile::TempDir;
 
 /// Opens a store, and opens it again after the previous handle is dropped.
@@ -58,7 +56,6 @@ fn fresh_store_is_empty(h: &mut impl Harness) {
     assert_eq!(s.load_acceptor().unwrap(), Default::default());
     assert_eq!(s.load_proposer().unwrap(), Default::default());
     assert_eq!(s.load_learner().unwrap(), Default::default());
-    assert_eq!(s.snapshot_marker().unwrap(), None);
     assert_eq!(s.acceptor_trim_point().unwrap(), 0);
 }
 
@@ -205,17 +202,6 @@ fn trim_drops_old_slots_and_only_rises(h: &mut impl Harness) {
     );
 }
 
-fn snapshot_marker_round_trips(h: &mut impl Harness) {
-    let mut s = h.open();
-    let marker = SnapshotMarker {
-        upto: 100,
-        id: b"snap-100".to_vec(),
-    };
-    s.set_snapshot_marker(marker.clone()).unwrap();
-    drop(s);
-    assert_eq!(h.open().snapshot_marker().unwrap(), Some(marker));
-}
-
 fn random_write(rng: &mut ChaCha8Rng) -> Write {
     let name = format!("i{}", rng.random_range(0..3));
     let ballot = b(rng.random_range(1..20));
@@ -313,6 +299,5 @@ conformance!(
     proposer_round_only_rises,
     learner_first_decision_wins,
     trim_drops_old_slots_and_only_rises,
-    snapshot_marker_round_trips,
     random_batches_match_the_reference,
 );

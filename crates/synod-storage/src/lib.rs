@@ -42,7 +42,6 @@ pub use outbox::Outbox;
 pub use pipeline::{Effect, Pipeline, Step};
 pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotDir};
 pub use store::{
-    AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, SnapshotMarker, Store, Write,
-    role_dir,
+    AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, Store, Write, role_dir,
 };
 pub use writer::{Completion, GroupCommit, GroupLimits};

@@ -5,9 +5,7 @@
 
 use crate::error::StorageError;
 use crate::snapshot::SnapshotDir;
-use crate::store::{
-    AcceptorStore, Backend, LearnerStore, ProposerStore, SnapshotMarker, Store, Write, role_dir,
-};
+use crate::store::{AcceptorStore, Backend, LearnerStore, ProposerStore, Store, Write, role_dir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +17,6 @@ struct Contents {
     trim: Slot,
     proposer: ProposerState,
     learner: LearnerState,
-    snapshot: Option<SnapshotMarker>,
     fail_writes: bool,
     poisoned: Option<String>,
 }
@@ -38,7 +35,6 @@ impl Contents {
                 self.trim = self.trim.max(*below);
                 self.acceptor.accepted = self.acceptor.accepted.split_off(&self.trim);
             }
-            Write::Snapshot(marker) => self.snapshot = Some(marker.clone()),
         }
     }
 }
@@ -121,10 +117,6 @@ impl ProposerStore for MemoryStore {
 impl LearnerStore for MemoryStore {
     fn load_learner(&self) -> Result<LearnerState, StorageError> {
         Ok(self.lock().learner.clone())
-    }
-
-    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError> {
-        Ok(self.lock().snapshot.clone())
     }
 }
 

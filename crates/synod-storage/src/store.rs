@@ -4,21 +4,11 @@
 
 use crate::error::StorageError;
 use crate::snapshot::SnapshotDir;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use synod_core::{
     AcceptorState, AcceptorWrite, LearnerState, LearnerWrite, ProposerState, ProposerWrite, RoleId,
     Slot,
 };
-
-/// Where a learner's snapshot ends (kept for log compaction).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotMarker {
-    /// Every slot below this one is covered by the snapshot.
-    pub upto: Slot,
-    /// Opaque identifier of the snapshot (file name, checksum, ...).
-    pub id: Vec<u8>,
-}
 
 /// One durable change, of any role. A batch of these is what the
 /// group-commit writer writes at once.
@@ -33,8 +23,6 @@ pub enum Write {
     /// Drop accepted values below this slot (they are decided and applied
     /// everywhere that matters); the trim point only rises.
     TrimAcceptor(Slot),
-    /// Record the learner's latest snapshot.
-    Snapshot(SnapshotMarker),
 }
 
 impl From<AcceptorWrite> for Write {
@@ -101,15 +89,9 @@ pub trait ProposerStore: Store {
 pub trait LearnerStore: Store {
     /// The state to resume from.
     fn load_learner(&self) -> Result<LearnerState, StorageError>;
-    /// The latest snapshot marker, if any.
-    fn snapshot_marker(&self) -> Result<Option<SnapshotMarker>, StorageError>;
     /// Persist a learner's writes as one batch.
     fn write_learner(&mut self, writes: &[LearnerWrite]) -> Result<(), StorageError> {
         self.write_batch(&wrap(writes))
-    }
-    /// Record a snapshot marker.
-    fn set_snapshot_marker(&mut self, marker: SnapshotMarker) -> Result<(), StorageError> {
-        self.write_batch(&[Write::Snapshot(marker)])
     }
 }
 

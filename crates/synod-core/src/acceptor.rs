@@ -56,6 +56,8 @@ pub enum AcceptorWrite {
         /// The value.
         value: Vec<u8>,
     },
+    /// Discard the accepted values below this slot; only rises.
+    Trim(Slot),
 }
 
 /// A value accepted for one slot.
@@ -87,6 +89,9 @@ pub struct AcceptorState {
     pub instances: BTreeMap<InstanceName, RegisterVote>,
     /// Every slot below this is chosen, as leaders told this acceptor.
     pub chosen_upto: Slot,
+    /// Accepted values below this slot were discarded (a leader's
+    /// [`Message::Trim`]); nothing is stored below it again.
+    pub trimmed_below: Slot,
 }
 
 impl AcceptorState {
@@ -102,12 +107,19 @@ impl AcceptorState {
                 value,
             } => {
                 self.promised = self.promised.max(*ballot);
-                let entry = AcceptedValue {
-                    ballot: *ballot,
-                    value: value.clone(),
-                };
-                self.accepted.insert(*slot, entry);
+                if *slot >= self.trimmed_below {
+                    let entry = AcceptedValue {
+                        ballot: *ballot,
+                        value: value.clone(),
+                    };
+                    self.accepted.insert(*slot, entry);
+                }
             }
+            AcceptorWrite::Trim(below) if *below > self.trimmed_below => {
+                self.trimmed_below = *below;
+                self.accepted = self.accepted.split_off(below);
+            }
+            AcceptorWrite::Trim(_) => {}
             AcceptorWrite::InstancePromise { name, ballot } => {
                 let vote = self.instances.entry(name.clone()).or_default();
                 vote.promised = vote.promised.max(*ballot);
@@ -187,6 +199,7 @@ impl Acceptor {
                 ballot,
                 value,
             } => self.handle_instance_accept(from, name, ballot, value),
+            Message::Trim { below } => self.handle_trim(below),
             _ => Output::new(),
         }
     }
@@ -238,7 +251,23 @@ impl Acceptor {
             accepted,
             next,
             chosen_upto: self.state.chosen_upto,
+            trimmed_below: self.state.trimmed_below,
         }
+    }
+
+    /// The leader's safe point: every slot below `below` is chosen and in
+    /// every learner's durable snapshot, so the values can go. It marks
+    /// them chosen too, so a later leader skips them.
+    fn handle_trim(&mut self, below: Slot) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if below <= self.state.trimmed_below {
+            return out;
+        }
+        if below > self.state.chosen_upto {
+            self.write(&mut out, AcceptorWrite::Chosen(below));
+        }
+        self.write(&mut out, AcceptorWrite::Trim(below));
+        out
     }
 
     fn handle_accept(
@@ -258,6 +287,12 @@ impl Acceptor {
                     promised: self.state.promised,
                 },
             );
+            return out;
+        }
+        if slot < self.state.trimmed_below {
+            // Chosen, and trimmed: storing it would bring back a value
+            // below the trim point. No vote, so no answer either; a leader
+            // that learns the trim point (its next phase 1) stops asking.
             return out;
         }
         // A duplicate Accept (same slot and ballot) carries the same value: a
@@ -401,6 +436,7 @@ mod tests {
                 accepted: vec![],
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             }
         );
     }
@@ -633,6 +669,60 @@ mod tests {
                 chosen_upto,
             },
         )
+    }
+
+    #[test]
+    fn trim_discards_values_below_it_and_marks_them_chosen() {
+        let mut a = acceptor();
+        let b1 = Ballot::new(1, 1);
+        for slot in 0..6 {
+            accept(&mut a, b1, slot, 0);
+        }
+        let out = a.handle(LEADER, Message::Trim { below: 4 });
+        assert_eq!(
+            out.persist,
+            vec![AcceptorWrite::Chosen(4), AcceptorWrite::Trim(4)]
+        );
+        assert!(out.send.is_empty());
+        assert!(a.handle(LEADER, Message::Trim { below: 3 }).is_empty());
+        assert!(a.handle(LEADER, Message::Trim { below: 4 }).is_empty());
+        let out = a.handle(
+            LEADER,
+            Message::Prepare {
+                ballot: Ballot::new(2, 1),
+                from_slot: 0,
+            },
+        );
+        let Message::Promise {
+            accepted,
+            chosen_upto,
+            trimmed_below,
+            ..
+        } = &out.send[0].message
+        else {
+            panic!("no promise")
+        };
+        let slots: Vec<Slot> = accepted.iter().map(|e| e.slot).collect();
+        assert_eq!(slots, vec![4, 5]);
+        assert_eq!((*chosen_upto, *trimmed_below), (4, 4));
+    }
+
+    #[test]
+    fn an_accept_below_the_trim_point_is_neither_stored_nor_answered() {
+        let mut a = acceptor();
+        a.handle(LEADER, Message::Trim { below: 10 });
+        let out = accept(&mut a, Ballot::new(1, 1), 3, 0);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(a.state().accepted.is_empty());
+        let mut durable = AcceptorState::default();
+        durable.apply(&AcceptorWrite::Trim(10));
+        durable.apply(&AcceptorWrite::Accept {
+            slot: 3,
+            ballot: Ballot::new(1, 1),
+            value: value(3),
+        });
+        assert!(durable.accepted.is_empty(), "apply keeps the same rule");
+        assert_eq!(durable.promised, Ballot::new(1, 1));
     }
 
     fn page(a: &mut Acceptor, ballot: Ballot, from_slot: Slot) -> (Vec<Slot>, Option<Slot>, Slot) {

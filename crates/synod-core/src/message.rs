@@ -64,6 +64,10 @@ pub enum Message {
         /// Every slot below this is chosen, as far as this acceptor was
         /// told by leaders (see [`Message::Accept`]).
         chosen_upto: Slot,
+        /// This acceptor discarded its accepted values below this slot
+        /// ([`Message::Trim`]): they are chosen, and learners' snapshots
+        /// hold them. A leader must never propose below it.
+        trimmed_below: Slot,
     },
     /// Tag 2, proposer → acceptor: phase 2a for one slot.
     Accept {
@@ -185,6 +189,46 @@ pub enum Message {
         /// Order-independent digest of the sender's instance names.
         digest: u64,
     },
+    /// Tag 17, learner → proposers: a durable snapshot of this learner
+    /// covers every slot below `upto`.
+    Snapshotted {
+        /// The snapshot's end.
+        upto: Slot,
+    },
+    /// Tag 18, leader → acceptors: discard accepted values below `below`.
+    /// Every slot below it is chosen and covered by every learner's durable
+    /// snapshot (the cluster-wide safe point).
+    Trim {
+        /// The new trim point.
+        below: Slot,
+    },
+    /// Tag 19, learner → learner: the slots asked for are compacted into
+    /// a snapshot covering every slot below `upto`; fetch it instead.
+    SnapshotOffer {
+        /// The snapshot's end.
+        upto: Slot,
+    },
+    /// Tag 20, learner → learner: send the bytes of your snapshot `upto`
+    /// from `offset`.
+    SnapshotRequest {
+        /// Which snapshot (its end).
+        upto: Slot,
+        /// The first byte wanted.
+        offset: u64,
+    },
+    /// Tag 21, learner → learner: bytes of snapshot `upto` from `offset`.
+    /// The bytes are the snapshot file itself, checksum included, so the
+    /// receiver verifies it before installing.
+    SnapshotChunk {
+        /// Which snapshot (its end).
+        upto: Slot,
+        /// Where `data` starts.
+        offset: u64,
+        /// The snapshot's length in bytes.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -208,6 +252,11 @@ impl Message {
             Message::InstanceDecided { .. } => "instance-decided",
             Message::InstanceLearned { .. } => "instance-learned",
             Message::InstanceSync { .. } => "instance-sync",
+            Message::Snapshotted { .. } => "snapshotted",
+            Message::Trim { .. } => "trim",
+            Message::SnapshotOffer { .. } => "snapshot-offer",
+            Message::SnapshotRequest { .. } => "snapshot-request",
+            Message::SnapshotChunk { .. } => "snapshot-chunk",
         }
     }
 }
@@ -242,6 +291,16 @@ mod tests {
             encode(&Message::InstanceLearned { name: "x".into() }),
             [15, 1, b'x']
         );
+        assert_eq!(encode(&Message::Trim { below: 4 }), [18, 4]);
+        assert_eq!(
+            encode(&Message::SnapshotChunk {
+                upto: 1,
+                offset: 2,
+                total: 3,
+                data: vec![9]
+            }),
+            [21, 1, 2, 3, 1, 9]
+        );
     }
 
     #[test]
@@ -251,6 +310,7 @@ mod tests {
             from_slot: 4,
             next: Some(5),
             chosen_upto: 2,
+            trimmed_below: 1,
             accepted: vec![AcceptedEntry {
                 slot: 4,
                 ballot: Ballot::new(8, 1),

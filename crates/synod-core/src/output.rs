@@ -13,7 +13,8 @@ pub struct Outgoing {
     pub message: Message,
 }
 
-/// A learner's delivery to the state machine, in slot order.
+/// What a learner hands its host once durable: slots and instances for the
+/// state machine, in order, and the snapshot bytes it stages or serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// `slot` is the next slot in order; `commands` are its commands that were
@@ -30,6 +31,36 @@ pub enum Delivery {
         name: InstanceName,
         /// Its value.
         value: Vec<u8>,
+    },
+    /// Bytes of a peer's snapshot `upto` being fetched, in order: stage
+    /// them (`offset` 0 starts over). Once `offset + data.len() == total`
+    /// the host verifies the staged file and, if the learner still
+    /// [`wants`](crate::Learner::wants_snapshot) it, restores its state
+    /// machine from it and calls [`crate::Learner::install`] (or
+    /// [`crate::Learner::abandon_fetch`] if it did not verify).
+    SnapshotChunk {
+        /// The snapshot's end.
+        upto: Slot,
+        /// Where `data` starts.
+        offset: u64,
+        /// The snapshot's length.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A peer learner asks for the bytes of snapshot `upto` from `offset`:
+    /// answer with a [`crate::Message::SnapshotChunk`] of at most
+    /// `max_bytes`, or, if the host's latest snapshot is another one, a
+    /// [`crate::Message::SnapshotOffer`] of it.
+    ServeSnapshot {
+        /// The peer.
+        to: RoleId,
+        /// The snapshot asked for.
+        upto: Slot,
+        /// The first byte wanted.
+        offset: u64,
+        /// The most bytes one chunk carries.
+        max_bytes: usize,
     },
 }
 

@@ -341,13 +341,6 @@ impl<'a> BatchBuilder<'a> {
                 self.put(META, KEY_MAX_ROUND, encode(&self.meta.max_round));
             }
             Write::Learner(w) => self.learner(w)?,
-            Write::TrimAcceptor(below) => {
-                self.meta.trim = self.meta.trim.max(*below);
-                self.put(META, KEY_TRIM, encode(&self.meta.trim));
-                let cf = self.store.cf(ACCEPTED);
-                self.batch
-                    .delete_range_cf(cf, slot_key(0), slot_key(self.meta.trim));
-            }
         }
         Ok(())
     }
@@ -425,6 +418,14 @@ impl<'a> BatchBuilder<'a> {
                 });
                 self.put_vote(name, vote);
             }
+            AcceptorWrite::Trim(below) if *below > self.meta.trim => {
+                self.meta.trim = *below;
+                self.put(META, KEY_TRIM, encode(&self.meta.trim));
+                let cf = self.store.cf(ACCEPTED);
+                self.batch
+                    .delete_range_cf(cf, slot_key(0), slot_key(*below));
+            }
+            AcceptorWrite::Trim(_) => {}
         }
         Ok(())
     }
@@ -504,11 +505,8 @@ impl AcceptorStore for RocksStore {
             accepted,
             instances: self.scan_names(INSTANCES)?,
             chosen_upto: self.meta.chosen,
+            trimmed_below: self.meta.trim,
         })
-    }
-
-    fn acceptor_trim_point(&self) -> Result<Slot, StorageError> {
-        Ok(self.meta.trim)
     }
 }
 

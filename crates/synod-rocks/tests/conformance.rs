@@ -56,7 +56,6 @@ fn fresh_store_is_empty(h: &mut impl Harness) {
     assert_eq!(s.load_acceptor().unwrap(), Default::default());
     assert_eq!(s.load_proposer().unwrap(), Default::default());
     assert_eq!(s.load_learner().unwrap(), Default::default());
-    assert_eq!(s.acceptor_trim_point().unwrap(), 0);
 }
 
 fn acceptor_state_survives_reopen(h: &mut impl Harness) {
@@ -179,8 +178,8 @@ fn trim_drops_old_slots_and_only_rises(h: &mut impl Harness) {
         }])
         .unwrap();
     }
-    s.trim_acceptor(5).unwrap();
-    s.trim_acceptor(2).unwrap();
+    s.write_acceptor(&[AcceptorWrite::Trim(5)]).unwrap();
+    s.write_acceptor(&[AcceptorWrite::Trim(2)]).unwrap();
     s.write_acceptor(&[AcceptorWrite::Accept {
         slot: 3,
         ballot: b(2),
@@ -189,8 +188,8 @@ fn trim_drops_old_slots_and_only_rises(h: &mut impl Harness) {
     .unwrap();
     drop(s);
     let s = h.open();
-    assert_eq!(s.acceptor_trim_point().unwrap(), 5);
     let state = s.load_acceptor().unwrap();
+    assert_eq!(state.trimmed_below, 5);
     assert_eq!(
         state.accepted.keys().copied().collect::<Vec<_>>(),
         vec![5, 6, 7, 8, 9]
@@ -233,7 +232,7 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
             value: vec![slot as u8],
         }
         .into(),
-        _ if rng.random_bool(0.2) => Write::TrimAcceptor(rng.random_range(0..10)),
+        _ if rng.random_bool(0.2) => AcceptorWrite::Trim(rng.random_range(0..10)).into(),
         _ if rng.random_bool(0.2) => LearnerWrite::Compact(rng.random_range(0..15)).into(),
         _ => LearnerWrite::Applied(slot).into(),
     }
@@ -269,11 +268,6 @@ fn random_batches_match_the_reference(h: &mut impl Harness) {
         assert_eq!(
             s.load_learner().unwrap(),
             reference.load_learner().unwrap(),
-            "seed {seed}"
-        );
-        assert_eq!(
-            s.acceptor_trim_point().unwrap(),
-            reference.acceptor_trim_point().unwrap(),
             "seed {seed}"
         );
     }

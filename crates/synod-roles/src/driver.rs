@@ -28,9 +28,15 @@ impl<R: RoleCore<Write: Into<Write>> + Unpin + 'static> Core for R {}
 
 /// What a role adds to the shared shell.
 pub trait Hooks<R>: Unpin + 'static {
-    /// `delivery` is durable: hand it on (the learner applies it).
-    fn deliver(&mut self, core: &R, delivery: Delivery) {
+    /// `delivery` is durable: hand it on (the learner applies it, stages
+    /// or serves snapshot bytes). What it returns is carried out next; an
+    /// error means the role can no longer trust its state and stops.
+    fn deliver(&mut self, core: &mut R, delivery: Delivery) -> Result<Output<R::Write>, String>
+    where
+        R: RoleCore,
+    {
         let _ = (core, delivery);
+        Ok(Output::new())
     }
 
     /// What [`GetStatus`] reports.
@@ -105,7 +111,7 @@ where
     /// core's next deadline).
     pub(crate) fn emit(&mut self, out: Output<R::Write>, ctx: &mut Context<Self>) {
         let step = self.pipeline.run(out);
-        self.release(step.release);
+        self.release(step.release, ctx);
         if let Some((ticket, writes)) = step.submit {
             let me = ctx.address();
             self.writer
@@ -114,9 +120,12 @@ where
         self.arm_timer(ctx);
     }
 
-    fn release(&mut self, effects: Vec<Effect>) {
+    /// Send and deliver what is durable now, then carry out what the
+    /// deliveries asked for.
+    fn release(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         let from = self.core.id();
         let mut batch = Vec::new();
+        let mut follow_ups = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Send(o) => batch.push(Outbound {
@@ -124,11 +133,22 @@ where
                     to: o.to,
                     message: o.message,
                 }),
-                Effect::Deliver(delivery) => self.hooks.deliver(&self.core, delivery),
+                Effect::Deliver(delivery) => match self.hooks.deliver(&mut self.core, delivery) {
+                    Ok(out) if out.is_empty() => {}
+                    Ok(out) => follow_ups.push(out),
+                    Err(reason) => {
+                        tracing::error!(role = %self.role(), %reason, "this role stops");
+                        ctx.stop();
+                        return;
+                    }
+                },
             }
         }
         if !batch.is_empty() {
             self.router.do_send(OutboundBatch(batch));
+        }
+        for out in follow_ups {
+            self.emit(out, ctx);
         }
     }
 
@@ -205,7 +225,7 @@ where
         match durable.result {
             Ok(()) => {
                 let ready = self.pipeline.durable(durable.ticket);
-                self.release(ready);
+                self.release(ready, ctx);
                 if self.pipeline.pending_writes() == 0 {
                     let out = self.hooks.idle(&mut self.core);
                     if !out.is_empty() {

@@ -12,6 +12,15 @@
 //! the node restores the latest snapshot and replays only the log after it.
 //! The snapshot is written in the actor, synchronously: the learner pauses
 //! for as long as the state machine takes to write and the disk to sync.
+//!
+//! **Snapshot transfer.** The same directory serves peers: a chunk asked
+//! for is read from the latest snapshot file ([`Delivery::ServeSnapshot`]).
+//! A snapshot fetched from a peer is staged chunk by chunk
+//! ([`Delivery::SnapshotChunk`]); once complete it is synced and verified,
+//! the state machine is restored from it, it is promoted to be the latest
+//! snapshot, and only then does the core continue from its end. A crash
+//! anywhere in between leaves the old snapshot and log, or the new
+//! snapshot: never a mix.
 
 use crate::driver::{Hooks, RoleActor};
 use crate::status::{LearnerStatus, RoleStatus};
@@ -21,8 +30,10 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use synod_api::{Decision, SnapshotError, StateMachine};
-use synod_core::{CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Output, Slot};
-use synod_storage::{Snapshot, SnapshotDir, Store};
+use synod_core::{
+    CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId, Slot,
+};
+use synod_storage::{Incoming, Snapshot, SnapshotDir, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
 
 /// The learner actor, applying to state machine `M`.
@@ -57,8 +68,14 @@ struct Progress {
 
 struct Snapshots {
     dir: SnapshotDir,
+    /// Take a snapshot after this many applied commands (0: never; the
+    /// directory still serves and receives snapshots).
     every: u64,
     since: u64,
+    /// The latest installed snapshot: what peers are served.
+    current: Option<Snapshot>,
+    /// A peer's snapshot being staged.
+    incoming: Option<Incoming>,
 }
 
 /// The learner's part of a snapshot file, before the state machine's bytes.
@@ -81,18 +98,31 @@ impl<M: StateMachine> Applier<M> {
         }
     }
 
-    /// Snapshot into `dir` after every `every` applied commands (0: never).
+    /// Keep snapshots in `dir`: take one after every `every` applied
+    /// commands (0: never), serve the latest to peers, stage theirs.
     pub fn with_snapshots(mut self, dir: SnapshotDir, every: u64) -> Self {
-        if every > 0 {
-            let since = 0;
-            self.snapshots = Some(Snapshots { dir, every, since });
-        }
+        self.snapshots = Some(Snapshots {
+            dir,
+            every,
+            since: 0,
+            current: None,
+            incoming: None,
+        });
         self
     }
 
-    /// Restore `machine` and this applier from `snapshot`; the learner's part
-    /// comes back for `Learner::restored`.
+    /// Restore `machine` and this applier from `snapshot` (the latest in
+    /// the directory given to `with_snapshots`); the learner's part comes
+    /// back for `Learner::restored`.
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<LearnerSnapshot, SnapshotError> {
+        let part = self.restore_from(snapshot)?;
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.current = Some(snapshot.clone());
+        }
+        Ok(part)
+    }
+
+    fn restore_from(&mut self, snapshot: &Snapshot) -> Result<LearnerSnapshot, SnapshotError> {
         let mut body = snapshot
             .body()
             .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
@@ -111,24 +141,18 @@ impl<M: StateMachine> Applier<M> {
         Ok(header.learner)
     }
 
-    fn apply(&mut self, delivery: Delivery) -> Decision {
-        match delivery {
-            Delivery::Slot { slot, commands } => {
-                let responses: Vec<Vec<u8>> =
-                    commands.iter().map(|c| self.machine.apply(c)).collect();
-                self.record(slot, &commands);
-                for (command, response) in commands.iter().zip(&responses) {
-                    if let Some(waiter) = self.waiters.remove(&command.id) {
-                        let _ = waiter.send(response.clone());
-                    }
-                }
-                Decision::Slot {
-                    slot,
-                    commands,
-                    responses,
-                }
+    fn apply(&mut self, slot: Slot, commands: Vec<synod_core::Command>) -> Decision {
+        let responses: Vec<Vec<u8>> = commands.iter().map(|c| self.machine.apply(c)).collect();
+        self.record(slot, &commands);
+        for (command, response) in commands.iter().zip(&responses) {
+            if let Some(waiter) = self.waiters.remove(&command.id) {
+                let _ = waiter.send(response.clone());
             }
-            Delivery::Instance { name, value } => Decision::Instance { name, value },
+        }
+        Decision::Slot {
+            slot,
+            commands,
+            responses,
         }
     }
 
@@ -159,7 +183,8 @@ impl<M: StateMachine> Applier<M> {
 
     /// Write a snapshot of everything applied, then compact the log below it.
     fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
-        let Some(snapshots) = self.snapshots.as_mut().filter(|s| s.since >= s.every) else {
+        let due = |s: &&mut Snapshots| s.every > 0 && s.since >= s.every;
+        let Some(snapshots) = self.snapshots.as_mut().filter(due) else {
             return Output::new();
         };
         snapshots.since = 0;
@@ -175,6 +200,7 @@ impl<M: StateMachine> Applier<M> {
         match written {
             Ok(snapshot) => {
                 tracing::info!(learner = %core.id(), upto, bytes = snapshot.len, "snapshot installed");
+                snapshots.current = Some(snapshot);
                 core.compact(upto)
             }
             Err(error) => {
@@ -185,6 +211,139 @@ impl<M: StateMachine> Applier<M> {
             }
         }
     }
+}
+
+impl<M: StateMachine> Applier<M> {
+    /// A peer asks for bytes of snapshot `upto`: read them from the latest
+    /// snapshot, or offer that one if it is another.
+    fn serve(&self, to: RoleId, upto: Slot, offset: u64, max_bytes: usize) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        let Some(current) = self.snapshots.as_ref().and_then(|s| s.current.as_ref()) else {
+            return out;
+        };
+        if current.upto != upto {
+            out.send(to, Message::SnapshotOffer { upto: current.upto });
+            return out;
+        }
+        match current.read_at(offset, max_bytes) {
+            Ok(data) => out.send(
+                to,
+                Message::SnapshotChunk {
+                    upto,
+                    offset,
+                    total: current.file_len(),
+                    data,
+                },
+            ),
+            Err(error) => tracing::warn!(%error, "cannot serve a snapshot chunk"),
+        }
+        out
+    }
+
+    /// Stage the next chunk of a fetched snapshot; on the last one,
+    /// install it. Only a failure after the state machine was replaced is
+    /// an error (the learner stops); anything before just abandons the
+    /// fetch, and the next offer starts over.
+    fn stage(&mut self, core: &mut Learner, chunk: Chunk) -> Result<Output<LearnerWrite>, String> {
+        let staged = match self.stage_bytes(chunk) {
+            Ok(Staging::More) => return Ok(Output::new()),
+            Ok(Staging::Complete(incoming)) if core.wants_snapshot(incoming.upto()) => {
+                incoming.finish()
+            }
+            Ok(Staging::Complete(incoming)) => {
+                incoming.discard();
+                return Ok(core.abandon_fetch());
+            }
+            Ok(Staging::Dropped) => return Ok(core.abandon_fetch()),
+            Err(error) => Err(error),
+        };
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(error) => {
+                tracing::warn!(learner = %core.id(), %error, "a fetched snapshot was refused");
+                return Ok(core.abandon_fetch());
+            }
+        };
+        let upto = staged.upto;
+        let part = self
+            .restore_from(&staged)
+            .map_err(|e| format!("restoring the snapshot fetched up to slot {upto}: {e}"))?;
+        let snapshots = self.snapshots.as_mut().expect("staged in it");
+        let installed = snapshots
+            .dir
+            .promote(staged)
+            .map_err(|e| format!("installing the snapshot fetched up to slot {upto}: {e}"))?;
+        snapshots.current = Some(installed);
+        snapshots.since = 0;
+        self.answer_restored_waiters();
+        tracing::info!(learner = %core.id(), upto, "installed a snapshot fetched from a peer");
+        Ok(core.install(&part))
+    }
+
+    /// Append a chunk to the staging file (a chunk at offset 0 starts a new
+    /// one); the staging once it holds every byte.
+    fn stage_bytes(&mut self, chunk: Chunk) -> Result<Staging, StorageError> {
+        let Some(snapshots) = self.snapshots.as_mut() else {
+            return Ok(Staging::Dropped); // no snapshot directory to stage in
+        };
+        if chunk.offset == 0 {
+            if let Some(old) = snapshots.incoming.take() {
+                old.discard();
+            }
+            snapshots.incoming = Some(snapshots.dir.receive(chunk.upto)?);
+        }
+        let Some(mut incoming) = snapshots.incoming.take() else {
+            return Ok(Staging::Dropped);
+        };
+        if incoming.upto() != chunk.upto || incoming.written() != chunk.offset {
+            incoming.discard();
+            return Ok(Staging::Dropped);
+        }
+        if let Err(error) = incoming.append(&chunk.data) {
+            incoming.discard();
+            return Err(error);
+        }
+        if incoming.written() < chunk.total {
+            snapshots.incoming = Some(incoming);
+            return Ok(Staging::More);
+        }
+        Ok(Staging::Complete(incoming))
+    }
+
+    /// The state machine jumped ahead: waiters whose command it now holds
+    /// get their answer; subscribers, who would miss the decisions inside
+    /// the snapshot, are dropped (they can subscribe again).
+    fn answer_restored_waiters(&mut self) {
+        let answered: Vec<(CommandId, Vec<u8>)> = self
+            .waiters
+            .keys()
+            .filter_map(|id| self.machine.response_to(*id).map(|r| (*id, r)))
+            .collect();
+        for (id, response) in answered {
+            if let Some(waiter) = self.waiters.remove(&id) {
+                let _ = waiter.send(response);
+            }
+        }
+        self.subscribers.clear();
+    }
+}
+
+/// Where staging a fetched snapshot stands after a chunk.
+enum Staging {
+    /// More chunks to come.
+    More,
+    /// Every byte is staged.
+    Complete(Incoming),
+    /// Nothing to stage into, or the chunk did not follow the staged ones.
+    Dropped,
+}
+
+/// A staged chunk of a fetched snapshot.
+struct Chunk {
+    upto: Slot,
+    offset: u64,
+    total: u64,
+    data: Vec<u8>,
 }
 
 fn write_body<M: StateMachine>(
@@ -200,10 +359,38 @@ fn write_body<M: StateMachine>(
 }
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {
-    fn deliver(&mut self, _core: &Learner, delivery: Delivery) {
-        let decision = self.apply(delivery);
+    fn deliver(
+        &mut self,
+        core: &mut Learner,
+        delivery: Delivery,
+    ) -> Result<Output<LearnerWrite>, String> {
+        let decision = match delivery {
+            Delivery::SnapshotChunk {
+                upto,
+                offset,
+                total,
+                data,
+            } => {
+                let chunk = Chunk {
+                    upto,
+                    offset,
+                    total,
+                    data,
+                };
+                return self.stage(core, chunk);
+            }
+            Delivery::ServeSnapshot {
+                to,
+                upto,
+                offset,
+                max_bytes,
+            } => return Ok(self.serve(to, upto, offset, max_bytes)),
+            Delivery::Slot { slot, commands } => self.apply(slot, commands),
+            Delivery::Instance { name, value } => Decision::Instance { name, value },
+        };
         self.subscribers
             .retain(|s| s.try_send(decision.clone()).is_ok());
+        Ok(Output::new())
     }
 
     fn status(&self, core: &Learner) -> RoleStatus {

@@ -264,6 +264,9 @@ fn learner<M: StateMachine>(
 ) -> Result<(Learner, Applier<M>), NodeError> {
     let learner_config = learner_config(config, role.index);
     let mut applier = Applier::new(machine);
+    if let Some(dir) = &snapshots {
+        applier = applier.with_snapshots(dir.clone(), config.storage.snapshot_every);
+    }
     let latest = match &snapshots {
         Some(dir) => dir.latest()?,
         None => None,
@@ -289,9 +292,6 @@ fn learner<M: StateMachine>(
         }
         None => Learner::new(learner_config, state),
     };
-    if let Some(dir) = snapshots {
-        applier = applier.with_snapshots(dir, config.storage.snapshot_every);
-    }
     Ok((core, applier))
 }
 

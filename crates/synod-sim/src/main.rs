@@ -45,6 +45,11 @@ struct Args {
     /// control for snapshots: must find violations).
     #[arg(long)]
     snapshot_without_tail: bool,
+    /// The leader trims the acceptors at its first unchosen slot, ignoring
+    /// the learners' snapshots (negative control for the safe point: must
+    /// find failures).
+    #[arg(long)]
+    unsafe_trim: bool,
     /// The simulated disk takes 1 ms to MS per write group.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     max_write_latency: u64,
@@ -66,6 +71,7 @@ fn main() {
         unbounded_promises: args.unbounded_promises,
         early_release: args.early_release,
         snapshot_without_tail: args.snapshot_without_tail,
+        unsafe_trim: args.unsafe_trim,
         max_write_latency: args.max_write_latency,
         ..SimOptions::default()
     };
@@ -80,6 +86,9 @@ fn main() {
     let oversized: u64 = reports.iter().map(|r| r.oversized).sum();
     let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
     let restores: u64 = reports.iter().map(|r| r.restores).sum();
+    let trims: u64 = reports.iter().map(|r| r.trims).sum();
+    let installs: u64 = reports.iter().map(|r| r.installs).sum();
+    let wipes: u64 = reports.iter().map(|r| r.wipes).sum();
     for report in &reports {
         if args.verbose {
             println!(
@@ -103,6 +112,9 @@ fn main() {
         println!("messages dropped as larger than the frame limit: {oversized}");
     }
     println!("learner snapshots: {snapshots}, learners restored from one: {restores}");
+    println!(
+        "acceptor trims: {trims}, snapshots fetched from a peer: {installs}, learner disks wiped: {wipes}"
+    );
     println!(
         "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
         reports.len()
@@ -157,6 +169,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.snapshot_without_tail {
         frames += " --snapshot-without-tail";
+    }
+    if args.unsafe_trim {
+        frames += " --unsafe-trim";
     }
     if args.max_write_latency != 10 {
         frames += &format!(" --max-write-latency {}", args.max_write_latency);

@@ -4,6 +4,8 @@
 //! Every event is hashed into a trace hash, so two runs of a seed can be
 //! compared bit for bit.
 
+mod transfer;
+
 use crate::checkers::{Agreement, Integrity, PromiseOrder, StateDigest, Validity, Violation};
 use crate::network::{Network, Partition};
 use crate::shape::Shape;
@@ -14,8 +16,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
-    Acceptor, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerSnapshot, LearnerWrite,
-    Message, Millis, Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, wake_at,
+    Acceptor, AcceptorWrite, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerSnapshot,
+    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, Slot,
+    wake_at,
 };
 use synod_storage::{
     AcceptorStore, Effect, LearnerStore, MemoryStore, Pipeline, ProposerStore, Store, Write,
@@ -54,6 +57,10 @@ pub struct SimOptions {
     pub snapshot_without_tail: bool,
     /// The simulated disk takes 1 ms to this long per write group.
     pub max_write_latency: Millis,
+    /// The leader trims the acceptors at its first unchosen slot, whether
+    /// or not the learners have snapshots there (the negative control for
+    /// the safe point: values nobody else holds are lost).
+    pub unsafe_trim: bool,
 }
 
 impl Default for SimOptions {
@@ -69,6 +76,7 @@ impl Default for SimOptions {
             early_release: false,
             snapshot_without_tail: false,
             max_write_latency: 10,
+            unsafe_trim: false,
         }
     }
 }
@@ -96,6 +104,12 @@ pub struct SeedReport {
     pub snapshots: u64,
     /// Learner starts restored from a snapshot.
     pub restores: u64,
+    /// Trim points acceptors made durable.
+    pub trims: u64,
+    /// Snapshots learners fetched from a peer and installed.
+    pub installs: u64,
+    /// Learners restarted with their disk wiped.
+    pub wipes: u64,
 }
 
 const CLIENT_RETRY: Millis = 400;
@@ -257,6 +271,9 @@ struct World {
     snapshots: BTreeMap<u32, SimSnapshot>,
     /// Learners snapshot after this many applied slots (drawn per seed).
     snapshot_every: u64,
+    /// Decided slots a proposer keeps for catch-up (drawn per seed, small,
+    /// so that learners behind must fetch snapshots).
+    decided_cache: usize,
     learned_instances: BTreeMap<u32, BTreeSet<String>>,
     instance_names: BTreeSet<String>,
     checkers: Checkers,
@@ -270,6 +287,16 @@ struct World {
     oversized: u64,
     snapshots_taken: u64,
     restores: u64,
+    trims: u64,
+    installs: u64,
+    /// A peer's snapshot being staged, per learner (volatile).
+    staging: BTreeMap<u32, (Slot, Vec<u8>)>,
+    /// Learners whose disk is lost at their next start.
+    wipe_on_start: BTreeSet<RoleId>,
+    /// Disk losses still allowed: one, so another learner's snapshot
+    /// always holds what the acceptors trimmed.
+    wipes_left: u32,
+    wipes: u64,
 }
 
 impl World {
@@ -314,9 +341,18 @@ impl World {
             oversized: 0,
             snapshots_taken: 0,
             restores: 0,
+            trims: 0,
+            installs: 0,
+            staging: BTreeMap::new(),
+            wipe_on_start: BTreeSet::new(),
+            wipes_left: 0,
+            wipes: 0,
+            decided_cache: 0,
             shape,
         };
         world.snapshot_every = world.rng.random_range(3..=40);
+        world.decided_cache = world.rng.random_range(2..=64);
+        world.wipes_left = u32::from(world.shape.learners >= 2);
         world.populate();
         world
     }
@@ -388,6 +424,9 @@ impl World {
             oversized: self.oversized,
             snapshots: self.snapshots_taken,
             restores: self.restores,
+            trims: self.trims,
+            installs: self.installs,
+            wipes: self.wipes,
         }
     }
 
@@ -473,6 +512,7 @@ impl World {
             (1..=self.shape.learners).collect(),
         );
         config.seed = self.rng.random();
+        config.decided_cache = self.decided_cache;
         if self.options.stubborn_leaders {
             config.quorum_timeout = Millis::MAX;
         }
@@ -517,6 +557,12 @@ impl World {
             reply_max_bytes: self.reply_budget().unwrap_or(1 << 20),
             instance_sync_interval: 500,
         };
+        if self.wipe_on_start.remove(&node) {
+            let replica = self.learners.get_mut(&node.index).expect("exists");
+            replica.store = MemoryStore::new();
+            self.snapshots.remove(&node.index);
+            self.wipes += 1;
+        }
         let state = self.learners[&node.index].store.load_learner();
         let state = state.expect("memory store");
         let Some(snapshot) = self.snapshots.get(&node.index).cloned() else {
@@ -593,7 +639,10 @@ impl World {
         match node.role {
             Role::Proposer => self.proposers.get_mut(&node.index).expect("exists").live = None,
             Role::Acceptor => self.acceptors.get_mut(&node.index).expect("exists").live = None,
-            Role::Learner => self.learners.get_mut(&node.index).expect("exists").live = None,
+            Role::Learner => {
+                self.learners.get_mut(&node.index).expect("exists").live = None;
+                self.staging.remove(&node.index);
+            }
         }
     }
 
@@ -636,6 +685,30 @@ impl World {
         live.timer = None;
         let out = live.core.tick(now);
         self.process::<R>(node, out);
+        if self.options.unsafe_trim && node.role == Role::Proposer {
+            self.trim_unsafely(node);
+        }
+    }
+
+    /// The negative control's leader: trims every acceptor at its first
+    /// unchosen slot, ignoring the learners.
+    fn trim_unsafely(&mut self, node: RoleId) {
+        let Some(proposer) = self.proposers[&node.index].core() else {
+            return;
+        };
+        if proposer.leading_ballot().is_none() || proposer.first_unchosen() == 0 {
+            return;
+        }
+        let below = proposer.first_unchosen();
+        let trims = self
+            .acceptors
+            .keys()
+            .map(|a| synod_core::Outgoing {
+                to: RoleId::acceptor(*a),
+                message: Message::Trim { below },
+            })
+            .collect();
+        self.send_all(node, trims);
     }
 
     // ---- effects ------------------------------------------------------------
@@ -712,9 +785,13 @@ impl World {
 
     fn release(&mut self, node: RoleId, effects: Vec<Effect>) {
         let mut messages = Vec::new();
+        let mut snapshot_work = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Send(outgoing) => messages.push(outgoing),
+                Effect::Deliver(
+                    work @ (Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. }),
+                ) => snapshot_work.push(work),
                 Effect::Deliver(delivery) => {
                     let check = self.checkers.integrity.delivered(node, &delivery);
                     self.record(check);
@@ -723,6 +800,31 @@ impl World {
             }
         }
         self.send_all(node, messages);
+        for work in snapshot_work {
+            match work {
+                Delivery::SnapshotChunk {
+                    upto,
+                    offset,
+                    total,
+                    data,
+                } => {
+                    let chunk = transfer::Chunk {
+                        upto,
+                        offset,
+                        total,
+                        data,
+                    };
+                    self.stage_snapshot(node, chunk);
+                }
+                Delivery::ServeSnapshot {
+                    to,
+                    upto,
+                    offset,
+                    max_bytes,
+                } => self.serve_snapshot(node, to, upto, offset, max_bytes),
+                Delivery::Slot { .. } | Delivery::Instance { .. } => {}
+            }
+        }
     }
 
     /// A learner's decisions are checked when its core makes them.
@@ -739,6 +841,10 @@ impl World {
                     .validity
                     .decided_instance(name, value)
                     .and_then(|()| self.checkers.agreement.decided_instance(node, name, value)),
+                Write::Acceptor(AcceptorWrite::Trim(_)) => {
+                    self.trims += 1;
+                    Ok(())
+                }
                 _ => Ok(()),
             };
             self.record(check);
@@ -831,6 +937,7 @@ impl World {
                     .or_default()
                     .insert(name.clone());
             }
+            Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. } => {}
         }
     }
 
@@ -923,11 +1030,15 @@ impl World {
     }
 
     fn propose_instance(&mut self, name: String, value: Vec<u8>) {
-        let learned_somewhere = self
-            .learned_instances
-            .values()
-            .any(|names| names.contains(&name));
-        if learned_somewhere {
+        // Proposed until every learner has it: a learner whose disk was
+        // wiped may have been the only one to learn it, and running the
+        // instance again recovers the chosen value from the acceptors.
+        let learned_everywhere = self.learners.keys().all(|l| {
+            self.learned_instances
+                .get(l)
+                .is_some_and(|names| names.contains(&name))
+        });
+        if learned_everywhere {
             return;
         }
         let node = RoleId::proposer(self.rng.random_range(1..=self.shape.proposers));
@@ -960,6 +1071,10 @@ impl World {
         match self.rng.random_range(0..6) {
             0 | 1 => {
                 self.crash(node);
+                if node.role == Role::Learner && self.wipes_left > 0 && self.rng.random_bool(0.3) {
+                    self.wipes_left -= 1;
+                    self.wipe_on_start.insert(node);
+                }
                 self.schedule(self.now + lasts, Event::Restart(node));
             }
             2 => self.partition(Partition::Isolate(node), lasts),

@@ -1,6 +1,6 @@
 //! The simulator as a test suite: fixed seeds must be safe and live, the
-//! amnesia, early-release and stubborn-leader controls must be caught, and a seed must
-//! replay bit for bit.
+//! amnesia, early-release, stubborn-leader, snapshot and trim controls must
+//! be caught, and a seed must replay bit for bit.
 
 use synod_sim::{SimOptions, run_seed};
 
@@ -48,6 +48,28 @@ fn learners_snapshot_compact_and_restart_from_snapshots_in_the_seeds() {
     let restores: u64 = reports.iter().map(|r| r.restores).sum();
     assert!(snapshots > 0, "no learner took a snapshot");
     assert!(restores > 0, "no learner was restored from a snapshot");
+    let sum = |field: fn(&synod_sim::SeedReport) -> u64| reports.iter().map(field).sum::<u64>();
+    assert!(sum(|r| r.trims) > 0, "no acceptor was trimmed");
+    assert!(sum(|r| r.wipes) > 0, "no learner lost its disk");
+    assert!(
+        sum(|r| r.installs) > 0,
+        "no learner fetched a snapshot from a peer"
+    );
+}
+
+#[test]
+fn negative_control_trimming_above_the_safe_point_loses_decided_values() {
+    let options = SimOptions {
+        unsafe_trim: true,
+        ..SimOptions::default()
+    };
+    let stalled = (0..FIXED_SEEDS)
+        .filter_map(|seed| run_seed(seed, &options).liveness_failure)
+        .next();
+    assert!(
+        stalled.is_some(),
+        "acceptors trimmed before the learners hold the values must lose some"
+    );
 }
 
 #[test]

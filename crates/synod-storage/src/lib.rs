@@ -40,7 +40,7 @@ pub use error::StorageError;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use outbox::Outbox;
 pub use pipeline::{Effect, Pipeline, Step};
-pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotDir};
+pub use snapshot::{Incoming, SNAPSHOT_FORMAT, Snapshot, SnapshotDir};
 pub use store::{
     AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, Store, Write, role_dir,
 };

@@ -9,12 +9,11 @@ use crate::store::{AcceptorStore, Backend, LearnerStore, ProposerStore, Store, W
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use synod_core::{AcceptorState, LearnerState, ProposerState, RoleId, Slot};
+use synod_core::{AcceptorState, LearnerState, ProposerState, RoleId};
 
 #[derive(Debug, Default)]
 struct Contents {
     acceptor: AcceptorState,
-    trim: Slot,
     proposer: ProposerState,
     learner: LearnerState,
     fail_writes: bool,
@@ -24,17 +23,9 @@ struct Contents {
 impl Contents {
     fn apply(&mut self, write: &Write) {
         match write {
-            Write::Acceptor(w) => {
-                self.acceptor.apply(w);
-                let trim = self.trim;
-                self.acceptor.accepted.retain(|slot, _| *slot >= trim);
-            }
+            Write::Acceptor(w) => self.acceptor.apply(w),
             Write::Proposer(w) => self.proposer.apply(w),
             Write::Learner(w) => self.learner.apply(w),
-            Write::TrimAcceptor(below) => {
-                self.trim = self.trim.max(*below);
-                self.acceptor.accepted = self.acceptor.accepted.split_off(&self.trim);
-            }
         }
     }
 }
@@ -101,10 +92,6 @@ impl Store for MemoryStore {
 impl AcceptorStore for MemoryStore {
     fn load_acceptor(&self) -> Result<AcceptorState, StorageError> {
         Ok(self.lock().acceptor.clone())
-    }
-
-    fn acceptor_trim_point(&self) -> Result<Slot, StorageError> {
-        Ok(self.lock().trim)
     }
 }
 

@@ -13,6 +13,13 @@
 //! and the checksum before it hands the body out; a damaged installed
 //! snapshot is an error, never a silent fall back (the log below it may be
 //! gone).
+//!
+//! A snapshot travels between learners as its file's bytes
+//! ([`Snapshot::read_at`]); the receiver stages them in
+//! `incoming-<upto>.tmp` ([`SnapshotDir::receive`]), and
+//! [`Incoming::finish`] syncs and verifies the staged file exactly as
+//! `latest` verifies an installed one. Only then may the learner restore
+//! from it and [`SnapshotDir::promote`] it into place.
 
 use crate::error::StorageError;
 use sha2::{Digest, Sha256};
@@ -66,13 +73,26 @@ impl SnapshotDir {
         upto: Slot,
         body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Snapshot, StorageError> {
-        let path = self.dir.join(format!("snapshot-{upto:020}.snap"));
-        let tmp = path.with_extension("tmp");
+        let tmp = self.path_of(upto).with_extension("tmp");
         let (len, digest) = write_file(&tmp, upto, body).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             write_failed(&tmp, &e)
         })?;
-        fs::rename(&tmp, &path).map_err(|e| write_failed(&path, &e))?;
+        let written = Snapshot {
+            upto,
+            len,
+            digest,
+            path: tmp,
+        };
+        self.promote(written)
+    }
+
+    /// Move a durable, verified snapshot file (written by `install`, or
+    /// staged by [`Incoming::finish`]) into place, sync the directory,
+    /// then remove the older snapshots.
+    pub fn promote(&self, snapshot: Snapshot) -> Result<Snapshot, StorageError> {
+        let path = self.path_of(snapshot.upto);
+        fs::rename(&snapshot.path, &path).map_err(|e| write_failed(&path, &e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| write_failed(&self.dir, &e))?;
@@ -81,12 +101,24 @@ impl SnapshotDir {
                 fs::remove_file(&older).map_err(|e| other(&older, &e))?;
             }
         }
-        Ok(Snapshot {
+        Ok(Snapshot { path, ..snapshot })
+    }
+
+    /// Stage the bytes of a snapshot covering every slot below `upto`
+    /// that a peer sends (any earlier staging of it starts over).
+    pub fn receive(&self, upto: Slot) -> Result<Incoming, StorageError> {
+        let path = self.dir.join(format!("incoming-{upto:020}.tmp"));
+        let file = File::create(&path).map_err(|e| write_failed(&path, &e))?;
+        Ok(Incoming {
             upto,
-            len,
-            digest,
             path,
+            file: BufWriter::new(file),
+            written: 0,
         })
+    }
+
+    fn path_of(&self, upto: Slot) -> PathBuf {
+        self.dir.join(format!("snapshot-{upto:020}.snap"))
     }
 
     /// The newest installed snapshot, verified; `None` if there is none.
@@ -98,7 +130,88 @@ impl SnapshotDir {
     }
 }
 
+/// A snapshot arriving from a peer, staged beside the installed ones.
+#[derive(Debug)]
+pub struct Incoming {
+    upto: Slot,
+    path: PathBuf,
+    file: BufWriter<File>,
+    written: u64,
+}
+
+impl Incoming {
+    /// The snapshot being received.
+    pub fn upto(&self) -> Slot {
+        self.upto
+    }
+
+    /// Bytes staged so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Stage the next bytes.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.file
+            .write_all(data)
+            .map_err(|e| write_failed(&self.path, &e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Every byte is here: sync the file and verify it as a snapshot of
+    /// `upto`. A file that does not verify is removed.
+    pub fn finish(self) -> Result<Snapshot, StorageError> {
+        let Incoming {
+            upto, path, file, ..
+        } = self;
+        let synced = file
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+            .and_then(|f| f.sync_all());
+        let checked = synced
+            .map_err(|e| write_failed(&path, &e))
+            .and_then(|()| verify(&path));
+        match checked {
+            Ok(snapshot) if snapshot.upto == upto => Ok(snapshot),
+            Ok(snapshot) => {
+                let _ = fs::remove_file(&path);
+                Err(StorageError::Corruption {
+                    path,
+                    detail: format!("a snapshot of {}, expected {upto}", snapshot.upto),
+                })
+            }
+            Err(error) => {
+                let _ = fs::remove_file(&path);
+                Err(error)
+            }
+        }
+    }
+
+    /// Give the staging up.
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 impl Snapshot {
+    /// The whole file's length: what a peer receives.
+    pub fn file_len(&self) -> u64 {
+        HEADER_LEN + self.len + TRAILER_LEN
+    }
+
+    /// At most `max` bytes of the file from `offset` (none past its end).
+    pub fn read_at(&self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
+        let mut file = File::open(&self.path).map_err(|e| other(&self.path, &e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| other(&self.path, &e))?;
+        let mut bytes = Vec::with_capacity(max.min(1 << 20));
+        file.take(max as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| other(&self.path, &e))?;
+        Ok(bytes)
+    }
+
     /// The body, to hand to `StateMachine::restore` (verified when this
     /// snapshot was found; the reader does not check again).
     pub fn body(&self) -> Result<impl Read + use<>, StorageError> {
@@ -286,6 +399,70 @@ mod tests {
         assert!(
             files(tmp.path(), "tmp").unwrap().is_empty(),
             "leftovers removed"
+        );
+    }
+
+    /// Copy `snapshot` into `to` through `receive`, `chunk` bytes at a time,
+    /// flipping byte `flip` on the way if given.
+    fn transfer(
+        snapshot: &Snapshot,
+        to: &SnapshotDir,
+        chunk: usize,
+        flip: Option<u64>,
+    ) -> Result<Snapshot, StorageError> {
+        let mut incoming = to.receive(snapshot.upto).unwrap();
+        while incoming.written() < snapshot.file_len() {
+            let mut bytes = snapshot.read_at(incoming.written(), chunk).unwrap();
+            let start = incoming.written();
+            let here = flip.and_then(|at| at.checked_sub(start));
+            if let Some(byte) = here.and_then(|at| bytes.get_mut(at as usize)) {
+                *byte ^= 1;
+            }
+            incoming.append(&bytes).unwrap();
+        }
+        incoming.finish()
+    }
+
+    #[test]
+    fn a_snapshot_sent_in_chunks_verifies_and_promotes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (from, to) = (
+            SnapshotDir::open(a.path()).unwrap(),
+            SnapshotDir::open(b.path()).unwrap(),
+        );
+        let body: Vec<u8> = (0..10_000u32).map(|n| n as u8).collect();
+        let sent = install(&from, 42, &body);
+        install(&to, 7, b"older");
+        let staged = transfer(&sent, &to, 333, None).unwrap();
+        assert_eq!(body_of(&staged), body, "readable before promotion");
+        assert_eq!(to.latest().unwrap().unwrap().upto, 7, "not yet in place");
+        let promoted = to.promote(staged).unwrap();
+        assert_eq!(to.latest().unwrap(), Some(promoted.clone()));
+        assert_eq!((promoted.upto, promoted.digest), (42, sent.digest));
+        assert_eq!(files(b.path(), "snap").unwrap().len(), 1);
+        assert!(files(b.path(), "tmp").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_transfer_is_refused_and_leaves_nothing() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let from = SnapshotDir::open(a.path()).unwrap();
+        let to = SnapshotDir::open(b.path()).unwrap();
+        let sent = install(&from, 9, &vec![3u8; 5000]);
+        for flip in [0, 100, sent.file_len() - 1] {
+            let refused = transfer(&sent, &to, 1000, Some(flip));
+            assert!(
+                matches!(refused, Err(StorageError::Corruption { .. })),
+                "byte {flip}"
+            );
+        }
+        assert!(files(b.path(), "tmp").unwrap().is_empty());
+        assert_eq!(to.latest().unwrap(), None);
+        let mut wrong = to.receive(10).unwrap();
+        wrong.append(&sent.read_at(0, 1 << 20).unwrap()).unwrap();
+        assert!(
+            matches!(wrong.finish(), Err(StorageError::Corruption { .. })),
+            "a snapshot of another slot is refused"
         );
     }
 

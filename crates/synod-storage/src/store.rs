@@ -7,7 +7,6 @@ use crate::snapshot::SnapshotDir;
 use std::path::{Path, PathBuf};
 use synod_core::{
     AcceptorState, AcceptorWrite, LearnerState, LearnerWrite, ProposerState, ProposerWrite, RoleId,
-    Slot,
 };
 
 /// One durable change, of any role. A batch of these is what the
@@ -20,9 +19,6 @@ pub enum Write {
     Proposer(ProposerWrite),
     /// A learner's decision or applied index.
     Learner(LearnerWrite),
-    /// Drop accepted values below this slot (they are decided and applied
-    /// everywhere that matters); the trim point only rises.
-    TrimAcceptor(Slot),
 }
 
 impl From<AcceptorWrite> for Write {
@@ -61,17 +57,11 @@ fn wrap<W: Clone + Into<Write>>(writes: &[W]) -> Vec<Write> {
 /// An acceptor's durable state.
 pub trait AcceptorStore: Store {
     /// The state to resume from: exactly what `AcceptorState::apply` of every
-    /// durable write gives, less the slots below the trim point.
+    /// durable write gives (so nothing below the trim point).
     fn load_acceptor(&self) -> Result<AcceptorState, StorageError>;
-    /// The trim point (0 if never trimmed).
-    fn acceptor_trim_point(&self) -> Result<Slot, StorageError>;
     /// Persist an acceptor's writes as one batch.
     fn write_acceptor(&mut self, writes: &[AcceptorWrite]) -> Result<(), StorageError> {
         self.write_batch(&wrap(writes))
-    }
-    /// Drop accepted values below `below`.
-    fn trim_acceptor(&mut self, below: Slot) -> Result<(), StorageError> {
-        self.write_batch(&[Write::TrimAcceptor(below)])
     }
 }
 

@@ -67,6 +67,7 @@ fn message() -> impl Strategy<Value = Message> {
                     accepted,
                     next,
                     chosen_upto,
+                    trimmed_below: 0,
                 }
             }),
         (ballot(), any::<u64>(), value(), any::<u64>()).prop_map(

@@ -70,13 +70,16 @@ impl Proposer {
         let ballot = preparing.ballot;
         // Chosen slots need no proposal: every slot below `chosen` is
         // decided, and the promises covered everything from there up.
+        // Nor do trimmed ones: their values are only in learners' snapshots.
         let resume = preparing.chosen.max(preparing.recover_end);
         self.first_unchosen = self.first_unchosen.max(preparing.chosen);
+        self.trimmed_below = self.trimmed_below.max(preparing.trimmed);
         let end = preparing
             .adopted
             .last_key_value()
             .map_or(resume, |(slot, _)| (slot + 1).max(resume));
-        let slots = (preparing.from_slot..preparing.recover_end.min(resume)).chain(resume..end);
+        let start = preparing.from_slot.max(preparing.trimmed);
+        let slots = (start..preparing.recover_end.min(resume)).chain(resume..end);
         let mut adopted = preparing.adopted;
         let mut in_flight = BTreeMap::new();
         for slot in slots {
@@ -103,6 +106,7 @@ impl Proposer {
         self.next_heartbeat = now;
         self.leader = Some((self.config.id, ballot));
         self.lost_campaigns = 0;
+        self.trim_to_safe_point(out);
         self.tick_leader(now, out);
     }
 
@@ -276,6 +280,50 @@ impl Proposer {
             decided_upto: self.first_unchosen,
         };
         out.broadcast(targets, &heartbeat);
+        if self.trimmed_below > 0 {
+            // Repeated with each heartbeat, so an acceptor that missed a
+            // Trim (or was down) catches up; acceptors ignore repeats.
+            let trim = Message::Trim {
+                below: self.trimmed_below,
+            };
+            out.broadcast(self.acceptor_ids(), &trim);
+        }
+    }
+
+    /// A learner's snapshot is durable up to `upto`. The leader trims the
+    /// acceptors below the cluster-wide safe point: the lowest snapshot end
+    /// over every learner of the configuration (a learner not heard from
+    /// counts as 0), never past the chosen prefix. Then any learner can be
+    /// rebuilt from any other's snapshot and the log the acceptors keep.
+    pub(super) fn handle_snapshotted(
+        &mut self,
+        from: RoleId,
+        upto: Slot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        if !self.config.learners.contains(&from.index) {
+            return;
+        }
+        let known = self.learner_snapshots.entry(from.index).or_default();
+        *known = (*known).max(upto);
+        if matches!(self.phase, Phase::Leading(_)) {
+            self.trim_to_safe_point(out);
+        }
+    }
+
+    pub(super) fn trim_to_safe_point(&mut self, out: &mut Output<ProposerWrite>) {
+        let safe = self
+            .config
+            .learners
+            .iter()
+            .map(|l| self.learner_snapshots.get(l).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+            .min(self.first_unchosen);
+        if safe > self.trimmed_below {
+            self.trimmed_below = safe;
+            out.broadcast(self.acceptor_ids(), &Message::Trim { below: safe });
+        }
     }
 
     fn quorum_lost(&self, now: Millis) -> bool {
@@ -345,7 +393,10 @@ impl Proposer {
             Phase::Leading(leading) => leading.in_flight.contains_key(&from_slot),
             _ => true,
         };
-        if escalate && missing && !in_flight {
+        // Below the trim point the acceptors hold nothing to recover: the
+        // learner fetches a peer's snapshot instead.
+        let trimmed = from_slot < self.trimmed_below;
+        if escalate && missing && !in_flight && !trimmed {
             let window = self.config.pipeline_window as u64;
             let recover_end = known_end.min(from_slot.saturating_add(window));
             self.start_phase1(now, from_slot, recover_end, out);

@@ -154,6 +154,7 @@ struct PromisePage {
     accepted: Vec<AcceptedEntry>,
     next: Option<Slot>,
     chosen_upto: Slot,
+    trimmed_below: Slot,
 }
 
 /// `submit` refused the commands: the queue is at its limit.
@@ -178,6 +179,9 @@ struct Preparing {
     recover_end: Slot,
     /// Every slot below this is chosen (the highest watermark reported).
     chosen: Slot,
+    /// Some acceptor discarded its values below this slot (the highest
+    /// trim point reported): those slots are chosen and never proposed.
+    trimmed: Slot,
     /// Per acceptor that answered: the next slot its promise must still
     /// report on, or `None` once it has reported on every slot.
     cursors: BTreeMap<u32, Option<Slot>>,
@@ -194,12 +198,14 @@ struct Preparing {
 
 impl Preparing {
     fn wanted(&self, slot: Slot) -> bool {
-        slot < self.recover_end || slot >= self.chosen
+        slot >= self.trimmed && (slot < self.recover_end || slot >= self.chosen)
     }
 
     /// The next slot to ask an acceptor for once it reported up to `next`:
-    /// past the recovery range, jump over the chosen prefix.
+    /// never below the trim point; past the recovery range, jump over the
+    /// chosen prefix.
     fn skip_chosen(&self, next: Slot) -> Slot {
+        let next = next.max(self.trimmed);
         if next >= self.recover_end {
             next.max(self.chosen)
         } else {
@@ -250,6 +256,11 @@ pub struct Proposer {
     decided: BTreeMap<Slot, Value>,
     /// Bytes of the values in `decided` (by `Value::encoded_len`).
     decided_bytes: usize,
+    /// The highest trim point this proposer sent or saw reported: slots
+    /// below it are never proposed or recovered again.
+    trimmed_below: Slot,
+    /// Per learner: the end of its latest durable snapshot, as it said.
+    learner_snapshots: BTreeMap<u32, Slot>,
     /// Commands waiting for a slot (or for a leader to forward to).
     queue: CommandQueue,
     registers: BTreeMap<String, Register>,
@@ -271,6 +282,8 @@ impl Proposer {
             first_unchosen: 0,
             decided: BTreeMap::new(),
             decided_bytes: 0,
+            trimmed_below: 0,
+            learner_snapshots: BTreeMap::new(),
             queue: CommandQueue::default(),
             registers: BTreeMap::new(),
         };
@@ -340,12 +353,14 @@ impl Proposer {
                 accepted,
                 next,
                 chosen_upto,
+                trimmed_below,
             } => {
                 let page = PromisePage {
                     from_slot,
                     accepted,
                     next,
                     chosen_upto,
+                    trimmed_below,
                 };
                 self.handle_promise(now, from, ballot, page, &mut out)
             }
@@ -377,6 +392,7 @@ impl Proposer {
                 promised,
             } => self.handle_instance_nack(now, name, ballot, promised),
             Message::InstanceLearned { name } => self.handle_instance_learned(from, name),
+            Message::Snapshotted { upto } => self.handle_snapshotted(from, upto, &mut out),
             _ => {}
         }
         out
@@ -452,6 +468,7 @@ impl Proposer {
             from_slot,
             recover_end,
             chosen: self.first_unchosen,
+            trimmed: self.trimmed_below,
             cursors: BTreeMap::new(),
             adopted: BTreeMap::new(),
             progressed: now,
@@ -521,7 +538,11 @@ impl Proposer {
         if page.from_slot > cursor || end <= cursor {
             return;
         }
-        preparing.chosen = preparing.chosen.max(page.chosen_upto);
+        preparing.trimmed = preparing.trimmed.max(page.trimmed_below);
+        preparing.chosen = preparing
+            .chosen
+            .max(page.chosen_upto)
+            .max(preparing.trimmed);
         for entry in page.accepted {
             if (cursor..end).contains(&entry.slot) {
                 preparing.adopt(entry);

@@ -49,6 +49,7 @@ fn leader_with(c: ProposerConfig) -> (Proposer, Ballot) {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         );
     }
@@ -111,6 +112,7 @@ fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
             from_slot: 0,
             next: None,
             chosen_upto: 0,
+            trimmed_below: 0,
         },
     );
     let out = p.handle(
@@ -122,6 +124,7 @@ fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
             from_slot: 0,
             next: None,
             chosen_upto: 0,
+            trimmed_below: 0,
         },
     );
     let accepts: Vec<(Slot, Value)> = out
@@ -197,6 +200,7 @@ fn byte_limit_caps_a_batch_but_one_large_command_still_goes() {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         );
     }
@@ -409,6 +413,7 @@ fn escalated_catch_up_for_an_unknown_slot_reruns_phase_one_from_it() {
                 from_slot: 5,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         );
     }
@@ -731,6 +736,7 @@ fn page(
             .collect(),
         next,
         chosen_upto,
+        trimmed_below: 0,
     }
 }
 
@@ -1053,4 +1059,121 @@ fn the_decided_cache_is_bounded_by_bytes() {
         "{cached} slots of {one} bytes kept"
     );
     assert!(cached < 20, "the oldest were evicted");
+}
+
+/// A leader over learners 1 and 2 that has decided slots `0..decided`.
+fn leader_of_two_learners(decided: Slot) -> (Proposer, Ballot) {
+    let mut c = config();
+    c.learners = vec![1, 2];
+    let (mut p, ballot) = leader_with(c);
+    p.handle(
+        1_000,
+        RoleId::proposer(2),
+        Message::Heartbeat {
+            ballot: Ballot::ZERO,
+            decided_upto: decided,
+        },
+    );
+    (p, ballot)
+}
+
+fn trims(out: &Output<ProposerWrite>) -> Vec<(RoleId, Slot)> {
+    out.send
+        .iter()
+        .filter_map(|o| match o.message {
+            Message::Trim { below } => Some((o.to, below)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn acceptors_are_trimmed_at_the_lowest_learner_snapshot_once_every_learner_has_one() {
+    let (mut p, _) = leader_of_two_learners(100);
+    let snapshotted = |p: &mut Proposer, learner, upto| {
+        p.handle(
+            1_000,
+            RoleId::learner(learner),
+            Message::Snapshotted { upto },
+        )
+    };
+    assert!(
+        trims(&snapshotted(&mut p, 1, 60)).is_empty(),
+        "learner 2 has no snapshot yet"
+    );
+    let out = snapshotted(&mut p, 2, 40);
+    let expected: Vec<_> = [1, 2, 3].map(|a| (RoleId::acceptor(a), 40)).into();
+    assert_eq!(trims(&out), expected, "the lower of the two");
+    assert!(trims(&snapshotted(&mut p, 2, 30)).is_empty(), "never lower");
+    assert!(
+        trims(&snapshotted(&mut p, 9, 90)).is_empty(),
+        "not a learner of the configuration"
+    );
+    let out = snapshotted(&mut p, 2, 500);
+    assert_eq!(trims(&out)[0].1, 60, "learner 1 is now the lowest");
+    let out = p.tick(10_000);
+    assert_eq!(trims(&out).len(), 3, "heartbeats repeat the trim point");
+}
+
+#[test]
+fn the_trim_point_never_passes_the_chosen_prefix() {
+    let (mut p, _) = leader_of_two_learners(10);
+    for learner in [1, 2] {
+        p.handle(
+            1_000,
+            RoleId::learner(learner),
+            Message::Snapshotted { upto: 50 },
+        );
+    }
+    assert_eq!(p.trimmed_below, 10);
+}
+
+#[test]
+fn nothing_below_a_reported_trim_point_is_proposed_or_recovered() {
+    let mut p = follower();
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!("no prepare")
+    };
+    let mut accepts = Vec::new();
+    for a in [1, 2] {
+        let out = p.handle(
+            1_000,
+            RoleId::acceptor(a),
+            Message::Promise {
+                ballot,
+                accepted: vec![AcceptedEntry {
+                    slot: 12,
+                    ballot: Ballot::new(1, 2),
+                    value: Value::Batch(vec![command(1)]),
+                }],
+                from_slot: 0,
+                next: None,
+                chosen_upto: if a == 1 { 3 } else { 10 },
+                trimmed_below: if a == 1 { 0 } else { 10 },
+            },
+        );
+        accepts.extend(out.send.into_iter().filter_map(|o| match o.message {
+            Message::Accept { slot, .. } => Some(slot),
+            _ => None,
+        }));
+    }
+    assert_eq!(p.leading_ballot(), Some(ballot));
+    assert!(accepts.iter().all(|slot| *slot >= 10), "{accepts:?}");
+    assert!(accepts.contains(&12));
+    let out = p.handle(
+        1_000,
+        RoleId::learner(1),
+        Message::CatchUp {
+            from_slot: 4,
+            to_slot: 8,
+            escalate: true,
+        },
+    );
+    assert!(
+        !out.send
+            .iter()
+            .any(|o| matches!(o.message, Message::Prepare { .. })),
+        "the acceptors no longer hold slots 4..8: no phase 1 for them"
+    );
 }

@@ -32,6 +32,15 @@ impl Integrity {
         self.current.insert(learner, incarnation);
     }
 
+    /// `learner` installed a peer's snapshot of every slot below `from`,
+    /// holding `commands`: it continues from there, and none of those
+    /// commands may be applied again.
+    pub fn installed(&mut self, learner: RoleId, from: Slot, commands: &BTreeSet<CommandId>) {
+        let incarnation = self.current.entry(learner).or_default();
+        incarnation.next_slot = from;
+        incarnation.commands = commands.clone();
+    }
+
     /// `learner` delivered `delivery`.
     pub fn delivered(&mut self, learner: RoleId, delivery: &Delivery) -> Check {
         let fail =
@@ -71,6 +80,7 @@ impl Integrity {
                     fail(format!("delivered instance {name:?} twice"))
                 }
             }
+            Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. } => Ok(()),
         }
     }
 }

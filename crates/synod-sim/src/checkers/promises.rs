@@ -101,6 +101,7 @@ mod tests {
             from_slot: 0,
             next: None,
             chosen_upto: 0,
+            trimmed_below: 0,
         };
         p.sent(A, &promise(3)).unwrap();
         let mut durable = AcceptorState {
@@ -128,6 +129,7 @@ mod tests {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         )
         .unwrap();
@@ -147,6 +149,7 @@ mod tests {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         )
         .unwrap();
@@ -158,6 +161,7 @@ mod tests {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         )
         .unwrap();
@@ -174,6 +178,7 @@ mod tests {
                 from_slot: 0,
                 next: None,
                 chosen_upto: 0,
+                trimmed_below: 0,
             },
         )
         .unwrap();

@@ -6,6 +6,15 @@
 //!        ▲                     │ gap?
 //!        └── CatchUp ◀─────────┘ (asks other learners; escalates to the leader)
 //! ```
+//!
+//! A learner snapshots (its host writes the file, then calls
+//! [`Learner::compact`]) and tells the proposers how far its durable
+//! snapshot reaches ([`Message::Snapshotted`]); the leader trims the
+//! acceptors below the lowest such point. A learner that asks for slots a
+//! peer has compacted away gets a [`Message::SnapshotOffer`] and fetches
+//! the snapshot ([`transfer`]).
+
+mod transfer;
 
 use crate::message::Message;
 use crate::output::{Delivery, Output};
@@ -128,6 +137,11 @@ pub struct Learner {
     /// Per peer learner: the last instance name sent in answer to its
     /// digest, so the next answer continues after it.
     sync_answered: HashMap<u32, InstanceName>,
+    /// A peer's snapshot being fetched.
+    fetch: Option<transfer::Fetch>,
+    fetches_started: u64,
+    /// When to repeat [`Message::Snapshotted`] to the proposers.
+    next_report_at: Millis,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -156,6 +170,9 @@ impl Learner {
             next_sync_at: 0,
             sync_cursor: 0,
             sync_answered: HashMap::new(),
+            fetch: None,
+            fetches_started: 0,
+            next_report_at: 0,
         }
     }
 
@@ -169,8 +186,14 @@ impl Learner {
         snapshot: &LearnerSnapshot,
     ) -> Self {
         let mut learner = Self::new(config, state);
-        learner.next_delivery = snapshot.upto;
-        learner.applied = snapshot
+        learner.adopt(snapshot);
+        learner
+    }
+
+    /// Continue from the end of `snapshot`, with its exactly-once filter.
+    fn adopt(&mut self, snapshot: &LearnerSnapshot) {
+        self.next_delivery = snapshot.upto;
+        self.applied = snapshot
             .filter
             .iter()
             .map(|(client, contiguous, above)| {
@@ -181,8 +204,7 @@ impl Learner {
                 (*client, window)
             })
             .collect();
-        learner.known_upto = learner.known_upto.max(snapshot.upto);
-        learner
+        self.known_upto = self.known_upto.max(snapshot.upto);
     }
 
     /// The learner's part of a snapshot of everything delivered so far.
@@ -202,7 +224,8 @@ impl Learner {
     }
 
     /// A snapshot covering every slot below `upto` is durable: drop the
-    /// decided values below it (never past what was delivered).
+    /// decided values below it (never past what was delivered), and tell
+    /// the proposers, who trim the acceptors once every learner has one.
     pub fn compact(&mut self, upto: Slot) -> Output<LearnerWrite> {
         let mut out = Output::new();
         let upto = upto.min(self.next_delivery);
@@ -210,8 +233,20 @@ impl Learner {
             let write = LearnerWrite::Compact(upto);
             self.state.apply(&write);
             out.persist.push(write);
+            self.report_snapshot(&mut out);
         }
         out
+    }
+
+    fn report_snapshot(&self, out: &mut Output<LearnerWrite>) {
+        let report = Message::Snapshotted {
+            upto: self.state.base,
+        };
+        out.broadcast(self.proposer_ids(), &report);
+    }
+
+    fn proposer_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
+        self.config.proposers.iter().map(|p| RoleId::proposer(*p))
     }
 
     /// This learner's id.
@@ -245,7 +280,7 @@ impl Learner {
     }
 
     /// Handle one message from `from`.
-    pub fn handle(&mut self, _now: Millis, from: RoleId, message: Message) -> Output<LearnerWrite> {
+    pub fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<LearnerWrite> {
         match message {
             Message::Decided { slot, value } => self.handle_decided(slot, value),
             Message::Heartbeat { decided_upto, .. } => {
@@ -261,25 +296,54 @@ impl Learner {
             Message::InstanceSync { count, digest } => {
                 self.handle_instance_sync(from, count, digest)
             }
+            Message::SnapshotOffer { upto } => self.handle_snapshot_offer(now, from, upto),
+            Message::SnapshotRequest { upto, offset } => {
+                self.handle_snapshot_request(from, upto, offset)
+            }
+            Message::SnapshotChunk {
+                upto,
+                offset,
+                total,
+                data,
+            } => {
+                let chunk = transfer::Chunk {
+                    upto,
+                    offset,
+                    total,
+                    data,
+                };
+                self.handle_snapshot_chunk(now, from, chunk)
+            }
             _ => Output::new(),
         }
     }
 
     /// Advance time: ask for missing slots when a gap has lasted too long,
-    /// and compare decided instances with the next peer.
+    /// compare decided instances with the next peer, repeat how far the
+    /// durable snapshot reaches, and move a snapshot fetch along.
     pub fn tick(&mut self, now: Millis) -> Output<LearnerWrite> {
         let mut out = Output::new();
         self.sync_instances(now, &mut out);
         self.request_catch_up(now, &mut out);
+        self.tick_fetch(now, &mut out);
+        if self.state.base > 0 && now >= self.next_report_at {
+            self.next_report_at = now + self.config.instance_sync_interval;
+            self.report_snapshot(&mut out);
+        }
         out
     }
 
     /// When [`Learner::tick`] next has work: the next instance sync with
-    /// a peer, and a catch-up request while a gap is open.
+    /// a peer, a catch-up request while a gap is open, the next snapshot
+    /// report, a chunk to ask for again.
     pub fn next_deadline(&self) -> Option<Millis> {
         let sync = self.peers().next().map(|_| self.next_sync_at);
         let catch_up = (self.next_delivery < self.known_upto).then_some(self.catch_up.next_at);
-        earliest(sync, catch_up)
+        let report = (self.state.base > 0).then_some(self.next_report_at);
+        earliest(
+            earliest(sync, catch_up),
+            earliest(report, self.fetch_deadline()),
+        )
     }
 
     fn sync_instances(&mut self, now: Millis, out: &mut Output<LearnerWrite>) {
@@ -375,10 +439,7 @@ impl Learner {
             escalate,
         };
         out.broadcast(self.peers(), &request);
-        out.broadcast(
-            self.config.proposers.iter().map(|p| RoleId::proposer(*p)),
-            &request,
-        );
+        out.broadcast(self.proposer_ids(), &request);
     }
 
     fn peers(&self) -> impl Iterator<Item = RoleId> + '_ {
@@ -405,6 +466,9 @@ impl Learner {
     }
 
     fn deliver_ready(&mut self, out: &mut Output<LearnerWrite>) {
+        if self.awaiting_install() {
+            return;
+        }
         let start = self.next_delivery;
         while let Some(value) = self.state.decided.get(&self.next_delivery) {
             let commands = filter_new(&mut self.applied, value.commands());
@@ -431,6 +495,12 @@ impl Learner {
         let end = to_slot.min(from_slot.saturating_add(self.config.catch_up_batch));
         if end <= from_slot {
             return out; // malformed or empty request
+        }
+        if from_slot < self.state.base && from.role == Role::Learner {
+            let offer = Message::SnapshotOffer {
+                upto: self.state.base,
+            };
+            out.send(from, offer);
         }
         let mut budget = ByteBudget::new(self.config.reply_max_bytes);
         for (slot, value) in self.state.decided.range(from_slot..end) {
@@ -547,7 +617,7 @@ mod tests {
             .iter()
             .filter_map(|d| match d {
                 Delivery::Slot { slot, .. } => Some(*slot),
-                Delivery::Instance { .. } => None,
+                _ => None,
             })
             .collect()
     }

@@ -76,6 +76,8 @@ struct Snapshots {
     current: Option<Snapshot>,
     /// A peer's snapshot being staged.
     incoming: Option<Incoming>,
+    /// Snapshots fetched from peers and installed.
+    fetched: u64,
 }
 
 /// The learner's part of a snapshot file, before the state machine's bytes.
@@ -107,6 +109,7 @@ impl<M: StateMachine> Applier<M> {
             since: 0,
             current: None,
             incoming: None,
+            fetched: 0,
         });
         self
     }
@@ -275,6 +278,7 @@ impl<M: StateMachine> Applier<M> {
             .map_err(|e| format!("installing the snapshot fetched up to slot {upto}: {e}"))?;
         snapshots.current = Some(installed);
         snapshots.since = 0;
+        snapshots.fetched += 1;
         self.answer_restored_waiters();
         tracing::info!(learner = %core.id(), upto, "installed a snapshot fetched from a peer");
         Ok(core.install(&part))
@@ -401,6 +405,7 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
             log_digest: self.progress.digest,
             commands_applied: self.progress.commands,
             compacted_below: core.state().base,
+            snapshots_fetched: self.snapshots.as_ref().map_or(0, |s| s.fetched),
         })
     }
 

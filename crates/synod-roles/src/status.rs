@@ -28,6 +28,8 @@ pub struct AcceptorStatus {
     pub promised: Ballot,
     /// Accepted log slots it holds.
     pub accepted: usize,
+    /// It discarded its accepted values below this slot (the safe point).
+    pub trimmed_below: Slot,
 }
 
 /// A learner's progress.
@@ -46,6 +48,8 @@ pub struct LearnerStatus {
     pub commands_applied: u64,
     /// Slots below this are in the latest snapshot and no longer in the log.
     pub compacted_below: Slot,
+    /// Snapshots fetched from a peer learner and installed since start.
+    pub snapshots_fetched: u64,
 }
 
 /// One role's report.
@@ -71,6 +75,7 @@ impl Report for Acceptor {
             id: self.id(),
             promised: self.state().promised,
             accepted: self.state().accepted.len(),
+            trimmed_below: self.state().trimmed_below,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Learner snapshots in running nodes (RocksDB in temporary directories):
 //! learners snapshot and compact their logs, a restarted node restores its
 //! snapshot and replays only the tail, its state machine continues where
-//! it was, and a damaged snapshot stops the start instead of being skipped.
+//! it was, a learner whose disk was wiped rejoins from a peer's snapshot
+//! once the acceptors have trimmed, and a damaged snapshot stops the start
+//! instead of being skipped.
 
 mod common;
 
@@ -82,6 +84,55 @@ async fn learners_compact_and_a_restarted_node_resumes_from_its_snapshot() {
         after.iter().map(|r| position(r)).collect::<Vec<_>>()
     );
     agree_then_stop(nodes, "the learners agree after the restart").await;
+}
+
+async fn all_trimmed(nodes: &[&Node]) -> bool {
+    for node in nodes {
+        for acceptor in node.status().await.acceptors {
+            if acceptor.trimmed_below == 0 {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[actix_rt::test]
+async fn a_wiped_learner_rejoins_from_a_peer_snapshot_after_the_acceptors_trimmed() {
+    let root = TempDir::new().unwrap();
+    let config = snapshotting(&root);
+    let nodes = start_all(&config).await;
+    submit_many(&nodes[0], 1_000, "before").await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("every acceptor trimmed its votes", SETTLE, || {
+        all_trimmed(&all)
+    })
+    .await;
+    eventually("the learners agree", SETTLE, || learners_agree(&all, 1)).await;
+    // A full restart also empties every proposer's cache of decided
+    // values: below the trim point only the other learners' snapshots
+    // hold the history.
+    shutdown_all(nodes).await;
+    let dir = &config.nodes["n3"].data_dir;
+    std::fs::remove_dir_all(dir.join("learner-3")).unwrap();
+    std::fs::remove_dir_all(dir.join("learner-3.snapshots")).unwrap();
+
+    let nodes = start_all(&config).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("the wiped learner caught up", SETTLE, || {
+        learners_agree(&all, 1)
+    })
+    .await;
+    let learner = &nodes[2].status().await.learners[0];
+    assert!(learner.snapshots_fetched >= 1, "{learner:?}");
+    assert_eq!(learner.commands_applied, 1_000, "{learner:?}");
+    let after = submit_many(&nodes[2], 10, "after").await;
+    assert!(
+        after.iter().all(|r| (1_001..=1_010).contains(&position(r))),
+        "the fetched state machine counts on: {:?}",
+        after.iter().map(|r| position(r)).collect::<Vec<_>>()
+    );
+    agree_then_stop(nodes, "the learners agree after the rejoin").await;
 }
 
 #[actix_rt::test]

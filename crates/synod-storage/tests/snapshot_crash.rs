@@ -1,5 +1,7 @@
 //! Crash safety of snapshot installs: a child process installs snapshot
-//! after snapshot and reports each one installed; the parent SIGKILLs it at
+//! after snapshot (alternately written in place, and received from a peer
+//! in chunks: staged, verified, promoted) and reports each one installed;
+//! the parent SIGKILLs it at
 //! a random moment (often mid-write), reopens the directory, and checks
 //! that the latest snapshot verifies, is at least the last one reported,
 //! and holds exactly the bytes written for its slot: the old or the new
@@ -38,20 +40,42 @@ fn snapshot_child_installer() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return;
     };
+    let peer = SnapshotDir::open(format!("{dir}.peer")).expect("the peer's directory");
     let dir = SnapshotDir::open(&dir).expect("child opens the directory");
     let first = dir.latest().expect("verifies").map_or(1, |s| s.upto + 1);
     for upto in first.. {
-        // Produced and written piece by piece, as a state machine streams
-        // its state, so most kills land in the middle of a write.
-        let len = body_len(upto);
-        dir.install(upto, |out| {
-            (0..len).step_by(CHUNK).try_for_each(|start| {
-                out.write_all(&body_bytes(upto, start..len.min(start + CHUNK)))
-            })
-        })
-        .expect("install");
+        if upto % 2 == 0 {
+            let sent = write(&peer, upto);
+            receive(&dir, &sent);
+        } else {
+            write(&dir, upto);
+        }
         println!("installed {upto}");
     }
+}
+
+/// Produced and written piece by piece, as a state machine streams its
+/// state, so most kills land in the middle of a write.
+fn write(dir: &SnapshotDir, upto: u64) -> synod_storage::Snapshot {
+    let len = body_len(upto);
+    dir.install(upto, |out| {
+        (0..len)
+            .step_by(CHUNK)
+            .try_for_each(|start| out.write_all(&body_bytes(upto, start..len.min(start + CHUNK))))
+    })
+    .expect("install")
+}
+
+/// As a learner receives a peer's snapshot: chunk by chunk into the
+/// staging file, then verified and promoted.
+fn receive(dir: &SnapshotDir, sent: &synod_storage::Snapshot) {
+    let mut incoming = dir.receive(sent.upto).expect("staging");
+    while incoming.written() < sent.file_len() {
+        let chunk = sent.read_at(incoming.written(), CHUNK).expect("read");
+        incoming.append(&chunk).expect("append");
+    }
+    let staged = incoming.finish().expect("verifies");
+    dir.promote(staged).expect("promote");
 }
 
 /// The slots the child reports installed.

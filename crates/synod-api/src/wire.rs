@@ -6,6 +6,7 @@
 //! client → Hello { version, cluster, token }      node → Welcome { node } | Refused { reason }
 //! client → Submit { id, payload }                  node → Response { id, payload } | Failed { id, error }
 //! client → Status                                  node → Status(StatusReport)
+//! client → Backup                                  node → BackupChunk … (the last one ends at `total`) | BackupFailed
 //! ```
 //!
 //! Tags are wire tags: never reorder.
@@ -41,6 +42,9 @@ pub enum Request {
     },
     /// Tag 2: the node's view of its roles.
     Status,
+    /// Tag 3: a fresh snapshot of the node's learner, consistent at one
+    /// slot, streamed back as [`Reply::BackupChunk`]s.
+    Backup,
 }
 
 /// Node → client.
@@ -72,7 +76,27 @@ pub enum Reply {
     },
     /// Tag 4: the node's status.
     Status(StatusReport),
+    /// Tag 5: bytes of the snapshot file a [`Request::Backup`] asked for,
+    /// in order; the file is complete when `offset + data.len() == total`.
+    BackupChunk {
+        /// Every slot below this is in the snapshot.
+        upto: u64,
+        /// Where `data` starts in the file.
+        offset: u64,
+        /// The file's length.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Tag 6: no backup from this node.
+    BackupFailed {
+        /// Why.
+        reason: String,
+    },
 }
+
+/// Bytes of snapshot file per [`Reply::BackupChunk`].
+pub const BACKUP_CHUNK: usize = 1024 * 1024;
 
 /// Why a node did not answer a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -214,6 +214,66 @@ impl Client {
         }
     }
 
+    /// A backup: a fresh snapshot of the first endpoint's learner that can
+    /// give one (consistent at one slot), written to `out`. Returns the
+    /// slot it covers up to. `out` holds a complete snapshot file only if
+    /// this returns `Ok`.
+    pub async fn backup(&self, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let mut last = ClientError::Unavailable("no endpoints configured".into());
+        for endpoint in &self.config.endpoints {
+            let mut written = 0;
+            match self.backup_from(*endpoint, out, &mut written).await {
+                Ok(upto) => return Ok(upto),
+                // Part of a file is out there: the next node cannot go on
+                // from it.
+                Err(error) if written > 0 => return Err(error),
+                Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    async fn backup_from(
+        &self,
+        endpoint: SocketAddr,
+        out: &mut dyn std::io::Write,
+        written: &mut u64,
+    ) -> Result<u64, ClientError> {
+        let mut connection = connect(&self.config, endpoint).await?;
+        send(&mut connection, &Request::Backup).await?;
+        loop {
+            // Taking the snapshot may wait for the learner to settle.
+            let wait = self.config.timeout;
+            let reply = tokio::time::timeout(wait, receive(&mut connection))
+                .await
+                .map_err(|_| ClientError::Timeout(wait))??;
+            let (upto, offset, total, data) = match reply {
+                Reply::BackupChunk {
+                    upto,
+                    offset,
+                    total,
+                    data,
+                } => (upto, offset, total, data),
+                Reply::BackupFailed { reason } => {
+                    return Err(ClientError::Unavailable(format!("{endpoint}: {reason}")));
+                }
+                other => return Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+            };
+            if offset != *written || data.is_empty() || offset + data.len() as u64 > total {
+                return Err(ClientError::Protocol(format!(
+                    "a backup chunk at {offset} of {total} bytes after {written}"
+                )));
+            }
+            out.write_all(&data)
+                .map_err(|e| ClientError::Unavailable(format!("writing the backup: {e}")))?;
+            *written += data.len() as u64;
+            if *written == total {
+                return Ok(upto);
+            }
+        }
+    }
+
     /// Run one KV command; the KV's refusals become typed errors.
     async fn kv(&mut self, command: KvCommand) -> Result<KvResponse, ClientError> {
         let payload = self.call(command.encode()).await?;

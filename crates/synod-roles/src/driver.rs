@@ -102,6 +102,11 @@ where
         }
     }
 
+    /// Whether every write handed to the writer is durable.
+    pub(crate) fn writes_settled(&self) -> bool {
+        self.pipeline.pending_writes() == 0
+    }
+
     pub(crate) fn now(&self) -> Millis {
         self.epoch.elapsed().as_millis() as Millis
     }

@@ -78,6 +78,8 @@ struct Snapshots {
     incoming: Option<Incoming>,
     /// Snapshots fetched from peers and installed.
     fetched: u64,
+    /// Callers of [`TakeSnapshot`] waiting for the next one.
+    waiting: Vec<oneshot::Sender<Result<Snapshot, String>>>,
 }
 
 /// The learner's part of a snapshot file, before the state machine's bytes.
@@ -110,6 +112,7 @@ impl<M: StateMachine> Applier<M> {
             current: None,
             incoming: None,
             fetched: 0,
+            waiting: Vec::new(),
         });
         self
     }
@@ -184,9 +187,11 @@ impl<M: StateMachine> Applier<M> {
         self.waiters.insert(watch.id, watch.reply);
     }
 
-    /// Write a snapshot of everything applied, then compact the log below it.
+    /// Write a snapshot of everything applied, then compact the log below
+    /// it: when `every` commands were applied since the last, or when a
+    /// caller asked for one ([`TakeSnapshot`]).
     fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
-        let due = |s: &&mut Snapshots| s.every > 0 && s.since >= s.every;
+        let due = |s: &&mut Snapshots| (s.every > 0 && s.since >= s.every) || !s.waiting.is_empty();
         let Some(snapshots) = self.snapshots.as_mut().filter(due) else {
             return Output::new();
         };
@@ -203,6 +208,9 @@ impl<M: StateMachine> Applier<M> {
         match written {
             Ok(snapshot) => {
                 tracing::info!(learner = %core.id(), upto, bytes = snapshot.len, "snapshot installed");
+                for waiter in snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Ok(snapshot.clone()));
+                }
                 snapshots.current = Some(snapshot);
                 core.compact(upto)
             }
@@ -210,6 +218,9 @@ impl<M: StateMachine> Applier<M> {
                 // The log stays whole; the next attempt comes after `every`
                 // more commands.
                 tracing::error!(learner = %core.id(), %error, "snapshot failed");
+                for waiter in snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Err(error.to_string()));
+                }
                 Output::new()
             }
         }
@@ -436,6 +447,30 @@ impl<S: Store, M: StateMachine> Handler<WatchCommand> for LearnerActor<S, M> {
 
     fn handle(&mut self, watch: WatchCommand, _: &mut Context<Self>) {
         self.hooks.watch(watch);
+    }
+}
+
+/// Take a snapshot of everything applied as soon as nothing is pending (at
+/// once if nothing is), and answer with it once it is installed: a
+/// consistent copy of the state at one slot, for backups. The file stays
+/// readable through an open handle even after a newer snapshot replaces it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TakeSnapshot(pub oneshot::Sender<Result<Snapshot, String>>);
+
+impl<S: Store, M: StateMachine> Handler<TakeSnapshot> for LearnerActor<S, M> {
+    type Result = ();
+
+    fn handle(&mut self, TakeSnapshot(reply): TakeSnapshot, ctx: &mut Context<Self>) {
+        let Some(snapshots) = self.hooks.snapshots.as_mut() else {
+            let _ = reply.send(Err("this learner keeps no snapshots".into()));
+            return;
+        };
+        snapshots.waiting.push(reply);
+        if self.writes_settled() {
+            let out = self.hooks.snapshot(&mut self.core);
+            self.emit(out, ctx);
+        }
     }
 }
 

@@ -14,13 +14,14 @@
 use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus};
 use futures_util::{SinkExt, StreamExt};
+use std::io::Read;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use synod_api::wire::{
-    CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, MAX_CLIENT_FRAME, ProposerReport, Reply,
-    Request, StatusReport,
+    BACKUP_CHUNK, CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, MAX_CLIENT_FRAME,
+    ProposerReport, Reply, Request, StatusReport,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -156,7 +157,11 @@ async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Re
             .fetch_max(serving, Ordering::Relaxed);
         let (gateway, replies) = (Rc::clone(&gateway), replies.clone());
         actix::spawn(async move {
-            let _ = replies.send(answer(&gateway, request).await).await;
+            if request == Request::Backup {
+                stream_backup(&gateway, &replies).await;
+            } else {
+                let _ = replies.send(answer(&gateway, request).await).await;
+            }
             drop(permit);
         });
     }
@@ -202,6 +207,54 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),
         },
+        Request::Backup => unreachable!("streamed by stream_backup"),
+    }
+}
+
+/// Take a fresh snapshot and stream its file. The reply queue is bounded,
+/// so a slow client slows the reading, not the node's memory.
+async fn stream_backup(gateway: &Gateway, replies: &mpsc::Sender<Reply>) {
+    let failed = |reason: String| Reply::BackupFailed { reason };
+    let snapshot = match gateway.backup().await {
+        Ok(snapshot) => snapshot,
+        Err(reason) => {
+            let _ = replies.send(failed(reason)).await;
+            return;
+        }
+    };
+    let mut file = match snapshot.open_file() {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = replies.send(failed(error.to_string())).await;
+            return;
+        }
+    };
+    let total = snapshot.file_len();
+    let mut offset = 0;
+    while offset < total {
+        let mut data = Vec::with_capacity(BACKUP_CHUNK);
+        let read = Read::by_ref(&mut file)
+            .take(BACKUP_CHUNK as u64)
+            .read_to_end(&mut data);
+        let reply = match read {
+            Ok(0) => failed(format!(
+                "the snapshot file ended at byte {offset} of {total}"
+            )),
+            Ok(_) => Reply::BackupChunk {
+                upto: snapshot.upto,
+                offset,
+                total,
+                data,
+            },
+            Err(error) => failed(error.to_string()),
+        };
+        let last = !matches!(reply, Reply::BackupChunk { .. });
+        if let Reply::BackupChunk { data, .. } = &reply {
+            offset += data.len() as u64;
+        }
+        if replies.send(reply).await.is_err() || last {
+            return;
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, RoleStatus, Stop,
-    Submit, Subscribe, WatchCommand,
+    Submit, Subscribe, TakeSnapshot, WatchCommand,
 };
+use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,6 +53,7 @@ pub(crate) struct LearnerPort {
     pub(crate) id: RoleId,
     pub(crate) watch: Recipient<WatchCommand>,
     pub(crate) subscribe: Recipient<Subscribe>,
+    pub(crate) snapshot: Recipient<TakeSnapshot>,
 }
 
 /// Submission state of one node.
@@ -71,6 +73,18 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
+    /// A fresh snapshot of the local learner (for a backup).
+    pub(crate) async fn backup(&self) -> Result<Snapshot, String> {
+        let learner = self.learner.as_ref().ok_or("this node has no learner")?;
+        let (reply, answer) = oneshot::channel();
+        learner
+            .snapshot
+            .send(TakeSnapshot(reply))
+            .await
+            .map_err(|_| "the learner stopped")?;
+        answer.await.map_err(|_| "the learner stopped")?
+    }
+
     pub(crate) async fn submit(&self, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.submit_as(

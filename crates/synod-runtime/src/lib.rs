@@ -19,12 +19,14 @@
 //! order, and [`Node::shutdown`] to stop cleanly.
 #![deny(missing_docs)]
 
+mod backup;
 mod client_server;
 mod config;
 mod gateway;
 mod node;
 mod router;
 
+pub use backup::{Restored, restore_backup, restore_backup_on_disk};
 pub use client_server::ClientPortStats;
 pub use config::{
     AppSection, ClientSettings, ClusterConfig, ConfigSource, LoadError, NodeConfig, PaxosConfig,

@@ -400,6 +400,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                     id: role,
                     watch: actor.clone().recipient(),
                     subscribe: actor.clone().recipient(),
+                    snapshot: actor.clone().recipient(),
                 });
                 started.add(role, &actor);
                 actor.recipient()

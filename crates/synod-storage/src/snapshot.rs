@@ -117,6 +117,18 @@ impl SnapshotDir {
         })
     }
 
+    /// Install a snapshot file from elsewhere (a backup) as the latest:
+    /// verified as a whole (before and after the copy) and synced.
+    pub fn import(&self, file: &Path) -> Result<Snapshot, StorageError> {
+        let source = Snapshot::verify_file(file)?;
+        let mut incoming = self.receive(source.upto)?;
+        let mut reader = BufReader::new(source.open_file()?);
+        io::copy(&mut reader, &mut incoming.file).map_err(|e| other(file, &e))?;
+        incoming.written = source.file_len();
+        let staged = incoming.finish()?;
+        self.promote(staged)
+    }
+
     fn path_of(&self, upto: Slot) -> PathBuf {
         self.dir.join(format!("snapshot-{upto:020}.snap"))
     }
@@ -195,9 +207,20 @@ impl Incoming {
 }
 
 impl Snapshot {
+    /// The snapshot file at `path`, verified (header, length, checksum).
+    pub fn verify_file(path: &Path) -> Result<Snapshot, StorageError> {
+        verify(path)
+    }
+
     /// The whole file's length: what a peer receives.
     pub fn file_len(&self) -> u64 {
         HEADER_LEN + self.len + TRAILER_LEN
+    }
+
+    /// The whole file, open: it stays readable through this handle even
+    /// after a newer snapshot replaces it.
+    pub fn open_file(&self) -> Result<File, StorageError> {
+        File::open(&self.path).map_err(|e| other(&self.path, &e))
     }
 
     /// At most `max` bytes of the file from `offset` (none past its end).

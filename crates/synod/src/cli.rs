@@ -1,4 +1,5 @@
-//! The client commands: `synod put/get/delete/cas/lock/unlock/status`.
+//! The client commands: `synod put/get/delete/cas/lock/unlock/status`, and
+//! `synod snapshot save/restore`.
 //!
 //! They reach the built-in local cluster (`synod up`) with no flags;
 //! `--config F` uses a deployment's client ports, cluster id and client
@@ -6,7 +7,7 @@
 //! text for people, or one JSON object with `--json`. Any error is one line
 //! and a non-zero exit.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -69,6 +70,91 @@ pub enum ClientCommand {
     },
     /// Show each node, its roles, the leader and its ballot, and each learner's progress.
     Status,
+}
+
+/// Backups.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Write a fresh snapshot of the cluster (consistent at one slot) to FILE.
+    Save { file: PathBuf },
+    /// Seed the empty data directories of the config's nodes from FILE
+    /// (--config; default the local cluster of `synod up`, under ./data;
+    /// --node to restore only that node of it, e.g. the one on this machine).
+    Restore {
+        file: PathBuf,
+        /// Only this node of the config (repeat for several).
+        #[arg(long)]
+        node: Vec<String>,
+    },
+}
+
+/// Run a snapshot command.
+pub async fn snapshot(command: SnapshotCommand, target: Target, local: &SynodConfig) -> Result<()> {
+    match command {
+        SnapshotCommand::Save { file } => {
+            let client = Client::new(client_config(&target, local)?);
+            // Written beside FILE and renamed into place once complete, so
+            // FILE is never a partial backup.
+            let partial = file.with_extension("partial");
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&partial)
+                    .with_context(|| format!("creating {}", partial.display()))?,
+            );
+            let saved = client.backup(&mut out).await;
+            let finished = saved.and_then(|upto| {
+                use std::io::Write as _;
+                out.flush()
+                    .and_then(|()| out.get_ref().sync_all())
+                    .map(|()| upto)
+                    .map_err(|e| ClientError::Unavailable(format!("writing the backup: {e}")))
+            });
+            let upto = match finished {
+                Ok(upto) => upto,
+                Err(error) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return print(Err(error), target.json);
+                }
+            };
+            std::fs::rename(&partial, &file)
+                .with_context(|| format!("moving the backup to {}", file.display()))?;
+            print(
+                Ok(Output {
+                    text: format!(
+                        "saved a snapshot of every slot below {upto} to {}",
+                        file.display()
+                    ),
+                    json: json!({"ok": true, "upto": upto, "file": file}),
+                }),
+                target.json,
+            )
+        }
+        SnapshotCommand::Restore { file, node } => {
+            let config = match &target.config {
+                Some(config_file) => {
+                    crate::settings::load(Some(config_file), crate::settings::Overrides::None)?.0
+                }
+                None => local.clone(),
+            };
+            let restored = synod_runtime::restore_backup_on_disk(&config, &node, &file)
+                .with_context(|| format!("restoring {}", file.display()))?;
+            let roles: Vec<String> = restored
+                .roles
+                .iter()
+                .map(|(node, role)| format!("{node}/{role}"))
+                .collect();
+            print(
+                Ok(Output {
+                    text: format!(
+                        "restored every slot below {} into {}",
+                        restored.upto,
+                        roles.join(", ")
+                    ),
+                    json: json!({"ok": true, "upto": restored.upto, "roles": roles}),
+                }),
+                target.json,
+            )
+        }
+    }
 }
 
 fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {

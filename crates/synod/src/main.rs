@@ -6,6 +6,9 @@
 //!   data under `./data`.
 //! - `synod put/get/delete/cas/lock/unlock/status`: the key/value client
 //!   (see `cli.rs`), against `synod up` by default.
+//! - `synod snapshot save FILE` (a backup of a running cluster, consistent
+//!   at one slot) and `synod snapshot restore FILE --config F` (seed a new
+//!   cluster's data directories from one).
 //!
 //! Errors a user can cause (bad config, port in use, data dir locked) print
 //! one line and exit with status 1; SIGINT or SIGTERM stops the nodes
@@ -42,6 +45,9 @@ enum Commands {
     /// Run every node of a config in this process (default: a local
     /// three-replica cluster on loopback, data under ./data).
     Up,
+    /// Back a cluster up, or seed a new one from a backup.
+    #[command(subcommand)]
+    Snapshot(cli::SnapshotCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -83,6 +89,10 @@ async fn run(cli: Cli) -> Result<()> {
         Commands::Client(command) => {
             let (local, _) = settings::load(None, Overrides::None)?;
             cli::run(command, cli.target, &local).await
+        }
+        Commands::Snapshot(command) => {
+            let (local, _) = settings::load(None, Overrides::None)?;
+            cli::snapshot(command, cli.target, &local).await
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The CLI against a real `synod up` child process: every client command,
-//! then SIGKILL, restart from the same data directory, and read back.
+//! then SIGKILL, restart from the same data directory, and read back; a
+//! backup saved from one cluster and restored into a new one.
 //!
 //! `synod up` with no flags uses the built-in local cluster's fixed ports
-//! (7101-7103, clients 7111-7113), so nothing else may be using them.
+//! (7101-7103, clients 7111-7113), so nothing else may be using them, and
+//! the tests that start one take turns ([`PORTS`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,6 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const SYNOD: &str = env!("CARGO_BIN_EXE_synod");
+
+/// Held by each test that runs `synod up` on the fixed local ports.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// A `synod up` child, SIGKILLed when dropped.
@@ -53,6 +58,17 @@ fn synod(args: &[&str]) -> Output {
     Command::new(SYNOD).args(args).output().expect("run synod")
 }
 
+fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(SYNOD)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run synod");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "synod {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 fn ok(args: &[&str]) -> String {
     let out = synod(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,6 +90,7 @@ fn fails(args: &[&str]) -> String {
 
 #[test]
 fn client_commands_work_and_values_survive_a_sigkill() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let cluster = up(dir.path());
 
@@ -119,4 +136,49 @@ fn a_client_of_a_stopped_cluster_gets_a_one_line_error() {
     assert!(!out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["ok"], false);
+}
+
+#[test]
+fn a_backup_restored_into_a_new_cluster_answers_every_key() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let backup = old.path().join("cluster.snap");
+    let backup = backup.to_str().unwrap();
+    let cluster = up(old.path());
+    let keys: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    for (key, value) in &keys {
+        assert_eq!(ok(&["put", key, value]), "OK");
+    }
+    assert_eq!(ok(&["delete", "k0"]), "OK");
+    let saved = ok(&["snapshot", "save", backup]);
+    assert!(
+        saved.starts_with("saved a snapshot of every slot below"),
+        "{saved}"
+    );
+    assert_eq!(ok(&["put", "after-the-backup", "x"]), "OK");
+    drop(cluster);
+
+    let restored = ok_in(new.path(), &["snapshot", "restore", backup]);
+    assert!(restored.contains("n1/acceptor-1"), "{restored}");
+    let again = Command::new(SYNOD)
+        .args(["snapshot", "restore", backup])
+        .current_dir(new.path())
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "a second restore onto data is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds data"));
+
+    let _cluster = up(new.path());
+    assert!(fails(&["get", "k0"]).contains("not found"));
+    for (key, value) in &keys[1..] {
+        assert_eq!(&ok(&["get", key]), value, "{key}");
+    }
+    assert!(fails(&["get", "after-the-backup"]).contains("not found"));
+    assert_eq!(ok(&["put", "k1", "changed"]), "OK");
+    assert_eq!(ok(&["get", "k1"]), "changed");
 }

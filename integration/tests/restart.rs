@@ -8,7 +8,9 @@
 mod common;
 
 use common::Deployment;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use synod_testkit::TestCluster;
 
 const FRAME: usize = 256 * 1024;
@@ -85,6 +87,24 @@ async fn split_roles_elects_a_leader_after_restarting_both_proposers() {
     put_succeeds_after_restart(&mut deployment, &proposers).await;
 }
 
+fn report_footprint(deployment: &Deployment, done: usize, elapsed: Duration) {
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let nodes: Vec<String> = deployment
+        .nodes()
+        .iter()
+        .map(|node| {
+            let rss = deployment.rss_bytes(node).map_or(0.0, mib);
+            let disk = mib(deployment.disk_bytes(node));
+            format!("{node} RSS {rss:.0} MiB, data {disk:.0} MiB")
+        })
+        .collect();
+    eprintln!(
+        "{done} commands, {:.0} s: {}",
+        elapsed.as_secs_f64(),
+        nodes.join("; ")
+    );
+}
+
 /// The restart benchmark of BENCHMARKS.md (not a test: it measures).
 /// Writes `BENCH_HISTORY_COMMANDS` (default 1,000,000; not `SYNOD_*`, which
 /// the nodes would read as a config override) 16-byte puts from
@@ -104,9 +124,11 @@ async fn bench_full_restart_with_a_long_history() {
     let mut deployment = Deployment::new(TestCluster::three_replicas("it"));
     deployment.start_all();
     let began = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for writer in 0..clients {
         let mut client = deployment.client();
+        let done = Arc::clone(&done);
         writers.push(tokio::spawn(async move {
             for i in (writer..commands).step_by(clients) {
                 let key = format!("k{}", i % 10_000);
@@ -114,8 +136,19 @@ async fn bench_full_restart_with_a_long_history() {
                     .put(key.as_bytes(), b"0123456789abcdef")
                     .await
                     .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
             }
         }));
+    }
+    // The footprint of every node each tenth of the way: with snapshots
+    // and trimming it should level off, not grow with the history.
+    let mut next_report = commands / 10;
+    while !writers.iter().all(|w| w.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if done.load(Ordering::Relaxed) >= next_report {
+            report_footprint(&deployment, done.load(Ordering::Relaxed), began.elapsed());
+            next_report += commands / 10;
+        }
     }
     for writer in writers {
         writer.await.unwrap();

@@ -84,19 +84,36 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// Memtable bytes one store holds before it flushes, over all its column
+/// families. RocksDB's default (64 MiB per family) would let each of a
+/// node's stores grow by hundreds of MiB before the first flush; values
+/// here are small and every write is synced anyway.
+const MEMTABLE_BYTES: usize = 8 << 20;
+/// WAL bytes after which the oldest memtables are flushed, so the WAL
+/// files are bounded too.
+const WAL_BYTES: u64 = 32 << 20;
+
 fn options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_paranoid_checks(true);
     options.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+    options.set_db_write_buffer_size(MEMTABLE_BYTES);
+    options.set_max_total_wal_size(WAL_BYTES);
+    options
+}
+
+fn family_options() -> Options {
+    let mut options = Options::default();
+    options.set_write_buffer_size(MEMTABLE_BYTES / 2);
     options
 }
 
 fn open_db(path: &Path) -> Result<DB, StorageError> {
     let families = FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        .map(|name| ColumnFamilyDescriptor::new(*name, family_options()));
     DB::open_cf_descriptors(&options(), path, families).map_err(|e| from_rocksdb(path, e))
 }
 

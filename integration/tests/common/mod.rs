@@ -141,6 +141,33 @@ impl Deployment {
         child.wait().unwrap();
     }
 
+    /// Resident memory of `node`'s process, in bytes (from /proc).
+    pub fn rss_bytes(&self, node: &str) -> Option<u64> {
+        let pid = self.processes.get(node)?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Bytes of every file under `node`'s data directory.
+    pub fn disk_bytes(&self, node: &str) -> u64 {
+        fn walk(path: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir.path().join(node))
+    }
+
     /// A client of every client port, patient enough for a failover.
     pub fn client(&self) -> Client {
         let mut config = ClientConfig::new(self.clients.clone(), "it");

@@ -23,6 +23,13 @@ pub enum SubmitError {
         /// The limit.
         limit: usize,
     },
+    /// The command's session is unknown or expired: it was not applied,
+    /// and never will be under this id. Open a new session and resubmit.
+    SessionExpired,
+    /// The learner jumped past the command by installing a snapshot that
+    /// no longer holds its response: it may or may not have been applied
+    /// (retrying it with the same id is safe).
+    OutcomeUnknown,
 }
 
 impl fmt::Display for SubmitError {
@@ -35,6 +42,14 @@ impl fmt::Display for SubmitError {
             Self::TooLarge { len, limit } => write!(
                 f,
                 "command of {len} bytes exceeds the {limit}-byte limit (paxos.max_command_bytes)"
+            ),
+            Self::SessionExpired => write!(
+                f,
+                "the client session is unknown or expired; the command was not applied"
+            ),
+            Self::OutcomeUnknown => write!(
+                f,
+                "the outcome is unknown (the learner installed a snapshot past it)"
             ),
         }
     }
@@ -53,6 +68,10 @@ impl From<&SubmitError> for Failure {
                 len: *len as u64,
                 limit: *limit as u64,
             },
+            SubmitError::SessionExpired => Failure::SessionExpired,
+            // The same promise as a timeout: maybe applied; the same id is
+            // a safe retry.
+            SubmitError::OutcomeUnknown => Failure::Timeout,
         }
     }
 }
@@ -69,6 +88,8 @@ mod tests {
             SubmitError::Busy,
             SubmitError::Timeout(Duration::from_secs(1)),
             SubmitError::TooLarge { len: 9, limit: 8 },
+            SubmitError::SessionExpired,
+            SubmitError::OutcomeUnknown,
         ];
         let failures: Vec<Failure> = errors.iter().map(Failure::from).collect();
         assert_eq!(

@@ -9,13 +9,25 @@
 //! client → Backup                                  node → BackupChunk … (the last one ends at `total`) | BackupFailed
 //! ```
 //!
+//! **Sessions.** Commands are numbered per client session. A client opens
+//! one with `Submit { id: (nonce, OPEN_SESSION), payload: [] }`, where the
+//! nonce is any number it picks; the `Response` payload is the session id
+//! (8 bytes, big-endian), assigned by the log. It then submits commands
+//! `(session, 1)`, `(session, 2)`, …; resubmitting an id is a safe retry.
+//! A session idle for long is forgotten (`paxos.session_horizon` slots):
+//! its commands then fail with [`Failure::SessionExpired`], unapplied, and
+//! the client opens a new session. Version 3 introduced sessions.
+//!
 //! Tags are wire tags: never reorder.
 
 use serde::{Deserialize, Serialize};
 use synod_core::CommandId;
 
 /// The client protocol version.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 2;
+pub const CLIENT_PROTOCOL_VERSION: u16 = 3;
+
+/// The sequence number that opens a session (see the module docs).
+pub const OPEN_SESSION: u64 = synod_core::OPEN_SESSION;
 
 /// Largest client frame (a command payload plus framing). Frames are a
 /// 4-byte big-endian length, then a postcard-encoded [`Request`] or [`Reply`].
@@ -117,6 +129,9 @@ pub enum Failure {
         /// The limit.
         limit: u64,
     },
+    /// Tag 5: the command's session is unknown or expired; it was not
+    /// applied. Open a new session.
+    SessionExpired,
 }
 
 /// What a node reports about itself.

@@ -76,6 +76,10 @@ pub enum ClientError {
     /// A reply that does not decode or does not fit.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The client's session expired again right after it was renewed (the
+    /// command was not applied; see `paxos.session_horizon`).
+    #[error("the client session keeps expiring; the command was not applied")]
+    SessionExpired,
 }
 
 fn show(value: &Option<Vec<u8>>) -> String {
@@ -118,7 +122,10 @@ type Connection = Framed<TcpStream, LengthDelimitedCodec>;
 /// A client of one cluster. Not shared between tasks: one command at a time.
 pub struct Client {
     config: ClientConfig,
-    client_id: u64,
+    /// Nonces for session opens (random start).
+    nonce: u64,
+    /// The session commands are numbered in, once opened.
+    session: Option<u64>,
     seq: u64,
     next_endpoint: usize,
     connection: Option<Connection>,
@@ -131,7 +138,8 @@ impl Client {
         let _ = getrandom::fill(&mut bytes);
         Self {
             config,
-            client_id: u64::from_le_bytes(bytes),
+            nonce: u64::from_le_bytes(bytes),
+            session: None,
             seq: 0,
             next_endpoint: 0,
             connection: None,
@@ -292,25 +300,60 @@ impl Client {
         }
     }
 
-    /// Submit `payload` under a fresh id and retry it, same id, across
-    /// endpoints until answered or the call's timeout passes.
+    /// Submit `payload` under a fresh id of this client's session (opened
+    /// on first use) and retry it, same id, across endpoints until answered
+    /// or the call's timeout passes. A command refused because the session
+    /// expired was not applied: it is submitted again in a new session.
     pub async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         if self.config.endpoints.is_empty() {
             return Err(ClientError::Unavailable("no endpoints configured".into()));
         }
-        self.seq += 1;
-        let id = CommandId {
-            client: self.client_id,
-            seq: self.seq,
+        for _ in 0..2 {
+            let session = self.session().await?;
+            self.seq += 1;
+            let id = CommandId {
+                client: session,
+                seq: self.seq,
+            };
+            match self.call_as(id, &payload).await {
+                Err(ClientError::SessionExpired) => self.session = None,
+                other => return other,
+            }
+        }
+        Err(ClientError::SessionExpired)
+    }
+
+    /// This client's session, opened through the log if it has none.
+    async fn session(&mut self) -> Result<u64, ClientError> {
+        if let Some(session) = self.session {
+            return Ok(session);
+        }
+        self.nonce = self.nonce.wrapping_add(1);
+        let open = CommandId {
+            client: self.nonce,
+            seq: wire::OPEN_SESSION,
         };
+        let answer = self.call_as(open, &[]).await?;
+        let len = answer.len();
+        let bytes: [u8; 8] = answer
+            .try_into()
+            .map_err(|_| ClientError::Protocol(format!("a session id of {len} bytes")))?;
+        let session = u64::from_be_bytes(bytes);
+        self.session = Some(session);
+        self.seq = 0;
+        Ok(session)
+    }
+
+    async fn call_as(&mut self, id: CommandId, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
         let deadline = Instant::now() + self.config.timeout;
         let mut last_problem = String::from("no attempt finished");
         let mut pause = Duration::from_millis(20);
         while Instant::now() < deadline {
-            match self.attempt(id, &payload, deadline).await {
+            match self.attempt(id, payload, deadline).await {
                 Ok(answer) => return Ok(answer),
                 Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
                 Err(too_large @ ClientError::TooLarge { .. }) => return Err(too_large),
+                Err(ClientError::SessionExpired) => return Err(ClientError::SessionExpired),
                 Err(problem) => {
                     last_problem = problem.to_string();
                     self.connection = None; // try the next node
@@ -385,6 +428,7 @@ fn failure(error: Failure) -> ClientError {
             len: len as usize,
             limit: limit as usize,
         },
+        Failure::SessionExpired => ClientError::SessionExpired,
     }
 }
 

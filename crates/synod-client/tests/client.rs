@@ -158,9 +158,10 @@ async fn burst(node: &Node, count: u64) {
         matches!(welcome, Some(Reply::Welcome { .. })),
         "{welcome:?}"
     );
+    let session = node.open_session(4242 + count).await.unwrap();
     let ids: BTreeSet<CommandId> = (1..=count)
         .map(|seq| CommandId {
-            client: 4242 + count,
+            client: session,
             seq,
         })
         .collect();

@@ -33,7 +33,10 @@ mod role;
 mod types;
 
 pub use acceptor::{AcceptedValue, Acceptor, AcceptorState, AcceptorWrite, RegisterVote};
-pub use learner::{Learner, LearnerConfig, LearnerSnapshot, LearnerState, LearnerWrite};
+pub use learner::{
+    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_HORIZON, Filtered, Learner, LearnerConfig,
+    LearnerSnapshot, LearnerState, LearnerWrite, OPEN_SESSION,
+};
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};

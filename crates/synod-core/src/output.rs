@@ -2,7 +2,7 @@
 //! values to deliver.
 
 use crate::message::Message;
-use crate::types::{Command, InstanceName, RoleId, Slot};
+use crate::types::{Command, CommandId, InstanceName, RoleId, Slot};
 
 /// A message for one role instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,12 @@ pub enum Delivery {
         slot: Slot,
         /// Commands to apply, in order. Empty for a no-op.
         commands: Vec<Command>,
+        /// Sessions this slot opened: the opening command, the session id
+        /// (the opener's answer).
+        opened: Vec<(CommandId, u64)>,
+        /// Commands of sessions unknown or expired: not applied; their
+        /// clients are told so.
+        expired: Vec<CommandId>,
     },
     /// A single-decree instance is decided.
     Instance {

@@ -115,7 +115,11 @@ async fn a_retried_command_is_applied_once_and_answered_with_the_original_respon
         new: b"1".to_vec(),
     }
     .encode();
-    let id = CommandId { client: 42, seq: 1 };
+    let session = nodes[0].open_session(42).await.unwrap();
+    let id = CommandId {
+        client: session,
+        seq: 1,
+    };
     let first = nodes[0].submit_as(id, create.clone()).await.unwrap();
     // The client lost that response and retries through other nodes.
     let again = nodes[1].submit_as(id, create.clone()).await.unwrap();

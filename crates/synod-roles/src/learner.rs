@@ -29,15 +29,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
-use synod_api::{Decision, SnapshotError, StateMachine};
+use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 use synod_core::{
-    CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId, Slot,
+    CommandId, Delivery, Filtered, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId,
+    Slot,
 };
 use synod_storage::{Incoming, Snapshot, SnapshotDir, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
 
 /// The learner actor, applying to state machine `M`.
 pub type LearnerActor<S, M> = RoleActor<Learner, S, Applier<M>>;
+
+/// Where the answer to one command goes.
+type Waiter = oneshot::Sender<Result<Vec<u8>, SubmitError>>;
 
 /// Waiter count below which abandoned waiters are not pruned.
 const MIN_PRUNE: usize = 1024;
@@ -49,7 +53,7 @@ const MAX_LEARNER_PART: usize = 256 << 20;
 /// answers, and its snapshots.
 pub struct Applier<M> {
     machine: M,
-    waiters: HashMap<CommandId, oneshot::Sender<Vec<u8>>>,
+    waiters: HashMap<CommandId, Waiter>,
     prune_waiters_at: usize,
     subscribers: Vec<mpsc::Sender<Decision>>,
     progress: Progress,
@@ -147,13 +151,24 @@ impl<M: StateMachine> Applier<M> {
         Ok(header.learner)
     }
 
-    fn apply(&mut self, slot: Slot, commands: Vec<synod_core::Command>) -> Decision {
+    /// Apply a slot's new commands and answer whoever waits: with the state
+    /// machine's response, a new session's id, or "session expired".
+    fn apply(&mut self, slot: Slot, filtered: Filtered) -> Decision {
+        let Filtered {
+            apply: commands,
+            opened,
+            expired,
+        } = filtered;
         let responses: Vec<Vec<u8>> = commands.iter().map(|c| self.machine.apply(c)).collect();
         self.record(slot, &commands);
         for (command, response) in commands.iter().zip(&responses) {
-            if let Some(waiter) = self.waiters.remove(&command.id) {
-                let _ = waiter.send(response.clone());
-            }
+            self.answer(command.id, Ok(response.clone()));
+        }
+        for (open, session) in opened {
+            self.answer(open, Ok(session.to_be_bytes().to_vec()));
+        }
+        for id in expired {
+            self.answer(id, Err(SubmitError::SessionExpired));
         }
         Decision::Slot {
             slot,
@@ -173,9 +188,15 @@ impl<M: StateMachine> Applier<M> {
         }
     }
 
+    fn answer(&mut self, id: CommandId, answer: Result<Vec<u8>, SubmitError>) {
+        if let Some(waiter) = self.waiters.remove(&id) {
+            let _ = waiter.send(answer);
+        }
+    }
+
     fn watch(&mut self, watch: WatchCommand) {
         if let Some(response) = self.machine.response_to(watch.id) {
-            let _ = watch.reply.send(response); // applied before: answer now
+            let _ = watch.reply.send(Ok(response)); // applied before: answer now
             return;
         }
         // Waiters whose caller gave up are pruned when the map has doubled,
@@ -326,18 +347,17 @@ impl<M: StateMachine> Applier<M> {
     }
 
     /// The state machine jumped ahead: waiters whose command it now holds
-    /// get their answer; subscribers, who would miss the decisions inside
-    /// the snapshot, are dropped (they can subscribe again).
+    /// get their answer, the others "outcome unknown" (their command may be
+    /// inside the snapshot without its response); subscribers, who would
+    /// miss the decisions inside the snapshot, are dropped (they can
+    /// subscribe again).
     fn answer_restored_waiters(&mut self) {
-        let answered: Vec<(CommandId, Vec<u8>)> = self
-            .waiters
-            .keys()
-            .filter_map(|id| self.machine.response_to(*id).map(|r| (*id, r)))
-            .collect();
-        for (id, response) in answered {
-            if let Some(waiter) = self.waiters.remove(&id) {
-                let _ = waiter.send(response);
-            }
+        for (id, waiter) in std::mem::take(&mut self.waiters) {
+            let answer = self
+                .machine
+                .response_to(id)
+                .ok_or(SubmitError::OutcomeUnknown);
+            let _ = waiter.send(answer);
         }
         self.subscribers.clear();
     }
@@ -400,7 +420,19 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
                 offset,
                 max_bytes,
             } => return Ok(self.serve(to, upto, offset, max_bytes)),
-            Delivery::Slot { slot, commands } => self.apply(slot, commands),
+            Delivery::Slot {
+                slot,
+                commands,
+                opened,
+                expired,
+            } => {
+                let filtered = Filtered {
+                    apply: commands,
+                    opened,
+                    expired,
+                };
+                self.apply(slot, filtered)
+            }
             Delivery::Instance { name, value } => Decision::Instance { name, value },
         };
         self.subscribers
@@ -432,8 +464,9 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
 pub struct WatchCommand {
     /// The command.
     pub id: CommandId,
-    /// Where its response goes.
-    pub reply: oneshot::Sender<Vec<u8>>,
+    /// Where its answer goes: the state machine's response (or, for a
+    /// session open, the new session's id), or why there is none.
+    pub reply: oneshot::Sender<Result<Vec<u8>, SubmitError>>,
 }
 
 /// Stream every later decision to `sender`. A subscriber that falls a full

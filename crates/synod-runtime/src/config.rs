@@ -154,6 +154,11 @@ pub struct PaxosConfig {
     /// How long `submit` waits before resending a command (same id).
     #[serde(with = "humantime_serde")]
     pub submit_retry: Duration,
+    /// A client session with no command in this many slots is forgotten
+    /// (its later commands are refused, unapplied, as "session expired").
+    pub session_horizon: u64,
+    /// Most client sessions a learner keeps; beyond it the idlest go.
+    pub max_sessions: usize,
 }
 
 impl Default for PaxosConfig {
@@ -177,6 +182,8 @@ impl Default for PaxosConfig {
             instance_sync_interval: Duration::from_secs(1),
             submit_timeout: Duration::from_secs(10),
             submit_retry: Duration::from_secs(1),
+            session_horizon: synod_core::DEFAULT_SESSION_HORIZON,
+            max_sessions: synod_core::DEFAULT_MAX_SESSIONS,
         }
     }
 }

@@ -3,10 +3,11 @@
 //! and the client port ([`crate::client_server`]).
 
 use actix::prelude::*;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use synod_api::{Decision, SubmitError};
-use synod_core::{Command, CommandId, Message, RoleId};
+use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, RoleStatus, Stop,
     Submit, Subscribe, TakeSnapshot, WatchCommand,
@@ -56,6 +57,24 @@ pub(crate) struct LearnerPort {
     pub(crate) snapshot: Recipient<TakeSnapshot>,
 }
 
+/// The gateway's own client session.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    id: Option<u64>,
+    last_seq: u64,
+}
+
+impl Session {
+    fn next(&mut self) -> Option<CommandId> {
+        let client = self.id?;
+        self.last_seq += 1;
+        Some(CommandId {
+            client,
+            seq: self.last_seq,
+        })
+    }
+}
+
 /// Submission state of one node.
 pub(crate) struct Gateway {
     pub(crate) name: String,
@@ -64,8 +83,12 @@ pub(crate) struct Gateway {
     pub(crate) proposer: Option<ProposerPort>,
     pub(crate) learner: Option<LearnerPort>,
     pub(crate) all_proposers: Vec<u32>,
-    pub(crate) client: u64,
-    pub(crate) next_seq: AtomicU64,
+    /// The session `submit` numbers its commands in, once opened.
+    pub(crate) session: RefCell<Session>,
+    /// Held while a session is being opened, so only one open is.
+    pub(crate) opening: tokio::sync::Mutex<()>,
+    /// Nonces for session opens (random start).
+    pub(crate) next_nonce: AtomicU64,
     pub(crate) accepting: AtomicBool,
     pub(crate) submit_timeout: Duration,
     pub(crate) submit_retry: Duration,
@@ -85,16 +108,48 @@ impl Gateway {
         answer.await.map_err(|_| "the learner stopped")?
     }
 
+    /// Submit `payload` in this gateway's session (opened on first use).
+    /// A command refused because the session expired was not applied, so
+    /// it is resubmitted once in a new session.
     pub(crate) async fn submit(&self, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.submit_as(
-            CommandId {
-                client: self.client,
-                seq,
-            },
-            payload,
-        )
-        .await
+        let mut result = Err(SubmitError::SessionExpired);
+        for _ in 0..2 {
+            let id = self.next_id().await?;
+            result = self.submit_as(id, payload.clone()).await;
+            if result != Err(SubmitError::SessionExpired) {
+                break;
+            }
+            let mut session = self.session.borrow_mut();
+            if session.id == Some(id.client) {
+                session.id = None;
+            }
+        }
+        result
+    }
+
+    /// The next command id of this gateway's session, opening one first if
+    /// there is none.
+    async fn next_id(&self) -> Result<CommandId, SubmitError> {
+        if let Some(id) = self.session.borrow_mut().next() {
+            return Ok(id);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(id) = self.session.borrow_mut().next() {
+            return Ok(id); // another caller opened it meanwhile
+        }
+        let nonce = self.next_nonce.fetch_add(1, Ordering::Relaxed);
+        let open = CommandId {
+            client: nonce,
+            seq: OPEN_SESSION,
+        };
+        let answer = self.submit_as(open, Vec::new()).await?;
+        let bytes: [u8; 8] = answer.try_into().map_err(|_| SubmitError::OutcomeUnknown)?;
+        let mut session = self.session.borrow_mut();
+        *session = Session {
+            id: Some(u64::from_be_bytes(bytes)),
+            last_seq: 0,
+        };
+        Ok(session.next().expect("just opened"))
     }
 
     pub(crate) async fn submit_as(
@@ -129,7 +184,7 @@ impl Gateway {
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => return answer,
                 Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
                 Err(_) if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));

@@ -179,11 +179,28 @@ impl Node {
     }
 
     /// Submit `payload` under a caller-chosen `id` (a client library that
-    /// numbers its own commands). Submitting an id again, through this or
-    /// another node, is a retry: the command is applied once and, if the
-    /// state machine keeps responses, the retry gets the original answer.
+    /// numbers its own commands): `id.client` is a session from
+    /// [`Node::open_session`] and `id.seq` counts from 1. Submitting an id
+    /// again, through this or another node, is a retry: the command is
+    /// applied once and, if the state machine keeps responses, the retry
+    /// gets the original answer. A session idle for `paxos.session_horizon`
+    /// slots expires: its commands then fail with
+    /// [`SubmitError::SessionExpired`], unapplied.
     pub async fn submit_as(&self, id: CommandId, payload: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
         self.gateway.submit_as(id, payload).await
+    }
+
+    /// Open a client session through the log; its id numbers the commands
+    /// of [`Node::submit_as`]. `nonce` is any number (it only routes the
+    /// answer; two opens with one nonce get two sessions).
+    pub async fn open_session(&self, nonce: u64) -> Result<u64, SubmitError> {
+        let open = CommandId {
+            client: nonce,
+            seq: synod_core::OPEN_SESSION,
+        };
+        let answer = self.gateway.submit_as(open, Vec::new()).await?;
+        let bytes: [u8; 8] = answer.try_into().map_err(|_| SubmitError::OutcomeUnknown)?;
+        Ok(u64::from_be_bytes(bytes))
     }
 
     /// Stream every decision applied by this node's learner from now on.
@@ -445,8 +462,9 @@ fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: Starte
         proposer: roles.proposer,
         learner: roles.learner,
         all_proposers: config.instances(Role::Proposer),
-        client: random_u64(),
-        next_seq: AtomicU64::new(0),
+        session: Default::default(),
+        opening: tokio::sync::Mutex::new(()),
+        next_nonce: AtomicU64::new(random_u64()),
         accepting: AtomicBool::new(true),
         submit_timeout: config.paxos.submit_timeout,
         submit_retry: config.paxos.submit_retry,
@@ -531,6 +549,8 @@ fn learner_config(config: &SynodConfig, id: u32) -> LearnerConfig {
         catch_up_batch: p.catch_up_batch,
         reply_max_bytes: p.reply_max_bytes,
         instance_sync_interval: millis(p.instance_sync_interval),
+        session_horizon: p.session_horizon.max(1),
+        max_sessions: p.max_sessions.max(1),
     }
 }
 

@@ -78,3 +78,39 @@ async fn an_acceptor_whose_store_fails_stops_and_the_cluster_serves_on() {
     submit_many(&nodes[1], 100, "still").await;
     shutdown_all(nodes).await;
 }
+
+#[actix_rt::test]
+async fn an_idle_session_expires_and_its_late_commands_are_refused_unapplied() {
+    let root = TempDir::new().unwrap();
+    let cluster = synod_testkit::TestCluster::three_replicas("test").paxos("session_horizon", "20");
+    let config = config(&cluster, &root);
+    let backend = MemoryBackend::new();
+    let nodes = start_on(&backend, &config).await;
+    let session = nodes[0].open_session(7).await.unwrap();
+    let id = |seq| synod_core::CommandId {
+        client: session,
+        seq,
+    };
+    let first = nodes[0].submit_as(id(1), b"a".to_vec()).await.unwrap();
+    // Other traffic, one slot per command, moves the log past the horizon.
+    for n in 0..30 {
+        nodes[1]
+            .submit(format!("other-{n}").into_bytes())
+            .await
+            .unwrap();
+    }
+    let applied = nodes[0].status().await.learners[0].commands_applied;
+    let late = nodes[0].submit_as(id(1), b"a".to_vec()).await;
+    assert_eq!(late, Err(synod_runtime::SubmitError::SessionExpired));
+    let next = nodes[0].submit_as(id(2), b"b".to_vec()).await;
+    assert_eq!(next, Err(synod_runtime::SubmitError::SessionExpired));
+    assert_eq!(
+        nodes[0].status().await.learners[0].commands_applied,
+        applied,
+        "neither was applied"
+    );
+    let renewed = nodes[0].open_session(7).await.unwrap();
+    assert_ne!(renewed, session, "a session id is never reused");
+    assert!(!first.is_empty());
+    agree_then_stop(nodes, "the learners agree").await;
+}

@@ -50,6 +50,10 @@ struct Args {
     /// find failures).
     #[arg(long)]
     unsafe_trim: bool,
+    /// Clients resubmit an unanswered command under a new id (negative
+    /// control for the exactly-once checks: must find violations).
+    #[arg(long)]
+    resubmit_on_timeout: bool,
     /// The simulated disk takes 1 ms to MS per write group.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     max_write_latency: u64,
@@ -72,6 +76,7 @@ fn main() {
         early_release: args.early_release,
         snapshot_without_tail: args.snapshot_without_tail,
         unsafe_trim: args.unsafe_trim,
+        resubmit_on_timeout: args.resubmit_on_timeout,
         max_write_latency: args.max_write_latency,
         ..SimOptions::default()
     };
@@ -89,6 +94,7 @@ fn main() {
     let trims: u64 = reports.iter().map(|r| r.trims).sum();
     let installs: u64 = reports.iter().map(|r| r.installs).sum();
     let wipes: u64 = reports.iter().map(|r| r.wipes).sum();
+    let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
     for report in &reports {
         if args.verbose {
             println!(
@@ -115,6 +121,7 @@ fn main() {
     println!(
         "acceptor trims: {trims}, snapshots fetched from a peer: {installs}, learner disks wiped: {wipes}"
     );
+    println!("commands refused for an expired session (then resubmitted): {expiries}");
     println!(
         "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
         reports.len()
@@ -172,6 +179,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.unsafe_trim {
         frames += " --unsafe-trim";
+    }
+    if args.resubmit_on_timeout {
+        frames += " --resubmit-on-timeout";
     }
     if args.max_write_latency != 10 {
         frames += &format!(" --max-write-latency {}", args.max_write_latency);

@@ -4,6 +4,7 @@
 //! Every event is hashed into a trace hash, so two runs of a seed can be
 //! compared bit for bit.
 
+mod clients;
 mod transfer;
 
 use crate::checkers::{Agreement, Integrity, PromiseOrder, StateDigest, Validity, Violation};
@@ -61,6 +62,10 @@ pub struct SimOptions {
     /// or not the learners have snapshots there (the negative control for
     /// the safe point: values nobody else holds are lost).
     pub unsafe_trim: bool,
+    /// A client whose command is not answered in time resubmits it under a
+    /// new id instead of retrying the same one (the negative control for
+    /// the exactly-once checks: commands get applied twice).
+    pub resubmit_on_timeout: bool,
 }
 
 impl Default for SimOptions {
@@ -77,6 +82,7 @@ impl Default for SimOptions {
             snapshot_without_tail: false,
             max_write_latency: 10,
             unsafe_trim: false,
+            resubmit_on_timeout: false,
         }
     }
 }
@@ -110,6 +116,9 @@ pub struct SeedReport {
     pub installs: u64,
     /// Learners restarted with their disk wiped.
     pub wipes: u64,
+    /// Commands refused because their session had expired (each then
+    /// resubmitted in a new session).
+    pub expiries: u64,
 }
 
 const CLIENT_RETRY: Millis = 400;
@@ -210,11 +219,18 @@ impl Placed for Learner {
 
 #[derive(Default)]
 struct Client {
-    /// Sequence number of the command in flight (0: none yet).
+    /// Commands this client has issued (0: none yet); the current one is
+    /// the last.
     seq: u64,
     answered: bool,
     /// A final write waits for the command in flight to be answered.
     final_write_due: bool,
+    /// The session it numbers commands in, once one is open.
+    session: Option<u64>,
+    /// The last sequence number used in `session`.
+    session_seq: u64,
+    /// The id the current command was submitted under, if it was.
+    in_flight: Option<CommandId>,
 }
 
 struct Checkers {
@@ -264,6 +280,11 @@ struct World {
     incarnations: BTreeMap<RoleId, u64>,
     stay_down: BTreeSet<RoleId>,
     clients: BTreeMap<u64, Client>,
+    /// Which client each open session belongs to.
+    sessions: BTreeMap<u64, u64>,
+    /// Learners forget sessions idle for this many slots (drawn per seed:
+    /// often small, so sessions expire while clients think or wait).
+    session_horizon: Slot,
     submitted: BTreeSet<CommandId>,
     /// Commands each learner's current state machine holds.
     learned_commands: BTreeMap<u32, BTreeSet<CommandId>>,
@@ -297,6 +318,7 @@ struct World {
     /// always holds what the acceptors trimmed.
     wipes_left: u32,
     wipes: u64,
+    expiries: u64,
 }
 
 impl World {
@@ -318,6 +340,8 @@ impl World {
             incarnations: BTreeMap::new(),
             stay_down: BTreeSet::new(),
             clients: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            session_horizon: synod_core::DEFAULT_SESSION_HORIZON,
             submitted: BTreeSet::new(),
             learned_commands: BTreeMap::new(),
             machines: BTreeMap::new(),
@@ -347,11 +371,15 @@ impl World {
             wipe_on_start: BTreeSet::new(),
             wipes_left: 0,
             wipes: 0,
+            expiries: 0,
             decided_cache: 0,
             shape,
         };
         world.snapshot_every = world.rng.random_range(3..=40);
         world.decided_cache = world.rng.random_range(2..=64);
+        if world.rng.random_bool(0.5) {
+            world.session_horizon = world.rng.random_range(15..=150);
+        }
         world.wipes_left = u32::from(world.shape.learners >= 2);
         world.populate();
         world
@@ -427,6 +455,7 @@ impl World {
             trims: self.trims,
             installs: self.installs,
             wipes: self.wipes,
+            expiries: self.expiries,
         }
     }
 
@@ -556,6 +585,8 @@ impl World {
             catch_up_batch: 64,
             reply_max_bytes: self.reply_budget().unwrap_or(1 << 20),
             instance_sync_interval: 500,
+            session_horizon: self.session_horizon,
+            max_sessions: synod_core::DEFAULT_MAX_SESSIONS,
         };
         if self.wipe_on_start.remove(&node) {
             let replica = self.learners.get_mut(&node.index).expect("exists");
@@ -909,7 +940,12 @@ impl World {
 
     fn observe_delivery(&mut self, learner: RoleId, delivery: &Delivery) {
         match delivery {
-            Delivery::Slot { slot, commands } => {
+            Delivery::Slot {
+                slot,
+                commands,
+                opened,
+                expired,
+            } => {
                 let machine = self.machines.entry(learner.index).or_default();
                 let mut hasher = DefaultHasher::new();
                 (
@@ -924,11 +960,19 @@ impl World {
                 let check = self.checkers.digest.applied(learner, *slot, digest);
                 self.record(check);
                 for command in commands {
+                    let check = self.checkers.integrity.applied_once(command);
+                    self.record(check);
                     self.learned_commands
                         .entry(learner.index)
                         .or_default()
                         .insert(command.id);
                     self.answer(command.id);
+                }
+                for (open, session) in opened {
+                    self.session_opened(*open, *session);
+                }
+                for id in expired {
+                    self.session_expired(*id);
                 }
             }
             Delivery::Instance { name, .. } => {
@@ -939,81 +983,6 @@ impl World {
             }
             Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. } => {}
         }
-    }
-
-    /// A learner applied `id`: its client gets the answer and, while faults
-    /// are still on, thinks a little and sends its next command.
-    fn answer(&mut self, id: CommandId) {
-        let Some(client) = self.clients.get_mut(&id.client) else {
-            return;
-        };
-        if client.seq != id.seq || client.answered {
-            return;
-        }
-        client.answered = true;
-        if std::mem::take(&mut client.final_write_due) {
-            let client = id.client;
-            self.schedule(self.now, Event::FinalWrite { client });
-        } else if self.healed_at.is_none() {
-            let think = self.rng.random_range(0..50);
-            self.schedule(self.now + think, Event::ClientSend { client: id.client });
-        }
-    }
-
-    fn client_send(&mut self, client_id: u64) {
-        if self.healed_at.is_none() {
-            self.next_command(client_id);
-        }
-    }
-
-    /// The client's next command: submitted, and retried until answered.
-    fn next_command(&mut self, client_id: u64) {
-        let client = self.clients.get_mut(&client_id).expect("exists");
-        client.seq += 1;
-        client.answered = false;
-        let seq = client.seq;
-        let command = Command {
-            id: CommandId {
-                client: client_id,
-                seq,
-            },
-            payload: format!("c{client_id}-{seq}").into_bytes(),
-        };
-        self.checkers
-            .validity
-            .proposed_command(command.id, &command.payload);
-        self.submitted.insert(command.id);
-        self.submit(command);
-        self.schedule(
-            self.now + CLIENT_RETRY,
-            Event::ClientRetry {
-                client: client_id,
-                seq,
-            },
-        );
-    }
-
-    fn client_retry(&mut self, client_id: u64, seq: u64) {
-        let client = &self.clients[&client_id];
-        if client.seq != seq || client.answered {
-            return;
-        }
-        let command = Command {
-            id: CommandId {
-                client: client_id,
-                seq,
-            },
-            payload: format!("c{client_id}-{seq}").into_bytes(),
-        };
-        self.submit(command);
-        let wait = CLIENT_RETRY + self.rng.random_range(0..CLIENT_RETRY);
-        self.schedule(
-            self.now + wait,
-            Event::ClientRetry {
-                client: client_id,
-                seq,
-            },
-        );
     }
 
     /// Hand `command` to a random proposer; a crashed one loses it (the
@@ -1207,7 +1176,10 @@ impl World {
             .values()
             .filter_map(|r| r.core().map(Learner::next_delivery))
             .collect();
-        learners_done && positions.len() == 1
+        // Every client's current command answered: its session opened and
+        // the command applied (or never issued).
+        let clients_done = self.clients.values().all(|c| c.seq == 0 || c.answered);
+        learners_done && clients_done && positions.len() == 1
     }
 
     fn liveness_report(&self) -> String {
@@ -1222,6 +1194,12 @@ impl World {
                 self.instance_names.len()
             ));
         }
+        let waiting = self
+            .clients
+            .values()
+            .filter(|c| c.seq > 0 && !c.answered)
+            .count();
+        parts.push(format!("{waiting} clients waiting for an answer"));
         let leaders: Vec<String> = self
             .proposers
             .iter()

@@ -41,9 +41,9 @@ fn fixed_seeds_are_safe_and_live() {
 }
 
 #[test]
-fn learners_snapshot_compact_and_restart_from_snapshots_in_the_seeds() {
+fn snapshots_trims_transfers_wipes_and_session_expiries_happen_in_the_seeds() {
     let options = SimOptions::default();
-    let reports: Vec<_> = (0..50).map(|seed| run_seed(seed, &options)).collect();
+    let reports: Vec<_> = (0..300).map(|seed| run_seed(seed, &options)).collect();
     let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
     let restores: u64 = reports.iter().map(|r| r.restores).sum();
     assert!(snapshots > 0, "no learner took a snapshot");
@@ -54,6 +54,25 @@ fn learners_snapshot_compact_and_restart_from_snapshots_in_the_seeds() {
     assert!(
         sum(|r| r.installs) > 0,
         "no learner fetched a snapshot from a peer"
+    );
+    assert!(
+        sum(|r| r.expiries) > 0,
+        "no client session expired under a command"
+    );
+}
+
+#[test]
+fn negative_control_a_command_resubmitted_under_a_new_id_is_applied_twice() {
+    let options = SimOptions {
+        resubmit_on_timeout: true,
+        ..SimOptions::default()
+    };
+    let caught = (0..FIXED_SEEDS)
+        .filter_map(|seed| run_seed(seed, &options).violation)
+        .find(|(_, v)| v.property == "integrity");
+    assert!(
+        caught.is_some(),
+        "a command applied under two ids must be caught"
     );
 }
 

@@ -30,8 +30,9 @@ use synod_core::Slot;
 
 const MAGIC: &[u8; 8] = b"SYNODSNP";
 const END: &[u8; 8] = b"SNAPEND.";
-/// The file format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u16 = 1;
+/// The file format this build writes and reads. 2: the learner part holds
+/// client sessions (it held per-client windows before).
+pub const SNAPSHOT_FORMAT: u16 = 2;
 const HEADER_LEN: u64 = 8 + 2 + 8;
 const TRAILER_LEN: u64 = 8 + 32 + 8;
 

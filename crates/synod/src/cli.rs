@@ -288,6 +288,7 @@ fn kind(error: &ClientError) -> &'static str {
         ClientError::Unavailable(_) => "unavailable",
         ClientError::Refused(_) => "refused",
         ClientError::Protocol(_) => "protocol",
+        ClientError::SessionExpired => "session_expired",
     }
 }
 

@@ -14,14 +14,18 @@
 //! peer has compacted away gets a [`Message::SnapshotOffer`] and fetches
 //! the snapshot ([`transfer`]).
 
+mod sessions;
 mod transfer;
+
+pub use sessions::{Filtered, OPEN_SESSION};
+use sessions::{SessionRecord, Sessions};
 
 use crate::message::Message;
 use crate::output::{Delivery, Output};
 use crate::role::earliest;
-use crate::types::{ByteBudget, Command, InstanceName, Millis, Role, RoleId, Slot, Value};
+use crate::types::{ByteBudget, InstanceName, Millis, Role, RoleId, Slot, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 /// A durable change to a learner's state.
@@ -87,16 +91,16 @@ impl LearnerState {
 }
 
 /// The learner's part of a snapshot: where it ends and the exactly-once
-/// filter as of that slot. The state machine's own snapshot goes beside it;
-/// restoring both and delivering the log from `upto` on continues exactly
-/// where delivering the whole log would be.
+/// filter (the live sessions) as of that slot. The state machine's own
+/// snapshot goes beside it; restoring both and delivering the log from
+/// `upto` on continues exactly where delivering the whole log would be.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LearnerSnapshot {
     /// Every slot below this one is in the snapshot.
     pub upto: Slot,
-    /// Per client: every sequence number up to the first is applied, and
-    /// those listed above it.
-    filter: Vec<(u64, u64, Vec<u64>)>,
+    /// Per session: its id, the last slot it was active in, every sequence
+    /// number up to the third is applied, and those listed above it.
+    sessions: Vec<SessionRecord>,
 }
 
 /// Learner settings.
@@ -117,7 +121,17 @@ pub struct LearnerConfig {
     pub reply_max_bytes: usize,
     /// How often to compare decided instances with one peer learner.
     pub instance_sync_interval: Millis,
+    /// A client session idle for this many slots is forgotten (see
+    /// [`OPEN_SESSION`]).
+    pub session_horizon: Slot,
+    /// At most this many client sessions are kept; the idlest go first.
+    pub max_sessions: usize,
 }
+
+/// Slots a session may stay idle unless configured otherwise.
+pub const DEFAULT_SESSION_HORIZON: Slot = 1_000_000;
+/// Sessions kept unless configured otherwise.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
 /// The learner state machine.
 #[derive(Clone, Debug)]
@@ -126,8 +140,8 @@ pub struct Learner {
     state: LearnerState,
     /// The next slot to deliver in this incarnation.
     next_delivery: Slot,
-    /// What each client has had applied (exactly-once filter).
-    applied: HashMap<u64, ClientWindow>,
+    /// What each client session has had applied (exactly-once filter).
+    sessions: Sessions,
     /// Every slot below this is known to be decided somewhere.
     known_upto: Slot,
     catch_up: CatchUpState,
@@ -164,7 +178,7 @@ impl Learner {
             config,
             state,
             next_delivery: 0,
-            applied: HashMap::new(),
+            sessions: Sessions::default(),
             known_upto,
             catch_up: CatchUpState::default(),
             next_sync_at: 0,
@@ -193,17 +207,7 @@ impl Learner {
     /// Continue from the end of `snapshot`, with its exactly-once filter.
     fn adopt(&mut self, snapshot: &LearnerSnapshot) {
         self.next_delivery = snapshot.upto;
-        self.applied = snapshot
-            .filter
-            .iter()
-            .map(|(client, contiguous, above)| {
-                let window = ClientWindow {
-                    contiguous: *contiguous,
-                    above: above.iter().copied().collect(),
-                };
-                (*client, window)
-            })
-            .collect();
+        self.sessions = Sessions::from_records(&snapshot.sessions);
         self.known_upto = self.known_upto.max(snapshot.upto);
     }
 
@@ -211,16 +215,15 @@ impl Learner {
     /// Take it only when every delivery emitted has reached the state
     /// machine (no write pending), so the two parts match.
     pub fn snapshot(&self) -> LearnerSnapshot {
-        let mut filter: Vec<(u64, u64, Vec<u64>)> = self
-            .applied
-            .iter()
-            .map(|(client, w)| (*client, w.contiguous, w.above.iter().copied().collect()))
-            .collect();
-        filter.sort_unstable();
         LearnerSnapshot {
             upto: self.next_delivery,
-            filter,
+            sessions: self.sessions.records(),
         }
+    }
+
+    /// Client sessions kept now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// A snapshot covering every slot below `upto` is durable: drop the
@@ -471,10 +474,15 @@ impl Learner {
         }
         let start = self.next_delivery;
         while let Some(value) = self.state.decided.get(&self.next_delivery) {
-            let commands = filter_new(&mut self.applied, value.commands());
+            let slot = self.next_delivery;
+            let filtered = self.sessions.filter(slot, value.commands());
+            let (horizon, max) = (self.config.session_horizon, self.config.max_sessions);
+            self.sessions.expire(slot, horizon, max);
             out.deliver.push(Delivery::Slot {
-                slot: self.next_delivery,
-                commands,
+                slot,
+                commands: filtered.apply,
+                opened: filtered.opened,
+                expired: filtered.expired,
             });
             self.next_delivery += 1;
         }
@@ -545,51 +553,14 @@ impl Learner {
     }
 }
 
-/// The sequence numbers one client has had applied: every number up to
-/// `contiguous`, plus those above it in `above`. Clients number commands
-/// from 1 and may keep many in flight, so commands can be decided out of
-/// order; the set holds only that out-of-order window.
-#[derive(Clone, Debug, Default)]
-struct ClientWindow {
-    contiguous: u64,
-    above: BTreeSet<u64>,
-}
-
-impl ClientWindow {
-    /// Record `seq`; false if it was applied before (a retry decided again).
-    fn insert(&mut self, seq: u64) -> bool {
-        if seq <= self.contiguous || !self.above.insert(seq) {
-            return false;
-        }
-        while self.above.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
-        }
-        true
-    }
-}
-
-/// The commands not applied before, recording them as applied.
-fn filter_new(applied: &mut HashMap<u64, ClientWindow>, commands: &[Command]) -> Vec<Command> {
-    commands
-        .iter()
-        .filter(|command| {
-            applied
-                .entry(command.id.client)
-                .or_default()
-                .insert(command.id.seq)
-        })
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::CommandId;
+    use crate::types::{Command, CommandId};
 
     const LEADER: RoleId = RoleId::proposer(1);
 
-    fn config() -> LearnerConfig {
+    pub(super) fn config() -> LearnerConfig {
         LearnerConfig {
             id: 1,
             learners: vec![1, 2],
@@ -598,14 +569,32 @@ mod tests {
             catch_up_batch: 100,
             reply_max_bytes: 1 << 20,
             instance_sync_interval: 1_000_000,
+            session_horizon: DEFAULT_SESSION_HORIZON,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+
+    fn command(session: u64, seq: u64) -> Command {
+        Command {
+            id: CommandId {
+                client: session,
+                seq,
+            },
+            payload: vec![],
         }
     }
 
     fn batch(client: u64) -> Value {
-        Value::Batch(vec![Command {
-            id: CommandId { client, seq: 1 },
-            payload: vec![],
-        }])
+        Value::Batch(vec![command(client, 1)])
+    }
+
+    /// The session opened by the first command of slot `slot`.
+    fn session_of(slot: Slot) -> u64 {
+        slot << 20
+    }
+
+    fn open() -> Value {
+        Value::Batch(vec![command(42, OPEN_SESSION)])
     }
 
     fn decided(l: &mut Learner, slot: Slot, value: Value) -> Output<LearnerWrite> {
@@ -650,38 +639,56 @@ mod tests {
     #[test]
     fn a_command_decided_twice_is_delivered_once() {
         let mut l = Learner::new(config(), LearnerState::default());
-        decided(&mut l, 0, batch(1));
-        let out = decided(&mut l, 1, batch(1));
+        let opened = decided(&mut l, 0, open());
+        let Delivery::Slot { opened, .. } = &opened.deliver[0] else {
+            panic!("a slot")
+        };
+        assert_eq!(
+            opened,
+            &vec![(CommandId { client: 42, seq: 0 }, session_of(0))]
+        );
+        let first = decided(&mut l, 1, batch(session_of(0)));
+        assert!(
+            matches!(&first.deliver[0], Delivery::Slot { commands, .. } if commands.len() == 1)
+        );
+        let out = decided(&mut l, 2, batch(session_of(0)));
         assert_eq!(
             out.deliver,
             vec![Delivery::Slot {
-                slot: 1,
-                commands: vec![]
+                slot: 2,
+                commands: vec![],
+                opened: vec![],
+                expired: vec![],
             }]
         );
     }
 
     #[test]
-    fn out_of_order_sequence_numbers_are_each_applied_once() {
-        let mut window = ClientWindow::default();
-        assert!(window.insert(3));
-        assert!(window.insert(1));
-        assert!(!window.insert(3), "a retry of 3");
-        assert!(window.insert(2));
+    fn a_command_without_a_session_is_not_applied() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let out = decided(&mut l, 0, batch(77));
         assert_eq!(
-            (window.contiguous, window.above.len()),
-            (3, 0),
-            "the window collapses"
+            out.deliver,
+            vec![Delivery::Slot {
+                slot: 0,
+                commands: vec![],
+                opened: vec![],
+                expired: vec![CommandId { client: 77, seq: 1 }],
+            }]
         );
-        assert!(!window.insert(2));
-        assert!(window.insert(4));
     }
 
     #[test]
     fn a_learner_restored_from_a_snapshot_continues_where_the_log_would() {
         let mut l = Learner::new(config(), LearnerState::default());
-        for slot in 0..5 {
-            decided(&mut l, slot, batch(slot));
+        decided(&mut l, 0, open());
+        decided(&mut l, 1, open());
+        for slot in 2..5 {
+            decided(
+                &mut l,
+                slot,
+                Value::Batch(vec![command(session_of(0), slot - 1)]),
+            );
         }
         let snapshot = l.snapshot();
         assert_eq!(snapshot.upto, 5);
@@ -704,14 +711,8 @@ mod tests {
         state.apply(&LearnerWrite::Decided {
             slot: 5,
             value: Value::Batch(vec![
-                Command {
-                    id: CommandId { client: 2, seq: 1 }, // applied in slot 2
-                    payload: vec![],
-                },
-                Command {
-                    id: CommandId { client: 7, seq: 1 },
-                    payload: vec![],
-                },
+                command(session_of(0), 1), // applied in slot 2
+                command(session_of(1), 1),
             ]),
         });
         let mut restored = Learner::restored(config(), state, &snapshot);
@@ -721,7 +722,11 @@ mod tests {
             panic!("a slot")
         };
         let ids: Vec<u64> = commands.iter().map(|c| c.id.client).collect();
-        assert_eq!(ids, vec![7], "the filter came back with the snapshot");
+        assert_eq!(
+            ids,
+            vec![session_of(1)],
+            "the sessions came back with the snapshot"
+        );
         assert_eq!(restored.snapshot().upto, 6);
     }
 

@@ -265,6 +265,8 @@ mod tests {
             catch_up_batch: 100,
             reply_max_bytes: 1 << 20,
             instance_sync_interval: 1_000_000,
+            session_horizon: crate::learner::DEFAULT_SESSION_HORIZON,
+            max_sessions: crate::learner::DEFAULT_MAX_SESSIONS,
         }
     }
 
@@ -431,7 +433,7 @@ mod tests {
         assert!(l.wants_snapshot(3));
         let out = l.install(&LearnerSnapshot {
             upto: 3,
-            filter: vec![],
+            sessions: vec![],
         });
         let delivered: Vec<Slot> = out
             .deliver

@@ -19,6 +19,10 @@ pub struct Integrity {
     current: BTreeMap<RoleId, Incarnation>,
     /// What each learner delivered per slot, over all its incarnations.
     history: BTreeMap<RoleId, BTreeMap<Slot, Vec<CommandId>>>,
+    /// The id each client command (by its unique payload) was applied
+    /// under, anywhere: one command resubmitted in a new session after
+    /// its old one expired must not be applied under both ids.
+    applied_as: BTreeMap<Vec<u8>, CommandId>,
 }
 
 impl Integrity {
@@ -41,13 +45,35 @@ impl Integrity {
         incarnation.commands = commands.clone();
     }
 
+    /// Some learner applied `command`. Every client command has a unique
+    /// payload; applying it under a second id means a session expiry let
+    /// it through twice.
+    pub fn applied_once(&mut self, command: &synod_core::Command) -> Check {
+        let first = *self
+            .applied_as
+            .entry(command.payload.clone())
+            .or_insert(command.id);
+        if first == command.id {
+            return Ok(());
+        }
+        Err(Violation::new(
+            "integrity",
+            format!(
+                "command {:?} applied as {:?} and as {:?}",
+                String::from_utf8_lossy(&command.payload),
+                first,
+                command.id
+            ),
+        ))
+    }
+
     /// `learner` delivered `delivery`.
     pub fn delivered(&mut self, learner: RoleId, delivery: &Delivery) -> Check {
         let fail =
             |detail: String| Err(Violation::new("integrity", format!("{learner}: {detail}")));
         let incarnation = self.current.entry(learner).or_default();
         match delivery {
-            Delivery::Slot { slot, commands } => {
+            Delivery::Slot { slot, commands, .. } => {
                 if *slot != incarnation.next_slot {
                     return fail(format!(
                         "delivered slot {slot}, expected slot {}",
@@ -100,7 +126,12 @@ mod tests {
                 payload: vec![],
             })
             .collect();
-        Delivery::Slot { slot, commands }
+        Delivery::Slot {
+            slot,
+            commands,
+            opened: vec![],
+            expired: vec![],
+        }
     }
 
     #[test]

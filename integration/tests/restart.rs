@@ -87,6 +87,41 @@ async fn split_roles_elects_a_leader_after_restarting_both_proposers() {
     put_succeeds_after_restart(&mut deployment, &proposers).await;
 }
 
+/// `name` from the environment (not `SYNOD_*`, which the nodes would read
+/// as a config override), 1,000,000 if unset.
+fn count_from_env(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// 64 clients writing `commands` 16-byte puts over 10,000 keys, and the
+/// count of puts answered so far.
+fn write_puts(
+    deployment: &Deployment,
+    commands: usize,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicUsize>) {
+    let clients = 64;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for writer in 0..clients {
+        let mut client = deployment.client();
+        let done = Arc::clone(&done);
+        writers.push(tokio::spawn(async move {
+            for i in (writer..commands).step_by(clients) {
+                let key = format!("k{}", i % 10_000);
+                client
+                    .put(key.as_bytes(), b"0123456789abcdef")
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    (writers, done)
+}
+
 fn report_footprint(deployment: &Deployment, done: usize, elapsed: Duration) {
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let nodes: Vec<String> = deployment
@@ -116,30 +151,11 @@ fn report_footprint(deployment: &Deployment, done: usize, elapsed: Duration) {
 #[tokio::test]
 #[ignore = "a benchmark: run it by hand (see BENCHMARKS.md)"]
 async fn bench_full_restart_with_a_long_history() {
-    let commands: usize = std::env::var("BENCH_HISTORY_COMMANDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let clients = 64;
+    let commands = count_from_env("BENCH_HISTORY_COMMANDS");
     let mut deployment = Deployment::new(TestCluster::three_replicas("it"));
     deployment.start_all();
     let began = Instant::now();
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut writers = Vec::new();
-    for writer in 0..clients {
-        let mut client = deployment.client();
-        let done = Arc::clone(&done);
-        writers.push(tokio::spawn(async move {
-            for i in (writer..commands).step_by(clients) {
-                let key = format!("k{}", i % 10_000);
-                client
-                    .put(key.as_bytes(), b"0123456789abcdef")
-                    .await
-                    .unwrap();
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let (writers, done) = write_puts(&deployment, commands);
     // The footprint of every node each tenth of the way: with snapshots
     // and trimming it should level off, not grow with the history.
     let mut next_report = commands / 10;
@@ -171,4 +187,64 @@ async fn bench_full_restart_with_a_long_history() {
         "after SIGKILL of every node: all ready in {ready:?}, first put answered {:?} after the restart",
         restarted.elapsed()
     );
+}
+
+/// The catch-up benchmark of BENCHMARKS.md (not a test: it measures).
+/// SIGKILLs n3 of a cluster-3 deployment, writes `BENCH_BEHIND_COMMANDS`
+/// (default 1,000,000) 16-byte puts from 64 clients through the other two,
+/// starts n3 again and prints how long until its learner has applied what
+/// the others had, and until a read through n3 alone is answered.
+///
+/// `cargo test --release --workspace --test restart -- --ignored --nocapture bench_a_learner_far_behind`
+#[tokio::test]
+#[ignore = "a benchmark: run it by hand (see BENCHMARKS.md)"]
+async fn bench_a_learner_far_behind_serves_again() {
+    let commands = count_from_env("BENCH_BEHIND_COMMANDS");
+    let mut deployment = Deployment::new(TestCluster::three_replicas("it"));
+    deployment.start_all();
+    deployment.sigkill("n3");
+    let began = Instant::now();
+    let (writers, _) = write_puts(&deployment, commands);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    eprintln!(
+        "wrote {commands} commands with n3 down in {:?}",
+        began.elapsed()
+    );
+    let n1 = deployment.client_of("n1");
+    let target = applied(&n1, &deployment, "n1").await;
+    let restarted = Instant::now();
+    deployment.start("n3");
+    let ready = restarted.elapsed();
+    let n3 = deployment.client_of("n3");
+    let mut shown = Instant::now();
+    loop {
+        let now = applied(&n3, &deployment, "n3").await;
+        if now >= target {
+            break;
+        }
+        if shown.elapsed() >= Duration::from_millis(250) {
+            eprintln!("  {:?}: n3 applied up to {now}", restarted.elapsed());
+            shown = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let caught_up = restarted.elapsed();
+    let mut read = deployment.client_of("n3");
+    read.get(b"k1").await.unwrap();
+    eprintln!(
+        "n3 was {target} slots behind: ready in {ready:?}, caught up in {caught_up:?}, \
+         a read through n3 answered {:?} after the restart",
+        restarted.elapsed()
+    );
+}
+
+/// The slot `node`'s learner has applied up to, asked through `client`.
+async fn applied(client: &synod_client::Client, deployment: &Deployment, node: &str) -> u64 {
+    let endpoint = deployment.endpoint(node);
+    match client.status_of(endpoint).await {
+        Ok(report) => report.learners.first().map_or(0, |l| l.applied),
+        Err(_) => 0,
+    }
 }

@@ -178,7 +178,7 @@ impl Default for PaxosConfig {
             backoff_max: Duration::from_millis(150),
             quorum_timeout: Duration::from_secs(2),
             catch_up_interval: Duration::from_millis(200),
-            catch_up_batch: 256,
+            catch_up_batch: 4096,
             instance_sync_interval: Duration::from_secs(1),
             submit_timeout: Duration::from_secs(10),
             submit_retry: Duration::from_secs(1),

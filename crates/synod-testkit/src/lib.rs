@@ -224,14 +224,20 @@ impl TestCluster {
             let _ = writeln!(toml, "client_token = {token:?}");
         }
         let mut client_addresses = Vec::new();
+        // Every port stays bound until all are drawn, so one config never
+        // gets the same port twice.
+        let mut held = Vec::new();
+        let mut port = || {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+            let port = listener.local_addr().expect("bound").port();
+            held.push(listener);
+            port
+        };
         for (node, roles) in &self.nodes {
-            let _ = writeln!(
-                toml,
-                "[nodes.{node}]\nlisten = \"127.0.0.1:{}\"",
-                free_port()
-            );
+            let _ = writeln!(toml, "[nodes.{node}]\nlisten = \"127.0.0.1:{}\"", port());
             if self.client_ports && roles.iter().any(|r| r.starts_with("learner")) {
-                let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                let address = SocketAddr::from(([127, 0, 0, 1], port()));
                 let _ = writeln!(toml, "client_listen = \"{address}\"");
                 client_addresses.push(address);
             }

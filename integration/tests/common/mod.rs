@@ -32,6 +32,23 @@ fn synod_binary() -> PathBuf {
     binary
 }
 
+/// Where a node's log goes: `BENCH_NODE_LOGS/<node>.log` when that is set
+/// (to see what a benchmark's nodes did), else nowhere.
+fn node_log(node: &str) -> Stdio {
+    let Ok(dir) = std::env::var("BENCH_NODE_LOGS") else {
+        return Stdio::null();
+    };
+    let path = std::path::Path::new(&dir).join(format!("{node}.log"));
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::null(),
+    }
+}
+
 /// A test cluster's config on disk and its running `synod node` processes.
 pub struct Deployment {
     dir: TempDir,
@@ -93,7 +110,7 @@ impl Deployment {
             .args(["--node", node])
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(node_log(node))
             .spawn()
             .expect("spawn synod node");
         let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -166,6 +183,21 @@ impl Deployment {
                 .sum()
         }
         walk(&self.dir.path().join(node))
+    }
+
+    /// `node`'s client port (in a layout where every node has one).
+    pub fn endpoint(&self, node: &str) -> SocketAddr {
+        let index = self.nodes.iter().position(|n| n == node).expect("a node");
+        self.clients[index]
+    }
+
+    /// A client of `node`'s client port only (in a layout where every node
+    /// has one).
+    pub fn client_of(&self, node: &str) -> Client {
+        let index = self.nodes.iter().position(|n| n == node).expect("a node");
+        let mut config = ClientConfig::new(vec![self.clients[index]], "it");
+        config.timeout = Duration::from_secs(30);
+        Client::new(config)
     }
 
     /// A client of every client port, patient enough for a failover.

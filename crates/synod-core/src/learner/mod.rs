@@ -163,6 +163,9 @@ struct CatchUpState {
     next_at: Millis,
     from_slot: Slot,
     attempts: u32,
+    /// The end of what the last request can bring (its range, cut to one
+    /// answer's `catch_up_batch`).
+    asked_to: Slot,
 }
 
 /// Plain requests for the same gap before the learner asks the leader to
@@ -285,7 +288,11 @@ impl Learner {
     /// Handle one message from `from`.
     pub fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<LearnerWrite> {
         match message {
-            Message::Decided { slot, value } => self.handle_decided(slot, value),
+            Message::Decided { slot, value } => {
+                let mut out = self.handle_decided(slot, value);
+                self.continue_catch_up(now, from, &mut out);
+                out
+            }
             Message::Heartbeat { decided_upto, .. } => {
                 self.known_upto = self.known_upto.max(decided_upto);
                 Output::new()
@@ -414,7 +421,30 @@ impl Learner {
         out
     }
 
+    /// The last request's range has been delivered (`from` sent its end)
+    /// and the gap is still open: ask `from` alone for the next batch now,
+    /// rather than everybody after `catch_up_interval`, so a learner far
+    /// behind pages through the log at the speed of its disk and the
+    /// network. If `from` has no more, the timer asks everybody again.
+    fn continue_catch_up(&mut self, now: Millis, from: RoleId, out: &mut Output<LearnerWrite>) {
+        let answered = self.catch_up.asked_to > 0 && self.next_delivery >= self.catch_up.asked_to;
+        if answered && self.next_delivery < self.known_upto && !self.awaiting_install() {
+            self.catch_up.next_at = now;
+            self.request_catch_up_from(now, Some(from), out);
+        }
+    }
+
     fn request_catch_up(&mut self, now: Millis, out: &mut Output<LearnerWrite>) {
+        self.request_catch_up_from(now, None, out);
+    }
+
+    /// Ask `only` (or every peer learner and proposer) for the gap.
+    fn request_catch_up_from(
+        &mut self,
+        now: Millis,
+        only: Option<RoleId>,
+        out: &mut Output<LearnerWrite>,
+    ) {
         if self.next_delivery >= self.known_upto || now < self.catch_up.next_at {
             return;
         }
@@ -425,6 +455,7 @@ impl Learner {
                 from_slot: self.next_delivery,
                 attempts: 0,
                 next_at: 0,
+                asked_to: 0,
             };
         }
         self.catch_up.next_at = now + self.config.catch_up_interval;
@@ -435,12 +466,17 @@ impl Learner {
             .range(from_slot..)
             .next()
             .map_or(self.known_upto, |(s, _)| *s);
+        self.catch_up.asked_to = to_slot.min(from_slot.saturating_add(self.config.catch_up_batch));
         let escalate = self.catch_up.attempts >= ESCALATE_AFTER;
         let request = Message::CatchUp {
             from_slot,
             to_slot,
             escalate,
         };
+        if let Some(peer) = only {
+            out.send(peer, request);
+            return;
+        }
         out.broadcast(self.peers(), &request);
         out.broadcast(self.proposer_ids(), &request);
     }
@@ -783,6 +819,34 @@ mod tests {
             out.send[0].message,
             Message::CatchUp { escalate: true, .. }
         ));
+    }
+
+    #[test]
+    fn a_learner_far_behind_asks_for_the_next_batch_as_soon_as_one_is_delivered() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let heartbeat = Message::Heartbeat {
+            ballot: crate::types::Ballot::new(1, 1),
+            decided_upto: 1_000,
+        };
+        l.handle(0, LEADER, heartbeat);
+        l.tick(0);
+        for slot in 0..99 {
+            let out = decided(&mut l, slot, Value::Noop);
+            assert!(out.send.is_empty(), "slot {slot}: the batch is not in yet");
+        }
+        let out = decided(&mut l, 99, Value::Noop);
+        assert!(
+            out.send.iter().any(|o| matches!(
+                o.message,
+                Message::CatchUp {
+                    from_slot: 100,
+                    to_slot: 1_000,
+                    ..
+                }
+            )),
+            "{:?}",
+            out.send
+        );
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl Learner {
         self.fetch = None;
         self.adopt(snapshot);
         self.catch_up.attempts = 0;
+        self.catch_up.next_at = 0; // ask for the tail at the next tick
         let mut out = self.compact(snapshot.upto);
         let write = LearnerWrite::Applied(snapshot.upto);
         self.state.apply(&write);

@@ -70,12 +70,24 @@ struct Progress {
     commands: u64,
 }
 
+/// When a learner snapshots: after this many applied commands or this many
+/// bytes of applied payloads, whichever comes first (0: not by that
+/// measure; both 0: never, though the directory still serves and receives
+/// snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotEvery {
+    /// Applied commands.
+    pub commands: u64,
+    /// Bytes of applied command payloads.
+    pub bytes: u64,
+}
+
 struct Snapshots {
     dir: SnapshotDir,
-    /// Take a snapshot after this many applied commands (0: never; the
-    /// directory still serves and receives snapshots).
-    every: u64,
+    every: SnapshotEvery,
+    /// Commands and payload bytes applied since the last snapshot.
     since: u64,
+    since_bytes: u64,
     /// The latest installed snapshot: what peers are served.
     current: Option<Snapshot>,
     /// A peer's snapshot being staged.
@@ -106,13 +118,14 @@ impl<M: StateMachine> Applier<M> {
         }
     }
 
-    /// Keep snapshots in `dir`: take one after every `every` applied
-    /// commands (0: never), serve the latest to peers, stage theirs.
-    pub fn with_snapshots(mut self, dir: SnapshotDir, every: u64) -> Self {
+    /// Keep snapshots in `dir`: take one as often as `every` says, serve
+    /// the latest to peers, stage theirs.
+    pub fn with_snapshots(mut self, dir: SnapshotDir, every: SnapshotEvery) -> Self {
         self.snapshots = Some(Snapshots {
             dir,
             every,
             since: 0,
+            since_bytes: 0,
             current: None,
             incoming: None,
             fetched: 0,
@@ -185,6 +198,8 @@ impl<M: StateMachine> Applier<M> {
         self.progress.commands += commands.len() as u64;
         if let Some(snapshots) = &mut self.snapshots {
             snapshots.since += commands.len() as u64;
+            let bytes: usize = commands.iter().map(|c| c.payload.len()).sum();
+            snapshots.since_bytes += bytes as u64;
         }
     }
 
@@ -212,11 +227,16 @@ impl<M: StateMachine> Applier<M> {
     /// it: when `every` commands were applied since the last, or when a
     /// caller asked for one ([`TakeSnapshot`]).
     fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
-        let due = |s: &&mut Snapshots| (s.every > 0 && s.since >= s.every) || !s.waiting.is_empty();
+        let due = |s: &&mut Snapshots| {
+            let by_count = s.every.commands > 0 && s.since >= s.every.commands;
+            let by_bytes = s.every.bytes > 0 && s.since_bytes >= s.every.bytes;
+            by_count || by_bytes || !s.waiting.is_empty()
+        };
         let Some(snapshots) = self.snapshots.as_mut().filter(due) else {
             return Output::new();
         };
         snapshots.since = 0;
+        snapshots.since_bytes = 0;
         let header = Header {
             learner: core.snapshot(),
             progress: self.progress,
@@ -310,6 +330,7 @@ impl<M: StateMachine> Applier<M> {
             .map_err(|e| format!("installing the snapshot fetched up to slot {upto}: {e}"))?;
         snapshots.current = Some(installed);
         snapshots.since = 0;
+        snapshots.since_bytes = 0;
         snapshots.fetched += 1;
         self.answer_restored_waiters();
         tracing::info!(learner = %core.id(), upto, "installed a snapshot fetched from a peer");

@@ -26,7 +26,7 @@ mod proposer;
 mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
-pub use learner::{Applier, LearnerActor, Subscribe, TakeSnapshot, WatchCommand};
+pub use learner::{Applier, LearnerActor, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand};
 pub use proposer::{ProposeInstance, ProposerActor, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};
 

@@ -197,8 +197,12 @@ pub struct StorageConfig {
     /// Most writes covered by one fsync.
     pub group_max_writes: usize,
     /// A learner snapshots its state machine after this many applied
-    /// commands, then drops its log below the snapshot (0: never).
+    /// commands, then drops its log below the snapshot (0: not by count).
     pub snapshot_every: u64,
+    /// ... or after this many bytes of applied command payloads, whichever
+    /// comes first, so a log of large values stays bounded too (0: not by
+    /// bytes).
+    pub snapshot_every_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -207,6 +211,7 @@ impl Default for StorageConfig {
             group_max_submissions: 4096,
             group_max_writes: 65_536,
             snapshot_every: 100_000,
+            snapshot_every_bytes: 256 << 20,
         }
     }
 }

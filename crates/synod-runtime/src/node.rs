@@ -27,6 +27,7 @@ use synod_core::{
 use synod_rocks::RocksBackend;
 use synod_roles::{
     AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, RoleActor,
+    SnapshotEvery,
 };
 use synod_storage::{
     Backend, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, role_dir,
@@ -282,7 +283,11 @@ fn learner<M: StateMachine>(
     let learner_config = learner_config(config, role.index);
     let mut applier = Applier::new(machine);
     if let Some(dir) = &snapshots {
-        applier = applier.with_snapshots(dir.clone(), config.storage.snapshot_every);
+        let every = SnapshotEvery {
+            commands: config.storage.snapshot_every,
+            bytes: config.storage.snapshot_every_bytes,
+        };
+        applier = applier.with_snapshots(dir.clone(), every);
     }
     let latest = match &snapshots {
         Some(dir) => dir.latest()?,

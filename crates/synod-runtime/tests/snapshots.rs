@@ -86,6 +86,22 @@ async fn learners_compact_and_a_restarted_node_resumes_from_its_snapshot() {
     agree_then_stop(nodes, "the learners agree after the restart").await;
 }
 
+#[actix_rt::test]
+async fn learners_also_snapshot_by_bytes_of_applied_payloads() {
+    let root = TempDir::new().unwrap();
+    let cluster = TestCluster::three_replicas("test")
+        .sections("[storage]\nsnapshot_every = 0\nsnapshot_every_bytes = 2048");
+    let config = config(&cluster, &root);
+    let nodes = start_all(&config).await;
+    submit_many(&nodes[0], 300, "by-bytes").await; // 300 payloads of 10-12 bytes
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("every learner compacted by bytes", SETTLE, || {
+        all_compacted(&all)
+    })
+    .await;
+    agree_then_stop(nodes, "the learners agree").await;
+}
+
 async fn all_trimmed(nodes: &[&Node]) -> bool {
     for node in nodes {
         for acceptor in node.status().await.acceptors {

@@ -14,6 +14,7 @@
 //! - [`Stop`] and [`GetStatus`].
 
 use actix::prelude::*;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use synod_core::{Delivery, Message, Millis, Output, RoleCore, RoleId, wake_at};
 use synod_storage::{Effect, GroupCommit, Pipeline, StorageError, Store, Write};
@@ -41,6 +42,14 @@ pub trait Hooks<R>: Unpin + 'static {
 
     /// What [`GetStatus`] reports.
     fn status(&self, core: &R) -> RoleStatus;
+
+    /// Whether the role wants the next `idle` moment now: inbound messages
+    /// are then held (not given to the core) until every pending write is
+    /// durable, so that moment comes even under load that would never let
+    /// the writer drain (the learner, when a snapshot is due).
+    fn wants_idle(&self) -> bool {
+        false
+    }
 
     /// Every output so far has been carried out (no write pending, so every
     /// delivery has been handed on): the moment a learner may snapshot.
@@ -73,7 +82,14 @@ pub struct RoleActor<R, S: Store, H> {
     router: Recipient<OutboundBatch<Message>>,
     epoch: Instant,
     timer: Option<(Millis, SpawnHandle)>,
+    /// Inbound messages held while the role waits for an idle moment
+    /// ([`Hooks::wants_idle`]): at most one fsync's worth of arrivals.
+    held: VecDeque<Inbound<Message>>,
 }
+
+/// Inbound messages held for an idle moment beyond which the role takes
+/// them anyway (the moment then waits for the writer to catch up).
+const MAX_HELD: usize = 100_000;
 
 impl<R, S, H> RoleActor<R, S, H>
 where
@@ -99,6 +115,7 @@ where
             router,
             epoch,
             timer: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -180,6 +197,14 @@ where
     fn role(&self) -> RoleId {
         self.core.id()
     }
+
+    /// Give the core what was held for the idle moment, in arrival order.
+    fn take_held(&mut self, ctx: &mut Context<Self>) {
+        while let Some(inbound) = self.held.pop_front() {
+            let out = self.core.handle(self.now(), inbound.from, inbound.message);
+            self.emit(out, ctx);
+        }
+    }
 }
 
 impl<R, S, H> Actor for RoleActor<R, S, H>
@@ -205,6 +230,11 @@ where
     type Result = ();
 
     fn handle(&mut self, inbound: Inbound<Message>, ctx: &mut Context<Self>) {
+        let waiting = self.hooks.wants_idle() && !self.writes_settled();
+        if waiting && self.held.len() < MAX_HELD {
+            self.held.push_back(inbound);
+            return;
+        }
         let out = self.core.handle(self.now(), inbound.from, inbound.message);
         self.emit(out, ctx);
     }
@@ -236,6 +266,7 @@ where
                     if !out.is_empty() {
                         self.emit(out, ctx);
                     }
+                    self.take_held(ctx);
                 }
             }
             Err(error) => {

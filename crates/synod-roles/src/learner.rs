@@ -98,6 +98,16 @@ struct Snapshots {
     waiting: Vec<oneshot::Sender<Result<Snapshot, String>>>,
 }
 
+impl Snapshots {
+    /// A snapshot is due: enough commands or bytes applied since the last,
+    /// or a caller asked for one.
+    fn due(&self) -> bool {
+        let by_count = self.every.commands > 0 && self.since >= self.every.commands;
+        let by_bytes = self.every.bytes > 0 && self.since_bytes >= self.every.bytes;
+        by_count || by_bytes || !self.waiting.is_empty()
+    }
+}
+
 /// The learner's part of a snapshot file, before the state machine's bytes.
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -227,12 +237,7 @@ impl<M: StateMachine> Applier<M> {
     /// it: when `every` commands were applied since the last, or when a
     /// caller asked for one ([`TakeSnapshot`]).
     fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
-        let due = |s: &&mut Snapshots| {
-            let by_count = s.every.commands > 0 && s.since >= s.every.commands;
-            let by_bytes = s.every.bytes > 0 && s.since_bytes >= s.every.bytes;
-            by_count || by_bytes || !s.waiting.is_empty()
-        };
-        let Some(snapshots) = self.snapshots.as_mut().filter(due) else {
+        let Some(snapshots) = self.snapshots.as_mut().filter(|s| s.due()) else {
             return Output::new();
         };
         snapshots.since = 0;
@@ -471,6 +476,10 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
             compacted_below: core.state().base,
             snapshots_fetched: self.snapshots.as_ref().map_or(0, |s| s.fetched),
         })
+    }
+
+    fn wants_idle(&self) -> bool {
+        self.snapshots.as_ref().is_some_and(Snapshots::due)
     }
 
     fn idle(&mut self, core: &mut Learner) -> Output<LearnerWrite> {

@@ -38,7 +38,7 @@ pub use learner::{
     LearnerSnapshot, LearnerState, LearnerWrite, OPEN_SESSION,
 };
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
-pub use output::{Delivery, Outgoing, Output};
+pub use output::{Delivery, Outgoing, Output, SnapshotBytes};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};
 pub use rng::SplitMix64;
 pub use role::{MAX_SLEEP, RoleCore, wake_at};

@@ -4,6 +4,20 @@
 use crate::message::Message;
 use crate::types::{Command, CommandId, InstanceName, RoleId, Slot};
 
+/// A piece of a snapshot file in transfer (a `Message::SnapshotChunk`'s
+/// fields).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotBytes {
+    /// The snapshot's end: every slot below it is in it.
+    pub upto: Slot,
+    /// Where `data` starts in the file.
+    pub offset: u64,
+    /// The file's length.
+    pub total: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
 /// A message for one role instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
@@ -38,22 +52,13 @@ pub enum Delivery {
         /// Its value.
         value: Vec<u8>,
     },
-    /// Bytes of a peer's snapshot `upto` being fetched, in order: stage
-    /// them (`offset` 0 starts over). Once `offset + data.len() == total`
-    /// the host verifies the staged file and, if the learner still
+    /// Bytes of a peer's snapshot being fetched, in order: stage them
+    /// (`offset` 0 starts over). Once `offset + data.len() == total` the
+    /// host verifies the staged file and, if the learner still
     /// [`wants`](crate::Learner::wants_snapshot) it, restores its state
     /// machine from it and calls [`crate::Learner::install`] (or
     /// [`crate::Learner::abandon_fetch`] if it did not verify).
-    SnapshotChunk {
-        /// The snapshot's end.
-        upto: Slot,
-        /// Where `data` starts.
-        offset: u64,
-        /// The snapshot's length.
-        total: u64,
-        /// The bytes.
-        data: Vec<u8>,
-    },
+    SnapshotChunk(SnapshotBytes),
     /// A peer learner asks for the bytes of snapshot `upto` from `offset`:
     /// answer with a [`crate::Message::SnapshotChunk`] of at most
     /// `max_bytes`, or, if the host's latest snapshot is another one, a

@@ -32,7 +32,7 @@ use std::io::{Read, Write};
 use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 use synod_core::{
     CommandId, Delivery, Filtered, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId,
-    Slot,
+    Slot, SnapshotBytes,
 };
 use synod_storage::{Incoming, Snapshot, SnapshotDir, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -304,7 +304,11 @@ impl<M: StateMachine> Applier<M> {
     /// install it. Only a failure after the state machine was replaced is
     /// an error (the learner stops); anything before just abandons the
     /// fetch, and the next offer starts over.
-    fn stage(&mut self, core: &mut Learner, chunk: Chunk) -> Result<Output<LearnerWrite>, String> {
+    fn stage(
+        &mut self,
+        core: &mut Learner,
+        chunk: SnapshotBytes,
+    ) -> Result<Output<LearnerWrite>, String> {
         let staged = match self.stage_bytes(chunk) {
             Ok(Staging::More) => return Ok(Output::new()),
             Ok(Staging::Complete(incoming)) if core.wants_snapshot(incoming.upto()) => {
@@ -344,7 +348,7 @@ impl<M: StateMachine> Applier<M> {
 
     /// Append a chunk to the staging file (a chunk at offset 0 starts a new
     /// one); the staging once it holds every byte.
-    fn stage_bytes(&mut self, chunk: Chunk) -> Result<Staging, StorageError> {
+    fn stage_bytes(&mut self, chunk: SnapshotBytes) -> Result<Staging, StorageError> {
         let Some(snapshots) = self.snapshots.as_mut() else {
             return Ok(Staging::Dropped); // no snapshot directory to stage in
         };
@@ -399,14 +403,6 @@ enum Staging {
     Dropped,
 }
 
-/// A staged chunk of a fetched snapshot.
-struct Chunk {
-    upto: Slot,
-    offset: u64,
-    total: u64,
-    data: Vec<u8>,
-}
-
 fn write_body<M: StateMachine>(
     out: &mut dyn Write,
     header: &Header,
@@ -426,20 +422,7 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
         delivery: Delivery,
     ) -> Result<Output<LearnerWrite>, String> {
         let decision = match delivery {
-            Delivery::SnapshotChunk {
-                upto,
-                offset,
-                total,
-                data,
-            } => {
-                let chunk = Chunk {
-                    upto,
-                    offset,
-                    total,
-                    data,
-                };
-                return self.stage(core, chunk);
-            }
+            Delivery::SnapshotChunk(chunk) => return self.stage(core, chunk),
             Delivery::ServeSnapshot {
                 to,
                 upto,

@@ -821,7 +821,7 @@ impl World {
             match effect {
                 Effect::Send(outgoing) => messages.push(outgoing),
                 Effect::Deliver(
-                    work @ (Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. }),
+                    work @ (Delivery::SnapshotChunk(_) | Delivery::ServeSnapshot { .. }),
                 ) => snapshot_work.push(work),
                 Effect::Deliver(delivery) => {
                     let check = self.checkers.integrity.delivered(node, &delivery);
@@ -833,20 +833,7 @@ impl World {
         self.send_all(node, messages);
         for work in snapshot_work {
             match work {
-                Delivery::SnapshotChunk {
-                    upto,
-                    offset,
-                    total,
-                    data,
-                } => {
-                    let chunk = transfer::Chunk {
-                        upto,
-                        offset,
-                        total,
-                        data,
-                    };
-                    self.stage_snapshot(node, chunk);
-                }
+                Delivery::SnapshotChunk(chunk) => self.stage_snapshot(node, chunk),
                 Delivery::ServeSnapshot {
                     to,
                     upto,
@@ -981,7 +968,7 @@ impl World {
                     .or_default()
                     .insert(name.clone());
             }
-            Delivery::SnapshotChunk { .. } | Delivery::ServeSnapshot { .. } => {}
+            Delivery::SnapshotChunk(_) | Delivery::ServeSnapshot { .. } => {}
         }
     }
 

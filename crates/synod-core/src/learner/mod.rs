@@ -21,7 +21,7 @@ pub use sessions::{Filtered, OPEN_SESSION};
 use sessions::{SessionRecord, Sessions};
 
 use crate::message::Message;
-use crate::output::{Delivery, Output};
+use crate::output::{Delivery, Output, SnapshotBytes};
 use crate::role::earliest;
 use crate::types::{ByteBudget, InstanceName, Millis, Role, RoleId, Slot, Value};
 use serde::{Deserialize, Serialize};
@@ -316,7 +316,7 @@ impl Learner {
                 total,
                 data,
             } => {
-                let chunk = transfer::Chunk {
+                let chunk = SnapshotBytes {
                     upto,
                     offset,
                     total,

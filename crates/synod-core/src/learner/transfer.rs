@@ -21,7 +21,7 @@
 
 use super::{Learner, LearnerSnapshot, LearnerWrite};
 use crate::message::Message;
-use crate::output::{Delivery, Output};
+use crate::output::{Delivery, Output, SnapshotBytes};
 use crate::types::{Millis, Role, RoleId, Slot};
 
 /// Unanswered requests before a fetch is given up.
@@ -99,7 +99,7 @@ impl Learner {
         &mut self,
         now: Millis,
         from: RoleId,
-        chunk: Chunk,
+        chunk: SnapshotBytes,
     ) -> Output<LearnerWrite> {
         let mut out = Output::new();
         let Some(fetch) = self.fetch.as_mut() else {
@@ -135,12 +135,7 @@ impl Learner {
             // machine after the restore and be applied on top of it.
             fetch.next_at = now + INSTALL_TIMEOUT_INTERVALS * self.config.catch_up_interval;
         }
-        out.deliver.push(Delivery::SnapshotChunk {
-            upto: chunk.upto,
-            offset: chunk.offset,
-            total: chunk.total,
-            data: chunk.data,
-        });
+        out.deliver.push(Delivery::SnapshotChunk(chunk));
         out
     }
 
@@ -239,15 +234,6 @@ impl Learner {
     }
 }
 
-/// A [`Message::SnapshotChunk`]'s fields.
-#[derive(Debug)]
-pub(super) struct Chunk {
-    pub(super) upto: Slot,
-    pub(super) offset: u64,
-    pub(super) total: u64,
-    pub(super) data: Vec<u8>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,7 +304,7 @@ mod tests {
         out.deliver
             .iter()
             .filter_map(|d| match d {
-                Delivery::SnapshotChunk { offset, data, .. } => Some((*offset, data.clone())),
+                Delivery::SnapshotChunk(bytes) => Some((bytes.offset, bytes.data.clone())),
                 _ => None,
             })
             .collect()

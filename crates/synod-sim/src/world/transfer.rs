@@ -11,7 +11,9 @@ use super::{Machine, SimSnapshot, World};
 use crate::checkers::Violation;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use synod_core::{CommandId, Learner, LearnerSnapshot, Message, Outgoing, RoleId, Slot};
+use synod_core::{
+    CommandId, Learner, LearnerSnapshot, Message, Outgoing, RoleId, Slot, SnapshotBytes,
+};
 
 /// Bytes per chunk the simulated learners serve (at most).
 const SIM_CHUNK: usize = 97;
@@ -47,14 +49,6 @@ fn checksum(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// One staged chunk.
-pub(super) struct Chunk {
-    pub(super) upto: Slot,
-    pub(super) offset: u64,
-    pub(super) total: u64,
-    pub(super) data: Vec<u8>,
-}
-
 impl World {
     /// `node` serves bytes of its snapshot `upto` to `to` (or offers the
     /// one it has now).
@@ -88,7 +82,7 @@ impl World {
     }
 
     /// `node` stages a chunk of a fetched snapshot; the last one installs it.
-    pub(super) fn stage_snapshot(&mut self, node: RoleId, chunk: Chunk) {
+    pub(super) fn stage_snapshot(&mut self, node: RoleId, chunk: SnapshotBytes) {
         if chunk.offset == 0 {
             self.staging.insert(node.index, (chunk.upto, Vec::new()));
         }

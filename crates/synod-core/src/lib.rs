@@ -34,8 +34,8 @@ mod types;
 
 pub use acceptor::{AcceptedValue, Acceptor, AcceptorState, AcceptorWrite, RegisterVote};
 pub use learner::{
-    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_HORIZON, Filtered, Learner, LearnerConfig,
-    LearnerSnapshot, LearnerState, LearnerWrite, OPEN_SESSION,
+    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_HORIZON, Learner, LearnerConfig, LearnerSnapshot,
+    LearnerState, LearnerWrite, OPEN_SESSION,
 };
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output, SnapshotBytes};

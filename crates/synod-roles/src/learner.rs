@@ -31,8 +31,8 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 use synod_core::{
-    CommandId, Delivery, Filtered, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId,
-    Slot, SnapshotBytes,
+    CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId, Slot,
+    SnapshotBytes,
 };
 use synod_storage::{Incoming, Snapshot, SnapshotDir, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -176,12 +176,13 @@ impl<M: StateMachine> Applier<M> {
 
     /// Apply a slot's new commands and answer whoever waits: with the state
     /// machine's response, a new session's id, or "session expired".
-    fn apply(&mut self, slot: Slot, filtered: Filtered) -> Decision {
-        let Filtered {
-            apply: commands,
-            opened,
-            expired,
-        } = filtered;
+    fn apply(
+        &mut self,
+        slot: Slot,
+        commands: Vec<synod_core::Command>,
+        opened: Vec<(CommandId, u64)>,
+        expired: Vec<CommandId>,
+    ) -> Decision {
         let responses: Vec<Vec<u8>> = commands.iter().map(|c| self.machine.apply(c)).collect();
         self.record(slot, &commands);
         for (command, response) in commands.iter().zip(&responses) {
@@ -434,14 +435,7 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
                 commands,
                 opened,
                 expired,
-            } => {
-                let filtered = Filtered {
-                    apply: commands,
-                    opened,
-                    expired,
-                };
-                self.apply(slot, filtered)
-            }
+            } => self.apply(slot, commands, opened, expired),
             Delivery::Instance { name, value } => Decision::Instance { name, value },
         };
         self.subscribers

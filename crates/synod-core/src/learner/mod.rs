@@ -17,7 +17,7 @@
 mod sessions;
 mod transfer;
 
-pub use sessions::{Filtered, OPEN_SESSION};
+pub use sessions::OPEN_SESSION;
 use sessions::{SessionRecord, Sessions};
 
 use crate::message::Message;

@@ -16,7 +16,10 @@
 //! synod-kv and tokio only: no actor runtime, no storage engine.
 #![deny(missing_docs)]
 
+mod pipeline;
 pub mod wire;
+
+pub use pipeline::{Answer, Pipeline};
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -134,11 +137,9 @@ pub struct Client {
 impl Client {
     /// A client for `config`; connects lazily.
     pub fn new(config: ClientConfig) -> Self {
-        let mut bytes = [0u8; 8];
-        let _ = getrandom::fill(&mut bytes);
         Self {
             config,
-            nonce: u64::from_le_bytes(bytes),
+            nonce: random_u64(),
             session: None,
             seq: 0,
             next_endpoint: 0,
@@ -434,6 +435,12 @@ fn failure(error: Failure) -> ClientError {
 
 fn unexpected(response: KvResponse) -> ClientError {
     ClientError::Protocol(format!("unexpected response {response:?}"))
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 async fn connect(config: &ClientConfig, endpoint: SocketAddr) -> Result<Connection, ClientError> {

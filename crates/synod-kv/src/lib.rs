@@ -138,7 +138,8 @@ impl KvResponse {
         postcard::from_bytes(bytes)
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The bytes of this response, as a learner answers a command.
+    pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("encoding into a Vec cannot fail")
     }
 }

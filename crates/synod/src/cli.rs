@@ -17,7 +17,7 @@ use synod_client::{Client, ClientConfig, ClientError};
 use synod_runtime::SynodConfig;
 
 /// Where the cluster is and how to print.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct Target {
     /// Client endpoints (host:port, comma separated).
     #[arg(long, value_delimiter = ',', global = true)]
@@ -157,7 +157,7 @@ pub async fn snapshot(command: SnapshotCommand, target: Target, local: &SynodCon
     }
 }
 
-fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
+pub(crate) fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
     if let Some(file) = &target.config {
         let (config, _) = crate::settings::load(Some(file), crate::settings::Overrides::None)?;
         return from_config(&config, target);
@@ -172,6 +172,13 @@ fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
         return Ok(config);
     }
     from_config(local, target)
+}
+
+/// How to reach `config`'s client ports with its own client token.
+pub(crate) fn client_config_of(config: &SynodConfig) -> Result<ClientConfig> {
+    let mut client = from_config(config, &Target::default())?;
+    client.token = config.cluster.client_token.clone();
+    Ok(client)
 }
 
 fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {

@@ -6,6 +6,7 @@
 //!   data under `./data`.
 //! - `synod put/get/delete/cas/lock/unlock/status`: the key/value client
 //!   (see `cli.rs`), against `synod up` by default.
+//! - `synod bench`: a load generator with HDR latency percentiles (`bench/`).
 //! - `synod snapshot save FILE` (a backup of a running cluster, consistent
 //!   at one slot) and `synod snapshot restore FILE --config F` (seed a new
 //!   cluster's data directories from one).
@@ -22,6 +23,12 @@ use synod_core::Role;
 use synod_kv::{KvLimits, KvStore};
 use synod_runtime::{Node, SynodConfig};
 
+/// glibc's malloc was a third of a loaded leader's CPU (consolidating
+/// freed chunks); mimalloc's thread-local free lists avoid that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod bench;
 mod cli;
 mod settings;
 
@@ -48,6 +55,8 @@ enum Commands {
     /// Back a cluster up, or seed a new one from a backup.
     #[command(subcommand)]
     Snapshot(cli::SnapshotCommand),
+    /// Load a cluster and measure throughput and latency.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -61,6 +70,16 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Commands::Bench(args) = cli.command {
+        // The load runs on its own multi-threaded runtime.
+        let result = settings::load(None, Overrides::None)
+            .and_then(|(local, _)| bench::run(args, cli.target, local));
+        if let Err(error) = result {
+            eprintln!("synod: error: {error:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let system = actix_rt::System::new();
     let result = system.block_on(run(cli));
     if let Err(error) = result {
@@ -94,17 +113,15 @@ async fn run(cli: Cli) -> Result<()> {
             let (local, _) = settings::load(None, Overrides::None)?;
             cli::snapshot(command, cli.target, &local).await
         }
+        Commands::Bench(_) => unreachable!("run before the actix system starts"),
     }
 }
 
 async fn start(config: &SynodConfig, limits: KvLimits, names: &[String]) -> Result<Vec<Node>> {
-    let mut nodes = Vec::new();
-    for name in names {
-        let node = Node::start(config, name, move || KvStore::new(limits))
-            .await
-            .with_context(|| format!("starting node {name}"))?;
+    let nodes = start_nodes(config, limits, names).await?;
+    for node in &nodes {
         let roles: Vec<String> = config
-            .roles_on(name)
+            .roles_on(node.name())
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -112,18 +129,49 @@ async fn start(config: &SynodConfig, limits: KvLimits, names: &[String]) -> Resu
             .client_address()
             .map_or_else(String::new, |a| format!(", clients on {a}"));
         println!(
-            "synod: node {name} listening on {}{clients} ({})",
+            "synod: node {} listening on {}{clients} ({})",
+            node.name(),
             node.listen_address(),
             roles.join(", ")
         );
-        nodes.push(node);
     }
-    wait_for_leader(&nodes, config).await;
+    let ready = match wait_for_leader(&nodes, config).await {
+        Leader::NotHere => "(no proposer here)".to_owned(),
+        Leader::Elected(leader) => format!("leader is proposer-{leader}"),
+        Leader::NotYet => "no leader elected yet (waiting for peers)".to_owned(),
+    };
+    println!("synod: ready: {} node(s) running, {ready}", nodes.len());
     Ok(nodes)
 }
 
-/// Print the ready line once a leader is known (or say that none is yet).
-async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) {
+/// Start the nodes `names` of `config` in this process, silently.
+async fn start_nodes(
+    config: &SynodConfig,
+    limits: KvLimits,
+    names: &[String],
+) -> Result<Vec<Node>> {
+    let mut nodes = Vec::new();
+    for name in names {
+        let node = Node::start(config, name, move || KvStore::new(limits))
+            .await
+            .with_context(|| format!("starting node {name}"))?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Whether a leader is known to these nodes.
+enum Leader {
+    /// None of the nodes hosts a proposer.
+    NotHere,
+    /// This proposer leads.
+    Elected(u32),
+    /// None elected within ten election timeouts.
+    NotYet,
+}
+
+/// Wait (at most ten election timeouts) until a proposer of `nodes` knows a leader.
+async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) -> Leader {
     let hosts_proposer = nodes.iter().any(|n| {
         config
             .roles_on(n.name())
@@ -131,11 +179,7 @@ async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) {
             .any(|r| r.role == Role::Proposer)
     });
     if !hosts_proposer {
-        println!(
-            "synod: ready: {} node(s) running (no proposer here)",
-            nodes.len()
-        );
-        return;
+        return Leader::NotHere;
     }
     let limit = config.paxos.election_timeout_max * 10;
     let start = Instant::now();
@@ -143,19 +187,12 @@ async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) {
         for node in nodes {
             let status = node.status().await;
             if let Some(leader) = status.proposers.iter().find_map(|p| p.leader) {
-                println!(
-                    "synod: ready: {} node(s) running, leader is proposer-{leader}",
-                    nodes.len()
-                );
-                return;
+                return Leader::Elected(leader);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!(
-        "synod: ready: {} node(s) running; no leader elected yet (waiting for peers)",
-        nodes.len()
-    );
+    Leader::NotYet
 }
 
 async fn serve(nodes: Vec<Node>) -> Result<()> {

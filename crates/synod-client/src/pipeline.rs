@@ -1,0 +1,99 @@
+//! A pipelined connection to one node: many commands in flight at once,
+//! answered in any order. Unlike [`Client`](crate::Client) it does not
+//! retry or move to another node: it is for load generators (`synod
+//! bench`) and bulk loads, which count each failure themselves.
+
+use crate::wire::{Failure, OPEN_SESSION, Reply, Request};
+use crate::{ClientConfig, ClientError, failure, receive, send};
+use std::net::SocketAddr;
+use synod_core::CommandId;
+
+/// One connection and its own session.
+pub struct Pipeline {
+    connection: crate::Connection,
+    session: u64,
+    seq: u64,
+}
+
+/// The answer to one submitted command, by its sequence number.
+#[derive(Debug)]
+pub struct Answer {
+    /// The sequence number [`Pipeline::submit`] returned.
+    pub seq: u64,
+    /// The command's result payload, or the node's reason it failed.
+    pub result: Result<Vec<u8>, Failure>,
+}
+
+impl Pipeline {
+    /// Connect to `endpoint`, say hello, and open a session (one command
+    /// through the log), all within `config.attempt_timeout`.
+    pub async fn connect(config: &ClientConfig, endpoint: SocketAddr) -> Result<Self, ClientError> {
+        let wait = config.attempt_timeout;
+        let opened = tokio::time::timeout(wait, async {
+            let mut connection = crate::connect(config, endpoint).await?;
+            let nonce = crate::random_u64();
+            let open = CommandId {
+                client: nonce,
+                seq: OPEN_SESSION,
+            };
+            send(&mut connection, &submit(open, Vec::new())).await?;
+            let session = loop {
+                match receive(&mut connection).await? {
+                    Reply::Response { id, payload } if id == open => break session_id(&payload)?,
+                    Reply::Failed { id, error } if id == open => return Err(failure(error)),
+                    _ => continue,
+                }
+            };
+            Ok(Self {
+                connection,
+                session,
+                seq: 0,
+            })
+        });
+        opened.await.map_err(|_| ClientError::Timeout(wait))?
+    }
+
+    /// Send `payload` as the next command of this session; returns its
+    /// sequence number. Does not wait for the answer.
+    pub async fn submit(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
+        self.seq += 1;
+        let id = CommandId {
+            client: self.session,
+            seq: self.seq,
+        };
+        send(&mut self.connection, &submit(id, payload)).await?;
+        Ok(self.seq)
+    }
+
+    /// The next answer to arrive. An `Err` means the connection is lost
+    /// (commands still in flight may or may not have been applied).
+    /// Cancel-safe: no answer is lost if the future is dropped.
+    pub async fn next_answer(&mut self) -> Result<Answer, ClientError> {
+        loop {
+            let (id, result) = match receive(&mut self.connection).await? {
+                Reply::Response { id, payload } => (id, Ok(payload)),
+                Reply::Failed { id, error } => (id, Err(error)),
+                other => {
+                    return Err(ClientError::Protocol(format!("unexpected reply {other:?}")));
+                }
+            };
+            if id.client == self.session {
+                return Ok(Answer {
+                    seq: id.seq,
+                    result,
+                });
+            }
+        }
+    }
+}
+
+fn submit(id: CommandId, payload: Vec<u8>) -> Request {
+    Request::Submit { id, payload }
+}
+
+fn session_id(payload: &[u8]) -> Result<u64, ClientError> {
+    let bytes: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("a session id of {} bytes", payload.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}

@@ -3,8 +3,9 @@
 //! retry or move to another node: it is for load generators (`synod
 //! bench`) and bulk loads, which count each failure themselves.
 
-use crate::wire::{Failure, OPEN_SESSION, Reply, Request};
+use crate::wire::{self, Failure, OPEN_SESSION, Reply, Request};
 use crate::{ClientConfig, ClientError, failure, receive, send};
+use futures_util::SinkExt;
 use std::net::SocketAddr;
 use synod_core::CommandId;
 
@@ -56,13 +57,32 @@ impl Pipeline {
     /// Send `payload` as the next command of this session; returns its
     /// sequence number. Does not wait for the answer.
     pub async fn submit(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
+        let seq = self.queue(payload).await?;
+        self.flush().await?;
+        Ok(seq)
+    }
+
+    /// Like [`submit`](Self::submit), but the command may wait in the
+    /// connection's buffer until [`flush`](Self::flush): several commands
+    /// then leave in one write.
+    pub async fn queue(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
         self.seq += 1;
         let id = CommandId {
             client: self.session,
             seq: self.seq,
         };
-        send(&mut self.connection, &submit(id, payload)).await?;
+        self.connection
+            .feed(wire::encode(&submit(id, payload)))
+            .await
+            .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))?;
         Ok(self.seq)
+    }
+
+    /// Send every queued command.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        SinkExt::<bytes::Bytes>::flush(&mut self.connection)
+            .await
+            .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))
     }
 
     /// The next answer to arrive. An `Err` means the connection is lost

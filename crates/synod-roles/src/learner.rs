@@ -490,6 +490,22 @@ impl<S: Store, M: StateMachine> Handler<WatchCommand> for LearnerActor<S, M> {
     }
 }
 
+/// Several [`WatchCommand`]s in one message: a gateway gathers the
+/// commands that arrive together.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WatchCommands(pub Vec<WatchCommand>);
+
+impl<S: Store, M: StateMachine> Handler<WatchCommands> for LearnerActor<S, M> {
+    type Result = ();
+
+    fn handle(&mut self, WatchCommands(watches): WatchCommands, _: &mut Context<Self>) {
+        for watch in watches {
+            self.hooks.watch(watch);
+        }
+    }
+}
+
 /// Take a snapshot of everything applied as soon as nothing is pending (at
 /// once if nothing is), and answer with it once it is installed: a
 /// consistent copy of the state at one slot, for backups. The file stays

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | [`AcceptorActor`] | `Acceptor` | nothing ([`NoHooks`]): its replies leave once its vote is durable |
 //! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`] |
-//! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`], [`Subscribe`] |
+//! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`]/[`WatchCommands`], [`Subscribe`] |
 //!
 //! ```text
 //! Inbound / tick / Submit ──▶ core ──Output──▶ Pipeline ──writes──▶ GroupCommit ──Durable──┐
@@ -26,7 +26,9 @@ mod proposer;
 mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
-pub use learner::{Applier, LearnerActor, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand};
+pub use learner::{
+    Applier, LearnerActor, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+};
 pub use proposer::{ProposeInstance, ProposerActor, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};
 

@@ -138,9 +138,17 @@ async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Re
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
     let writer = actix::spawn(async move {
-        while let Some(reply) = outgoing.recv().await {
-            if sink.send(encode_reply(&reply)).await.is_err() {
-                break;
+        let mut ready = Vec::new();
+        // Every reply ready now goes out in one write: one syscall per
+        // wakeup, not per reply.
+        while outgoing.recv_many(&mut ready, REPLY_QUEUE).await > 0 {
+            for reply in ready.drain(..) {
+                if sink.feed(encode_reply(&reply)).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
             }
         }
     });

@@ -10,12 +10,13 @@ use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, RoleStatus, Stop,
-    Submit, Subscribe, TakeSnapshot, WatchCommand,
+    Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::intake::{Destination, Intake};
 use crate::router::Router;
 
 /// A node's view of its roles.
@@ -52,7 +53,7 @@ pub(crate) struct ProposerPort {
 /// The local learner answers come from.
 pub(crate) struct LearnerPort {
     pub(crate) id: RoleId,
-    pub(crate) watch: Recipient<WatchCommand>,
+    pub(crate) watch: Recipient<WatchCommands>,
     pub(crate) subscribe: Recipient<Subscribe>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
 }
@@ -93,6 +94,8 @@ pub(crate) struct Gateway {
     pub(crate) submit_timeout: Duration,
     pub(crate) submit_retry: Duration,
     pub(crate) max_command_bytes: usize,
+    /// Batches first sends (none without a learner).
+    pub(crate) intake: Option<Intake>,
 }
 
 impl Gateway {
@@ -166,21 +169,24 @@ impl Gateway {
                 limit: self.max_command_bytes,
             });
         }
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let (learner, intake) = match (&self.learner, &self.intake) {
+            (Some(learner), Some(intake)) => (learner, intake),
+            _ => return Err(SubmitError::NoLearner),
+        };
         let command = Command { id, payload };
         let (reply, mut response) = oneshot::channel();
-        learner
-            .watch
-            .send(WatchCommand { id, reply })
-            .await
-            .map_err(|_| SubmitError::ShuttingDown)?;
         let deadline = Instant::now() + self.submit_timeout;
+        intake
+            .send(WatchCommand { id, reply }, command.clone())
+            .await?;
         // Resends back off (doubling): under load a command is slow, not
         // lost, and every copy is more bytes for the leader to push.
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
-            self.send_command(learner.id, command.clone(), attempt)
-                .await?;
+            if attempt > 0 {
+                self.send_command(learner.id, command.clone(), attempt)
+                    .await?;
+            }
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
@@ -196,7 +202,8 @@ impl Gateway {
     }
 
     /// Hand `command` to a local proposer, or forward it to a remote one
-    /// (a different one on each attempt).
+    /// (a different one on each attempt). Only resends come here; first
+    /// sends are batched by the intake.
     async fn send_command(
         &self,
         learner: RoleId,
@@ -282,4 +289,27 @@ impl Gateway {
             let _ = role.stop.send(Stop).await;
         }
     }
+}
+
+/// Where the intake sends first sends: the local proposer, or else the
+/// first configured one (a resend tries the others in turn).
+pub(crate) fn intake_for(
+    learner: Option<&LearnerPort>,
+    proposer: Option<&ProposerPort>,
+    router: &Addr<Router>,
+    all_proposers: &[u32],
+    max_bytes: usize,
+) -> Option<Intake> {
+    let learner = learner?;
+    let destination = match (proposer, all_proposers.first()) {
+        (Some(proposer), _) => Destination::Local(proposer.submit.clone()),
+        (None, Some(&to)) => Destination::Remote {
+            router: router.clone(),
+            from: learner.id,
+            to,
+            max_bytes,
+        },
+        (None, None) => return None,
+    };
+    Some(Intake::new(learner.watch.clone(), destination))
 }

@@ -12,6 +12,7 @@
 //!   ├─ PeerLink per other node ──▶ Router ◀── Listener (authenticated inbound)
 //!   ├─ ProposerActor / AcceptorActor / LearnerActor placed on this node (synod-roles)
 //!   └─ Gateway ◀── client port (synod-api's wire protocol)
+//!        └─ Intake: commands arriving in one turn go on as one batch
 //! ```
 //!
 //! An embedding application calls [`Node::submit`] to submit a command and
@@ -23,6 +24,7 @@ mod backup;
 mod client_server;
 mod config;
 mod gateway;
+mod intake;
 mod node;
 mod router;
 

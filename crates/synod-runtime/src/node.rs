@@ -460,13 +460,21 @@ impl StartedRoles {
 
 /// Step 5: the gateway over the started roles.
 fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: StartedRoles) -> Gateway {
+    let all_proposers = config.instances(Role::Proposer);
+    let intake = crate::gateway::intake_for(
+        roles.learner.as_ref(),
+        roles.proposer.as_ref(),
+        &router,
+        &all_proposers,
+        config.paxos.batch_max_bytes,
+    );
     Gateway {
         name: name.to_owned(),
         router,
         roles: roles.running,
         proposer: roles.proposer,
         learner: roles.learner,
-        all_proposers: config.instances(Role::Proposer),
+        all_proposers,
         session: Default::default(),
         opening: tokio::sync::Mutex::new(()),
         next_nonce: AtomicU64::new(random_u64()),
@@ -474,6 +482,7 @@ fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: Starte
         submit_timeout: config.paxos.submit_timeout,
         submit_retry: config.paxos.submit_retry,
         max_command_bytes: config.paxos.max_command_bytes,
+        intake,
     }
 }
 

@@ -180,7 +180,7 @@ impl Task {
         loop {
             let open = Instant::now() < self.clock.end && in_flight.len() < self.pace.window;
             if open && self.next_send.is_none() {
-                // Closed loop: fill the window now.
+                // Closed loop: fill the window now (one write for all).
                 if self
                     .send(&mut pipeline, &mut in_flight, Instant::now())
                     .await
@@ -189,6 +189,9 @@ impl Task {
                     return self.lost(&mut in_flight);
                 }
                 continue;
+            }
+            if pipeline.flush().await.is_err() {
+                return self.lost(&mut in_flight);
             }
             let scheduled = self.next_send.unwrap_or(drained_by);
             tokio::select! {
@@ -226,7 +229,7 @@ impl Task {
     ) -> Result<(), ClientError> {
         let command = self.workload.command(&mut self.rng);
         let op = Op::of(&command);
-        let seq = pipeline.submit(command.encode()).await?;
+        let seq = pipeline.queue(command.encode()).await?;
         in_flight.insert(seq, (intended, op));
         Ok(())
     }

@@ -1,0 +1,173 @@
+//! Batching at the node's front door. Commands that enter the gateway in
+//! the same turn of the event loop (from every client connection and from
+//! `Node::submit`) leave together: one `WatchCommands` to the local
+//! learner, then one `Submit` to the local proposer or one `Forward` per
+//! frame-sized chunk to a remote one. A follower's proposer then forwards
+//! them to the leader as one message too, so the per-message costs (actor
+//! round trips, frames, syscalls) are paid per batch, not per command.
+//!
+//! ```text
+//! submit_as ─┐                         one task per batch:
+//! submit_as ─┼─▶ Intake (RefCell) ──▶   WatchCommands(all) ─▶ learner (awaited: watched before decided)
+//! submit_as ─┘     first one spawns      Submit(chunk) ─▶ proposer   or  Forward(chunk) ─▶ router
+//!                  the flush task        each command told Ok / Busy / ShuttingDown
+//! ```
+//!
+//! Only a command's first send goes through here; resends after
+//! `submit_retry` go one by one (they are rare and must not wait).
+
+use actix::prelude::*;
+use std::cell::RefCell;
+use std::rc::Rc;
+use synod_api::SubmitError;
+use synod_core::{Command, Message, RoleId};
+use synod_roles::{Submit, WatchCommand, WatchCommands};
+use synod_transport::{Outbound, OutboundBatch};
+use tokio::sync::oneshot;
+
+use crate::router::Router;
+
+/// Most commands in one `Submit` to the local proposer.
+const SUBMIT_CHUNK: usize = 1024;
+
+/// Where a batch goes once its commands are watched.
+#[derive(Clone)]
+pub(crate) enum Destination {
+    /// The node's own proposer.
+    Local(Recipient<Submit>),
+    /// No proposer here: forward to this one through the router, from
+    /// the local learner, in chunks of at most `max_bytes`.
+    Remote {
+        router: Addr<Router>,
+        from: RoleId,
+        to: u32,
+        max_bytes: usize,
+    },
+}
+
+/// Commands gathered in this turn, and whether a flush is on its way.
+#[derive(Default)]
+struct Gathered {
+    watches: Vec<WatchCommand>,
+    commands: Vec<Command>,
+    told: Vec<oneshot::Sender<Result<(), SubmitError>>>,
+    flush_spawned: bool,
+}
+
+/// The gateway's batching queue.
+pub(crate) struct Intake {
+    gathered: Rc<RefCell<Gathered>>,
+    learner: Recipient<WatchCommands>,
+    destination: Destination,
+}
+
+impl Intake {
+    pub(crate) fn new(learner: Recipient<WatchCommands>, destination: Destination) -> Self {
+        Self {
+            gathered: Rc::default(),
+            learner,
+            destination,
+        }
+    }
+
+    /// Watch `command` at the learner and send it on, in a batch with
+    /// whatever else arrives this turn. Resolves once the command is
+    /// handed on (or refused).
+    pub(crate) async fn send(
+        &self,
+        watch: WatchCommand,
+        command: Command,
+    ) -> Result<(), SubmitError> {
+        let (told, sent) = oneshot::channel();
+        let spawn = {
+            let mut gathered = self.gathered.borrow_mut();
+            gathered.watches.push(watch);
+            gathered.commands.push(command);
+            gathered.told.push(told);
+            !std::mem::replace(&mut gathered.flush_spawned, true)
+        };
+        if spawn {
+            let (gathered, learner) = (Rc::clone(&self.gathered), self.learner.clone());
+            actix::spawn(flush(gathered, learner, self.destination.clone()));
+        }
+        sent.await.unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+}
+
+/// Runs after the tasks already woken this turn, so their commands join.
+async fn flush(
+    gathered: Rc<RefCell<Gathered>>,
+    learner: Recipient<WatchCommands>,
+    destination: Destination,
+) {
+    tokio::task::yield_now().await;
+    let batch = std::mem::take(&mut *gathered.borrow_mut());
+    if learner.send(WatchCommands(batch.watches)).await.is_err() {
+        tell(batch.told, Err(SubmitError::ShuttingDown));
+        return;
+    }
+    match destination {
+        Destination::Local(proposer) => submit_local(&proposer, batch.commands, batch.told).await,
+        Destination::Remote {
+            router,
+            from,
+            to,
+            max_bytes,
+        } => {
+            forward(&router, from, to, max_bytes, batch.commands);
+            tell(batch.told, Ok(()));
+        }
+    }
+}
+
+async fn submit_local(
+    proposer: &Recipient<Submit>,
+    mut commands: Vec<Command>,
+    mut told: Vec<oneshot::Sender<Result<(), SubmitError>>>,
+) {
+    while !commands.is_empty() {
+        let rest = commands.split_off(commands.len().min(SUBMIT_CHUNK));
+        let rest_told = told.split_off(commands.len());
+        let outcome = match proposer.send(Submit(commands)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_busy)) => Err(SubmitError::Busy),
+            Err(_) => Err(SubmitError::ShuttingDown),
+        };
+        tell(told, outcome);
+        (commands, told) = (rest, rest_told);
+    }
+}
+
+/// One `Forward` per chunk of at most `max_bytes` (a single larger
+/// command goes alone; the gateway refused any above the command limit).
+fn forward(router: &Addr<Router>, from: RoleId, to: u32, max_bytes: usize, commands: Vec<Command>) {
+    let mut messages = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for command in commands {
+        let len = command.encoded_len();
+        if !chunk.is_empty() && bytes + len > max_bytes {
+            messages.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+        bytes += len;
+        chunk.push(command);
+    }
+    messages.push(chunk);
+    let outbound = messages
+        .into_iter()
+        .filter(|commands| !commands.is_empty())
+        .map(|commands| Outbound {
+            from,
+            to: RoleId::proposer(to),
+            message: Message::Forward { commands },
+        })
+        .collect();
+    router.do_send(OutboundBatch(outbound));
+}
+
+fn tell(told: Vec<oneshot::Sender<Result<(), SubmitError>>>, outcome: Result<(), SubmitError>) {
+    for one in told {
+        let _ = one.send(outcome.clone());
+    }
+}

@@ -9,6 +9,7 @@
 
 use super::stats::Recorder;
 use anyhow::{Result, bail};
+use futures_util::FutureExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -196,10 +197,20 @@ impl Task {
             let scheduled = self.next_send.unwrap_or(drained_by);
             tokio::select! {
                 biased;
-                answer = pipeline.next_answer() => match answer {
-                    Ok(answer) => self.answered(answer, &mut in_flight),
-                    Err(_) => return self.lost(&mut in_flight),
-                },
+                answer = pipeline.next_answer() => {
+                    let Ok(answer) = answer else {
+                        return self.lost(&mut in_flight);
+                    };
+                    self.answered(answer, &mut in_flight);
+                    // Take every answer already received before refilling,
+                    // so the refill leaves in one write.
+                    while let Some(answer) = pipeline.next_answer().now_or_never() {
+                        let Ok(answer) = answer else {
+                            return self.lost(&mut in_flight);
+                        };
+                        self.answered(answer, &mut in_flight);
+                    }
+                }
                 () = sleep_until(scheduled), if open => {
                     let interval = self.pace.schedule.map_or(Duration::ZERO, |(_, i)| i);
                     self.next_send = Some(scheduled + interval);

@@ -21,6 +21,8 @@ work=$(mktemp -d /tmp/synod-bench-XXXXXX)
 pids=()
 stop() {
     kill -TERM "${pids[@]}" 2>/dev/null || true
+    # Nodes restarted by kill-node.sh too.
+    pkill -TERM -f -- "node --config $config --node" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$work"
 }

@@ -268,7 +268,11 @@ fn text(mode: &str, args: &BenchArgs, s: &stats::Summary) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    out += &format!("answers: {}\n", list(&s.outcomes));
+    out += &format!(
+        "longest stall: {:.0} ms\nanswers: {}\n",
+        s.longest_stall_ms,
+        list(&s.outcomes)
+    );
     out += &format!(
         "errors: {}\n",
         if s.errors.is_empty() {

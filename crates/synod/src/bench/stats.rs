@@ -10,12 +10,16 @@ use std::time::Duration;
 
 /// Latencies above this are recorded as this (an hour: nothing real).
 const HIGHEST_MICROS: u64 = 3_600_000_000;
+/// The resolution of the longest stall.
+const TICK: Duration = Duration::from_millis(10);
 
 /// One load task's measurements.
 pub struct Recorder {
     latency: Histogram<u64>,
     /// Successful completions in each second of the measured window.
     per_second: Vec<u64>,
+    /// Successful completions in each 10 ms tick of the window.
+    per_tick: Vec<u32>,
     errors: BTreeMap<String, u64>,
     outcomes: BTreeMap<String, u64>,
 }
@@ -26,6 +30,7 @@ impl Default for Recorder {
             latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
                 .expect("1 µs .. 1 h at 3 significant figures is a valid histogram"),
             per_second: Vec::new(),
+            per_tick: Vec::new(),
             errors: BTreeMap::new(),
             outcomes: BTreeMap::new(),
         }
@@ -43,6 +48,11 @@ impl Recorder {
             self.per_second.resize(second + 1, 0);
         }
         self.per_second[second] += 1;
+        let tick = (at.as_millis() / TICK.as_millis()) as usize;
+        if self.per_tick.len() <= tick {
+            self.per_tick.resize(tick + 1, 0);
+        }
+        self.per_tick[tick] += 1;
         *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
     }
 
@@ -60,6 +70,12 @@ impl Recorder {
             self.per_second.resize(other.per_second.len(), 0);
         }
         for (mine, theirs) in self.per_second.iter_mut().zip(other.per_second) {
+            *mine += theirs;
+        }
+        if self.per_tick.len() < other.per_tick.len() {
+            self.per_tick.resize(other.per_tick.len(), 0);
+        }
+        for (mine, theirs) in self.per_tick.iter_mut().zip(other.per_tick) {
             *mine += theirs;
         }
         for (kind, n) in other.errors {
@@ -86,6 +102,7 @@ impl Recorder {
             },
             latency_ms: Percentiles::of(&self.latency),
             per_second,
+            longest_stall_ms: longest_stall(&self.per_tick).as_secs_f64() * 1000.0,
             cdf: cdf(&self.latency),
             errors: self.errors.clone(),
             outcomes: self.outcomes.clone(),
@@ -106,6 +123,9 @@ pub struct Summary {
     pub latency_ms: Percentiles,
     /// Successful completions in each second of the window.
     pub per_second: Vec<u64>,
+    /// The longest time (10 ms resolution) between two successful
+    /// completions in the window: a failover's gap.
+    pub longest_stall_ms: f64,
     /// (fraction of commands, latency in ms at or below which they finished).
     pub cdf: Vec<(f64, f64)>,
     /// Failures by kind (busy, timeout, unavailable, connection, …).
@@ -147,6 +167,22 @@ impl Percentiles {
             max: ms(h.max()),
         }
     }
+}
+
+/// The longest run of ticks with no completion, between the first and the
+/// last completion (a quiet start or end is not a stall).
+fn longest_stall(per_tick: &[u32]) -> Duration {
+    let (mut longest, mut run) = (0u32, 0u32);
+    let first = per_tick.iter().position(|&n| n > 0).unwrap_or(per_tick.len());
+    for &n in &per_tick[first..] {
+        if n == 0 {
+            run += 1;
+        } else {
+            longest = longest.max(run);
+            run = 0;
+        }
+    }
+    TICK * longest
 }
 
 /// The latency CDF at fixed quantiles, dense in the tail.
@@ -209,6 +245,24 @@ mod tests {
         assert_eq!(s.errors["busy"], 2);
         assert_eq!(s.errors["timeout"], 1);
         assert_eq!(s.outcomes["done"], 3000);
+    }
+
+    #[test]
+    fn the_longest_stall_is_the_widest_gap_between_completions() {
+        let mut r = Recorder::default();
+        // Completions every 5 ms to 1 s, none until 1.75 s, then every 5 ms
+        // to 2 s, then none until the window ends at 3 s.
+        for at in (0..1000).step_by(5).chain((1750..2000).step_by(5)) {
+            r.success(ms(at), ms(1), "done");
+        }
+        let s = r.summarize(Duration::from_secs(3));
+        // Ticks 100..=174 are empty: 75 ticks of 10 ms.
+        assert_eq!(s.longest_stall_ms, 750.0);
+        let mut steady = Recorder::default();
+        for at in (300..2000).step_by(5) {
+            steady.success(ms(at), ms(1), "done");
+        }
+        assert_eq!(steady.summarize(ms(3000)).longest_stall_ms, 0.0);
     }
 
     #[test]

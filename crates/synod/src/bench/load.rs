@@ -144,7 +144,9 @@ pub async fn client(
     // A lost connection moves to the next endpoint, as a client fails over.
     let mut endpoints = config.endpoints.iter().cycle().skip(index);
     while Instant::now() < clock.end {
-        let endpoint = *endpoints.next().expect("a cycle over at least one endpoint");
+        let endpoint = *endpoints
+            .next()
+            .expect("a cycle over at least one endpoint");
         match Pipeline::connect(&config, endpoint).await {
             Ok(pipeline) => {
                 if task.run(pipeline).await == Finished::Done {

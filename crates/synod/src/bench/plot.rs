@@ -31,7 +31,10 @@ fn throughput(summary: &Summary, area: &Area) -> anyhow::Result<()> {
         .map_err(draw_error)?;
     chart
         .configure_mesh()
-        .x_desc("second of the run")
+        .x_desc("second of the measured window")
+        .x_labels((seconds as usize + 1).min(21))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(draw_error)?;
     let points = summary
@@ -61,7 +64,14 @@ fn latency_cdf(summary: &Summary, area: &Area) -> anyhow::Result<()> {
         .map_err(draw_error)?;
     chart
         .configure_mesh()
-        .x_desc("latency (ms)")
+        .x_labels(12)
+        .x_label_formatter(&|v| {
+            format!("{v:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .x_desc("latency (ms, log scale)")
         .y_desc("fraction answered")
         .draw()
         .map_err(draw_error)?;

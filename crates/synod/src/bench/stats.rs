@@ -173,7 +173,10 @@ impl Percentiles {
 /// last completion (a quiet start or end is not a stall).
 fn longest_stall(per_tick: &[u32]) -> Duration {
     let (mut longest, mut run) = (0u32, 0u32);
-    let first = per_tick.iter().position(|&n| n > 0).unwrap_or(per_tick.len());
+    let first = per_tick
+        .iter()
+        .position(|&n| n > 0)
+        .unwrap_or(per_tick.len());
     for &n in &per_tick[first..] {
         if n == 0 {
             run += 1;

@@ -3,7 +3,8 @@
 //! and the client port ([`crate::client_server`]).
 
 use actix::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use synod_api::{Decision, SubmitError};
@@ -35,6 +36,9 @@ pub struct NodeStatus {
     /// Role instances that have stopped (after a failed disk write, say)
     /// while the node goes on serving with the rest.
     pub stopped: Vec<RoleId>,
+    /// Commands this node's gateway sent again after `paxos.submit_retry`
+    /// passed without an answer.
+    pub resends: u64,
 }
 
 /// A role actor as the node sees it, whatever its core and store.
@@ -96,6 +100,11 @@ pub(crate) struct Gateway {
     pub(crate) max_command_bytes: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
+    /// Without a local proposer: the one first sends are forwarded to
+    /// (shared with the intake), moved to whichever answered a resend.
+    pub(crate) forward_to: Rc<Cell<u32>>,
+    /// Commands sent again after `submit_retry` without an answer.
+    pub(crate) resends: Cell<u64>,
 }
 
 impl Gateway {
@@ -182,15 +191,23 @@ impl Gateway {
         // Resends back off (doubling): under load a command is slow, not
         // lost, and every copy is more bytes for the leader to push.
         let mut resend_after = self.submit_retry;
+        let mut resent_to = None;
         for attempt in 0.. {
             if attempt > 0 {
-                self.send_command(learner.id, command.clone(), attempt)
+                self.resends.set(self.resends.get() + 1);
+                resent_to = self
+                    .send_command(learner.id, command.clone(), attempt)
                     .await?;
             }
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => return answer,
+                Ok(Ok(answer)) => {
+                    if let Some(proposer) = resent_to {
+                        self.forward_to.set(proposer);
+                    }
+                    return answer;
+                }
                 Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
                 Err(_) if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
@@ -202,36 +219,42 @@ impl Gateway {
     }
 
     /// Hand `command` to a local proposer, or forward it to a remote one
-    /// (a different one on each attempt). Only resends come here; first
-    /// sends are batched by the intake.
+    /// (the next after the usual one on each attempt; which one is
+    /// returned). Only resends come here; first sends are batched by the
+    /// intake.
     async fn send_command(
         &self,
         learner: RoleId,
         command: Command,
         attempt: usize,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<Option<u32>, SubmitError> {
         if let Some(proposer) = &self.proposer {
             return match proposer.submit.send(Submit(vec![command])).await {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => Ok(None),
                 Ok(Err(_busy)) => Err(SubmitError::Busy),
                 Err(_) => Err(SubmitError::ShuttingDown),
             };
         }
-        let Some(target) = self
+        let usual = self
             .all_proposers
-            .get(attempt % self.all_proposers.len().max(1))
+            .iter()
+            .position(|&p| p == self.forward_to.get())
+            .unwrap_or(0);
+        let Some(&target) = self
+            .all_proposers
+            .get((usual + attempt) % self.all_proposers.len().max(1))
         else {
             return Err(SubmitError::Busy);
         };
         let forward = Outbound {
             from: learner,
-            to: RoleId::proposer(*target),
+            to: RoleId::proposer(target),
             message: Message::Forward {
                 commands: vec![command],
             },
         };
         self.router.do_send(OutboundBatch(vec![forward]));
-        Ok(())
+        Ok(Some(target))
     }
 
     pub(crate) async fn subscribe(
@@ -269,6 +292,7 @@ impl Gateway {
             acceptors: Vec::new(),
             learners: Vec::new(),
             stopped: Vec::new(),
+            resends: self.resends.get(),
         };
         for role in &self.roles {
             match role.status.send(GetStatus).await {
@@ -292,24 +316,23 @@ impl Gateway {
 }
 
 /// Where the intake sends first sends: the local proposer, or else the
-/// first configured one (a resend tries the others in turn).
+/// one in `forward_to` (a resend tries the others in turn).
 pub(crate) fn intake_for(
     learner: Option<&LearnerPort>,
     proposer: Option<&ProposerPort>,
     router: &Addr<Router>,
-    all_proposers: &[u32],
+    forward_to: &Rc<Cell<u32>>,
     max_bytes: usize,
 ) -> Option<Intake> {
     let learner = learner?;
-    let destination = match (proposer, all_proposers.first()) {
-        (Some(proposer), _) => Destination::Local(proposer.submit.clone()),
-        (None, Some(&to)) => Destination::Remote {
+    let destination = match proposer {
+        Some(proposer) => Destination::Local(proposer.submit.clone()),
+        None => Destination::Remote {
             router: router.clone(),
             from: learner.id,
-            to,
+            to: Rc::clone(forward_to),
             max_bytes,
         },
-        (None, None) => return None,
     };
     Some(Intake::new(learner.watch.clone(), destination))
 }

@@ -14,10 +14,13 @@
 //! ```
 //!
 //! Only a command's first send goes through here; resends after
-//! `submit_retry` go one by one (they are rare and must not wait).
+//! `submit_retry` go one by one (they are rare and must not wait). On a
+//! node without a proposer, first sends go to the proposer a resend last
+//! reached: with proposer-1 down, one command waits for `submit_retry`,
+//! not every one.
 
 use actix::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use synod_api::SubmitError;
 use synod_core::{Command, Message, RoleId};
@@ -35,12 +38,13 @@ const SUBMIT_CHUNK: usize = 1024;
 pub(crate) enum Destination {
     /// The node's own proposer.
     Local(Recipient<Submit>),
-    /// No proposer here: forward to this one through the router, from
-    /// the local learner, in chunks of at most `max_bytes`.
+    /// No proposer here: forward through the router, from the local
+    /// learner, in chunks of at most `max_bytes`, to the proposer the
+    /// gateway last saw answer (`to`, shared with it).
     Remote {
         router: Addr<Router>,
         from: RoleId,
-        to: u32,
+        to: Rc<Cell<u32>>,
         max_bytes: usize,
     },
 }
@@ -114,7 +118,7 @@ async fn flush(
             to,
             max_bytes,
         } => {
-            forward(&router, from, to, max_bytes, batch.commands);
+            forward(&router, from, to.get(), max_bytes, batch.commands);
             tell(batch.told, Ok(()));
         }
     }

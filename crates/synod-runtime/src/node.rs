@@ -12,6 +12,7 @@ use crate::config::SynodConfig;
 use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
 use crate::router::{RegisterRole, Router, StopRouter};
 use actix::prelude::*;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -461,11 +462,12 @@ impl StartedRoles {
 /// Step 5: the gateway over the started roles.
 fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: StartedRoles) -> Gateway {
     let all_proposers = config.instances(Role::Proposer);
+    let forward_to = Rc::new(Cell::new(all_proposers.first().copied().unwrap_or(0)));
     let intake = crate::gateway::intake_for(
         roles.learner.as_ref(),
         roles.proposer.as_ref(),
         &router,
-        &all_proposers,
+        &forward_to,
         config.paxos.batch_max_bytes,
     );
     Gateway {
@@ -483,6 +485,8 @@ fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: Starte
         submit_retry: config.paxos.submit_retry,
         max_command_bytes: config.paxos.max_command_bytes,
         intake,
+        forward_to,
+        resends: Cell::new(0),
     }
 }
 

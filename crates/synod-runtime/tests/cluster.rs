@@ -53,6 +53,40 @@ async fn split_role_placement_decides_and_agrees() {
     }
 }
 
+#[actix_rt::test]
+async fn without_proposer_1_a_learner_only_node_forwards_to_the_proposer_that_answered() {
+    let root = TempDir::new().unwrap();
+    // A long resend interval: only the command that finds proposer-1 gone
+    // should ever need one.
+    let cluster = TestCluster::split_roles("test").paxos("submit_retry", "\"3s\"");
+    let config = common::config(&cluster, &root);
+    let mut nodes = start_all(&config).await;
+    let hosts_proposer_1 = |n: &Node| config.roles_on(n.name()).contains(&RoleId::proposer(1));
+    let gone = nodes
+        .iter()
+        .position(hosts_proposer_1)
+        .expect("proposer-1 placed");
+    nodes.remove(gone).shutdown().await;
+    let learner = nodes
+        .iter()
+        .find(|n| n.name().starts_with("learner"))
+        .expect("a learner-only node");
+
+    submit_many(learner, 1, "first").await;
+    let resent = learner.status().await.resends;
+    assert!(
+        resent >= 1,
+        "the first command was sent to proposer-1, which is gone"
+    );
+    submit_many(learner, 200, "then").await;
+    assert_eq!(
+        learner.status().await.resends,
+        resent,
+        "later commands went straight to the proposer that answered"
+    );
+    shutdown_all(nodes).await;
+}
+
 /// The node whose proposer leads, by index into `nodes`.
 async fn leader_index(nodes: &[Node]) -> Option<usize> {
     for (i, node) in nodes.iter().enumerate() {

@@ -40,6 +40,12 @@ pub trait Hooks<R>: Unpin + 'static {
         Ok(Output::new())
     }
 
+    /// A message is about to reach the core (the learner notes which
+    /// proposer is deciding, for its node's gateway).
+    fn inbound(&mut self, from: RoleId, message: &Message) {
+        let _ = (from, message);
+    }
+
     /// What [`GetStatus`] reports.
     fn status(&self, core: &R) -> RoleStatus;
 
@@ -201,6 +207,7 @@ where
     /// Give the core what was held for the idle moment, in arrival order.
     fn take_held(&mut self, ctx: &mut Context<Self>) {
         while let Some(inbound) = self.held.pop_front() {
+            self.hooks.inbound(inbound.from, &inbound.message);
             let out = self.core.handle(self.now(), inbound.from, inbound.message);
             self.emit(out, ctx);
         }
@@ -235,6 +242,7 @@ where
             self.held.push_back(inbound);
             return;
         }
+        self.hooks.inbound(inbound.from, &inbound.message);
         let out = self.core.handle(self.now(), inbound.from, inbound.message);
         self.emit(out, ctx);
     }

@@ -26,13 +26,15 @@ use crate::driver::{Hooks, RoleActor};
 use crate::status::{LearnerStatus, RoleStatus};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
+use std::rc::Rc;
 use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 use synod_core::{
-    CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, RoleId, Slot,
-    SnapshotBytes,
+    CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, Role, RoleId,
+    Slot, SnapshotBytes,
 };
 use synod_storage::{Incoming, Snapshot, SnapshotDir, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -58,6 +60,9 @@ pub struct Applier<M> {
     subscribers: Vec<mpsc::Sender<Decision>>,
     progress: Progress,
     snapshots: Option<Snapshots>,
+    /// The proposer whose `Decided` came last: the leader, as far as this
+    /// learner can tell (shared with the node's gateway).
+    leader: Rc<Cell<u32>>,
 }
 
 /// What the applied log amounts to; kept in snapshots so a restored
@@ -125,7 +130,16 @@ impl<M: StateMachine> Applier<M> {
             subscribers: Vec::new(),
             progress: Progress::default(),
             snapshots: None,
+            leader: Rc::default(),
         }
+    }
+
+    /// Keep the index of the proposer that sent the latest `Decided` in
+    /// `leader`, a hint of where to send commands (until the first
+    /// decision it holds what the caller put there).
+    pub fn with_leader_hint(mut self, leader: Rc<Cell<u32>>) -> Self {
+        self.leader = leader;
+        self
     }
 
     /// Keep snapshots in `dir`: take one as often as `every` says, serve
@@ -417,6 +431,12 @@ fn write_body<M: StateMachine>(
 }
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {
+    fn inbound(&mut self, from: RoleId, message: &Message) {
+        if from.role == Role::Proposer && matches!(message, Message::Decided { .. }) {
+            self.leader.set(from.index);
+        }
+    }
+
     fn deliver(
         &mut self,
         core: &mut Learner,

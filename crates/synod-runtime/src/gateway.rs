@@ -60,6 +60,9 @@ pub(crate) struct LearnerPort {
     pub(crate) watch: Recipient<WatchCommands>,
     pub(crate) subscribe: Recipient<Subscribe>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
+    /// The proposer that sent the learner its latest decision: where a
+    /// node without a proposer forwards commands.
+    pub(crate) leader: Rc<Cell<u32>>,
 }
 
 /// The gateway's own client session.
@@ -100,9 +103,6 @@ pub(crate) struct Gateway {
     pub(crate) max_command_bytes: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
-    /// Without a local proposer: the one first sends are forwarded to
-    /// (shared with the intake), moved to whichever answered a resend.
-    pub(crate) forward_to: Rc<Cell<u32>>,
     /// Commands sent again after `submit_retry` without an answer.
     pub(crate) resends: Cell<u64>,
 }
@@ -191,23 +191,15 @@ impl Gateway {
         // Resends back off (doubling): under load a command is slow, not
         // lost, and every copy is more bytes for the leader to push.
         let mut resend_after = self.submit_retry;
-        let mut resent_to = None;
         for attempt in 0.. {
             if attempt > 0 {
                 self.resends.set(self.resends.get() + 1);
-                resent_to = self
-                    .send_command(learner.id, command.clone(), attempt)
-                    .await?;
+                self.send_command(learner, command.clone()).await?;
             }
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => {
-                    if let Some(proposer) = resent_to {
-                        self.forward_to.set(proposer);
-                    }
-                    return answer;
-                }
+                Ok(Ok(answer)) => return answer,
                 Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
                 Err(_) if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
@@ -218,43 +210,37 @@ impl Gateway {
         unreachable!("the loop returns")
     }
 
-    /// Hand `command` to a local proposer, or forward it to a remote one
-    /// (the next after the usual one on each attempt; which one is
-    /// returned). Only resends come here; first sends are batched by the
-    /// intake.
+    /// Hand `command` to a local proposer, or else forward it to every
+    /// proposer: the one it went to did not answer in time (it or the
+    /// leader behind it may be gone), and a copy to each reaches whichever
+    /// leads now. Copies are safe (the learner applies a command id once)
+    /// and rare: only resends come here; first sends are batched by the
+    /// intake and go to the learner's leader hint.
     async fn send_command(
         &self,
-        learner: RoleId,
+        learner: &LearnerPort,
         command: Command,
-        attempt: usize,
-    ) -> Result<Option<u32>, SubmitError> {
+    ) -> Result<(), SubmitError> {
         if let Some(proposer) = &self.proposer {
             return match proposer.submit.send(Submit(vec![command])).await {
-                Ok(Ok(())) => Ok(None),
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(_busy)) => Err(SubmitError::Busy),
                 Err(_) => Err(SubmitError::ShuttingDown),
             };
         }
-        let usual = self
+        let forwards = self
             .all_proposers
             .iter()
-            .position(|&p| p == self.forward_to.get())
-            .unwrap_or(0);
-        let Some(&target) = self
-            .all_proposers
-            .get((usual + attempt) % self.all_proposers.len().max(1))
-        else {
-            return Err(SubmitError::Busy);
-        };
-        let forward = Outbound {
-            from: learner,
-            to: RoleId::proposer(target),
-            message: Message::Forward {
-                commands: vec![command],
-            },
-        };
-        self.router.do_send(OutboundBatch(vec![forward]));
-        Ok(Some(target))
+            .map(|&to| Outbound {
+                from: learner.id,
+                to: RoleId::proposer(to),
+                message: Message::Forward {
+                    commands: vec![command.clone()],
+                },
+            })
+            .collect();
+        self.router.do_send(OutboundBatch(forwards));
+        Ok(())
     }
 
     pub(crate) async fn subscribe(
@@ -316,12 +302,11 @@ impl Gateway {
 }
 
 /// Where the intake sends first sends: the local proposer, or else the
-/// one in `forward_to` (a resend tries the others in turn).
+/// learner's leader hint (a resend goes to every proposer).
 pub(crate) fn intake_for(
     learner: Option<&LearnerPort>,
     proposer: Option<&ProposerPort>,
     router: &Addr<Router>,
-    forward_to: &Rc<Cell<u32>>,
     max_bytes: usize,
 ) -> Option<Intake> {
     let learner = learner?;
@@ -330,7 +315,7 @@ pub(crate) fn intake_for(
         None => Destination::Remote {
             router: router.clone(),
             from: learner.id,
-            to: Rc::clone(forward_to),
+            to: Rc::clone(&learner.leader),
             max_bytes,
         },
     };

@@ -15,9 +15,9 @@
 //!
 //! Only a command's first send goes through here; resends after
 //! `submit_retry` go one by one (they are rare and must not wait). On a
-//! node without a proposer, first sends go to the proposer a resend last
-//! reached: with proposer-1 down, one command waits for `submit_retry`,
-//! not every one.
+//! node without a proposer, first sends go to the proposer that sent the
+//! local learner its latest decision, the leader: with proposer-1 down,
+//! only commands sent before the first decision wait for `submit_retry`.
 
 use actix::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -39,8 +39,8 @@ pub(crate) enum Destination {
     /// The node's own proposer.
     Local(Recipient<Submit>),
     /// No proposer here: forward through the router, from the local
-    /// learner, in chunks of at most `max_bytes`, to the proposer the
-    /// gateway last saw answer (`to`, shared with it).
+    /// learner, in chunks of at most `max_bytes`, to the proposer that
+    /// sent the learner its latest decision (`to`, the learner's hint).
     Remote {
         router: Addr<Router>,
         from: RoleId,

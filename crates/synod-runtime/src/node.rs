@@ -417,6 +417,9 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             Role::Learner => {
                 let state = store.load_learner()?;
                 let (core, applier) = learner(config, role, state, snapshots, machine())?;
+                let first_proposer = config.instances(Role::Proposer).first().copied();
+                let leader = Rc::new(Cell::new(first_proposer.unwrap_or(0)));
+                let applier = applier.with_leader_hint(Rc::clone(&leader));
                 let actor: Addr<LearnerActor<S, M>> =
                     spawn_role(core, applier, writer(store), router);
                 started.learner.get_or_insert_with(|| LearnerPort {
@@ -424,6 +427,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                     watch: actor.clone().recipient(),
                     subscribe: actor.clone().recipient(),
                     snapshot: actor.clone().recipient(),
+                    leader,
                 });
                 started.add(role, &actor);
                 actor.recipient()
@@ -462,12 +466,10 @@ impl StartedRoles {
 /// Step 5: the gateway over the started roles.
 fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: StartedRoles) -> Gateway {
     let all_proposers = config.instances(Role::Proposer);
-    let forward_to = Rc::new(Cell::new(all_proposers.first().copied().unwrap_or(0)));
     let intake = crate::gateway::intake_for(
         roles.learner.as_ref(),
         roles.proposer.as_ref(),
         &router,
-        &forward_to,
         config.paxos.batch_max_bytes,
     );
     Gateway {
@@ -485,7 +487,6 @@ fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: Starte
         submit_retry: config.paxos.submit_retry,
         max_command_bytes: config.paxos.max_command_bytes,
         intake,
-        forward_to,
         resends: Cell::new(0),
     }
 }

@@ -54,7 +54,7 @@ async fn split_role_placement_decides_and_agrees() {
 }
 
 #[actix_rt::test]
-async fn without_proposer_1_a_learner_only_node_forwards_to_the_proposer_that_answered() {
+async fn without_proposer_1_a_learner_only_node_forwards_to_the_leader_its_learner_hears_from() {
     let root = TempDir::new().unwrap();
     // A long resend interval: only the command that finds proposer-1 gone
     // should ever need one.
@@ -82,7 +82,7 @@ async fn without_proposer_1_a_learner_only_node_forwards_to_the_proposer_that_an
     assert_eq!(
         learner.status().await.resends,
         resent,
-        "later commands went straight to the proposer that answered"
+        "later commands went straight to the proposer that decided the first"
     );
     shutdown_all(nodes).await;
 }

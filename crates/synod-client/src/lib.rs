@@ -11,6 +11,10 @@
 //!        ◀─────────────Response{id, KvResponse}──────────────────────────────────────────────┘
 //! ```
 //!
+//! [`Pipeline`] is the other way in: one connection with its own session
+//! and many commands in flight, answered in any order, with no retries
+//! (for `synod bench` and bulk loads, which count failures themselves).
+//!
 //! The protocol itself is [`synod_api::wire`], shared with the server side;
 //! [`wire`] re-exports it with the framing. This crate depends on synod-api,
 //! synod-kv and tokio only: no actor runtime, no storage engine.

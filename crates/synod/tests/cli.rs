@@ -182,3 +182,74 @@ fn a_backup_restored_into_a_new_cluster_answers_every_key() {
     assert_eq!(ok(&["put", "k1", "changed"]), "OK");
     assert_eq!(ok(&["get", "k1"]), "changed");
 }
+
+#[test]
+fn bench_local_runs_a_mixed_load_and_writes_its_json_and_svg() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("run");
+    let out = ok_in(
+        dir.path(),
+        &[
+            "bench",
+            "--local",
+            "--clients",
+            "4",
+            "--window",
+            "4",
+            "--mix",
+            "put=50,get=30,cas=20",
+            "--keys",
+            "20",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+            "--json",
+            "--out",
+            prefix.to_str().unwrap(),
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let result = &json["result"];
+    assert!(result["ops"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["errors"], serde_json::json!({}), "{result}");
+    let outcomes = result["outcomes"].as_object().unwrap();
+    assert!(outcomes.contains_key("done"), "puts answered: {outcomes:?}");
+    assert!(
+        outcomes.contains_key("value") || outcomes.contains_key("not_found"),
+        "gets answered: {outcomes:?}"
+    );
+    let latency = &result["latency_ms"];
+    assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
+    assert_eq!(json["setup"]["mix"], "put=50,get=30,cas=20");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(prefix.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(written, json);
+    let svg = std::fs::read_to_string(prefix.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("latency CDF"));
+    // --local ran in a temporary directory, not in ./data.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn bench_against_an_unreachable_cluster_counts_the_errors_and_fails() {
+    let out = synod(&[
+        "bench",
+        "--endpoints",
+        "127.0.0.1:9",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["result"]["ops"], 0);
+    assert!(json["result"]["errors"]["unavailable"].as_u64().unwrap() > 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no command succeeded"), "{stderr}");
+}

@@ -339,11 +339,7 @@ impl Client {
             seq: wire::OPEN_SESSION,
         };
         let answer = self.call_as(open, &[]).await?;
-        let len = answer.len();
-        let bytes: [u8; 8] = answer
-            .try_into()
-            .map_err(|_| ClientError::Protocol(format!("a session id of {len} bytes")))?;
-        let session = u64::from_be_bytes(bytes);
+        let session = session_id(&answer)?;
         self.session = Some(session);
         self.seq = 0;
         Ok(session)
@@ -439,6 +435,14 @@ fn failure(error: Failure) -> ClientError {
 
 fn unexpected(response: KvResponse) -> ClientError {
     ClientError::Protocol(format!("unexpected response {response:?}"))
+}
+
+/// The session id a session open is answered with (8 bytes, big-endian).
+fn session_id(payload: &[u8]) -> Result<u64, ClientError> {
+    let bytes: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("a session id of {} bytes", payload.len())))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn random_u64() -> u64 {

@@ -4,7 +4,7 @@
 //! bench`) and bulk loads, which count each failure themselves.
 
 use crate::wire::{self, Failure, OPEN_SESSION, Reply, Request};
-use crate::{ClientConfig, ClientError, failure, receive, send};
+use crate::{ClientConfig, ClientError, failure, receive, send, session_id};
 use futures_util::SinkExt;
 use std::net::SocketAddr;
 use synod_core::CommandId;
@@ -109,11 +109,4 @@ impl Pipeline {
 
 fn submit(id: CommandId, payload: Vec<u8>) -> Request {
     Request::Submit { id, payload }
-}
-
-fn session_id(payload: &[u8]) -> Result<u64, ClientError> {
-    let bytes: [u8; 8] = payload
-        .try_into()
-        .map_err(|_| ClientError::Protocol(format!("a session id of {} bytes", payload.len())))?;
-    Ok(u64::from_be_bytes(bytes))
 }

@@ -42,4 +42,6 @@ pub use output::{Delivery, Outgoing, Output, SnapshotBytes};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};
 pub use rng::SplitMix64;
 pub use role::{MAX_SLEEP, RoleCore, wake_at};
-pub use types::{Ballot, Command, CommandId, InstanceName, Millis, Role, RoleId, Slot, Value};
+pub use types::{
+    Ballot, Command, CommandId, InstanceName, Millis, Role, RoleId, Slot, Value, chunk_by_bytes,
+};

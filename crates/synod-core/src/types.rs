@@ -158,6 +158,27 @@ impl Value {
     }
 }
 
+/// `commands` split, in order, into runs of at most `limit` encoded bytes
+/// each (a single larger command makes a run alone): one `Forward` per run
+/// keeps every frame sendable.
+pub fn chunk_by_bytes(commands: Vec<Command>, limit: usize) -> Vec<Vec<Command>> {
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut budget = ByteBudget::new(limit);
+    for command in commands {
+        if !budget.take(command.encoded_len()) {
+            chunks.push(std::mem::take(&mut chunk));
+            budget = ByteBudget::new(limit);
+            budget.take(command.encoded_len());
+        }
+        chunk.push(command);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
 /// The byte budget of one message or answer: items are taken while they
 /// fit, and the first one always is, so a reply makes progress whatever the
 /// size of its items.

@@ -23,7 +23,7 @@ use actix::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use synod_api::SubmitError;
-use synod_core::{Command, Message, RoleId};
+use synod_core::{Command, Message, RoleId, chunk_by_bytes};
 use synod_roles::{Submit, WatchCommand, WatchCommands};
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::oneshot;
@@ -145,22 +145,8 @@ async fn submit_local(
 /// One `Forward` per chunk of at most `max_bytes` (a single larger
 /// command goes alone; the gateway refused any above the command limit).
 fn forward(router: &Addr<Router>, from: RoleId, to: u32, max_bytes: usize, commands: Vec<Command>) {
-    let mut messages = Vec::new();
-    let mut chunk = Vec::new();
-    let mut bytes = 0;
-    for command in commands {
-        let len = command.encoded_len();
-        if !chunk.is_empty() && bytes + len > max_bytes {
-            messages.push(std::mem::take(&mut chunk));
-            bytes = 0;
-        }
-        bytes += len;
-        chunk.push(command);
-    }
-    messages.push(chunk);
-    let outbound = messages
+    let outbound = chunk_by_bytes(commands, max_bytes)
         .into_iter()
-        .filter(|commands| !commands.is_empty())
         .map(|commands| Outbound {
             from,
             to: RoleId::proposer(to),

@@ -37,7 +37,7 @@ use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
 use crate::rng::SplitMix64;
 use crate::role::earliest;
-use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
+use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value, chunk_by_bytes};
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
@@ -647,19 +647,8 @@ impl Proposer {
     /// `batch_max_bytes` each (a single larger command goes alone), so a
     /// long queue never makes a frame too large to send.
     fn forward(&self, to: u32, commands: Vec<Command>, out: &mut Output<ProposerWrite>) {
-        let mut chunk = Vec::new();
-        let mut budget = ByteBudget::new(self.config.batch_max_bytes);
-        for command in commands {
-            if !budget.take(command.encoded_len()) {
-                let commands = std::mem::take(&mut chunk);
-                out.send(RoleId::proposer(to), Message::Forward { commands });
-                budget = ByteBudget::new(self.config.batch_max_bytes);
-                budget.take(command.encoded_len());
-            }
-            chunk.push(command);
-        }
-        if !chunk.is_empty() {
-            out.send(RoleId::proposer(to), Message::Forward { commands: chunk });
+        for commands in chunk_by_bytes(commands, self.config.batch_max_bytes) {
+            out.send(RoleId::proposer(to), Message::Forward { commands });
         }
     }
 

@@ -150,19 +150,26 @@ async fn drive(args: &BenchArgs, config: ClientConfig) -> stats::Summary {
     recorder.summarize(args.duration)
 }
 
+/// Commands in flight per connection: `--window`, else 1 in the closed
+/// loop and 256 (a node's default `clients.max_in_flight`) in the open loop.
+fn window(args: &BenchArgs) -> usize {
+    args.window
+        .unwrap_or(if args.rate.is_some() { 256 } else { 1 })
+}
+
 /// Connection `index`'s share of the load: its window, and in the open
 /// loop its schedule, staggered so connections do not send in lockstep.
 fn pace(args: &BenchArgs, index: usize, start: Instant) -> Pace {
     match args.rate {
         None => Pace {
-            window: args.window.unwrap_or(1),
+            window: window(args),
             schedule: None,
         },
         Some(rate) => {
             let interval = Duration::from_secs_f64(args.clients as f64 / rate);
             let offset = interval.mul_f64(index as f64 / args.clients as f64);
             Pace {
-                window: args.window.unwrap_or(256),
+                window: window(args),
                 schedule: Some((start + offset, interval)),
             }
         }
@@ -210,7 +217,7 @@ fn report(
         "mode": if args.rate.is_some() { "open" } else { "closed" },
         "rate": args.rate,
         "clients": args.clients,
-        "window": args.window.unwrap_or(if args.rate.is_some() { 256 } else { 1 }),
+        "window": window(args),
         "duration_s": args.duration.as_secs_f64(),
         "warmup_s": args.warmup.as_secs_f64(),
         "value_size": args.value_size,
@@ -248,8 +255,7 @@ fn text(mode: &str, args: &BenchArgs, s: &stats::Summary) -> String {
          {} commands in {:.1} s: {:.0} commands/s\n\
          latency ms: mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
         args.clients,
-        args.window
-            .unwrap_or(if args.rate.is_some() { 256 } else { 1 }),
+        window(args),
         args.value_size,
         args.keys,
         s.ops,

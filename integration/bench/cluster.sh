@@ -32,7 +32,7 @@ trap stop EXIT INT TERM
 mapfile -t nodes < <(sed -n 's/^\[nodes\.\(.*\)\]$/\1/p' "$config")
 cd "$work"
 for node in "${nodes[@]}"; do
-    "$synod" node --config "$config" --node "$node" >"$work/$node.log" 2>&1 &
+    "$synod" node --config "$config" --node "$node" --init >"$work/$node.log" 2>&1 &
     pids+=($!)
 done
 for node in "${nodes[@]}"; do

@@ -17,7 +17,7 @@ if [[ -z $node ]]; then
     node=$("$synod" status --config "$config" | awk '/^[^ ]/ {n=$1} /leading with ballot/ {print n; exit}')
     [[ -n $node ]] || { echo "no leader found; name the node" >&2; exit 1; }
 fi
-pid=$(pgrep -f -- "node --config $config --node $node\$" | head -1)
+pid=$(pgrep -f -- "node --config $config --node $node( --init)?\$" | head -1)
 [[ -n $pid ]] || { echo "no process for node $node" >&2; exit 1; }
 dir=$(readlink "/proc/$pid/cwd")
 echo "$(date +%T.%3N) SIGKILL $node (pid $pid)"

@@ -10,7 +10,7 @@ use synod_client::wire::{self, Reply, Request};
 use synod_client::{Client, ClientConfig, ClientError};
 use synod_core::CommandId;
 use synod_kv::KvStore;
-use synod_runtime::{Node, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -36,7 +36,11 @@ fn with_sections(root: &TempDir, token: Option<&str>, sections: &str) -> SynodCo
 async fn cluster(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
-        nodes.push(Node::start(config, name, KvStore::default).await.unwrap());
+        nodes.push(
+            Node::start(config, name, Bootstrap::New, KvStore::default)
+                .await
+                .unwrap(),
+        );
     }
     nodes
 }

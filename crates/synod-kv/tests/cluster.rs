@@ -4,7 +4,7 @@
 
 use synod_core::CommandId;
 use synod_kv::{KvCommand, KvResponse, KvStore};
-use synod_runtime::{Node, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
@@ -19,7 +19,11 @@ fn config(root: &TempDir) -> SynodConfig {
 async fn cluster(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
-        nodes.push(Node::start(config, name, KvStore::default).await.unwrap());
+        nodes.push(
+            Node::start(config, name, Bootstrap::New, KvStore::default)
+                .await
+                .unwrap(),
+        );
     }
     nodes
 }

@@ -26,7 +26,7 @@ pub use wal::TornTail;
 
 use std::path::Path;
 use synod_core::RoleId;
-use synod_storage::{Backend, StorageError, role_dir};
+use synod_storage::{Backend, StorageError, StoreStamp, role_dir};
 
 /// Opens a [`RocksStore`] per role instance, in `data_dir/<role>`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -51,5 +51,17 @@ impl Backend for RocksBackend {
             );
         }
         Ok(store)
+    }
+
+    fn exists(&self, data_dir: &Path, role: RoleId) -> bool {
+        role_dir(data_dir, role).join("CURRENT").exists()
+    }
+
+    fn read_stamp(&self, store: &RocksStore) -> Result<Option<StoreStamp>, StorageError> {
+        store.stamp()
+    }
+
+    fn write_stamp(&self, store: &mut RocksStore, stamp: &StoreStamp) -> Result<(), StorageError> {
+        store.write_stamp(stamp)
     }
 }

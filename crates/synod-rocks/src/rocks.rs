@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base` | versioned postcard |
+//! | `meta`      | `format`, `identity`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -31,7 +31,9 @@ use synod_core::{
     AcceptedValue, AcceptorState, AcceptorWrite, Ballot, LearnerState, LearnerWrite, ProposerState,
     ProposerWrite, RegisterVote, Slot,
 };
-use synod_storage::{AcceptorStore, LearnerStore, ProposerStore, StorageError, Store, Write};
+use synod_storage::{
+    AcceptorStore, LearnerStore, ProposerStore, StorageError, Store, StoreStamp, Write,
+};
 
 const META: &str = "meta";
 const ACCEPTED: &str = "accepted";
@@ -48,6 +50,10 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_BASE: &[u8] = b"base";
 const KEY_TRIM: &[u8] = b"trim";
 const KEY_GROUP: &[u8] = b"group";
+const KEY_IDENTITY: &[u8] = b"identity";
+
+/// The stamp as stored: cluster, node, role, incarnation.
+type StampRecord = (String, String, synod_core::RoleId, u64);
 
 /// A raw key with its decoded value.
 type Record<T> = (Box<[u8]>, T);
@@ -74,6 +80,32 @@ pub struct RocksStore {
     meta: Meta,
     poisoned: Option<String>,
     torn_tail: Option<TornTail>,
+    /// The directory and its RocksDB `LOCK` file as opened: if either is
+    /// removed or replaced while the store is open, writes would go to
+    /// deleted files and be lost at the next open.
+    presence: Presence,
+}
+
+/// Identifies the files a store was opened on (device and inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Presence {
+    directory: (u64, u64),
+    lock: (u64, u64),
+}
+
+impl Presence {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            directory: file_id(path)?,
+            lock: file_id(&path.join("LOCK"))?,
+        })
+    }
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -153,12 +185,17 @@ impl RocksStore {
         let path = path.as_ref().to_path_buf();
         check_directory(&path)?;
         let (db, torn_tail) = open_db_recovering_torn_tail(&path)?;
+        let presence = Presence::of(&path).map_err(|e| StorageError::DataDir {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut store = Self {
             db,
             path,
             meta: Meta::default(),
             poisoned: None,
             torn_tail,
+            presence,
         };
         store.check_format()?;
         store.meta = store.load_meta()?;
@@ -174,6 +211,46 @@ impl RocksStore {
     /// (worth a line in the operator's log).
     pub fn torn_tail(&self) -> Option<&TornTail> {
         self.torn_tail.as_ref()
+    }
+
+    /// The identity stamp written when the store was created, if any.
+    pub fn stamp(&self) -> Result<Option<StoreStamp>, StorageError> {
+        let record: Option<StampRecord> = self.get(META, KEY_IDENTITY)?;
+        Ok(record.map(|(cluster, node, role, incarnation)| StoreStamp {
+            cluster,
+            node,
+            role,
+            incarnation,
+        }))
+    }
+
+    /// Stamp the store (synced). A store is stamped once, when created.
+    pub fn write_stamp(&mut self, stamp: &StoreStamp) -> Result<(), StorageError> {
+        let record: StampRecord = (
+            stamp.cluster.clone(),
+            stamp.node.clone(),
+            stamp.role,
+            stamp.incarnation,
+        );
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(META), KEY_IDENTITY, encode(&record));
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Fail if the directory or its lock file was removed or replaced
+    /// since the open (`rm -rf` of a running node's data).
+    fn check_presence(&self) -> Result<(), StorageError> {
+        let detail = match Presence::of(&self.path) {
+            Ok(now) if now == self.presence => return Ok(()),
+            Ok(_) => "the directory or its LOCK file was replaced".to_owned(),
+            Err(e) => format!("the directory or its LOCK file is gone ({e})"),
+        };
+        Err(StorageError::Vanished {
+            path: self.path.clone(),
+            detail,
+        })
     }
 
     /// Write memtables out to SST files (maintenance, and tests that need
@@ -490,6 +567,10 @@ impl Store for RocksStore {
                 path: self.path.clone(),
                 detail: detail.clone(),
             });
+        }
+        if let Err(vanished) = self.check_presence() {
+            self.poisoned = Some(vanished.to_string());
+            return Err(vanished);
         }
         let mut builder = BatchBuilder::new(self);
         for write in writes {

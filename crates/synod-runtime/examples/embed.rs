@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 use synod_core::Command;
-use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SnapshotError, StateMachine, SynodConfig};
 
 /// The application's state machine: a running sum of the numbers submitted.
 #[derive(Default)]
@@ -72,7 +72,7 @@ fn main() {
         let mut nodes = Vec::new();
         for name in config.nodes.keys() {
             nodes.push(
-                Node::start(&config, name, Sum::default)
+                Node::start(&config, name, Bootstrap::New, Sum::default)
                     .await
                     .expect("node starts"),
             );

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 use synod_core::Command;
-use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SnapshotError, StateMachine, SynodConfig};
 
 /// Applies nothing; the cluster's work is deciding and storing the values.
 #[derive(Default)]
@@ -80,7 +80,7 @@ fn main() {
         let mut nodes = Vec::new();
         for name in config.nodes.keys() {
             nodes.push(
-                Node::start(&config, name, Discard::default)
+                Node::start(&config, name, Bootstrap::New, Discard::default)
                     .await
                     .expect("node starts"),
             );

@@ -11,14 +11,17 @@
 //!   proposes from `upto` on, so no command of the new cluster lands in a
 //!   slot the learners skip.
 //!
-//! Only empty role directories are written: a restore never mixes a backup
+//! Every role's store is created and stamped here, so the new nodes start
+//! without `--init`. Only empty role directories are written: a restore never mixes a backup
 //! into a cluster's existing state.
 
 use crate::config::SynodConfig;
-use crate::node::NodeError;
+use crate::node::{NodeError, random_u64};
 use std::path::Path;
 use synod_core::{AcceptorWrite, Role, RoleId, Slot};
-use synod_storage::{AcceptorStore, Backend, Snapshot, StorageError, role_dir};
+use synod_storage::{
+    AcceptorStore, Backend, Bootstrap, Snapshot, StorageError, open_stamped, role_dir,
+};
 
 /// What a restore wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,9 +81,12 @@ pub fn restore_backup<B: Backend>(
         Some(upto) => upto,
         None => Snapshot::verify_file(backup)?.upto,
     };
-    for (_, data_dir, role) in &targets {
+    // Restoring creates the new cluster's stores: each is stamped here, so
+    // the nodes start on them without --init.
+    for (name, data_dir, role) in &targets {
+        let owner = crate::node::store_owner(config, name, *role);
+        let (mut store, _) = open_stamped(backend, data_dir, &owner, Bootstrap::New, random_u64())?;
         if role.role == Role::Acceptor {
-            let mut store = backend.open(data_dir, *role)?;
             store.write_acceptor(&[AcceptorWrite::Chosen(upto), AcceptorWrite::Trim(upto)])?;
         }
     }

@@ -6,7 +6,7 @@
 //! ConfigSource::file(f).env(vars).load() ── defaults ◀ TOML ◀ SYNOD_* ── validate()
 //!        │
 //!        ▼
-//! Node::start(config, "n1", state_machine)      (inside the caller's actix System)
+//! Node::start(config, "n1", Bootstrap::New, state_machine)      (inside the caller's actix System)
 //!   ├─ a store per role instance: data_dir/<role>   (RocksBackend, or any Backend via start_with;
 //!   │                                                opened first: locked/corrupt stops the start)
 //!   ├─ PeerLink per other node ──▶ Router ◀── Listener (authenticated inbound)
@@ -35,7 +35,7 @@ pub use config::{
     Problem, StorageConfig, SynodConfig, TransportSettings, parse_role,
 };
 pub use gateway::NodeStatus;
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, created_stores};
 pub use router::Router;
 pub use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
-pub use synod_storage::{Backend, MemoryBackend};
+pub use synod_storage::{Backend, Bootstrap, MemoryBackend};

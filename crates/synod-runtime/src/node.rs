@@ -31,7 +31,8 @@ use synod_roles::{
     SnapshotEvery,
 };
 use synod_storage::{
-    Backend, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, role_dir,
+    Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
+    open_stamped, role_dir,
 };
 use synod_transport::{
     Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
@@ -104,13 +105,16 @@ struct StartedRoles {
 impl Node {
     /// Start node `name` of `config` in the current actix system, on
     /// RocksDB stores in the node's `data_dir`. Every learner on it gets a
-    /// state machine from `machine`.
+    /// state machine from `machine`. `bootstrap` says whether missing
+    /// stores may be created ([`Bootstrap::New`]: a brand-new cluster or
+    /// member) or must be there ([`Bootstrap::Existing`]).
     pub async fn start<M: StateMachine>(
         config: &SynodConfig,
         name: &str,
+        bootstrap: Bootstrap,
         machine: impl FnMut() -> M,
     ) -> Result<Self, NodeError> {
-        Self::start_with(config, name, &RocksBackend, machine).await
+        Self::start_with(config, name, &RocksBackend, bootstrap, machine).await
     }
 
     /// [`Node::start`] on the stores `backend` opens.
@@ -118,9 +122,10 @@ impl Node {
         config: &SynodConfig,
         name: &str,
         backend: &B,
+        bootstrap: Bootstrap,
         machine: impl FnMut() -> M,
     ) -> Result<Self, NodeError> {
-        let stores = open_stores(config, name, backend)?;
+        let stores = open_stores(config, name, backend, bootstrap)?;
         let network = Network::open(config, name).await?;
         let roles = start_roles(config, &network.router, stores, machine).await?;
         let gateway = Rc::new(gateway(config, name, network.router.clone(), roles));
@@ -237,19 +242,23 @@ impl Node {
     }
 }
 
-/// Step 1: open every store first, so a locked or corrupt store stops the
-/// start before anything listens.
+/// Step 1: open every store first, so a locked, corrupt, missing or
+/// foreign store stops the start before anything listens.
 fn open_stores<B: Backend>(
     config: &SynodConfig,
     name: &str,
     backend: &B,
+    bootstrap: Bootstrap,
 ) -> Result<Vec<OpenedRole<B::Store>>, NodeError> {
     let node = config.nodes.get(name).ok_or_else(|| {
         NodeError::UnknownNode(name.to_owned(), config.nodes.keys().cloned().collect())
     })?;
     let mut stores = Vec::new();
     for role in config.roles_on(name) {
-        let store = backend.open(&node.data_dir, role)?;
+        let owner = store_owner(config, name, role);
+        let (store, stamp) =
+            open_stamped(backend, &node.data_dir, &owner, bootstrap, random_u64())?;
+        tracing::debug!(%role, incarnation = stamp.incarnation, "store opened");
         let snapshots = match role.role {
             Role::Learner => backend.snapshots(&node.data_dir, role)?,
             _ => None,
@@ -262,6 +271,28 @@ fn open_stores<B: Backend>(
         });
     }
     Ok(stores)
+}
+
+/// The role instances of node `name` whose RocksDB store has been created
+/// (an empty list: the node has never run here).
+pub fn created_stores(config: &SynodConfig, name: &str) -> Vec<RoleId> {
+    let Some(node) = config.nodes.get(name) else {
+        return Vec::new();
+    };
+    config
+        .roles_on(name)
+        .into_iter()
+        .filter(|role| RocksBackend.exists(&node.data_dir, *role))
+        .collect()
+}
+
+/// Whose store `role` on node `name` opens.
+pub(crate) fn store_owner(config: &SynodConfig, name: &str, role: RoleId) -> StoreOwner {
+    StoreOwner {
+        cluster: config.cluster.id.clone(),
+        node: name.to_owned(),
+        role,
+    }
 }
 
 /// One role instance's store (and a learner's snapshots), opened.
@@ -573,7 +604,7 @@ fn learner_config(config: &SynodConfig, id: u32) -> LearnerConfig {
     }
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     u64::from_le_bytes(bytes)

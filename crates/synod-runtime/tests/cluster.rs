@@ -9,7 +9,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use synod_core::RoleId;
-use synod_runtime::Node;
+use synod_runtime::{Bootstrap, Node};
 use synod_testkit::{SmallDisk, TestCluster};
 use tempfile::TempDir;
 
@@ -139,9 +139,14 @@ async fn restarting_an_acceptor_node_mid_load_loses_nothing_and_it_rejoins() {
     let load = submit_many(&nodes[0], 2_000, "during");
     let restart = async {
         n3.shutdown().await;
-        Node::start(&config, &restarted_name, Counter::default)
-            .await
-            .expect("restart from the same data dir")
+        Node::start(
+            &config,
+            &restarted_name,
+            Bootstrap::Existing,
+            Counter::default,
+        )
+        .await
+        .expect("restart from the same data dir")
     };
     let (during, n3) = tokio::join!(load, restart);
     nodes.push(n3);

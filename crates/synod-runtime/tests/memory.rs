@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 use synod_core::Role;
-use synod_runtime::{MemoryBackend, Node, SynodConfig};
+use synod_runtime::{Bootstrap, MemoryBackend, Node, SynodConfig};
 use tempfile::TempDir;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -17,7 +17,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 async fn start_on(backend: &MemoryBackend, config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
-        let node = Node::start_with(config, name, backend, Counter::default)
+        let node = Node::start_with(config, name, backend, Bootstrap::New, Counter::default)
             .await
             .expect("node starts on the memory store");
         nodes.push(node);
@@ -45,9 +45,15 @@ async fn three_replicas_on_the_memory_store_decide_agree_and_replay_after_a_rest
 
     let name = nodes[2].name().to_owned();
     nodes.pop().unwrap().shutdown().await;
-    let restarted = Node::start_with(&config, &name, &backend, Counter::default)
-        .await
-        .expect("restart on the same backend");
+    let restarted = Node::start_with(
+        &config,
+        &name,
+        &backend,
+        Bootstrap::Existing,
+        Counter::default,
+    )
+    .await
+    .expect("restart on the same backend");
     let replayed = restarted.status().await.learners[0].commands_applied;
     assert!(replayed > 0, "the learner replayed its stored log");
     nodes.push(restarted);

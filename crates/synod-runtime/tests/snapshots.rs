@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use synod_runtime::{Node, NodeError, SynodConfig};
+use synod_runtime::{Bootstrap, Node, NodeError, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
@@ -66,7 +66,7 @@ async fn learners_compact_and_a_restarted_node_resumes_from_its_snapshot() {
         "a snapshot file"
     );
     nodes.pop().unwrap().shutdown().await;
-    let restarted = Node::start(&config, &name, Counter::default)
+    let restarted = Node::start(&config, &name, Bootstrap::Existing, Counter::default)
         .await
         .expect("restarts from its snapshot");
     let learner = &restarted.status().await.learners[0];
@@ -175,7 +175,7 @@ async fn a_damaged_snapshot_stops_the_start() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    let refused = Node::start(&config, name, Counter::default).await;
+    let refused = Node::start(&config, name, Bootstrap::Existing, Counter::default).await;
     assert!(
         matches!(&refused, Err(NodeError::Storage(e)) if e.is_corruption()),
         "{:?}",

@@ -55,6 +55,51 @@ pub enum StorageError {
         /// The first failure.
         detail: String,
     },
+    /// A node of a running cluster found no store for one of its roles:
+    /// it was never created, or it was deleted.
+    #[error(
+        "no store for {owner} at {path}: its durable state is gone or was never created. \
+         A node of a running cluster must not come back empty (an acceptor would forget \
+         what it promised). If this is a brand-new cluster or a new member, start it with \
+         --init; to replace a wiped node, see \"Identity\" in ARCHITECTURE.md"
+    )]
+    Missing {
+        /// The store's directory.
+        path: PathBuf,
+        /// Whose store it should be.
+        owner: String,
+    },
+    /// The store is stamped for another cluster, node or role.
+    #[error(
+        "storage at {path} belongs to {found}, not {expected}; point data_dir at this \
+         node's own directory"
+    )]
+    Foreign {
+        /// The store.
+        path: PathBuf,
+        /// The owner its stamp names.
+        found: String,
+        /// The owner opening it.
+        expected: String,
+    },
+    /// The store exists but was never stamped (its creation was
+    /// interrupted, or its files were deleted under it).
+    #[error(
+        "storage at {path} has no identity stamp: its creation was interrupted, or its \
+         files were deleted. Only if this is a brand-new node, start it with --init"
+    )]
+    Unstamped {
+        /// The store.
+        path: PathBuf,
+    },
+    /// The store's directory was removed or replaced while the node ran.
+    #[error("storage at {path} vanished while the node ran: {detail}")]
+    Vanished {
+        /// The store.
+        path: PathBuf,
+        /// What changed.
+        detail: String,
+    },
     /// The group-commit writer thread is gone (shut down or panicked).
     #[error("group-commit writer for {path} has stopped")]
     WriterStopped {

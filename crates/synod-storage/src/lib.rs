@@ -14,6 +14,9 @@
 //!   one synced batch and completes them in order;
 //! - [`Pipeline`] (over [`Outbox`]): persist, then release. The actors and
 //!   the simulator both run every role output through it;
+//! - [`open_stamped`]: every store carries a [`StoreStamp`] (cluster,
+//!   node, role, incarnation); a node opens only its own, and creates a
+//!   missing one only when told this is a new cluster or member;
 //! - [`SnapshotDir`]: a learner's snapshot files, checksummed and
 //!   installed atomically (old or new after a crash, never torn).
 //!
@@ -29,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod identity;
 mod memory;
 mod outbox;
 mod pipeline;
@@ -37,6 +41,7 @@ mod store;
 mod writer;
 
 pub use error::StorageError;
+pub use identity::{Bootstrap, StoreOwner, StoreStamp, open_stamped};
 pub use memory::{MemoryBackend, MemoryStore};
 pub use outbox::Outbox;
 pub use pipeline::{Effect, Pipeline, Step};

@@ -4,6 +4,7 @@
 //! test what callers do with a failing disk.
 
 use crate::error::StorageError;
+use crate::identity::StoreStamp;
 use crate::snapshot::SnapshotDir;
 use crate::store::{AcceptorStore, Backend, LearnerStore, ProposerStore, Store, Write, role_dir};
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ struct Contents {
     acceptor: AcceptorState,
     proposer: ProposerState,
     learner: LearnerState,
+    stamp: Option<StoreStamp>,
     fail_writes: bool,
     poisoned: Option<String>,
 }
@@ -50,6 +52,16 @@ impl MemoryStore {
     /// A failed write poisons the store, as it does the RocksDB store.
     pub fn fail_writes(&self, fail: bool) {
         self.lock().fail_writes = fail;
+    }
+
+    /// The stamp written when the store was created, if any.
+    pub fn stamp(&self) -> Option<StoreStamp> {
+        self.lock().stamp.clone()
+    }
+
+    /// Stamp the store (see [`crate::open_stamped`]).
+    pub fn set_stamp(&self, stamp: StoreStamp) {
+        self.lock().stamp = Some(stamp);
     }
 
     /// Forget an earlier failure, as reopening a store does.
@@ -121,10 +133,23 @@ impl MemoryBackend {
         Self::default()
     }
 
-    /// The store of `role` in `data_dir` (to inject failures into it).
+    /// The store of `role` in `data_dir` (to inject failures into it),
+    /// created if absent.
     pub fn store(&self, data_dir: &Path, role: RoleId) -> MemoryStore {
-        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        stores.entry(role_dir(data_dir, role)).or_default().clone()
+        self.stores()
+            .entry(role_dir(data_dir, role))
+            .or_default()
+            .clone()
+    }
+
+    /// Delete the store of `role` in `data_dir`, as wiping its disk would
+    /// (handles already open keep the old contents).
+    pub fn wipe(&self, data_dir: &Path, role: RoleId) {
+        self.stores().remove(&role_dir(data_dir, role));
+    }
+
+    fn stores(&self) -> MutexGuard<'_, HashMap<PathBuf, MemoryStore>> {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -135,9 +160,59 @@ impl Backend for MemoryBackend {
         Ok(self.store(data_dir, role).reopen())
     }
 
+    fn exists(&self, data_dir: &Path, role: RoleId) -> bool {
+        self.stores().contains_key(&role_dir(data_dir, role))
+    }
+
+    fn read_stamp(&self, store: &MemoryStore) -> Result<Option<StoreStamp>, StorageError> {
+        Ok(store.stamp())
+    }
+
+    fn write_stamp(&self, store: &mut MemoryStore, stamp: &StoreStamp) -> Result<(), StorageError> {
+        store.set_stamp(stamp.clone());
+        Ok(())
+    }
+
     /// Nothing of a memory node touches the disk: its learners keep their
     /// whole log.
     fn snapshots(&self, _: &Path, _: RoleId) -> Result<Option<SnapshotDir>, StorageError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Bootstrap, StoreOwner, open_stamped};
+
+    fn owner(node: &str) -> StoreOwner {
+        StoreOwner {
+            cluster: "c".into(),
+            node: node.into(),
+            role: RoleId::acceptor(1),
+        }
+    }
+
+    #[test]
+    fn a_wiped_memory_store_is_missing_and_a_new_one_gets_a_new_incarnation() {
+        let backend = MemoryBackend::new();
+        let dir = Path::new("/n1");
+        let open = |bootstrap, incarnation| {
+            open_stamped(&backend, dir, &owner("n1"), bootstrap, incarnation)
+        };
+        assert!(matches!(
+            open(Bootstrap::Existing, 1),
+            Err(StorageError::Missing { .. })
+        ));
+        assert_eq!(open(Bootstrap::New, 1).unwrap().1.incarnation, 1);
+        assert_eq!(open(Bootstrap::Existing, 2).unwrap().1.incarnation, 1);
+        let foreign = open_stamped(&backend, dir, &owner("n2"), Bootstrap::New, 3);
+        assert!(matches!(foreign, Err(StorageError::Foreign { .. })));
+        backend.wipe(dir, RoleId::acceptor(1));
+        assert!(matches!(
+            open(Bootstrap::Existing, 4),
+            Err(StorageError::Missing { .. })
+        ));
+        assert_eq!(open(Bootstrap::New, 5).unwrap().1.incarnation, 5);
     }
 }

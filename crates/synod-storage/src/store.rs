@@ -3,6 +3,7 @@
 //! atomic, synced batch.
 
 use crate::error::StorageError;
+use crate::identity::StoreStamp;
 use crate::snapshot::SnapshotDir;
 use std::path::{Path, PathBuf};
 use synod_core::{
@@ -98,7 +99,19 @@ pub trait Backend: 'static {
 
     /// The store of `role` in `data_dir` ([`role_dir`]), created if absent.
     /// Fails if it is locked, unreadable or not a store this build reads.
+    /// Nodes open stores through [`crate::open_stamped`], which checks
+    /// whose store it is.
     fn open(&self, data_dir: &Path, role: RoleId) -> Result<Self::Store, StorageError>;
+
+    /// Whether the store of `role` in `data_dir` has been created (it may
+    /// still be unstamped, if its creation was interrupted).
+    fn exists(&self, data_dir: &Path, role: RoleId) -> bool;
+
+    /// The stamp written when `store` was created, if any.
+    fn read_stamp(&self, store: &Self::Store) -> Result<Option<StoreStamp>, StorageError>;
+
+    /// Stamp `store` (synced before it returns). Written once, at creation.
+    fn write_stamp(&self, store: &mut Self::Store, stamp: &StoreStamp) -> Result<(), StorageError>;
 
     /// Where a learner keeps its snapshots: `data_dir/<role>.snapshots`
     /// beside its store. `None`: this backend keeps none (its learners do

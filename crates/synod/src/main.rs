@@ -1,6 +1,7 @@
 //! # synod: the Synod binary
 //!
-//! - `synod node --config F --node NAME`: one process of a deployment.
+//! - `synod node --config F --node NAME [--init]`: one process of a
+//!   deployment (`--init` on its first start only).
 //! - `synod up [--config F]`: every node of a config in this process; with
 //!   no flag, the built-in three-replica cluster on loopback (`configs/local.toml`),
 //!   data under `./data`.
@@ -21,7 +22,7 @@ use settings::Overrides;
 use std::time::{Duration, Instant};
 use synod_core::Role;
 use synod_kv::{KvLimits, KvStore};
-use synod_runtime::{Node, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SynodConfig};
 
 /// glibc's malloc was a third of a loaded leader's CPU (consolidating
 /// freed chunks); mimalloc's thread-local free lists avoid that.
@@ -48,10 +49,21 @@ enum Commands {
         /// Which node of the config (--config) this process is.
         #[arg(long)]
         node: String,
+        /// This is a brand-new cluster or a new member: create the stores
+        /// that are missing. Without it a missing store is refused (a node
+        /// of a running cluster must never come back empty). Use it for
+        /// the first start only, never in a service file.
+        #[arg(long)]
+        init: bool,
     },
     /// Run every node of a config in this process (default: a local
-    /// three-replica cluster on loopback, data under ./data).
-    Up,
+    /// three-replica cluster on loopback, data under ./data). With no
+    /// store there yet it starts a brand-new cluster.
+    Up {
+        /// Create missing stores even though some exist (see `node --init`).
+        #[arg(long)]
+        init: bool,
+    },
     /// Back a cluster up, or seed a new one from a backup.
     #[command(subcommand)]
     Snapshot(cli::SnapshotCommand),
@@ -90,19 +102,34 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Commands::Node { node } => {
+        Commands::Node { node, init } => {
             let Some(file) = cli.target.config else {
                 anyhow::bail!("synod node needs --config FILE")
             };
             let (config, limits) = settings::load(Some(&file), Overrides::Environment)?;
-            let nodes = start(&config, limits, &[node]).await?;
+            let bootstrap = if init {
+                Bootstrap::New
+            } else {
+                Bootstrap::Existing
+            };
+            let nodes = start(&config, limits, &[node], bootstrap).await?;
             serve(nodes).await
         }
-        Commands::Up => {
+        Commands::Up { init } => {
             let file = cli.target.config.as_deref();
             let (config, limits) = settings::load(file, Overrides::Environment)?;
             let names: Vec<String> = config.nodes.keys().cloned().collect();
-            let nodes = start(&config, limits, &names).await?;
+            // No store anywhere: a brand-new cluster (the README's first
+            // command). Once any exists, every one must.
+            let fresh = names
+                .iter()
+                .all(|name| synod_runtime::created_stores(&config, name).is_empty());
+            let bootstrap = if init || fresh {
+                Bootstrap::New
+            } else {
+                Bootstrap::Existing
+            };
+            let nodes = start(&config, limits, &names, bootstrap).await?;
             serve(nodes).await
         }
         Commands::Client(command) => {
@@ -117,8 +144,13 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn start(config: &SynodConfig, limits: KvLimits, names: &[String]) -> Result<Vec<Node>> {
-    let nodes = start_nodes(config, limits, names).await?;
+async fn start(
+    config: &SynodConfig,
+    limits: KvLimits,
+    names: &[String],
+    bootstrap: Bootstrap,
+) -> Result<Vec<Node>> {
+    let nodes = start_nodes(config, limits, names, bootstrap).await?;
     for node in &nodes {
         let roles: Vec<String> = config
             .roles_on(node.name())
@@ -149,10 +181,11 @@ async fn start_nodes(
     config: &SynodConfig,
     limits: KvLimits,
     names: &[String],
+    bootstrap: Bootstrap,
 ) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
     for name in names {
-        let node = Node::start(config, name, move || KvStore::new(limits))
+        let node = Node::start(config, name, bootstrap, move || KvStore::new(limits))
             .await
             .with_context(|| format!("starting node {name}"))?;
         nodes.push(node);

@@ -3,7 +3,7 @@
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub struct Deployment {
     nodes: Vec<String>,
     clients: Vec<SocketAddr>,
     processes: BTreeMap<String, Child>,
+    /// Nodes started at least once (later starts go without `--init`).
+    initialized: BTreeSet<String>,
 }
 
 /// A started process whose ready line has not been seen yet.
@@ -85,6 +87,7 @@ impl Deployment {
             nodes,
             clients,
             processes: BTreeMap::new(),
+            initialized: BTreeSet::new(),
         }
     }
 
@@ -103,11 +106,19 @@ impl Deployment {
         }
     }
 
-    fn spawn(&self, node: &str) -> Starting {
-        let mut child = Command::new(synod_binary())
+    /// Spawn `node`: with `--init` the first time (a brand-new member),
+    /// without on every restart (its stores must be there).
+    fn spawn(&mut self, node: &str) -> Starting {
+        let first = self.initialized.insert(node.to_owned());
+        let mut command = Command::new(synod_binary());
+        command
             .args(["node", "--config"])
             .arg(&self.config)
-            .args(["--node", node])
+            .args(["--node", node]);
+        if first {
+            command.arg("--init");
+        }
+        let mut child = command
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
             .stderr(node_log(node))

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 use synod_core::Command;
-use synod_runtime::{Node, SnapshotError, StateMachine, SynodConfig};
+use synod_runtime::{Bootstrap, Node, SnapshotError, StateMachine, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
 
@@ -53,7 +53,7 @@ pub async fn start_all(config: &SynodConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in config.nodes.keys() {
         nodes.push(
-            Node::start(config, name, Counter::default)
+            Node::start(config, name, Bootstrap::New, Counter::default)
                 .await
                 .expect("node starts"),
         );

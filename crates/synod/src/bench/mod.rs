@@ -313,7 +313,14 @@ impl LocalCluster {
             system.block_on(async move {
                 let names: Vec<String> = config.nodes.keys().cloned().collect();
                 let limits = synod_kv::KvLimits::default();
-                let nodes = match crate::start_nodes(&config, limits, &names).await {
+                let nodes = match crate::start_nodes(
+                    &config,
+                    limits,
+                    &names,
+                    synod_runtime::Bootstrap::New,
+                )
+                .await
+                {
                     Ok(nodes) => nodes,
                     Err(error) => {
                         let _ = ready.send(Err(error));

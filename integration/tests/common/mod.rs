@@ -152,6 +152,68 @@ impl Deployment {
         self.processes.insert(node, starting.child);
     }
 
+    /// Start `node` (without `--init`) expecting it to refuse: it must
+    /// exit unsuccessfully within the start limit. Returns its stderr.
+    pub fn start_refused(&self, node: &str) -> String {
+        self.start_refused_with(node, &[])
+    }
+
+    /// [`Deployment::start_refused`] with extra arguments (`--init`).
+    pub fn start_refused_with(&self, node: &str, args: &[&str]) -> String {
+        let mut child = Command::new(synod_binary())
+            .args(["node", "--config"])
+            .arg(&self.config)
+            .args(["--node", node])
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn synod node");
+        let mut stderr = child.stderr.take().unwrap();
+        let pid = child.id().to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            let _ = tx.send((child.wait(), text));
+        });
+        let Ok((status, text)) = rx.recv_timeout(START_LIMIT) else {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("{node} was expected to refuse to start but kept running");
+        };
+        let status = status.unwrap();
+        assert!(!status.success(), "{node} exited successfully: {text}");
+        text
+    }
+
+    /// Stop `node` with SIGTERM (a clean shutdown) and reap it.
+    pub fn stop(&mut self, node: &str) {
+        let child = self.processes.remove(node).expect("running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let mut child = child;
+        child.wait().unwrap();
+    }
+
+    /// Stop every running node cleanly.
+    pub fn stop_all(&mut self) {
+        for node in self.processes.keys().cloned().collect::<Vec<_>>() {
+            self.stop(&node);
+        }
+    }
+
+    /// Rewrite the config file (for nodes started after this).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
+    /// `node`'s data directory.
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
     /// Start every node of the layout.
     pub fn start_all(&mut self) {
         self.start_nodes(&self.nodes.clone());

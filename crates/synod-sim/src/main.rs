@@ -54,6 +54,10 @@ struct Args {
     /// control for the exactly-once checks: must find violations).
     #[arg(long)]
     resubmit_on_timeout: bool,
+    /// Start acceptors whose disk was wiped anyway, on new empty stores
+    /// (the identity gate's negative control).
+    #[arg(long)]
+    adopt_wiped_acceptors: bool,
     /// The simulated disk takes 1 ms to MS per write group.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     max_write_latency: u64,
@@ -77,6 +81,7 @@ fn main() {
         snapshot_without_tail: args.snapshot_without_tail,
         unsafe_trim: args.unsafe_trim,
         resubmit_on_timeout: args.resubmit_on_timeout,
+        adopt_wiped_acceptors: args.adopt_wiped_acceptors,
         max_write_latency: args.max_write_latency,
         ..SimOptions::default()
     };
@@ -94,6 +99,8 @@ fn main() {
     let trims: u64 = reports.iter().map(|r| r.trims).sum();
     let installs: u64 = reports.iter().map(|r| r.installs).sum();
     let wipes: u64 = reports.iter().map(|r| r.wipes).sum();
+    let acceptor_wipes: u64 = reports.iter().map(|r| r.acceptor_wipes).sum();
+    let refused: u64 = reports.iter().map(|r| r.refused_starts).sum();
     let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
     for report in &reports {
         if args.verbose {
@@ -120,6 +127,9 @@ fn main() {
     println!("learner snapshots: {snapshots}, learners restored from one: {restores}");
     println!(
         "acceptor trims: {trims}, snapshots fetched from a peer: {installs}, learner disks wiped: {wipes}"
+    );
+    println!(
+        "acceptor disks wiped: {acceptor_wipes}, acceptor starts refused by the identity gate: {refused}"
     );
     println!("commands refused for an expired session (then resubmitted): {expiries}");
     println!(
@@ -182,6 +192,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.resubmit_on_timeout {
         frames += " --resubmit-on-timeout";
+    }
+    if args.adopt_wiped_acceptors {
+        frames += " --adopt-wiped-acceptors";
     }
     if args.max_write_latency != 10 {
         frames += &format!(" --max-write-latency {}", args.max_write_latency);

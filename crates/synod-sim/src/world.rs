@@ -22,7 +22,8 @@ use synod_core::{
     wake_at,
 };
 use synod_storage::{
-    AcceptorStore, Effect, LearnerStore, MemoryStore, Pipeline, ProposerStore, Store, Write,
+    AcceptorStore, Bootstrap, Effect, LearnerStore, MemoryBackend, MemoryStore, Pipeline,
+    ProposerStore, StorageError, Store, StoreOwner, Write, open_stamped,
 };
 
 /// How a run is set up beyond what the seed draws.
@@ -66,6 +67,12 @@ pub struct SimOptions {
     /// new id instead of retrying the same one (the negative control for
     /// the exactly-once checks: commands get applied twice).
     pub resubmit_on_timeout: bool,
+    /// An acceptor restarted on a wiped (missing) store is started anyway,
+    /// on a new empty store, as a node told `--init` would (the negative
+    /// control for the identity gate: it votes with amnesia and agreement
+    /// breaks). Without it, the node refuses that acceptor and it stays
+    /// down.
+    pub adopt_wiped_acceptors: bool,
 }
 
 impl Default for SimOptions {
@@ -83,6 +90,7 @@ impl Default for SimOptions {
             max_write_latency: 10,
             unsafe_trim: false,
             resubmit_on_timeout: false,
+            adopt_wiped_acceptors: false,
         }
     }
 }
@@ -116,6 +124,11 @@ pub struct SeedReport {
     pub installs: u64,
     /// Learners restarted with their disk wiped.
     pub wipes: u64,
+    /// Acceptors whose disk was wiped while they were down.
+    pub acceptor_wipes: u64,
+    /// Acceptor starts refused because the store was missing (each such
+    /// acceptor stays down for good).
+    pub refused_starts: u64,
     /// Commands refused because their session had expired (each then
     /// resubmitted in a new session).
     pub expiries: u64,
@@ -318,6 +331,17 @@ struct World {
     /// always holds what the acceptors trimmed.
     wipes_left: u32,
     wipes: u64,
+    /// Acceptors still to be wiped this seed (at most a minority).
+    acceptor_wipes_left: u32,
+    acceptor_wipes: u64,
+    refused_starts: u64,
+    /// Acceptors the identity gate refused: down for good.
+    refused: BTreeSet<RoleId>,
+    /// Every replica's store, as the node's backend holds them: opened
+    /// through the same identity gate a node uses.
+    backend: MemoryBackend,
+    /// Incarnations drawn for stamped stores so far.
+    stamps: u64,
     expiries: u64,
 }
 
@@ -371,6 +395,12 @@ impl World {
             wipe_on_start: BTreeSet::new(),
             wipes_left: 0,
             wipes: 0,
+            acceptor_wipes_left: 0,
+            acceptor_wipes: 0,
+            refused_starts: 0,
+            refused: BTreeSet::new(),
+            backend: MemoryBackend::new(),
+            stamps: 0,
             expiries: 0,
             decided_cache: 0,
             shape,
@@ -381,6 +411,7 @@ impl World {
             world.session_horizon = world.rng.random_range(15..=150);
         }
         world.wipes_left = u32::from(world.shape.learners >= 2);
+        world.acceptor_wipes_left = (world.shape.acceptors - 1) / 2;
         world.populate();
         world
     }
@@ -391,8 +422,12 @@ impl World {
             self.start(RoleId::proposer(id));
         }
         for id in 1..=self.shape.acceptors {
-            self.acceptors.insert(id, Replica::new());
-            self.start(RoleId::acceptor(id));
+            let node = RoleId::acceptor(id);
+            let store = self
+                .open_store(node, Bootstrap::New)
+                .expect("a new cluster's store");
+            self.acceptors.insert(id, Replica { live: None, store });
+            self.start(node);
         }
         for id in 1..=self.shape.learners {
             self.learners.insert(id, Replica::new());
@@ -455,6 +490,8 @@ impl World {
             trims: self.trims,
             installs: self.installs,
             wipes: self.wipes,
+            acceptor_wipes: self.acceptor_wipes,
+            refused_starts: self.refused_starts,
             expiries: self.expiries,
         }
     }
@@ -508,7 +545,7 @@ impl World {
 
     /// Start (or restart) `node` from its durable state.
     fn start(&mut self, node: RoleId) {
-        if self.is_live(node) {
+        if self.is_live(node) || self.refused.contains(&node) {
             return;
         }
         let incarnation = {
@@ -522,8 +559,9 @@ impl World {
                 self.launch(node, core, incarnation);
             }
             Role::Acceptor => {
-                let core = self.new_acceptor(node);
-                self.launch(node, core, incarnation);
+                if let Some(core) = self.new_acceptor(node) {
+                    self.launch(node, core, incarnation);
+                }
             }
             Role::Learner => {
                 let core = self.new_learner(node);
@@ -553,19 +591,59 @@ impl World {
         Proposer::new(config, state.expect("memory store"), self.now)
     }
 
-    fn new_acceptor(&mut self, node: RoleId) -> Acceptor {
+    /// The store of `node`, opened through the identity gate as a node
+    /// opens it.
+    fn open_store(
+        &mut self,
+        node: RoleId,
+        bootstrap: Bootstrap,
+    ) -> Result<MemoryStore, StorageError> {
+        self.stamps += 1;
+        let owner = StoreOwner {
+            cluster: "sim".into(),
+            node: node.to_string(),
+            role: node,
+        };
+        let data_dir = std::path::Path::new("/sim");
+        open_stamped(&self.backend, data_dir, &owner, bootstrap, self.stamps)
+            .map(|(store, _)| store)
+    }
+
+    /// The acceptor `node` restarted from its store; `None` if the identity
+    /// gate refuses a wiped one (it then stays down for good).
+    fn new_acceptor(&mut self, node: RoleId) -> Option<Acceptor> {
         let budget = match (self.options.unbounded_promises, self.reply_budget()) {
             (true, _) => Some(usize::MAX),
             (false, budget) => budget,
         };
+        let wiped = self.wipe_on_start.remove(&node);
+        if wiped {
+            self.backend.wipe(std::path::Path::new("/sim"), node);
+            self.acceptor_wipes += 1;
+        }
+        let bootstrap = match self.options.adopt_wiped_acceptors {
+            true => Bootstrap::New,
+            false => Bootstrap::Existing,
+        };
+        let store = match self.open_store(node, bootstrap) {
+            Ok(store) => store,
+            Err(StorageError::Missing { .. }) => {
+                self.refused_starts += 1;
+                self.refused.insert(node);
+                return None;
+            }
+            Err(e) => panic!("memory store: {e}"),
+        };
         let replica = self.acceptors.get_mut(&node.index).expect("exists");
+        replica.store = store;
         if self.options.amnesia {
             replica.store = MemoryStore::new();
         }
         let state = replica.store.load_acceptor().expect("memory store");
-        // Under amnesia the loss is deliberate: what must be caught there
-        // is what forgetting does to the protocol, not the loss itself.
-        if !self.options.amnesia {
+        // Under amnesia (and an adopted wipe) the loss is deliberate: what
+        // must be caught there is what forgetting does to the protocol,
+        // not the loss itself.
+        if !self.options.amnesia && !wiped {
             let check = self.checkers.promises.restarted(node, &state);
             self.record(check);
         }
@@ -573,7 +651,7 @@ impl World {
         if let Some(budget) = budget {
             acceptor = acceptor.with_reply_max_bytes(budget);
         }
-        acceptor
+        Some(acceptor)
     }
 
     fn new_learner(&mut self, node: RoleId) -> Learner {
@@ -1031,6 +1109,13 @@ impl World {
                     self.wipes_left -= 1;
                     self.wipe_on_start.insert(node);
                 }
+                if node.role == Role::Acceptor
+                    && self.acceptor_wipes_left > 0
+                    && self.rng.random_bool(0.2)
+                {
+                    self.acceptor_wipes_left -= 1;
+                    self.wipe_on_start.insert(node);
+                }
                 self.schedule(self.now + lasts, Event::Restart(node));
             }
             2 => self.partition(Partition::Isolate(node), lasts),
@@ -1063,18 +1148,35 @@ impl World {
     fn heal(&mut self) {
         self.healed_at = Some(self.now);
         self.network.heal();
+        // Acceptors the identity gate refused (or will refuse: wiped and
+        // not restarted yet) stay down; with them, at most a minority.
+        let gone: BTreeSet<RoleId> = self
+            .refused
+            .iter()
+            .chain(
+                self.wipe_on_start
+                    .iter()
+                    .filter(|r| r.role == Role::Acceptor),
+            )
+            .copied()
+            .collect();
         let minority = (self.shape.acceptors as usize - 1) / 2;
-        let down = self.rng.random_range(0..=minority);
+        let down = self
+            .rng
+            .random_range(0..=minority)
+            .saturating_sub(gone.len());
         let acceptors: Vec<RoleId> = self
             .acceptors
             .keys()
             .map(|i| RoleId::acceptor(*i))
+            .filter(|a| !gone.contains(a))
             .collect();
         self.stay_down = acceptors
             .iter()
             .copied()
             .choose_multiple(&mut self.rng, down)
             .into_iter()
+            .chain(gone)
             .collect();
         for node in self.all_nodes() {
             if self.stay_down.contains(&node) {

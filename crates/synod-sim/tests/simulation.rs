@@ -138,6 +138,52 @@ fn negative_control_amnesia_breaks_agreement_itself() {
 }
 
 #[test]
+fn wiped_acceptors_are_refused_by_the_identity_gate_and_the_cluster_stays_safe_and_live() {
+    // The fixed seeds (assert_safe_and_live over them elsewhere) include
+    // these wipes; here: they happen, and each is refused.
+    let options = SimOptions::default();
+    let (mut wiped, mut refused) = (0, 0);
+    for seed in 0..FIXED_SEEDS / 2 {
+        let report = run_seed(seed, &options);
+        assert!(
+            report.violation.is_none(),
+            "seed {seed}: {:?}",
+            report.violation
+        );
+        assert!(
+            report.liveness_failure.is_none(),
+            "seed {seed}: {:?}",
+            report.liveness_failure
+        );
+        wiped += report.acceptor_wipes;
+        refused += report.refused_starts;
+    }
+    assert!(wiped >= 20, "only {wiped} acceptor disks wiped");
+    assert_eq!(refused, wiped, "every wiped acceptor's start is refused");
+}
+
+#[test]
+fn negative_control_adopting_wiped_acceptors_breaks_agreement() {
+    let options = SimOptions {
+        adopt_wiped_acceptors: true,
+        ..SimOptions::default()
+    };
+    let violations: Vec<(u64, &'static str)> = (0..3 * FIXED_SEEDS)
+        .filter_map(|seed| {
+            run_seed(seed, &options)
+                .violation
+                .map(|(_, v)| (seed, v.property))
+        })
+        .collect();
+    assert!(
+        violations
+            .iter()
+            .any(|(_, property)| *property == "agreement"),
+        "an acceptor that comes back empty and votes must break agreement: {violations:?}"
+    );
+}
+
+#[test]
 fn negative_control_early_release_breaks_safety() {
     let options = SimOptions {
         early_release: true,

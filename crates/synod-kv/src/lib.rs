@@ -167,7 +167,10 @@ impl KvLimits {
     /// The longest encoded command these limits allow: a compare-and-set
     /// carries a key and two values.
     pub fn largest_command(&self) -> usize {
-        2 * self.max_value_len + self.max_key_len + COMMAND_HEADROOM
+        self.max_value_len
+            .saturating_mul(2)
+            .saturating_add(self.max_key_len)
+            .saturating_add(COMMAND_HEADROOM)
     }
 }
 

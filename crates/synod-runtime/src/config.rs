@@ -350,16 +350,9 @@ impl SynodConfig {
             );
             problem(&mut warnings, "roles", msg);
         }
+        check_ranges(&self.ranges(), &mut errors);
         self.check_timing(&mut errors);
         self.check_sizes(&mut errors);
-        for (field, value) in [
-            ("clients.max_connections", self.clients.max_connections),
-            ("clients.max_in_flight", self.clients.max_in_flight),
-        ] {
-            if value == 0 {
-                problem(&mut errors, field, "is 0; allow at least 1".into());
-            }
-        }
         if self.nodes.len() > 1 && self.secret().map(|s| s.is_empty()).unwrap_or(true) {
             let fix = "is empty in a multi-node cluster; set cluster.secret or cluster.secret_file"
                 .into();
@@ -371,6 +364,12 @@ impl SynodConfig {
                 "cluster.secret_file",
                 "set either secret or secret_file, not both".into(),
             );
+        } else if let (Some(file), Err(e)) = (&self.cluster.secret_file, self.secret()) {
+            let message = format!(
+                "{}: cannot be read ({e}); point it at the secret",
+                file.display()
+            );
+            problem(&mut errors, "cluster.secret_file", message);
         }
         self.check_data_dirs(&mut errors);
         (errors, warnings)
@@ -386,6 +385,13 @@ impl SynodConfig {
             for (field, address) in addresses {
                 let Some(address) = address else { continue };
                 let field = format!("nodes.{name}.{field}");
+                if address.port() == 0 {
+                    let message = format!(
+                        "{address} has port 0 (any free port), which no peer or client can be told; name a port"
+                    );
+                    errors.push(Problem { field, message });
+                    continue;
+                }
                 if let Some(other) = seen.insert(address, field.clone()) {
                     let message = format!("{address} is also {other}; give each its own address");
                     errors.push(Problem { field, message });
@@ -429,9 +435,65 @@ impl SynodConfig {
         placement
     }
 
+    /// Every number and duration of the schema with the range it must be
+    /// in (`tests/config.rs` checks that none is missing). The budgets
+    /// that must fit in a frame are checked against it in `check_sizes`.
+    pub fn ranges(&self) -> Vec<Range> {
+        let (p, s, t, c) = (&self.paxos, &self.storage, &self.transport, &self.clients);
+        let frame_max = 1 << 30;
+        vec![
+            Range::count("paxos.batch_max_commands", p.batch_max_commands, 1, 1 << 20),
+            Range::bytes("paxos.batch_max_bytes", p.batch_max_bytes, 1, frame_max),
+            Range::bytes("paxos.max_command_bytes", p.max_command_bytes, 1, frame_max),
+            Range::bytes("paxos.reply_max_bytes", p.reply_max_bytes, 1, frame_max),
+            Range::count("paxos.pipeline_window", p.pipeline_window, 1, 1 << 16),
+            Range::bytes("paxos.pipeline_max_bytes", p.pipeline_max_bytes, 1, 1 << 34),
+            Range::count("paxos.queue_limit", p.queue_limit, 1, 1 << 24),
+            Range::time("paxos.heartbeat_interval", p.heartbeat_interval, 1),
+            Range::time("paxos.election_timeout_min", p.election_timeout_min, 1),
+            Range::time("paxos.election_timeout_max", p.election_timeout_max, 1),
+            Range::time("paxos.retransmit_interval", p.retransmit_interval, 1),
+            Range::time("paxos.backoff_max", p.backoff_max, 0),
+            Range::time("paxos.quorum_timeout", p.quorum_timeout, 1),
+            Range::time("paxos.catch_up_interval", p.catch_up_interval, 1),
+            Range::count("paxos.catch_up_batch", p.catch_up_batch, 1, 1 << 20),
+            Range::time("paxos.instance_sync_interval", p.instance_sync_interval, 1),
+            Range::time("paxos.submit_timeout", p.submit_timeout, 1),
+            Range::time("paxos.submit_retry", p.submit_retry, 1),
+            Range::count("paxos.session_horizon", p.session_horizon, 1, 1 << 48),
+            Range::count("paxos.max_sessions", p.max_sessions, 1, 1 << 24),
+            Range::count(
+                "storage.group_max_submissions",
+                s.group_max_submissions,
+                1,
+                1 << 20,
+            ),
+            Range::count("storage.group_max_writes", s.group_max_writes, 1, 1 << 24),
+            Range::count("storage.snapshot_every", s.snapshot_every, 0, 1 << 40),
+            Range::bytes(
+                "storage.snapshot_every_bytes",
+                s.snapshot_every_bytes,
+                0,
+                1 << 50,
+            ),
+            Range::bytes(
+                "transport.max_frame_len",
+                t.max_frame_len,
+                2 * FRAME_HEADROOM as u128,
+                frame_max,
+            ),
+            Range::count("transport.queue_capacity", t.queue_capacity, 1, 1 << 24),
+            Range::time("transport.handshake_timeout", t.handshake_timeout, 1),
+            Range::time("transport.reconnect_min", t.reconnect_min, 1),
+            Range::time("transport.reconnect_max", t.reconnect_max, 1),
+            Range::count("clients.max_connections", c.max_connections, 1, 1 << 16),
+            Range::count("clients.max_in_flight", c.max_in_flight, 1, 1 << 16),
+        ]
+    }
+
     fn check_timing(&self, errors: &mut Vec<Problem>) {
         let p = &self.paxos;
-        if p.heartbeat_interval * 3 > p.election_timeout_min {
+        if p.heartbeat_interval.saturating_mul(3) > p.election_timeout_min {
             errors.push(Problem {
                 field: "paxos.heartbeat_interval".into(),
                 message: format!(
@@ -446,7 +508,10 @@ impl SynodConfig {
                 message: "is below election_timeout_min; make max >= min".into(),
             });
         }
-        if p.quorum_timeout < p.election_timeout_max.max(p.retransmit_interval * 2) {
+        if p.quorum_timeout
+            < p.election_timeout_max
+                .max(p.retransmit_interval.saturating_mul(2))
+        {
             errors.push(Problem {
                 field: "paxos.quorum_timeout".into(),
                 message: format!(
@@ -469,12 +534,7 @@ impl SynodConfig {
             ("paxos.max_command_bytes", p.max_command_bytes),
             ("paxos.reply_max_bytes", p.reply_max_bytes),
         ] {
-            if value == 0 {
-                errors.push(Problem {
-                    field: field.into(),
-                    message: "is 0; allow at least 1".into(),
-                });
-            } else if value > fits {
+            if value > fits {
                 errors.push(Problem {
                     field: field.into(),
                     message: format!(
@@ -548,6 +608,74 @@ impl SynodConfig {
     }
 }
 
+/// The longest duration any setting may have: one day. Longer ones mean
+/// a typo, and would overflow the arithmetic on deadlines.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One numeric setting and the range it must lie in.
+#[derive(Clone, Debug)]
+pub struct Range {
+    /// The field, as a dotted path.
+    pub field: &'static str,
+    /// Its value (durations in milliseconds).
+    pub value: u128,
+    /// Smallest allowed.
+    pub min: u128,
+    /// Largest allowed.
+    pub max: u128,
+    /// How to print the bounds.
+    pub unit: &'static str,
+}
+
+impl Range {
+    /// A count, `min..=max`.
+    pub fn count(field: &'static str, value: impl TryInto<u128>, min: u128, max: u128) -> Self {
+        let value = value.try_into().unwrap_or(u128::MAX);
+        Self {
+            field,
+            value,
+            min,
+            max,
+            unit: "",
+        }
+    }
+
+    /// A size in bytes, `min..=max`.
+    pub fn bytes(field: &'static str, value: impl TryInto<u128>, min: u128, max: u128) -> Self {
+        Self {
+            unit: " bytes",
+            ..Self::count(field, value, min, max)
+        }
+    }
+
+    /// A duration of at least `min_ms` milliseconds and at most [`MAX_DURATION`].
+    pub fn time(field: &'static str, value: Duration, min_ms: u128) -> Self {
+        Self {
+            field,
+            value: value.as_millis(),
+            min: min_ms,
+            max: MAX_DURATION.as_millis(),
+            unit: " ms",
+        }
+    }
+}
+
+/// A problem for every value outside its range.
+pub fn check_ranges(ranges: &[Range], errors: &mut Vec<Problem>) {
+    for r in ranges {
+        if (r.min..=r.max).contains(&r.value) {
+            continue;
+        }
+        errors.push(Problem {
+            field: r.field.to_owned(),
+            message: format!(
+                "{}{} is out of range; allowed: {} to {}{}",
+                r.value, r.unit, r.min, r.max, r.unit
+            ),
+        });
+    }
+}
+
 /// Bytes of a frame kept for what surrounds log entries: the envelope
 /// (cluster id, node name, role ids) and a message's own fields.
 pub const FRAME_HEADROOM: usize = 64 * 1024;
@@ -568,7 +696,22 @@ pub trait AppSection: DeserializeOwned + Default {
 pub struct ConfigSource {
     builder: config::ConfigBuilder<config::builder::DefaultState>,
     source_name: String,
+    /// The `SYNOD_*` variables handed to [`ConfigSource::env`].
+    vars: Option<BTreeMap<String, String>>,
 }
+
+/// The runtime's sections: a `SYNOD_<SECTION>__...` variable for one of
+/// them (or the application's) is an override; any other `SYNOD_*`
+/// variable (`SYNOD_BIN`, a test knob) is not the config's business.
+const SECTIONS: [&str; 7] = [
+    "cluster",
+    "nodes",
+    "roles",
+    "paxos",
+    "storage",
+    "transport",
+    "clients",
+];
 
 impl ConfigSource {
     /// TOML file `file`.
@@ -577,6 +720,7 @@ impl ConfigSource {
             builder: config::Config::builder()
                 .add_source(config::File::from(file).format(config::FileFormat::Toml)),
             source_name: file.display().to_string(),
+            vars: None,
         }
     }
 
@@ -586,30 +730,45 @@ impl ConfigSource {
             builder: config::Config::builder()
                 .add_source(config::File::from_str(text, config::FileFormat::Toml)),
             source_name: source_name.to_owned(),
+            vars: None,
         }
     }
 
-    /// Layer the `SYNOD_*` entries of `vars` (say, `std::env::vars()`) over
-    /// the file; other entries are ignored.
+    /// Layer the entries of `vars` (say, `std::env::vars()`) that name a
+    /// config key over the file: `SYNOD_<SECTION>__<FIELD>` for a section
+    /// of the schema. Every other entry, `SYNOD_*` or not, is ignored.
     pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        let synod: config::Map<String, String> = vars
-            .into_iter()
-            .filter(|(key, _)| key.starts_with("SYNOD_"))
+        self.vars = Some(vars.into_iter().collect());
+        self
+    }
+
+    /// The handed variables that are overrides of `sections`.
+    fn overrides(&self, sections: &[&str]) -> Option<config::Environment> {
+        let vars = self.vars.as_ref()?;
+        let chosen: config::Map<String, String> = vars
+            .iter()
+            .filter(|(key, _)| {
+                let Some(rest) = key.strip_prefix("SYNOD_") else {
+                    return false;
+                };
+                let section = rest.split("__").next().unwrap_or_default();
+                rest.contains("__") && sections.iter().any(|s| section.eq_ignore_ascii_case(s))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let environment = config::Environment::with_prefix("SYNOD")
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
-            .source(Some(synod));
-        self.builder = self.builder.add_source(environment);
-        self
+            .source(Some(chosen));
+        Some(environment)
     }
 
     /// The runtime's config, validated, with its warnings. An unknown
     /// section (an application's) is an error.
     pub fn load(self) -> Result<(SynodConfig, Vec<Problem>), LoadError> {
         let source_name = self.source_name.clone();
-        let table = self.table()?;
+        let table = self.table(&SECTIONS)?;
         let config = deserialize::<SynodConfig>(table, &source_name)?;
         finish(config, Vec::new(), source_name)
     }
@@ -618,7 +777,9 @@ impl ConfigSource {
     /// when absent), both validated.
     pub fn load_with<A: AppSection>(self) -> Result<(SynodConfig, A, Vec<Problem>), LoadError> {
         let source_name = self.source_name.clone();
-        let mut table = self.table()?;
+        let mut sections = SECTIONS.to_vec();
+        sections.push(A::NAME);
+        let mut table = self.table(&sections)?;
         let app: A = match table.remove(A::NAME) {
             Some(section) => section.try_deserialize().map_err(|e| LoadError::Invalid {
                 source_name: source_name.clone(),
@@ -632,12 +793,16 @@ impl ConfigSource {
         Ok((config, app, warnings))
     }
 
-    fn table(self) -> Result<config::Map<String, config::Value>, LoadError> {
+    fn table(self, sections: &[&str]) -> Result<config::Map<String, config::Value>, LoadError> {
         let invalid = |e: config::ConfigError| LoadError::Invalid {
             source_name: self.source_name.clone(),
             message: e.to_string(),
         };
-        self.builder
+        let mut builder = self.builder.clone();
+        if let Some(environment) = self.overrides(sections) {
+            builder = builder.add_source(environment);
+        }
+        builder
             .build()
             .map_err(invalid)?
             .try_deserialize()

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Deserialize;
 use std::path::Path;
 use synod_kv::KvLimits;
-use synod_runtime::{AppSection, ConfigSource, Problem, SynodConfig};
+use synod_runtime::{AppSection, ConfigSource, Problem, Range, SynodConfig, check_ranges};
 
 /// The built-in local cluster.
 const LOCAL_CONFIG: &str = include_str!("../../../configs/local.toml");
@@ -25,18 +25,38 @@ impl AppSection for KvSection {
     const NAME: &'static str = "kv";
 
     fn validate(&self, config: &SynodConfig) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        check_ranges(&self.ranges(), &mut problems);
         let largest = self.0.largest_command();
         let limit = config.paxos.max_command_bytes;
-        if largest <= limit {
-            return Vec::new();
+        if problems.is_empty() && largest > limit {
+            problems.push(Problem {
+                field: "paxos.max_command_bytes".into(),
+                message: format!(
+                    "{limit} is below what kv.max_value_len and kv.max_key_len allow ({largest}); \
+                     raise it or lower the kv limits"
+                ),
+            });
         }
-        vec![Problem {
-            field: "paxos.max_command_bytes".into(),
-            message: format!(
-                "{limit} is below what kv.max_value_len and kv.max_key_len allow ({largest}); \
-                 raise it or lower the kv limits"
+        problems
+    }
+}
+
+impl KvSection {
+    /// `[kv]`'s numbers and their ranges.
+    pub fn ranges(&self) -> Vec<Range> {
+        let kv = &self.0;
+        vec![
+            Range::bytes("kv.max_key_len", kv.max_key_len, 1, 1 << 20),
+            Range::bytes("kv.max_value_len", kv.max_value_len, 0, 1 << 30),
+            Range::count(
+                "kv.responses_per_client",
+                kv.responses_per_client,
+                1,
+                1 << 16,
             ),
-        }]
+            Range::count("kv.max_clients", kv.max_clients, 1, 1 << 24),
+        ]
     }
 }
 
@@ -111,6 +131,23 @@ mod tests {
         );
         let fits = config_text(small().sections("[kv]\nmax_value_len = 16384"));
         assert!(load_text(&fits).is_ok(), "{:?}", load_text(&fits));
+    }
+
+    #[test]
+    fn kv_limits_outside_their_ranges_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("max_key_len", "0"),
+            ("max_value_len", "9223372036854775807"),
+            ("responses_per_client", "0"),
+            ("max_clients", "0"),
+        ] {
+            let text = config_text(base().sections(&format!("[kv]\n{field} = {value}")));
+            let error = load_text(&text).unwrap_err();
+            assert!(
+                error.contains(&format!("kv.{field}")),
+                "{field} = {value}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,14 @@
 //! the node stops reading it until one is answered, so a client that
 //! pipelines without bound is slowed by TCP flow control instead of
 //! growing the node's memory.
+//!
+//! Before its hello a connection may send one frame of at most
+//! [`HELLO_FRAME_MAX`] bytes, within [`HELLO_TIMEOUT`], and at most
+//! [`MAX_UNAUTHENTICATED`] connections wait for theirs at once (past it a
+//! new one is closed on arrival): strangers hold at most a few hundred KiB.
+//! An authenticated connection with nothing in service for
+//! `clients.idle_timeout` is closed, so idle clients cannot keep every
+//! place taken.
 
 use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus};
@@ -24,12 +32,17 @@ use synod_api::wire::{
     ProposerReport, Reply, Request, StatusReport,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 /// A client that has not said hello by then is dropped.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest frame read before the hello is accepted (a hello holds a
+/// version, the cluster id and the token).
+pub const HELLO_FRAME_MAX: usize = 4096;
+/// Most client connections waiting for their hello at once.
+pub const MAX_UNAUTHENTICATED: usize = 64;
 /// Replies waiting to be written per connection before the connection
 /// stops reading new requests.
 const REPLY_QUEUE: usize = 1024;
@@ -52,6 +65,9 @@ pub struct ClientPortStats {
     pub turned_away: AtomicU64,
     /// The most requests one connection has had in service at once.
     pub peak_in_flight: AtomicUsize,
+    /// Connections closed after `clients.idle_timeout` with nothing in
+    /// service.
+    pub closed_idle: AtomicU64,
 }
 
 /// Accept client connections until `stop` is cancelled.
@@ -63,6 +79,7 @@ pub(crate) fn spawn(
 ) {
     let port = Rc::new(port);
     let connections = Arc::new(Semaphore::new(port.limits.max_connections));
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
     actix::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -82,11 +99,16 @@ pub(crate) fn spawn(
                 tracing::warn!(%address, limit, "client connection limit reached; closing");
                 continue; // dropping the stream closes it
             };
+            let Ok(waiting) = Arc::clone(&unauthenticated).try_acquire_owned() else {
+                port.stats.turned_away.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%address, "too many clients before their hello; closing");
+                continue;
+            };
             let (gateway, port, stop) = (Rc::clone(&gateway), Rc::clone(&port), stop.clone());
             actix::spawn(async move {
                 port.stats.open.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
-                    result = serve(stream, gateway, &port) => {
+                    result = serve(stream, gateway, &port, waiting) => {
                         if let Err(reason) = result {
                             tracing::info!(%address, %reason, "client connection closed");
                         }
@@ -100,10 +122,15 @@ pub(crate) fn spawn(
     });
 }
 
-async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Result<(), String> {
+async fn serve(
+    stream: TcpStream,
+    gateway: Rc<Gateway>,
+    port: &ClientPort,
+    waiting: OwnedSemaphorePermit,
+) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let (mut sink, mut frames) = Framed::new(stream, client_codec()).split();
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next())
+    let mut framed = Framed::new(stream, client_codec(HELLO_FRAME_MAX));
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, framed.next())
         .await
         .map_err(|_| "no hello".to_owned())?;
     let hello = hello
@@ -119,18 +146,22 @@ async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Re
         Err(e) => Some(format!("malformed hello: {e}")),
     };
     if let Some(reason) = refusal {
-        let _ = sink
+        let _ = framed
             .send(encode_reply(&Reply::Refused {
                 reason: reason.clone(),
             }))
             .await;
         return Err(reason);
     }
-    sink.send(encode_reply(&Reply::Welcome {
-        node: gateway.name.clone(),
-    }))
-    .await
-    .map_err(|e| e.to_string())?;
+    framed
+        .send(encode_reply(&Reply::Welcome {
+            node: gateway.name.clone(),
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(waiting);
+    framed.codec_mut().set_max_frame_length(MAX_CLIENT_FRAME);
+    let (mut sink, mut frames) = framed.split();
 
     // Requests are served concurrently, at most `max_in_flight` at once;
     // replies leave through one writer.
@@ -152,7 +183,18 @@ async fn serve(stream: TcpStream, gateway: Rc<Gateway>, port: &ClientPort) -> Re
             }
         }
     });
-    while let Some(frame) = frames.next().await {
+    let idle_timeout = port.limits.idle_timeout;
+    loop {
+        let frame = match tokio::time::timeout(idle_timeout, frames.next()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            // Quiet, but still waiting for answers: not idle.
+            Err(_) if in_flight.available_permits() < max_in_flight => continue,
+            Err(_) => {
+                port.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        };
         let frame = frame.map_err(|e| e.to_string())?;
         let request = decode_request(&frame).map_err(|e| format!("malformed request: {e}"))?;
         let permit = Arc::clone(&in_flight)
@@ -294,10 +336,10 @@ fn report(status: NodeStatus) -> StatusReport {
 }
 
 /// Client frames: a 4-byte length, then a postcard request or reply.
-fn client_codec() -> LengthDelimitedCodec {
+fn client_codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_type::<u32>()
-        .max_frame_length(MAX_CLIENT_FRAME)
+        .max_frame_length(max_frame)
         .new_codec()
 }
 

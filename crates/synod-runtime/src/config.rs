@@ -46,6 +46,11 @@ pub struct SynodConfig {
     /// Limits of the client port.
     #[serde(default)]
     pub clients: ClientSettings,
+    /// The application section's settings every node must share
+    /// ([`AppSection::cluster_settings`]), filled in by
+    /// [`ConfigSource::load_with`].
+    #[serde(skip)]
+    pub app_settings: Vec<(String, String)>,
 }
 
 /// Client port limits: what one node serves at once.
@@ -58,6 +63,10 @@ pub struct ClientSettings {
     /// Requests one connection has in service at once; past it the node
     /// stops reading that connection until one is answered.
     pub max_in_flight: usize,
+    /// An authenticated connection with no request for this long, and
+    /// none in service, is closed (the client library reconnects).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -65,6 +74,7 @@ impl Default for ClientSettings {
         Self {
             max_connections: 1024,
             max_in_flight: 256,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -488,6 +498,7 @@ impl SynodConfig {
             Range::time("transport.reconnect_max", t.reconnect_max, 1),
             Range::count("clients.max_connections", c.max_connections, 1, 1 << 16),
             Range::count("clients.max_in_flight", c.max_in_flight, 1, 1 << 16),
+            Range::time("clients.idle_timeout", c.idle_timeout, 1000),
         ]
     }
 
@@ -577,6 +588,34 @@ impl SynodConfig {
             (None, Some(file)) => Ok(std::fs::read_to_string(file)?.trim().to_owned()),
             (None, None) => Ok(String::new()),
         }
+    }
+
+    /// The settings every node of the cluster must share, as (name,
+    /// value): the role placement and node names (quorums and routing),
+    /// the settings that shape every learner's state identically (session
+    /// expiry) or what a message may be (the frame limit), and the
+    /// application's ([`AppSection::cluster_settings`], e.g. `[kv]`).
+    /// Peers compare them after the handshake and refuse any difference.
+    /// Addresses, directories and local tuning may differ per node.
+    pub fn cluster_settings(&self) -> Vec<(String, String)> {
+        let mut settings = vec![(
+            "nodes".to_owned(),
+            self.nodes.keys().cloned().collect::<Vec<_>>().join(","),
+        )];
+        for (role, node) in &self.roles {
+            settings.push((format!("roles.{role}"), node.clone()));
+        }
+        let p = &self.paxos;
+        settings.push((
+            "paxos.session_horizon".into(),
+            p.session_horizon.to_string(),
+        ));
+        settings.push(("paxos.max_sessions".into(), p.max_sessions.to_string()));
+        let frame = self.transport.max_frame_len.to_string();
+        settings.push(("transport.max_frame_len".into(), frame));
+        settings.extend(self.app_settings.iter().cloned());
+        settings.sort();
+        settings
     }
 
     /// Role instances placed on `node`.
@@ -689,6 +728,13 @@ pub trait AppSection: DeserializeOwned + Default {
     /// Rules the section must keep, given the rest of the config
     /// (errors).
     fn validate(&self, config: &SynodConfig) -> Vec<Problem>;
+
+    /// Its settings that every node must share, as (dotted name, value):
+    /// those that shape the replicated state. Peers with other values are
+    /// refused at the handshake.
+    fn cluster_settings(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The layered loader: built-in defaults < a TOML file or text < the
@@ -787,7 +833,8 @@ impl ConfigSource {
             })?,
             None => A::default(),
         };
-        let config = deserialize::<SynodConfig>(table, &source_name)?;
+        let mut config = deserialize::<SynodConfig>(table, &source_name)?;
+        config.app_settings = app.cluster_settings();
         let app_problems = app.validate(&config);
         let (config, warnings) = finish(config, app_problems, source_name)?;
         Ok((config, app, warnings))

@@ -558,6 +558,7 @@ fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig,
     transport.handshake_timeout = t.handshake_timeout;
     transport.reconnect_min = t.reconnect_min;
     transport.reconnect_max = t.reconnect_max;
+    transport.cluster_settings = config.cluster_settings();
     Ok(transport)
 }
 

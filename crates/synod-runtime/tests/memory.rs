@@ -120,3 +120,73 @@ async fn an_idle_session_expires_and_its_late_commands_are_refused_unapplied() {
     assert!(!first.is_empty());
     agree_then_stop(nodes, "the learners agree").await;
 }
+
+/// A client connection: write `frame` (length-prefixed), then read until
+/// the node closes it; returns what it answered first (if anything).
+async fn one_frame_then_wait_for_close(
+    address: std::net::SocketAddr,
+    frame: &[u8],
+) -> (bool, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    stream.write_all(frame).await.unwrap();
+    let began = std::time::Instant::now();
+    let mut answered = false;
+    let mut buffer = [0u8; 256];
+    loop {
+        match tokio::time::timeout(SETTLE, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (answered, began.elapsed()),
+            Ok(Ok(_)) => answered = true,
+            Err(_) => panic!("the node never closed the connection"),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_client_port_bounds_what_strangers_and_idle_clients_hold() {
+    let root = TempDir::new().unwrap();
+    let cluster = synod_testkit::TestCluster::three_replicas("test")
+        .client_ports()
+        .sections("[clients]\nidle_timeout = \"1s\"\n");
+    let config = common::config(&cluster, &root);
+    let backend = MemoryBackend::new();
+    let nodes = start_on(&backend, &config).await;
+    let address = nodes[0].client_address().expect("a client port");
+
+    // Most of a full-size frame before the hello: refused at its length,
+    // nothing buffered.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(&(4_000_000u32).to_be_bytes())
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 16];
+    let closed = tokio::time::timeout(SETTLE, stream.read(&mut buffer)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+
+    // An authenticated client that sends nothing is closed once idle.
+    let hello = postcard::to_stdvec(&synod_api::wire::Request::Hello {
+        version: synod_api::wire::CLIENT_PROTOCOL_VERSION,
+        cluster: "test".into(),
+        token: None,
+    })
+    .unwrap();
+    let (welcomed, after) = one_frame_then_wait_for_close(address, &hello).await;
+    assert!(welcomed, "the hello was answered");
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed after {after:?}, before idle_timeout"
+    );
+    let stats = nodes[0].client_port_stats();
+    assert_eq!(
+        stats.closed_idle.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The port still serves.
+    submit_many(&nodes[0], 10, "still").await;
+}

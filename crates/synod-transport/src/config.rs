@@ -30,6 +30,10 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// How long a clean shutdown waits to flush a link.
     pub shutdown_timeout: Duration,
+    /// The settings every node of the cluster must share (name, value),
+    /// compared with each peer's after the handshake proves it: a peer
+    /// with any other value is refused, naming the setting.
+    pub cluster_settings: Vec<(String, String)>,
 }
 
 impl TransportConfig {
@@ -50,6 +54,7 @@ impl TransportConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            cluster_settings: Vec::new(),
         }
     }
 

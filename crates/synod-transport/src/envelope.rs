@@ -19,8 +19,9 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// The wire protocol version this build speaks. 2: paged Promises and the
 /// chosen watermark on Accepts. 3: the trim point on Promises, acceptor
-/// trimming and snapshot transfer between learners.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// trimming and snapshot transfer between learners. 4: the cluster
+/// settings exchanged after the handshake proof.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// One message on the wire. Strings borrow from the frame when decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +106,7 @@ mod tests {
         assert_eq!(
             &frame[..],
             &[
-                0, 0, 0, 14, 3, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
+                0, 0, 0, 14, 4, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
             ]
         );
     }

@@ -31,6 +31,19 @@ pub enum TransportError {
         /// The node that answered.
         actual: String,
     },
+    /// The peer's cluster-wide settings differ from this node's.
+    #[error(
+        "cluster setting {setting} differs: {ours} on this node, {theirs} on the peer; \
+         every node of a cluster must use the same"
+    )]
+    SettingsMismatch {
+        /// The setting.
+        setting: String,
+        /// This node's value ("unset" if it has none).
+        ours: String,
+        /// The peer's value ("unset" if it has none).
+        theirs: String,
+    },
     /// The peer could not prove it holds the cluster secret.
     #[error("handshake proof does not verify (wrong cluster secret?)")]
     BadProof,

@@ -6,12 +6,20 @@
 //! B → A  Hello { version, cluster, node: B, nonce_b }
 //! A → B  Proof { HMAC-SHA256(secret, cluster, A, B, nonce_b, nonce_a) }
 //! B → A  Proof { HMAC-SHA256(secret, cluster, B, A, nonce_a, nonce_b) }
+//!
+//! A → B  Settings { the cluster-wide settings of A }
+//! B → A  Settings { the cluster-wide settings of B }
 //! ```
 //!
 //! Each side checks version, cluster and node name on the Hello, then the
 //! peer's proof over its *own* fresh nonce, so a recorded or reflected
-//! proof never verifies. Both sides write before they read, so neither
-//! waits on the other. The whole exchange runs under a timeout.
+//! proof never verifies. Only then are the settings exchanged (nothing of
+//! the config reaches a peer that has not proven the secret): a peer whose
+//! cluster-wide settings differ is refused, naming the first that differs.
+//! Both sides write before they read, so neither waits on the other. The
+//! whole exchange runs under a timeout, on frames of at most
+//! [`HANDSHAKE_FRAME_MAX`] bytes: an unauthenticated peer cannot make a
+//! node buffer a full-size frame.
 
 use crate::config::TransportConfig;
 use crate::envelope::PROTOCOL_VERSION;
@@ -38,7 +46,13 @@ enum HandshakeFrame {
     },
     /// Tag 1.
     Proof { mac: [u8; 32] },
+    /// Tag 2.
+    Settings { settings: Vec<(String, String)> },
 }
+
+/// The largest frame read before (and during) the handshake. Handshake
+/// frames are a few hundred bytes; the settings list, a line per role.
+pub const HANDSHAKE_FRAME_MAX: usize = 64 * 1024;
 
 fn fresh_nonce() -> Result<[u8; 32], TransportError> {
     let mut nonce = [0u8; 32];
@@ -94,9 +108,42 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     expected: Option<&str>,
 ) -> Result<String, TransportError> {
     let timeout = config.handshake_timeout;
-    tokio::time::timeout(timeout, exchange(framed, config, expected))
+    let full = framed.codec().max_frame_length();
+    framed
+        .codec_mut()
+        .set_max_frame_length(full.min(HANDSHAKE_FRAME_MAX));
+    let peer = tokio::time::timeout(timeout, exchange(framed, config, expected))
         .await
-        .map_err(|_| TransportError::HandshakeTimeout(timeout))?
+        .map_err(|_| TransportError::HandshakeTimeout(timeout))??;
+    framed.codec_mut().set_max_frame_length(full);
+    Ok(peer)
+}
+
+/// The first setting whose value differs between `ours` and `theirs`.
+fn compare_settings(
+    ours: &[(String, String)],
+    theirs: &[(String, String)],
+) -> Result<(), TransportError> {
+    let ours: std::collections::BTreeMap<&str, &str> =
+        ours.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let theirs: std::collections::BTreeMap<&str, &str> = theirs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let names: std::collections::BTreeSet<&str> =
+        ours.keys().chain(theirs.keys()).copied().collect();
+    for name in names {
+        let (a, b) = (ours.get(name), theirs.get(name));
+        if a != b {
+            let show = |v: Option<&&str>| v.map_or_else(|| "unset".to_owned(), |v| v.to_string());
+            return Err(TransportError::SettingsMismatch {
+                setting: name.to_owned(),
+                ours: show(a),
+                theirs: show(b),
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -152,6 +199,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     expected_proof
         .verify_slice(&their_proof)
         .map_err(|_| TransportError::BadProof)?;
+    let settings = config.cluster_settings.clone();
+    send(framed, &HandshakeFrame::Settings { settings }).await?;
+    let HandshakeFrame::Settings { settings: theirs } = receive(framed).await? else {
+        return Err(TransportError::Malformed("expected Settings".into()));
+    };
+    compare_settings(&config.cluster_settings, &theirs)?;
     Ok(peer)
 }
 
@@ -237,6 +290,56 @@ mod tests {
         assert!(
             matches!(a, Err(TransportError::ClusterMismatch { .. })),
             "{a:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn different_cluster_settings_are_refused_naming_the_setting() {
+        let setting = |v: &str| vec![("kv.max_value_len".to_owned(), v.to_owned())];
+        let mut a = config("a", "b", b"s");
+        a.cluster_settings = setting("1024");
+        let mut b = config("b", "a", b"s");
+        b.cluster_settings = setting("65536");
+        let (a_side, b_side) = pair(a.clone(), b).await;
+        let message = a_side.unwrap_err().to_string();
+        assert!(
+            message.contains("kv.max_value_len")
+                && message.contains("1024")
+                && message.contains("65536"),
+            "{message}"
+        );
+        assert!(b_side.is_err());
+        let mut same = config("b", "a", b"s");
+        same.cluster_settings = setting("1024");
+        let (a_side, b_side) = pair(a, same).await;
+        assert_eq!((a_side.unwrap(), b_side.unwrap()), ("b".into(), "a".into()));
+    }
+
+    #[tokio::test]
+    async fn a_setting_only_one_side_has_is_a_difference() {
+        let mut a = config("a", "b", b"s");
+        a.cluster_settings = vec![("roles.acceptor-4".into(), "n4".into())];
+        let (a_side, _) = pair(a, config("b", "a", b"s")).await;
+        let message = a_side.unwrap_err().to_string();
+        assert!(
+            message.contains("roles.acceptor-4") && message.contains("unset"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_a_handshake_is_refused_before_authentication() {
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let mut framed = Framed::new(x, frame_codec(4 << 20));
+        let mut raw = y;
+        let length = (HANDSHAKE_FRAME_MAX as u32 + 1).to_be_bytes();
+        tokio::io::AsyncWriteExt::write_all(&mut raw, &length)
+            .await
+            .unwrap();
+        let result = handshake(&mut framed, &config("a", "b", b"s"), None).await;
+        assert!(
+            result.is_err(),
+            "a frame past the handshake limit must fail: {result:?}"
         );
     }
 

@@ -6,6 +6,12 @@
 //! (bad handshake, oversized length, garbage, wrong version or cluster)
 //! closes that one connection; a frame claiming another sender is dropped
 //! and counted. The listener and every other connection keep serving.
+//!
+//! Before authentication a connection costs at most one handshake frame
+//! ([`crate::HANDSHAKE_FRAME_MAX`]) for at most `handshake_timeout`, and
+//! at most [`MAX_UNAUTHENTICATED`] connections are in their handshake at
+//! once: past that, a new one is closed on arrival (and counted), so
+//! strangers cannot hold more than about 4 MiB of a node's memory.
 
 use crate::config::TransportConfig;
 use crate::envelope::{Envelope, PROTOCOL_VERSION, decode_envelope, frame_codec};
@@ -19,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use synod_core::RoleId;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Framed;
 
 /// A message that arrived from an authenticated peer.
@@ -41,9 +48,13 @@ pub struct Inbound<M> {
 #[rtype(result = "()")]
 pub struct StopListening;
 
+/// Most inbound connections in their handshake at once.
+pub const MAX_UNAUTHENTICATED: usize = 64;
+
 /// Accepts inbound connections for one node.
 pub struct Listener<M: Send + 'static> {
     listener: Option<TcpListener>,
+    unauthenticated: Arc<Semaphore>,
     config: Arc<TransportConfig>,
     stats: Arc<TransportStats>,
     router: Recipient<Inbound<M>>,
@@ -61,6 +72,7 @@ impl<M: DeserializeOwned + Send + 'static> Listener<M> {
         let listener = TcpListener::bind(address).await?;
         Ok(Self {
             listener: Some(listener),
+            unauthenticated: Arc::new(Semaphore::new(MAX_UNAUTHENTICATED)),
             config,
             stats,
             router,
@@ -102,6 +114,11 @@ impl<M: DeserializeOwned + Send + 'static> Handler<Accepted> for Listener<M> {
     type Result = ();
 
     fn handle(&mut self, Accepted(stream, address): Accepted, ctx: &mut Context<Self>) {
+        let Ok(permit) = Arc::clone(&self.unauthenticated).try_acquire_owned() else {
+            TransportStats::bump(&self.stats.refused_unauthenticated);
+            tracing::warn!(%address, "too many connections in their handshake; closed");
+            return;
+        };
         let connection = Connection {
             config: Arc::clone(&self.config),
             stats: Arc::clone(&self.stats),
@@ -109,7 +126,7 @@ impl<M: DeserializeOwned + Send + 'static> Handler<Accepted> for Listener<M> {
         };
         ctx.spawn(
             async move {
-                if let Err(e) = connection.serve(stream).await {
+                if let Err(e) = connection.serve(stream, permit).await {
                     tracing::warn!(%address, reason = %e, "inbound connection closed");
                 }
             }
@@ -133,7 +150,13 @@ struct Connection<M: Send + 'static> {
 }
 
 impl<M: DeserializeOwned + Send + 'static> Connection<M> {
-    async fn serve(self, stream: TcpStream) -> Result<(), TransportError> {
+    /// Authenticate, then serve frames. `permit` is the connection's
+    /// place among the unauthenticated ones, given back once it is known.
+    async fn serve(
+        self,
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), TransportError> {
         stream.set_nodelay(true)?;
         let mut framed = Framed::new(stream, frame_codec(self.config.max_frame_len));
         let peer: Arc<str> = match handshake(&mut framed, &self.config, None).await {
@@ -143,6 +166,7 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
                 return Err(e);
             }
         };
+        drop(permit);
         while let Some(frame) = framed.next().await {
             let result = frame
                 .map_err(TransportError::from)

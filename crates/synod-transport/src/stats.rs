@@ -18,6 +18,9 @@ pub struct TransportStats {
     pub dropped_spoofed: AtomicU64,
     /// Inbound connections refused during the handshake.
     pub handshakes_refused: AtomicU64,
+    /// Inbound connections closed at once because
+    /// [`crate::MAX_UNAUTHENTICATED`] others were still in their handshake.
+    pub refused_unauthenticated: AtomicU64,
     /// Authenticated connections closed for a malformed or hostile frame.
     pub connections_closed_hostile: AtomicU64,
     /// Successful outbound connections (first connect and reconnects).

@@ -340,6 +340,27 @@ async fn a_silent_peer_is_dropped_after_the_handshake_timeout() {
 }
 
 #[actix_rt::test]
+async fn past_the_cap_of_unauthenticated_connections_a_new_one_is_closed_on_arrival() {
+    let mut server = start_server().await;
+    let mut silent = Vec::new();
+    for _ in 0..synod_transport::MAX_UNAUTHENTICATED {
+        silent.push(TcpStream::connect(server.address).await.unwrap());
+    }
+    let mut one_more = TcpStream::connect(server.address).await.unwrap();
+    closed_by_server(&mut one_more).await;
+    assert_eq!(
+        server.stats.refused_unauthenticated.load(Ordering::Relaxed),
+        1,
+        "refused for the cap, not for its own silence"
+    );
+    // The silent ones time out and free their places.
+    for stream in &mut silent {
+        closed_by_server(stream).await;
+    }
+    only_the_marker_arrives(&mut server).await;
+}
+
+#[actix_rt::test]
 async fn a_spoofed_sender_is_dropped_and_counted_and_the_link_stays_up() {
     let mut server = start_server().await;
     let mut stream = authenticated(&client_config(server.address)).await;

@@ -40,6 +40,15 @@ impl AppSection for KvSection {
         }
         problems
     }
+
+    /// Every `[kv]` limit shapes what the state machine stores and
+    /// answers, so all of them must match across nodes.
+    fn cluster_settings(&self) -> Vec<(String, String)> {
+        self.ranges()
+            .into_iter()
+            .map(|r| (r.field.to_owned(), r.value.to_string()))
+            .collect()
+    }
 }
 
 impl KvSection {
@@ -148,6 +157,23 @@ mod tests {
                 "{field} = {value}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn kv_limits_are_cluster_settings_compared_between_nodes() {
+        let text = config_text(base().sections("[kv]\nmax_value_len = 100"));
+        let (config, _, _) = ConfigSource::text(&text, "t")
+            .load_with::<KvSection>()
+            .unwrap();
+        let settings = config.cluster_settings();
+        assert!(
+            settings.contains(&("kv.max_value_len".into(), "100".into())),
+            "{settings:?}"
+        );
+        assert!(
+            settings.iter().any(|(k, _)| k == "roles.acceptor-1"),
+            "{settings:?}"
+        );
     }
 
     #[test]

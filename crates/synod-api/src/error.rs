@@ -30,6 +30,9 @@ pub enum SubmitError {
     /// no longer holds its response: it may or may not have been applied
     /// (retrying it with the same id is safe).
     OutcomeUnknown,
+    /// The command cannot be a command: sequence number 0 opens a session
+    /// and carries no payload; a command is numbered from 1 in its session.
+    InvalidCommand(&'static str),
 }
 
 impl fmt::Display for SubmitError {
@@ -51,6 +54,7 @@ impl fmt::Display for SubmitError {
                 f,
                 "the outcome is unknown (the learner installed a snapshot past it)"
             ),
+            Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
         }
     }
 }
@@ -72,6 +76,7 @@ impl From<&SubmitError> for Failure {
             // The same promise as a timeout: maybe applied; the same id is
             // a safe retry.
             SubmitError::OutcomeUnknown => Failure::Timeout,
+            SubmitError::InvalidCommand(_) => Failure::InvalidCommand,
         }
     }
 }

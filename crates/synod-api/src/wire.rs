@@ -132,6 +132,9 @@ pub enum Failure {
     /// Tag 5: the command's session is unknown or expired; it was not
     /// applied. Open a new session.
     SessionExpired,
+    /// Tag 6: the request is not a command the node takes (sequence
+    /// number 0 with a payload: 0 opens a session, commands count from 1).
+    InvalidCommand,
 }
 
 /// What a node reports about itself.

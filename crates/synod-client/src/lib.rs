@@ -77,6 +77,10 @@ pub enum ClientError {
     /// No endpoint could be reached or none could answer.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// The request cannot be served as asked (an empty key or lock owner,
+    /// a malformed command); nothing was sent or applied.
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// A node refused this client (wrong cluster, bad token, version).
     #[error("refused by the cluster: {0}")]
     Refused(String),
@@ -289,6 +293,9 @@ impl Client {
 
     /// Run one KV command; the KV's refusals become typed errors.
     async fn kv(&mut self, command: KvCommand) -> Result<KvResponse, ClientError> {
+        command
+            .check()
+            .map_err(|why| ClientError::Invalid(why.to_owned()))?;
         let payload = self.call(command.encode()).await?;
         let response =
             KvResponse::decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -424,6 +431,7 @@ fn failure(error: Failure) -> ClientError {
         Failure::Busy => ClientError::Unavailable("node busy".into()),
         Failure::Timeout => ClientError::Timeout(Duration::ZERO),
         Failure::ShuttingDown => ClientError::Unavailable("node shutting down".into()),
+        Failure::InvalidCommand => ClientError::Invalid("the node refused the command id".into()),
         Failure::TooLarge { len, limit } => ClientError::TooLarge {
             what: "command".into(),
             len: len as usize,

@@ -126,6 +126,32 @@ pub enum KvResponse {
 }
 
 impl KvCommand {
+    /// Whether the command is well formed: a key (or lock name) and a lock
+    /// owner are never empty. Clients check before submitting; the state
+    /// machine applies what the log holds, unchanged, so logs written
+    /// before this check replay as they did.
+    pub fn check(&self) -> Result<(), &'static str> {
+        match self {
+            KvCommand::Put { key, .. }
+            | KvCommand::Get { key }
+            | KvCommand::Delete { key }
+            | KvCommand::Cas { key, .. }
+                if key.is_empty() =>
+            {
+                Err("the key is empty")
+            }
+            KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } if name.is_empty() => {
+                Err("the lock name is empty")
+            }
+            KvCommand::Lock { owner, .. } | KvCommand::Unlock { owner, .. }
+                if owner.trim().is_empty() =>
+            {
+                Err("the lock owner is empty")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The bytes to submit as a command payload.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("encoding into a Vec cannot fail")

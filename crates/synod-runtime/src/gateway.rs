@@ -172,6 +172,11 @@ impl Gateway {
         if !self.accepting.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
         }
+        if id.seq == OPEN_SESSION && !payload.is_empty() {
+            return Err(SubmitError::InvalidCommand(
+                "sequence number 0 opens a session and carries no payload; number commands from 1",
+            ));
+        }
         if payload.len() > self.max_command_bytes {
             return Err(SubmitError::TooLarge {
                 len: payload.len(),

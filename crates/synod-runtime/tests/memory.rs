@@ -190,3 +190,17 @@ async fn the_client_port_bounds_what_strangers_and_idle_clients_hold() {
     // The port still serves.
     submit_many(&nodes[0], 10, "still").await;
 }
+
+#[actix_rt::test]
+async fn a_command_numbered_zero_with_a_payload_is_refused_at_once() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let backend = MemoryBackend::new();
+    let nodes = start_on(&backend, &config).await;
+    let id = synod_core::CommandId { client: 7, seq: 0 };
+    let refused = nodes[0].submit_as(id, b"payload".to_vec()).await;
+    assert!(
+        matches!(refused, Err(synod_runtime::SubmitError::InvalidCommand(_))),
+        "{refused:?}"
+    );
+}

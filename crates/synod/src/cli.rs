@@ -296,6 +296,7 @@ fn kind(error: &ClientError) -> &'static str {
         ClientError::Refused(_) => "refused",
         ClientError::Protocol(_) => "protocol",
         ClientError::SessionExpired => "session_expired",
+        ClientError::Invalid(_) => "invalid",
     }
 }
 

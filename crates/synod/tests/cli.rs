@@ -131,6 +131,18 @@ fn client_commands_work_and_values_survive_a_sigkill() {
 }
 
 #[test]
+fn an_empty_key_or_lock_owner_is_refused_before_anything_is_sent() {
+    // No cluster at this endpoint: the refusal must come first.
+    let empty_key = fails(&["put", "", "v", "--endpoints", "127.0.0.1:9"]);
+    assert!(empty_key.contains("the key is empty"), "{empty_key}");
+    let empty_owner = fails(&["lock", "l", "--owner", "", "--endpoints", "127.0.0.1:9"]);
+    assert!(
+        empty_owner.contains("the lock owner is empty"),
+        "{empty_owner}"
+    );
+}
+
+#[test]
 fn a_client_of_a_stopped_cluster_gets_a_one_line_error() {
     let out = synod(&["get", "k", "--endpoints", "127.0.0.1:9", "--json"]);
     assert!(!out.status.success());

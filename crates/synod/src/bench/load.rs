@@ -317,6 +317,7 @@ fn failure_kind(failure: &Failure) -> &'static str {
         Failure::Timeout => "timeout",
         Failure::ShuttingDown => "shutting_down",
         Failure::TooLarge { .. } => "too_large",
+        Failure::InvalidCommand => "invalid_command",
         Failure::SessionExpired => "session_expired",
     }
 }

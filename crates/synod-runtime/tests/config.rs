@@ -5,30 +5,7 @@ use serde::Deserialize;
 use std::io::Write;
 use synod_runtime::{AppSection, ConfigSource, LoadError, Problem, SynodConfig};
 
-const BASE: &str = r#"
-[cluster]
-id = "c"
-secret = "s"
-
-[nodes.n1]
-listen = "127.0.0.1:7001"
-data_dir = "/tmp/synod-config-test/n1"
-
-[nodes.n2]
-listen = "127.0.0.1:7002"
-data_dir = "/tmp/synod-config-test/n2"
-
-[nodes.n3]
-listen = "127.0.0.1:7003"
-data_dir = "/tmp/synod-config-test/n3"
-
-[roles]
-proposer-1 = "n1"
-acceptor-1 = "n1"
-acceptor-2 = "n2"
-acceptor-3 = "n3"
-learner-1 = "n1"
-"#;
+const BASE: &str = include_str!("base.toml");
 
 fn load(text: &str) -> Result<(SynodConfig, Vec<synod_runtime::Problem>), LoadError> {
     SynodConfig::from_toml_str(text, "test")

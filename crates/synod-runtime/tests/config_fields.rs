@@ -7,30 +7,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use synod_runtime::{LoadError, MAX_DURATION, SynodConfig};
 
-const BASE: &str = r#"
-[cluster]
-id = "c"
-secret = "s"
-
-[nodes.n1]
-listen = "127.0.0.1:7001"
-data_dir = "/tmp/synod-config-fields/n1"
-
-[nodes.n2]
-listen = "127.0.0.1:7002"
-data_dir = "/tmp/synod-config-fields/n2"
-
-[nodes.n3]
-listen = "127.0.0.1:7003"
-data_dir = "/tmp/synod-config-fields/n3"
-
-[roles]
-proposer-1 = "n1"
-acceptor-1 = "n1"
-acceptor-2 = "n2"
-acceptor-3 = "n3"
-learner-1 = "n1"
-"#;
+const BASE: &str = include_str!("base.toml");
 
 /// `BASE` with `settings` (`("paxos.pipeline_window", "0")`, values as TOML).
 fn with(settings: &[(&str, String)]) -> String {

@@ -46,11 +46,47 @@ pub struct SynodConfig {
     /// Limits of the client port.
     #[serde(default)]
     pub clients: ClientSettings,
+    /// Logging, as the `synod` binary sets it up (an embedding application
+    /// sets up its own).
+    #[serde(default)]
+    pub log: LogSettings,
     /// The application section's settings every node must share
     /// ([`AppSection::cluster_settings`]), filled in by
     /// [`ConfigSource::load_with`].
     #[serde(skip)]
     pub app_settings: Vec<(String, String)>,
+}
+
+/// `[log]`: what the `synod` binary logs, and how.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter (default `warn,synod=info`; e.g. `info`,
+    /// `warn,synod_roles=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` (for people) or `json` (one object per line); `--log-format`
+    /// wins when given.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "warn,synod=info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Client port limits: what one node serves at once.
@@ -749,8 +785,9 @@ pub struct ConfigSource {
 /// The runtime's sections: a `SYNOD_<SECTION>__...` variable for one of
 /// them (or the application's) is an override; any other `SYNOD_*`
 /// variable (`SYNOD_BIN`, a test knob) is not the config's business.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "cluster",
+    "log",
     "nodes",
     "roles",
     "paxos",

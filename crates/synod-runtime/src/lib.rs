@@ -31,9 +31,9 @@ mod router;
 pub use backup::{Restored, restore_backup, restore_backup_on_disk};
 pub use client_server::ClientPortStats;
 pub use config::{
-    AppSection, ClientSettings, ClusterConfig, ConfigSource, LoadError, MAX_DURATION, NodeConfig,
-    PaxosConfig, Problem, Range, StorageConfig, SynodConfig, TransportSettings, check_ranges,
-    parse_role,
+    AppSection, ClientSettings, ClusterConfig, ConfigSource, LoadError, LogFormat, LogSettings,
+    MAX_DURATION, NodeConfig, PaxosConfig, Problem, Range, StorageConfig, SynodConfig,
+    TransportSettings, check_ranges, parse_role,
 };
 pub use gateway::NodeStatus;
 pub use node::{Node, NodeError, created_stores};

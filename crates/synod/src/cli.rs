@@ -3,9 +3,12 @@
 //!
 //! They reach the built-in local cluster (`synod up`) with no flags;
 //! `--config F` uses a deployment's client ports, cluster id and client
-//! token; `--endpoints a,b` names client ports directly. Output is plain
-//! text for people, or one JSON object with `--json`. Any error is one line
-//! and a non-zero exit.
+//! token; `--endpoints a,b` (or `SYNOD_ENDPOINTS`) names client ports
+//! directly, as `host:port`. Output is plain text for people, or one JSON
+//! object with `--json`. Any error is one line and a non-zero exit status
+//! that says what happened ([`exit_code`]): 3 not found, 4 cluster
+//! unavailable, 5 outcome unknown (a write that timed out may still be
+//! applied), 1 anything else.
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
@@ -19,9 +22,12 @@ use synod_runtime::SynodConfig;
 /// Where the cluster is and how to print.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Target {
-    /// Client endpoints (host:port, comma separated).
-    #[arg(long, value_delimiter = ',', global = true)]
-    pub endpoints: Vec<SocketAddr>,
+    /// Client endpoints (host:port, comma separated; hostnames resolve).
+    #[arg(long, value_delimiter = ',', global = true, env = "SYNOD_ENDPOINTS")]
+    pub endpoints: Vec<String>,
+    /// How long one command may take, retries included (e.g. 10s, 500ms).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     /// A cluster config: its nodes' client ports, cluster id and client token.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -39,8 +45,14 @@ pub struct Target {
 /// A client command.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Set KEY to VALUE.
-    Put { key: String, value: String },
+    /// Set KEY to VALUE (`-`: read it from standard input; or --file F).
+    Put {
+        key: String,
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
+    },
     /// Print the value of KEY (linearizable: read through the log).
     Get { key: String },
     /// Remove KEY.
@@ -112,7 +124,13 @@ pub async fn snapshot(command: SnapshotCommand, target: Target, local: &SynodCon
                 Ok(upto) => upto,
                 Err(error) => {
                     let _ = std::fs::remove_file(&partial);
-                    return print(Err(error), target.json);
+                    return print(
+                        Err(Failed {
+                            error,
+                            writes: false,
+                        }),
+                        target.json,
+                    );
                 }
             };
             std::fs::rename(&partial, &file)
@@ -158,20 +176,59 @@ pub async fn snapshot(command: SnapshotCommand, target: Target, local: &SynodCon
 }
 
 pub(crate) fn client_config(target: &Target, local: &SynodConfig) -> Result<ClientConfig> {
-    if let Some(file) = &target.config {
+    let mut config = if let Some(file) = &target.config {
         let (config, _) = crate::settings::load(Some(file), crate::settings::Overrides::None)?;
-        return from_config(&config, target);
-    }
-    if !target.endpoints.is_empty() {
+        from_config(&config, target)?
+    } else if !target.endpoints.is_empty() {
         let cluster = target
             .cluster
             .clone()
             .unwrap_or_else(|| local.cluster.id.clone());
-        let mut config = ClientConfig::new(target.endpoints.clone(), cluster);
+        let mut config = ClientConfig::new(resolve(&target.endpoints)?, cluster);
         config.token = target.token.clone();
-        return Ok(config);
+        config
+    } else {
+        from_config(local, target)?
+    };
+    if let Some(timeout) = target.timeout {
+        config.timeout = timeout;
     }
-    from_config(local, target)
+    Ok(config)
+}
+
+/// `host:port` endpoints as addresses (every address a name resolves to).
+pub(crate) fn resolve(endpoints: &[String]) -> Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs as _;
+    let mut addresses = Vec::new();
+    for endpoint in endpoints.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let resolved = endpoint
+            .to_socket_addrs()
+            .with_context(|| format!("endpoint {endpoint:?}: expected host:port"))?;
+        addresses.extend(resolved);
+    }
+    if addresses.is_empty() {
+        bail!("no endpoint given");
+    }
+    Ok(addresses)
+}
+
+/// A put's value: the argument, standard input (`-`), or a file.
+fn put_value(value: Option<String>, file: Option<PathBuf>) -> Result<Vec<u8>> {
+    match (value.as_deref(), file) {
+        (_, Some(file)) => {
+            std::fs::read(&file).with_context(|| format!("reading {}", file.display()))
+        }
+        (Some("-"), None) => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading the value from standard input")?;
+            Ok(bytes)
+        }
+        (Some(value), None) => Ok(value.as_bytes().to_vec()),
+        (None, None) => {
+            bail!("usage: synod put KEY VALUE, synod put KEY - (stdin), or synod put KEY --file F")
+        }
+    }
 }
 
 /// How to reach `config`'s client ports with its own client token.
@@ -203,11 +260,12 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
     let config = client_config(&target, local)?;
     let endpoints = config.endpoints.clone();
     let mut client = Client::new(config);
+    let writes = command.writes();
     let outcome = match command {
-        ClientCommand::Put { key, value } => client
-            .put(key.as_bytes(), value.as_bytes())
-            .await
-            .map(|()| done()),
+        ClientCommand::Put { key, value, file } => {
+            let value = put_value(value, file)?;
+            client.put(key.as_bytes(), &value).await.map(|()| done())
+        }
         ClientCommand::Get { key } => client.get(key.as_bytes()).await.map(|v| value(&v)),
         ClientCommand::Delete { key } => client.delete(key.as_bytes()).await.map(|()| done()),
         ClientCommand::Cas {
@@ -245,7 +303,54 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             .map(|()| done()),
         ClientCommand::Status => return status(&client, &endpoints, target.json).await,
     };
-    print(outcome, target.json)
+    print(
+        outcome.map_err(|e| Failed { error: e, writes }),
+        target.json,
+    )
+}
+
+impl ClientCommand {
+    /// Whether the command changes state (a timeout then leaves its
+    /// outcome unknown, rather than "failed").
+    fn writes(&self) -> bool {
+        !matches!(self, ClientCommand::Get { .. } | ClientCommand::Status)
+    }
+}
+
+/// A command's error, and whether the command was a write.
+struct Failed {
+    error: ClientError,
+    writes: bool,
+}
+
+impl Failed {
+    fn kind(&self) -> &'static str {
+        match self.error {
+            ClientError::Timeout(_) if self.writes => "outcome_unknown",
+            _ => kind(&self.error),
+        }
+    }
+
+    fn message(&self) -> String {
+        match &self.error {
+            ClientError::Timeout(after) if self.writes => format!(
+                "no answer within {after:?}: the outcome is unknown (the write may still be \
+                 applied; repeating it is safe only if it is idempotent)"
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The exit status for a failed command: 3 not found, 4 the cluster
+/// cannot be reached, 5 a write whose outcome is unknown, 1 otherwise.
+pub fn exit_code(kind: &str) -> i32 {
+    match kind {
+        "not_found" => 3,
+        "unavailable" => 4,
+        "outcome_unknown" => 5,
+        _ => 1,
+    }
 }
 
 struct Output {
@@ -268,18 +373,19 @@ fn value(bytes: &[u8]) -> Output {
     }
 }
 
-fn print(outcome: Result<Output, ClientError>, as_json: bool) -> Result<()> {
+fn print(outcome: Result<Output, Failed>, as_json: bool) -> Result<()> {
     match outcome {
         Ok(output) if as_json => println!("{}", output.json),
         Ok(output) => println!("{}", output.text),
-        Err(error) if as_json => {
-            println!(
-                "{}",
-                json!({"ok": false, "error": error.to_string(), "kind": kind(&error)})
-            );
-            std::process::exit(1);
+        Err(failed) => {
+            let (kind, message) = (failed.kind(), failed.message());
+            if as_json {
+                println!("{}", json!({"ok": false, "error": message, "kind": kind}));
+            } else {
+                eprintln!("synod: error: {message}");
+            }
+            std::process::exit(exit_code(kind));
         }
-        Err(error) => bail!(error),
     }
     Ok(())
 }
@@ -373,5 +479,34 @@ fn status_json(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>
                 "id": l.id, "applied": l.applied, "decided": l.decided,
             })).collect::<Vec<_>>(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_timed_out_write_has_an_unknown_outcome_and_its_own_exit_code() {
+        let timeout = |writes| Failed {
+            error: ClientError::Timeout(Duration::from_secs(2)),
+            writes,
+        };
+        assert_eq!(timeout(true).kind(), "outcome_unknown");
+        assert!(timeout(true).message().contains("outcome is unknown"));
+        assert_eq!(exit_code(timeout(true).kind()), 5);
+        assert_eq!(timeout(false).kind(), "timeout");
+        assert_eq!(exit_code(timeout(false).kind()), 1);
+        let missing = Failed {
+            error: ClientError::NotFound,
+            writes: false,
+        };
+        assert_eq!(exit_code(missing.kind()), 3);
+        let nobody = Failed {
+            error: ClientError::Unavailable("x".into()),
+            writes: true,
+        };
+        assert_eq!(exit_code(nobody.kind()), 4);
     }
 }

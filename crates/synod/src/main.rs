@@ -22,7 +22,7 @@ use settings::Overrides;
 use std::time::{Duration, Instant};
 use synod_core::Role;
 use synod_kv::{KvLimits, KvStore};
-use synod_runtime::{Bootstrap, Node, SynodConfig};
+use synod_runtime::{Bootstrap, LogFormat, Node, SynodConfig};
 
 /// glibc's malloc was a third of a loaded leader's CPU (consolidating
 /// freed chunks); mimalloc's thread-local free lists avoid that.
@@ -40,6 +40,9 @@ struct Cli {
     command: Commands,
     #[command(flatten)]
     target: cli::Target,
+    /// Log lines as `text` or `json` (default: `[log] format`, else text).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,15 +76,48 @@ enum Commands {
     Client(cli::ClientCommand),
 }
 
+/// Log to stderr: the level from `RUST_LOG`, else `level`; JSON lines or
+/// text (colour only when stderr is a terminal).
+fn init_logging(level: &str, format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,synod=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let format = match cli.log_format.as_deref() {
+        Some("json") => Some(LogFormat::Json),
+        Some(_) => Some(LogFormat::Text),
+        None => None,
+    };
+    // Node commands log what their config says; client commands only
+    // warnings, unless RUST_LOG says otherwise.
+    let node_config = match &cli.command {
+        Commands::Node { .. } | Commands::Up { .. } => {
+            let file = cli.target.config.as_deref();
+            match settings::load(file, Overrides::Environment) {
+                Ok(loaded) => Some(loaded),
+                Err(error) => {
+                    eprintln!("synod: error: {error:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        _ => None,
+    };
+    match &node_config {
+        Some((config, _)) => init_logging(&config.log.level, format.unwrap_or(config.log.format)),
+        None => init_logging("warn,synod=info", format.unwrap_or_default()),
+    }
     if let Commands::Bench(args) = cli.command {
         // The load runs on its own multi-threaded runtime.
         let result = settings::load(None, Overrides::None)
@@ -93,20 +129,21 @@ fn main() {
         return;
     }
     let system = actix_rt::System::new();
-    let result = system.block_on(run(cli));
+    let result = system.block_on(run(cli, node_config));
     if let Err(error) = result {
         eprintln!("synod: error: {error:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Run `cli`; `node_config` is the config a node command loaded.
+async fn run(cli: Cli, node_config: Option<(SynodConfig, KvLimits)>) -> Result<()> {
     match cli.command {
         Commands::Node { node, init } => {
-            let Some(file) = cli.target.config else {
+            if cli.target.config.is_none() {
                 anyhow::bail!("synod node needs --config FILE")
-            };
-            let (config, limits) = settings::load(Some(&file), Overrides::Environment)?;
+            }
+            let (config, limits) = node_config.expect("loaded for node commands");
             let bootstrap = if init {
                 Bootstrap::New
             } else {
@@ -116,8 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
             serve(nodes).await
         }
         Commands::Up { init } => {
-            let file = cli.target.config.as_deref();
-            let (config, limits) = settings::load(file, Overrides::Environment)?;
+            let (config, limits) = node_config.expect("loaded for node commands");
             let names: Vec<String> = config.nodes.keys().cloned().collect();
             // No store anywhere: a brand-new cluster (the README's first
             // command). Once any exists, every one must.

@@ -130,6 +130,106 @@ fn client_commands_work_and_values_survive_a_sigkill() {
     assert!(fails(&["get", "doomed"]).contains("not found"));
 }
 
+/// `synod ARGS` with `env` and `stdin`: (exit code, stdout, stderr).
+fn run_with(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(SYNOD)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run synod");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap().trim().to_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+#[test]
+fn scripts_get_endpoints_from_the_environment_values_from_stdin_or_a_file_and_exit_codes_by_outcome()
+ {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path());
+    // Hostnames resolve; SYNOD_ENDPOINTS stands in for --endpoints.
+    let env = [("SYNOD_ENDPOINTS", "localhost:7111,localhost:7112")];
+    let (code, out, err) = run_with(&["put", "big", "-"], &env, b"from stdin\n");
+    assert_eq!((code, out.as_str()), (0, "OK"), "{err}");
+    assert_eq!(run_with(&["get", "big"], &env, b"").1, "from stdin");
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, b"from a file").unwrap();
+    let file = file.to_str().unwrap();
+    assert_eq!(run_with(&["put", "f", "--file", file], &env, b"").0, 0);
+    assert_eq!(run_with(&["get", "f"], &env, b"").1, "from a file");
+    // Not found: 3, with a one-line reason.
+    let (code, _, err) = run_with(&["get", "nothing-here"], &env, b"");
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("not found") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, out, _) = run_with(&["get", "nothing-here", "--json"], &env, b"");
+    assert_eq!(code, 3);
+    assert!(out.contains("\"kind\":\"not_found\""), "{out}");
+    // Nobody there: 4, within the --timeout given.
+    let nobody = [("SYNOD_ENDPOINTS", "127.0.0.1:9")];
+    let (code, _, err) = run_with(&["put", "k", "v", "--timeout", "1s"], &nobody, b"");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+    // A bad endpoint is named.
+    let (code, _, err) = run_with(&["get", "k", "--endpoints", "no-port-here"], &[], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("no-port-here"), "{err}");
+}
+
+#[test]
+fn log_lines_are_json_with_log_format_json_and_never_coloured_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    // A node whose port is taken: it opens its stores (a debug line each),
+    // then fails to bind and exits.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = dir.path().join("c.toml");
+    let text = format!(
+        "[cluster]\nid = \"c\"\n[nodes.n1]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n\
+         [roles]\nproposer-1 = \"n1\"\nacceptor-1 = \"n1\"\nlearner-1 = \"n1\"\n",
+        dir.path().join("n1")
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let args = ["node", "--config", config, "--node", "n1", "--init"];
+    let debug = [("RUST_LOG", "synod_runtime=debug")];
+    let (code, _, err) = run_with(
+        &[&args[..], &["--log-format", "json"]].concat(),
+        &debug,
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    let logged: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["fields"]["message"] == "store opened"),
+        "{err}"
+    );
+    assert!(err.contains("cannot listen on"), "{err}");
+    let (_, _, text) = run_with(&args, &debug, b"");
+    assert!(
+        text.contains("store opened") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_empty_key_or_lock_owner_is_refused_before_anything_is_sent() {
     // No cluster at this endpoint: the refusal must come first.

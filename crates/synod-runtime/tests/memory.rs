@@ -99,8 +99,11 @@ async fn an_idle_session_expires_and_its_late_commands_are_refused_unapplied() {
     };
     let first = nodes[0].submit_as(id(1), b"a".to_vec()).await.unwrap();
     // Other traffic, one slot per command, moves the log past the horizon.
+    // Through node 0, so its learner has applied all of it once the last
+    // submit returns (through another node, node 0's learner could still
+    // be one command behind when `applied` is read below).
     for n in 0..30 {
-        nodes[1]
+        nodes[0]
             .submit(format!("other-{n}").into_bytes())
             .await
             .unwrap();

@@ -49,6 +49,12 @@ pub trait Hooks<R>: Unpin + 'static {
     /// What [`GetStatus`] reports.
     fn status(&self, core: &R) -> RoleStatus;
 
+    /// The core has just produced an output (the proposer logs a change of
+    /// leader here). Runs after every step: keep it to a few comparisons.
+    fn stepped(&mut self, core: &R) {
+        let _ = core;
+    }
+
     /// Whether the role wants the next `idle` moment now: inbound messages
     /// are then held (not given to the core) until every pending write is
     /// durable, so that moment comes even under load that would never let
@@ -145,6 +151,7 @@ where
             self.writer
                 .submit(writes, move |result| me.do_send(Durable { ticket, result }));
         }
+        self.hooks.stepped(&self.core);
         self.arm_timer(ctx);
     }
 

@@ -11,7 +11,7 @@
 //! | actor | core | adds |
 //! |---|---|---|
 //! | [`AcceptorActor`] | `Acceptor` | nothing ([`NoHooks`]): its replies leave once its vote is durable |
-//! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`] |
+//! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`]; logs elections and leader changes ([`ProposerHooks`]) |
 //! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`]/[`WatchCommands`], [`Subscribe`] |
 //!
 //! ```text
@@ -29,7 +29,7 @@ pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
 pub use learner::{
     Applier, LearnerActor, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
 };
-pub use proposer::{ProposeInstance, ProposerActor, Submit};
+pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};
 
 /// The acceptor actor: the shell with no hooks. Its Promise and Accepted

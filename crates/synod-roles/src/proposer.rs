@@ -3,13 +3,50 @@
 //! off), single-decree proposals as [`ProposeInstance`]. Every new round
 //! is persisted before the Prepare that carries it leaves.
 
-use crate::driver::{NoHooks, RoleActor};
+use crate::driver::{Hooks, RoleActor};
+use crate::status::{Report, RoleStatus};
 use actix::prelude::*;
-use synod_core::{Busy, Command, Proposer};
+use synod_core::{Ballot, Busy, Command, Proposer};
 use synod_storage::Store;
 
-/// The proposer actor: the shell with no hooks, plus the intake handlers below.
-pub type ProposerActor<S> = RoleActor<Proposer, S, NoHooks>;
+/// The proposer actor: the shell with [`ProposerHooks`], plus the intake
+/// handlers below.
+pub type ProposerActor<S> = RoleActor<Proposer, S, ProposerHooks>;
+
+/// What the proposer adds to the shell: a log line whenever it starts or
+/// stops leading, or comes to follow another leader (the sans-IO core
+/// cannot log).
+#[derive(Debug, Default)]
+pub struct ProposerHooks {
+    leading: Option<Ballot>,
+    leader: Option<u32>,
+}
+
+impl Hooks<Proposer> for ProposerHooks {
+    fn status(&self, core: &Proposer) -> RoleStatus {
+        core.report()
+    }
+
+    fn stepped(&mut self, core: &Proposer) {
+        let (leading, leader) = (core.leading_ballot(), core.known_leader());
+        if leading != self.leading {
+            match leading {
+                Some(ballot) => tracing::info!(
+                    proposer = %core.id(),
+                    round = ballot.round,
+                    "elected: leading"
+                ),
+                None => tracing::warn!(proposer = %core.id(), "stopped leading"),
+            }
+        } else if leader != self.leader && leading.is_none() {
+            match leader {
+                Some(leader) => tracing::info!(proposer = %core.id(), leader, "follows a leader"),
+                None => tracing::info!(proposer = %core.id(), "knows no leader"),
+            }
+        }
+        (self.leading, self.leader) = (leading, leader);
+    }
+}
 
 /// Client commands for the log.
 #[derive(Debug, Message)]

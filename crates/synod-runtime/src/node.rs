@@ -27,8 +27,8 @@ use synod_core::{
 };
 use synod_rocks::RocksBackend;
 use synod_roles::{
-    AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, RoleActor,
-    SnapshotEvery,
+    AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, ProposerHooks,
+    RoleActor, SnapshotEvery,
 };
 use synod_storage::{
     Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
@@ -437,7 +437,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 let state = store.load_proposer()?;
                 let core = Proposer::new(proposer_config(config, role.index), state, 0);
                 let actor: Addr<ProposerActor<S>> =
-                    spawn_role(core, NoHooks, writer(store), router);
+                    spawn_role(core, ProposerHooks::default(), writer(store), router);
                 started.proposer.get_or_insert_with(|| ProposerPort {
                     submit: actor.clone().recipient(),
                     propose: actor.clone().recipient(),

@@ -231,6 +231,45 @@ fn log_lines_are_json_with_log_format_json_and_never_coloured_when_piped() {
 }
 
 #[test]
+fn a_proposer_logs_when_it_is_elected() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SYNOD)
+        .args(["up", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn synod up");
+    let stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let _cluster = Cluster(child);
+    let deadline = Instant::now() + START_LIMIT;
+    let elected = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("no election was logged");
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["fields"]["message"] == "elected: leading" {
+            break event;
+        }
+    };
+    assert_eq!(elected["level"], "INFO", "{elected}");
+    assert!(
+        elected["fields"]["proposer"]
+            .as_str()
+            .unwrap()
+            .starts_with("proposer-")
+    );
+}
+
+#[test]
 fn an_empty_key_or_lock_owner_is_refused_before_anything_is_sent() {
     // No cluster at this endpoint: the refusal must come first.
     let empty_key = fails(&["put", "", "v", "--endpoints", "127.0.0.1:9"]);

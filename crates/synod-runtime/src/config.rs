@@ -141,6 +141,10 @@ pub struct NodeConfig {
     /// Address it serves clients on (none: no client port).
     #[serde(default)]
     pub client_listen: Option<SocketAddr>,
+    /// Address of its admin HTTP server: /livez, /readyz, /status,
+    /// /metrics (none: no admin server).
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for its role instances' stores.
     pub data_dir: PathBuf,
 }
@@ -427,6 +431,7 @@ impl SynodConfig {
             let addresses = [
                 ("listen", Some(node.listen)),
                 ("client_listen", node.client_listen),
+                ("admin_listen", node.admin_listen),
             ];
             for (field, address) in addresses {
                 let Some(address) = address else { continue };

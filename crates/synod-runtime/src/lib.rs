@@ -20,6 +20,7 @@
 //! order, and [`Node::shutdown`] to stop cleanly.
 #![deny(missing_docs)]
 
+mod admin;
 mod backup;
 mod client_server;
 mod config;

@@ -7,6 +7,7 @@
 //! Starting is a sequence of steps, each a function below: stores → links
 //! → router and listener → roles → gateway → client port.
 
+use crate::admin::{self, AdminActor, NodeMetrics, StoreMetrics};
 use crate::client_server::{self, ClientPortStats};
 use crate::config::SynodConfig;
 use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
@@ -31,11 +32,13 @@ use synod_roles::{
     RoleActor, SnapshotEvery,
 };
 use synod_storage::{
-    Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
+    Backend, Bootstrap, GroupCommit, GroupLimits, GroupObserver, RoleStore, SnapshotDir,
+    StorageError, StoreOwner,
     open_stamped, role_dir,
 };
 use synod_transport::{
-    Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
+    Inbound, Listener, OutboundBatch, PeerLink, PeerPresence, Shutdown, StopListening,
+    TransportConfig,
     TransportStats,
 };
 use tokio::net::TcpListener;
@@ -76,6 +79,8 @@ pub enum NodeError {
 pub struct Node {
     listen: SocketAddr,
     client_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    admin: Option<actix_web::dev::ServerHandle>,
     listener: Addr<Listener<Message>>,
     links: Vec<Addr<PeerLink<Message>>>,
     gateway: Rc<Gateway>,
@@ -91,6 +96,8 @@ struct Network {
     listener: Listener<Message>,
     listen: SocketAddr,
     client_listener: Option<TcpListener>,
+    admin_listener: Option<std::net::TcpListener>,
+    presence: Arc<PeerPresence>,
     stats: Arc<TransportStats>,
 }
 
@@ -126,8 +133,9 @@ impl Node {
         machine: impl FnMut() -> M,
     ) -> Result<Self, NodeError> {
         let stores = open_stores(config, name, backend, bootstrap)?;
-        let network = Network::open(config, name).await?;
-        let roles = start_roles(config, &network.router, stores, machine).await?;
+        let mut network = Network::open(config, name).await?;
+        let metrics = network.admin_listener.as_ref().map(|_| NodeMetrics::new());
+        let roles = start_roles(config, &network.router, stores, machine, metrics.clone()).await?;
         let gateway = Rc::new(gateway(config, name, network.router.clone(), roles));
         let clients = CancellationToken::new();
         let client_stats = Arc::new(ClientPortStats::default());
@@ -141,9 +149,32 @@ impl Node {
             )?),
             None => None,
         };
+        let (admin_listen, admin) = match (network.admin_listener.take(), metrics) {
+            (Some(listener), Some(metrics)) => {
+                let address = listener.local_addr().ok();
+                let actor = AdminActor {
+                    gateway: Rc::clone(&gateway),
+                    transport: Arc::clone(&network.stats),
+                    clients: Arc::clone(&client_stats),
+                    presence: Arc::clone(&network.presence),
+                    acceptors: admin::acceptors(config),
+                    peers: config.nodes.keys().filter(|n| *n != name).cloned().collect(),
+                    metrics,
+                }
+                .start();
+                let handle = admin::serve(listener, actor).map_err(|reason| NodeError::Bind {
+                    address: config.nodes[name].admin_listen.expect("configured"),
+                    reason,
+                })?;
+                (address, Some(handle))
+            }
+            _ => (None, None),
+        };
         Ok(Node {
             listen: network.listen,
             client_listen,
+            admin_listen,
+            admin,
             listener: network.listener.start(),
             links: network.links,
             gateway,
@@ -166,6 +197,11 @@ impl Node {
     /// The address clients connect to, if this node serves clients.
     pub fn client_address(&self) -> Option<SocketAddr> {
         self.client_listen
+    }
+
+    /// The address of the admin HTTP server, if this node runs one.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_listen
     }
 
     /// Transport counters.
@@ -232,6 +268,9 @@ impl Node {
     /// Stop intake (client port and `submit`), stop the roles (their pending
     /// writes complete), flush and close the links, and stop listening.
     pub async fn shutdown(&self) {
+        if let Some(admin) = &self.admin {
+            admin.stop(false).await;
+        }
         self.clients.cancel();
         let _ = self.listener.send(StopListening).await;
         self.gateway.stop_roles().await;
@@ -385,6 +424,14 @@ impl Network {
         .await
         .map_err(bind_error)?;
         let listen = listener.local_addr().map_err(bind_error)?;
+        let presence = listener.presence();
+        let admin_listener = match node.admin_listen {
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .map_err(|reason| NodeError::Bind { address, reason })?,
+            ),
+            None => None,
+        };
         let client_listener = match node.client_listen {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -399,6 +446,8 @@ impl Network {
             listener,
             listen,
             client_listener,
+            admin_listener,
+            presence,
             stats,
         })
     }
@@ -410,6 +459,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
     router: &Addr<Router>,
     stores: Vec<OpenedRole<S>>,
     mut machine: impl FnMut() -> M,
+    metrics: Option<Arc<NodeMetrics>>,
 ) -> Result<StartedRoles, NodeError> {
     let limits = GroupLimits {
         max_submissions: config.storage.group_max_submissions,
@@ -423,7 +473,14 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             store,
             snapshots,
         } = opened;
-        let writer = |store| GroupCommit::spawn(store, path, limits);
+        let observer = metrics.as_ref().map(|metrics| {
+            let observer: Arc<dyn GroupObserver> = Arc::new(StoreMetrics {
+                metrics: Arc::clone(metrics),
+                role: role.to_string(),
+            });
+            observer
+        });
+        let writer = |store| GroupCommit::spawn_observed(store, path, limits, observer);
         let recipient: Recipient<Inbound<Message>> = match role.role {
             Role::Acceptor => {
                 let core = Acceptor::new(role.index, store.load_acceptor()?)

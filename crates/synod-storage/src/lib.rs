@@ -49,4 +49,4 @@ pub use snapshot::{Incoming, SNAPSHOT_FORMAT, Snapshot, SnapshotDir};
 pub use store::{
     AcceptorStore, Backend, LearnerStore, ProposerStore, RoleStore, Store, Write, role_dir,
 };
-pub use writer::{Completion, GroupCommit, GroupLimits};
+pub use writer::{Completion, GroupCommit, GroupLimits, GroupObserver};

@@ -57,15 +57,33 @@ pub struct GroupCommit<S: Store> {
     path: PathBuf,
 }
 
+/// Told about every group the writer makes durable (or fails), on the
+/// writer thread: what metrics are made of.
+pub trait GroupObserver: Send + Sync + 'static {
+    /// One group: its submissions and writes, how long the synced write
+    /// took, and whether it succeeded.
+    fn group(&self, submissions: usize, writes: usize, took: std::time::Duration, ok: bool);
+}
+
 impl<S: Store> GroupCommit<S> {
     /// Start a writer thread that owns `store`. `path` names the store in
     /// errors.
     pub fn spawn(store: S, path: impl Into<PathBuf>, limits: GroupLimits) -> Self {
+        Self::spawn_observed(store, path, limits, None)
+    }
+
+    /// [`GroupCommit::spawn`], telling `observer` about every group.
+    pub fn spawn_observed(
+        store: S,
+        path: impl Into<PathBuf>,
+        limits: GroupLimits,
+        observer: Option<std::sync::Arc<dyn GroupObserver>>,
+    ) -> Self {
         let path = path.into();
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("synod-group-commit".into())
-            .spawn(move || run(store, receiver, limits))
+            .spawn(move || run(store, receiver, limits, observer))
             .expect("spawning the group-commit thread");
         Self {
             sender: Some(sender),
@@ -127,14 +145,23 @@ impl<S: Store> Drop for GroupCommit<S> {
     }
 }
 
-fn run<S: Store>(mut store: S, receiver: Receiver<Submission>, limits: GroupLimits) -> S {
+fn run<S: Store>(
+    mut store: S,
+    receiver: Receiver<Submission>,
+    limits: GroupLimits,
+    observer: Option<std::sync::Arc<dyn GroupObserver>>,
+) -> S {
     while let Ok(first) = receiver.recv() {
         let mut group = gather(first, &receiver, limits);
         let mut writes = Vec::with_capacity(group.iter().map(|s| s.writes.len()).sum());
         for submission in &mut group {
             writes.append(&mut submission.writes);
         }
+        let began = std::time::Instant::now();
         let result = store.write_batch(&writes);
+        if let Some(observer) = &observer {
+            observer.group(group.len(), writes.len(), began.elapsed(), result.is_ok());
+        }
         for submission in group {
             (submission.done)(result.clone());
         }

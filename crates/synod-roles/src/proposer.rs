@@ -20,15 +20,24 @@ pub type ProposerActor<S> = RoleActor<Proposer, S, ProposerHooks>;
 pub struct ProposerHooks {
     leading: Option<Ballot>,
     leader: Option<u32>,
+    elections_won: u64,
+    leader_changes: u64,
 }
 
 impl Hooks<Proposer> for ProposerHooks {
     fn status(&self, core: &Proposer) -> RoleStatus {
-        core.report()
+        let mut report = core.report();
+        if let RoleStatus::Proposer(status) = &mut report {
+            status.elections_won = self.elections_won;
+            status.leader_changes = self.leader_changes;
+        }
+        report
     }
 
     fn stepped(&mut self, core: &Proposer) {
         let (leading, leader) = (core.leading_ballot(), core.known_leader());
+        self.elections_won += u64::from(leading.is_some() && self.leading.is_none());
+        self.leader_changes += u64::from(leader != self.leader && leader.is_some());
         if leading != self.leading {
             match leading {
                 Some(ballot) => tracing::info!(

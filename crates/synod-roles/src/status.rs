@@ -17,6 +17,10 @@ pub struct ProposerStatus {
     pub first_unchosen: Slot,
     /// The highest ballot round this proposer has used (one per campaign).
     pub max_round: u64,
+    /// Times it was elected (started leading) since the node started.
+    pub elections_won: u64,
+    /// Times the leader it knows changed since the node started.
+    pub leader_changes: u64,
 }
 
 /// An acceptor's promise and votes.
@@ -88,6 +92,8 @@ impl Report for Proposer {
             leading_ballot: self.leading_ballot(),
             first_unchosen: self.first_unchosen(),
             max_round: self.state().max_round,
+            elections_won: 0,
+            leader_changes: 0,
         })
     }
 }

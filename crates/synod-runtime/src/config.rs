@@ -138,6 +138,11 @@ pub struct ClusterConfig {
 pub struct NodeConfig {
     /// Address it listens on for other nodes.
     pub listen: SocketAddr,
+    /// `host:port` the other nodes connect to (default: `listen`). Needed
+    /// when `listen` is a wildcard (`0.0.0.0:7100`); a DNS name is
+    /// resolved at every connect (a Kubernetes pod's stable name, say).
+    #[serde(default)]
+    pub advertise: Option<String>,
     /// Address it serves clients on (none: no client port).
     #[serde(default)]
     pub client_listen: Option<SocketAddr>,
@@ -147,6 +152,30 @@ pub struct NodeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Directory for its role instances' stores.
     pub data_dir: PathBuf,
+}
+
+impl NodeConfig {
+    /// The `host:port` other nodes connect to.
+    pub fn peer_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The `host:port` where another machine reaches `bound`, one of this
+    /// node's listen addresses: itself, unless it is a wildcard
+    /// (`0.0.0.0`), then the advertised host with `bound`'s port.
+    pub fn reachable(&self, bound: SocketAddr) -> String {
+        if !bound.ip().is_unspecified() {
+            return bound.to_string();
+        }
+        let host = self
+            .advertise
+            .as_deref()
+            .and_then(|a| a.rsplit_once(':'))
+            .map_or("127.0.0.1", |(host, _)| host);
+        format!("{host}:{}", bound.port())
+    }
 }
 
 /// Paxos tuning.
@@ -428,6 +457,10 @@ impl SynodConfig {
     fn check_addresses(&self, errors: &mut Vec<Problem>) {
         let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (name, node) in &self.nodes {
+            self.check_advertise(name, node, errors);
+            // Wildcard addresses may repeat across nodes (each on its own
+            // machine or pod), never within one.
+            let mut own: BTreeMap<SocketAddr, String> = BTreeMap::new();
             let addresses = [
                 ("listen", Some(node.listen)),
                 ("client_listen", node.client_listen),
@@ -443,9 +476,42 @@ impl SynodConfig {
                     errors.push(Problem { field, message });
                     continue;
                 }
-                if let Some(other) = seen.insert(address, field.clone()) {
+                let shared = if address.ip().is_unspecified() {
+                    &mut own
+                } else {
+                    &mut seen
+                };
+                if let Some(other) = shared.insert(address, field.clone()) {
                     let message = format!("{address} is also {other}; give each its own address");
                     errors.push(Problem { field, message });
+                }
+            }
+        }
+    }
+
+    /// `advertise` must be `host:port`, and a wildcard `listen` needs it.
+    fn check_advertise(&self, name: &str, node: &NodeConfig, errors: &mut Vec<Problem>) {
+        let field = format!("nodes.{name}.advertise");
+        match &node.advertise {
+            None if node.listen.ip().is_unspecified() && self.nodes.len() > 1 => {
+                errors.push(Problem {
+                    field,
+                    message: format!(
+                        "listen is {}, which other nodes cannot connect to; set advertise to the host:port they reach this node at",
+                        node.listen
+                    ),
+                });
+            }
+            None => {}
+            Some(address) => {
+                let port = address
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()));
+                if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                    errors.push(Problem {
+                        field,
+                        message: format!("{address:?} is not host:port (with a port above 0)"),
+                    });
                 }
             }
         }

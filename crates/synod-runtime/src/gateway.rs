@@ -39,6 +39,10 @@ pub struct NodeStatus {
     /// Commands this node's gateway sent again after `paxos.submit_retry`
     /// passed without an answer.
     pub resends: u64,
+    /// Commands this node's gateway saw answered.
+    pub commands_answered: u64,
+    /// The sum of their submit-to-answer times, in seconds.
+    pub commands_seconds: f64,
 }
 
 /// A role actor as the node sees it, whatever its core and store.
@@ -105,6 +109,35 @@ pub(crate) struct Gateway {
     pub(crate) intake: Option<Intake>,
     /// Commands sent again after `submit_retry` without an answer.
     pub(crate) resends: Cell<u64>,
+    /// Commands answered, and how long each took.
+    pub(crate) answered: Answered,
+}
+
+/// Commands a gateway saw answered: a count and the sum of their
+/// submit-to-answer times (for a mean over any interval), and the same
+/// times into the node's histogram when it keeps metrics.
+#[derive(Default)]
+pub(crate) struct Answered {
+    count: Cell<u64>,
+    seconds: Cell<f64>,
+    histogram: Option<metrics::Histogram>,
+}
+
+impl Answered {
+    pub(crate) fn new(histogram: Option<metrics::Histogram>) -> Self {
+        Answered {
+            histogram,
+            ..Default::default()
+        }
+    }
+
+    fn record(&self, took: Duration) {
+        self.count.set(self.count.get() + 1);
+        self.seconds.set(self.seconds.get() + took.as_secs_f64());
+        if let Some(histogram) = &self.histogram {
+            histogram.record(took);
+        }
+    }
 }
 
 impl Gateway {
@@ -189,7 +222,8 @@ impl Gateway {
         };
         let command = Command { id, payload };
         let (reply, mut response) = oneshot::channel();
-        let deadline = Instant::now() + self.submit_timeout;
+        let started = Instant::now();
+        let deadline = started + self.submit_timeout;
         intake
             .send(WatchCommand { id, reply }, command.clone())
             .await?;
@@ -204,7 +238,10 @@ impl Gateway {
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => return answer,
+                Ok(Ok(answer)) => {
+                    self.answered.record(started.elapsed());
+                    return answer;
+                }
                 Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
                 Err(_) if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
@@ -284,6 +321,8 @@ impl Gateway {
             learners: Vec::new(),
             stopped: Vec::new(),
             resends: self.resends.get(),
+            commands_answered: self.answered.count.get(),
+            commands_seconds: self.answered.seconds.get(),
         };
         for role in &self.roles {
             match role.status.send(GetStatus).await {

@@ -11,8 +11,9 @@
 //!   │                                                opened first: locked/corrupt stops the start)
 //!   ├─ PeerLink per other node ──▶ Router ◀── Listener (authenticated inbound)
 //!   ├─ ProposerActor / AcceptorActor / LearnerActor placed on this node (synod-roles)
-//!   └─ Gateway ◀── client port (synod-api's wire protocol)
-//!        └─ Intake: commands arriving in one turn go on as one batch
+//!   ├─ Gateway ◀── client port (synod-api's wire protocol)
+//!   │    └─ Intake: commands arriving in one turn go on as one batch
+//!   └─ admin HTTP server (optional): /livez /readyz /status /cluster /metrics, dashboard
 //! ```
 //!
 //! An embedding application calls [`Node::submit`] to submit a command and
@@ -25,6 +26,7 @@ mod backup;
 mod client_server;
 mod config;
 mod gateway;
+pub mod health;
 mod intake;
 mod node;
 mod router;

@@ -5,12 +5,13 @@
 //! [`Node::start`] runs on RocksDB; [`Node::start_with`] takes any storage
 //! [`Backend`] (the memory backend runs a whole node without a disk).
 //! Starting is a sequence of steps, each a function below: stores → links
-//! → router and listener → roles → gateway → client port.
+//! → router and listener → roles → gateway → client port → admin server.
 
-use crate::admin::{self, AdminActor, NodeMetrics, StoreMetrics};
+use crate::admin::{self, AdminActor, NodeMetrics};
 use crate::client_server::{self, ClientPortStats};
 use crate::config::SynodConfig;
 use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
+use crate::router::MessageCounts;
 use crate::router::{RegisterRole, Router, StopRouter};
 use actix::prelude::*;
 use std::cell::Cell;
@@ -32,13 +33,11 @@ use synod_roles::{
     RoleActor, SnapshotEvery,
 };
 use synod_storage::{
-    Backend, Bootstrap, GroupCommit, GroupLimits, GroupObserver, RoleStore, SnapshotDir,
-    StorageError, StoreOwner,
+    Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
     open_stamped, role_dir,
 };
 use synod_transport::{
-    Inbound, Listener, OutboundBatch, PeerLink, PeerPresence, Shutdown, StopListening,
-    TransportConfig,
+    Inbound, Listener, OutboundBatch, PeerLink, Shutdown, StopListening, TransportConfig,
     TransportStats,
 };
 use tokio::net::TcpListener;
@@ -97,7 +96,7 @@ struct Network {
     listen: SocketAddr,
     client_listener: Option<TcpListener>,
     admin_listener: Option<std::net::TcpListener>,
-    presence: Arc<PeerPresence>,
+    sent: Rc<MessageCounts>,
     stats: Arc<TransportStats>,
 }
 
@@ -135,8 +134,16 @@ impl Node {
         let stores = open_stores(config, name, backend, bootstrap)?;
         let mut network = Network::open(config, name).await?;
         let metrics = network.admin_listener.as_ref().map(|_| NodeMetrics::new());
-        let roles = start_roles(config, &network.router, stores, machine, metrics.clone()).await?;
-        let gateway = Rc::new(gateway(config, name, network.router.clone(), roles));
+        let roles =
+            start_roles(config, &network.router, stores, machine, metrics.as_deref()).await?;
+        let latency = metrics.as_ref().map(|m| m.command_latency());
+        let gateway = Rc::new(gateway(
+            config,
+            name,
+            network.router.clone(),
+            roles,
+            latency,
+        ));
         let clients = CancellationToken::new();
         let client_stats = Arc::new(ClientPortStats::default());
         let client_listen = match network.client_listener {
@@ -151,22 +158,17 @@ impl Node {
         };
         let (admin_listen, admin) = match (network.admin_listener.take(), metrics) {
             (Some(listener), Some(metrics)) => {
-                let address = listener.local_addr().ok();
-                let actor = AdminActor {
+                let admin = AdminActor {
+                    config: Arc::new(config.clone()),
                     gateway: Rc::clone(&gateway),
                     transport: Arc::clone(&network.stats),
                     clients: Arc::clone(&client_stats),
-                    presence: Arc::clone(&network.presence),
-                    acceptors: admin::acceptors(config),
-                    peers: config.nodes.keys().filter(|n| *n != name).cloned().collect(),
+                    sent: Rc::clone(&network.sent),
                     metrics,
-                }
-                .start();
-                let handle = admin::serve(listener, actor).map_err(|reason| NodeError::Bind {
-                    address: config.nodes[name].admin_listen.expect("configured"),
-                    reason,
-                })?;
-                (address, Some(handle))
+                    progress: Default::default(),
+                };
+                let (address, handle) = serve_admin(config, name, listener, admin)?;
+                (Some(address), Some(handle))
             }
             _ => (None, None),
         };
@@ -410,7 +412,9 @@ impl Network {
             .into_iter()
             .map(|(role, node)| (role, Arc::from(node.as_str())))
             .collect();
-        let router = Router::new(name, placement, links.clone()).start();
+        let router = Router::new(name, placement, links.clone());
+        let sent = router.sent();
+        let router = router.start();
         let bind_error = |reason| NodeError::Bind {
             address: node.listen,
             reason,
@@ -424,7 +428,6 @@ impl Network {
         .await
         .map_err(bind_error)?;
         let listen = listener.local_addr().map_err(bind_error)?;
-        let presence = listener.presence();
         let admin_listener = match node.admin_listen {
             Some(address) => Some(
                 std::net::TcpListener::bind(address)
@@ -447,7 +450,7 @@ impl Network {
             listen,
             client_listener,
             admin_listener,
-            presence,
+            sent,
             stats,
         })
     }
@@ -459,7 +462,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
     router: &Addr<Router>,
     stores: Vec<OpenedRole<S>>,
     mut machine: impl FnMut() -> M,
-    metrics: Option<Arc<NodeMetrics>>,
+    metrics: Option<&NodeMetrics>,
 ) -> Result<StartedRoles, NodeError> {
     let limits = GroupLimits {
         max_submissions: config.storage.group_max_submissions,
@@ -473,13 +476,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             store,
             snapshots,
         } = opened;
-        let observer = metrics.as_ref().map(|metrics| {
-            let observer: Arc<dyn GroupObserver> = Arc::new(StoreMetrics {
-                metrics: Arc::clone(metrics),
-                role: role.to_string(),
-            });
-            observer
-        });
+        let observer = metrics.map(|metrics| metrics.store(&role.to_string()));
         let writer = |store| GroupCommit::spawn_observed(store, path, limits, observer);
         let recipient: Recipient<Inbound<Message>> = match role.role {
             Role::Acceptor => {
@@ -552,7 +549,13 @@ impl StartedRoles {
 }
 
 /// Step 5: the gateway over the started roles.
-fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: StartedRoles) -> Gateway {
+fn gateway(
+    config: &SynodConfig,
+    name: &str,
+    router: Addr<Router>,
+    roles: StartedRoles,
+    latency: Option<metrics::Histogram>,
+) -> Gateway {
     let all_proposers = config.instances(Role::Proposer);
     let intake = crate::gateway::intake_for(
         roles.learner.as_ref(),
@@ -576,7 +579,25 @@ fn gateway(config: &SynodConfig, name: &str, router: Addr<Router>, roles: Starte
         max_command_bytes: config.paxos.max_command_bytes,
         intake,
         resends: Cell::new(0),
+        answered: crate::gateway::Answered::new(latency),
     }
+}
+
+/// Step 7: serve the admin pages (when `admin_listen` is set).
+fn serve_admin(
+    config: &SynodConfig,
+    name: &str,
+    listener: std::net::TcpListener,
+    admin: AdminActor,
+) -> Result<(SocketAddr, actix_web::dev::ServerHandle), NodeError> {
+    let bind_error = |reason| NodeError::Bind {
+        address: config.nodes[name].admin_listen.expect("configured"),
+        reason,
+    };
+    let address = listener.local_addr().map_err(bind_error)?;
+    let config = Arc::clone(&admin.config);
+    let handle = admin::serve(listener, admin.start(), config).map_err(bind_error)?;
+    Ok((address, handle))
 }
 
 /// Step 6: serve the client port through the gateway until `stop`.
@@ -606,7 +627,7 @@ fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig,
     let mut transport = TransportConfig::new(config.cluster.id.clone(), name, secret.into_bytes());
     for (peer, node) in &config.nodes {
         if peer != name {
-            transport = transport.with_peer(peer.clone(), node.listen);
+            transport = transport.with_peer(peer.clone(), node.peer_address());
         }
     }
     let t = &config.transport;

@@ -4,7 +4,9 @@
 //! the listener and are checked against the placement before delivery.
 
 use actix::prelude::*;
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use synod_core::{Message, RoleId};
 use synod_transport::{Inbound, OutboundBatch, PeerLink};
@@ -24,9 +26,26 @@ pub struct RegisterRole {
 #[rtype(result = "()")]
 pub struct StopRouter;
 
+/// Messages the node's roles sent, by kind (`accept`, `nack`, ...): a
+/// table bounded by the number of message kinds.
+#[derive(Debug, Default)]
+pub(crate) struct MessageCounts(RefCell<BTreeMap<&'static str, u64>>);
+
+impl MessageCounts {
+    fn count(&self, message: &Message) {
+        *self.0.borrow_mut().entry(message.kind()).or_default() += 1;
+    }
+
+    /// Every kind sent so far, with its count.
+    pub(crate) fn get(&self) -> Vec<(&'static str, u64)> {
+        self.0.borrow().iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
 /// The per-node router.
 pub struct Router {
     node: Arc<str>,
+    sent: Rc<MessageCounts>,
     locals: HashMap<RoleId, Recipient<Inbound<Message>>>,
     placement: HashMap<RoleId, Arc<str>>,
     links: HashMap<Arc<str>, Addr<PeerLink<Message>>>,
@@ -42,10 +61,18 @@ impl Router {
     ) -> Self {
         Self {
             node: node.into(),
+            sent: Rc::default(),
             locals: HashMap::new(),
             placement,
             links,
         }
+    }
+}
+
+impl Router {
+    /// What this router counts of the messages it routes.
+    pub(crate) fn sent(&self) -> Rc<MessageCounts> {
+        Rc::clone(&self.sent)
     }
 }
 
@@ -73,6 +100,7 @@ impl Handler<OutboundBatch<Message>> for Router {
     fn handle(&mut self, OutboundBatch(batch): OutboundBatch<Message>, _: &mut Context<Self>) {
         let mut remote: HashMap<Arc<str>, Vec<_>> = HashMap::new();
         for outbound in batch {
+            self.sent.count(&outbound.message);
             if let Some(local) = self.locals.get(&outbound.to) {
                 let inbound = Inbound {
                     node: Arc::clone(&self.node),

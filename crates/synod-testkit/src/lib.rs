@@ -21,7 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -109,6 +109,7 @@ pub struct TestCluster {
     id: String,
     nodes: Vec<(String, Vec<String>)>,
     client_ports: bool,
+    admin_nodes: BTreeSet<String>,
     client_token: Option<String>,
     paxos: BTreeMap<String, String>,
     transport: BTreeMap<String, String>,
@@ -122,6 +123,8 @@ pub struct Rendered {
     pub toml: String,
     /// Client ports, in node order (only nodes hosting a learner have one).
     pub client_addresses: Vec<SocketAddr>,
+    /// Admin HTTP servers, by node (with [`TestCluster::admin_ports`]).
+    pub admin_addresses: BTreeMap<String, SocketAddr>,
 }
 
 impl TestCluster {
@@ -144,6 +147,7 @@ impl TestCluster {
                 })
                 .collect(),
             client_ports: false,
+            admin_nodes: BTreeSet::new(),
             client_token: None,
             paxos: owned(&PAXOS),
             transport: owned(&TRANSPORT),
@@ -191,6 +195,19 @@ impl TestCluster {
         self
     }
 
+    /// Give every node an admin HTTP server.
+    pub fn admin_ports(self) -> Self {
+        let all = self.node_names();
+        self.admin_ports_on(&all)
+    }
+
+    /// Give `nodes` an admin HTTP server.
+    pub fn admin_ports_on(mut self, nodes: &[impl AsRef<str>]) -> Self {
+        self.admin_nodes
+            .extend(nodes.iter().map(|n| n.as_ref().to_owned()));
+        self
+    }
+
     /// Require `token` from clients.
     pub fn client_token(mut self, token: &str) -> Self {
         self.client_token = Some(token.to_owned());
@@ -224,6 +241,7 @@ impl TestCluster {
             let _ = writeln!(toml, "client_token = {token:?}");
         }
         let mut client_addresses = Vec::new();
+        let mut admin_addresses = BTreeMap::new();
         // Every port stays bound until all are drawn, so one config never
         // gets the same port twice.
         let mut held = Vec::new();
@@ -240,6 +258,11 @@ impl TestCluster {
                 let address = SocketAddr::from(([127, 0, 0, 1], port()));
                 let _ = writeln!(toml, "client_listen = \"{address}\"");
                 client_addresses.push(address);
+            }
+            if self.admin_nodes.contains(node) {
+                let address = SocketAddr::from(([127, 0, 0, 1], port()));
+                let _ = writeln!(toml, "admin_listen = \"{address}\"");
+                admin_addresses.insert(node.clone(), address);
             }
             let _ = writeln!(toml, "data_dir = {:?}", data_root.join(node));
         }
@@ -259,6 +282,7 @@ impl TestCluster {
         Rendered {
             toml,
             client_addresses,
+            admin_addresses,
         }
     }
 }

@@ -62,7 +62,7 @@ fn start_receiver(received: Arc<AtomicU64>) -> SocketAddr {
         let system = System::new();
         system.block_on(async move {
             let config = TransportConfig::new("bench", "receiver", SECRET)
-                .with_peer("sender", "127.0.0.1:9".parse().unwrap());
+                .with_peer("sender", "127.0.0.1:9");
             let router = Counter(received).start().recipient();
             let stats = Arc::new(TransportStats::default());
             let listener = Listener::bind(

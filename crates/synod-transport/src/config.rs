@@ -1,7 +1,6 @@
 //! Transport settings: who this node is, who its peers are, and the limits.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Default largest frame: 4 MiB.
@@ -16,8 +15,10 @@ pub struct TransportConfig {
     pub node: String,
     /// The shared cluster secret proven (never sent) in the handshake.
     pub secret: Vec<u8>,
-    /// The nodes this node accepts connections from and connects to.
-    pub peers: BTreeMap<String, SocketAddr>,
+    /// The nodes this node accepts connections from and connects to, each
+    /// with its `host:port` (a name is resolved at every connect, so a
+    /// peer whose address changes, as a restarted pod's does, is found).
+    pub peers: BTreeMap<String, String>,
     /// Largest frame accepted or sent, in bytes.
     pub max_frame_len: usize,
     /// Frames queued per peer before new ones are dropped.
@@ -58,9 +59,9 @@ impl TransportConfig {
         }
     }
 
-    /// Add peer `name` at `address`.
-    pub fn with_peer(mut self, name: impl Into<String>, address: SocketAddr) -> Self {
-        self.peers.insert(name.into(), address);
+    /// Add peer `name` at `address` (a `SocketAddr` or `host:port`).
+    pub fn with_peer(mut self, name: impl Into<String>, address: impl ToString) -> Self {
+        self.peers.insert(name.into(), address.to_string());
         self
     }
 }

@@ -248,7 +248,7 @@ mod tests {
     use std::time::Duration;
 
     fn config(node: &str, peer: &str, secret: &[u8]) -> TransportConfig {
-        TransportConfig::new("test", node, secret).with_peer(peer, "127.0.0.1:1".parse().unwrap())
+        TransportConfig::new("test", node, secret).with_peer(peer, "127.0.0.1:1")
     }
 
     async fn pair(

@@ -43,5 +43,5 @@ pub use envelope::{Envelope, PROTOCOL_VERSION, decode_envelope, encode_frame, fr
 pub use error::TransportError;
 pub use handshake::{HANDSHAKE_FRAME_MAX, handshake};
 pub use link::{Outbound, OutboundBatch, PeerLink, Shutdown};
-pub use listener::{Inbound, Listener, MAX_UNAUTHENTICATED, PeerPresence, StopListening};
-pub use stats::TransportStats;
+pub use listener::{Inbound, Listener, MAX_UNAUTHENTICATED, StopListening};
+pub use stats::{PeerStats, TransportStats};

@@ -208,13 +208,13 @@ impl LinkTask {
     }
 
     async fn connect(&self) -> Result<TcpStream, TransportError> {
-        let address = *self
+        let address = self
             .config
             .peers
             .get(&self.peer)
             .ok_or_else(|| TransportError::UnknownNode(self.peer.clone()))?;
         let timeout = self.config.handshake_timeout;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(address.as_str()))
             .await
             .map_err(|_| TransportError::HandshakeTimeout(timeout))??;
         stream.set_nodelay(true)?;
@@ -232,6 +232,7 @@ impl LinkTask {
     ) -> Result<(), TransportError> {
         let mut frames = Vec::with_capacity(COALESCE);
         let mut buffer = BytesMut::new();
+        let traffic = self.stats.peer(&self.peer);
         loop {
             if queue.recv_many(&mut frames, COALESCE).await == 0 {
                 stream.flush().await?;
@@ -242,8 +243,10 @@ impl LinkTask {
             for frame in frames.drain(..) {
                 buffer.extend_from_slice(&frame);
                 TransportStats::bump(&self.stats.frames_sent);
+                TransportStats::bump(&traffic.frames_sent);
             }
             stream.write_all(&buffer).await?;
+            TransportStats::add(&traffic.bytes_sent, buffer.len());
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::config::TransportConfig;
 use crate::envelope::{Envelope, PROTOCOL_VERSION, decode_envelope, frame_codec};
 use crate::error::TransportError;
 use crate::handshake::handshake;
-use crate::stats::TransportStats;
+use crate::stats::{PeerStats, TransportStats};
 use actix::prelude::*;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -48,31 +48,6 @@ pub struct Inbound<M> {
 #[rtype(result = "()")]
 pub struct StopListening;
 
-/// Which peers have an authenticated inbound connection open now. A peer
-/// process that dies closes its sockets, so this notices at once, even
-/// on a link nothing is sent over.
-#[derive(Debug, Default)]
-pub struct PeerPresence {
-    open: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
-}
-
-impl PeerPresence {
-    /// Whether `peer` has an inbound connection open.
-    pub fn is_connected(&self, peer: &str) -> bool {
-        self.lock().get(peer).is_some_and(|n| *n > 0)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, usize>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn change(&self, peer: &Arc<str>, opened: bool) {
-        let mut open = self.lock();
-        let count = open.entry(Arc::clone(peer)).or_default();
-        *count = if opened { *count + 1 } else { count.saturating_sub(1) };
-    }
-}
-
 /// Most inbound connections in their handshake at once.
 pub const MAX_UNAUTHENTICATED: usize = 64;
 
@@ -80,7 +55,6 @@ pub const MAX_UNAUTHENTICATED: usize = 64;
 pub struct Listener<M: Send + 'static> {
     listener: Option<TcpListener>,
     unauthenticated: Arc<Semaphore>,
-    presence: Arc<PeerPresence>,
     config: Arc<TransportConfig>,
     stats: Arc<TransportStats>,
     router: Recipient<Inbound<M>>,
@@ -99,16 +73,10 @@ impl<M: DeserializeOwned + Send + 'static> Listener<M> {
         Ok(Self {
             listener: Some(listener),
             unauthenticated: Arc::new(Semaphore::new(MAX_UNAUTHENTICATED)),
-            presence: Arc::new(PeerPresence::default()),
             config,
             stats,
             router,
         })
-    }
-
-    /// Which peers are connected to this listener now.
-    pub fn presence(&self) -> Arc<PeerPresence> {
-        Arc::clone(&self.presence)
     }
 
     /// The bound address (useful with port 0).
@@ -152,7 +120,6 @@ impl<M: DeserializeOwned + Send + 'static> Handler<Accepted> for Listener<M> {
             return;
         };
         let connection = Connection {
-            presence: Arc::clone(&self.presence),
             config: Arc::clone(&self.config),
             stats: Arc::clone(&self.stats),
             router: self.router.clone(),
@@ -177,7 +144,6 @@ impl<M: DeserializeOwned + Send + 'static> Handler<StopListening> for Listener<M
 }
 
 struct Connection<M: Send + 'static> {
-    presence: Arc<PeerPresence>,
     config: Arc<TransportConfig>,
     stats: Arc<TransportStats>,
     router: Recipient<Inbound<M>>,
@@ -201,21 +167,29 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
             }
         };
         drop(permit);
-        self.presence.change(&peer, true);
-        let served = self.serve_frames(&peer, &mut framed).await;
-        self.presence.change(&peer, false);
+        let traffic = self.stats.peer(&peer);
+        traffic
+            .inbound_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let served = self.serve_frames(&peer, &traffic, &mut framed).await;
+        traffic
+            .inbound_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         served
     }
 
     async fn serve_frames(
         &self,
         peer: &Arc<str>,
+        traffic: &PeerStats,
         framed: &mut Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>,
     ) -> Result<(), TransportError> {
         while let Some(frame) = framed.next().await {
-            let result = frame
-                .map_err(TransportError::from)
-                .and_then(|frame| self.deliver(peer, &frame));
+            let result = frame.map_err(TransportError::from).and_then(|frame| {
+                TransportStats::bump(&traffic.frames_received);
+                TransportStats::add(&traffic.bytes_received, frame.len());
+                self.deliver(peer, &frame)
+            });
             if let Err(e) = result {
                 TransportStats::bump(&self.stats.connections_closed_hostile);
                 return Err(e);

@@ -66,8 +66,8 @@ impl Server {
 
 fn server_config() -> TransportConfig {
     let mut config = TransportConfig::new("test", "server", SECRET)
-        .with_peer("client", "127.0.0.1:9".parse().unwrap())
-        .with_peer("other", "127.0.0.1:9".parse().unwrap());
+        .with_peer("client", "127.0.0.1:9")
+        .with_peer("other", "127.0.0.1:9");
     config.max_frame_len = 64 * 1024;
     config.handshake_timeout = Duration::from_millis(300);
     config
@@ -123,7 +123,9 @@ fn frame(sender: &str, message: Message) -> Bytes {
 
 /// A raw TCP connection that has completed the handshake as `config.node`.
 async fn authenticated(config: &TransportConfig) -> TcpStream {
-    let stream = TcpStream::connect(config.peers["server"]).await.unwrap();
+    let stream = TcpStream::connect(config.peers["server"].as_str())
+        .await
+        .unwrap();
     let mut framed = Framed::new(stream, frame_codec(1 << 20));
     handshake(&mut framed, config, Some("server"))
         .await

@@ -15,7 +15,6 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use synod_client::wire::StatusReport;
 use synod_client::{Client, ClientConfig, ClientError};
 use synod_runtime::SynodConfig;
 
@@ -80,7 +79,9 @@ pub enum ClientCommand {
         #[arg(long)]
         owner: String,
     },
-    /// Show each node, its roles, the leader and its ballot, and each learner's progress.
+    /// Show every node of the config, its roles, the leader, the acceptors'
+    /// quorum and the learners' lag; exit 0 healthy, 1 degraded, 2 no
+    /// quorum or no leader.
     Status,
 }
 
@@ -239,11 +240,16 @@ pub(crate) fn client_config_of(config: &SynodConfig) -> Result<ClientConfig> {
 }
 
 fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {
-    let endpoints: Vec<SocketAddr> = config
+    let reachable: Vec<String> = config
         .nodes
         .values()
-        .filter_map(|n| n.client_listen)
+        .filter_map(|n| Some(n.reachable(n.client_listen?)))
         .collect();
+    let endpoints = if reachable.is_empty() {
+        Vec::new()
+    } else {
+        resolve(&reachable)?
+    };
     if endpoints.is_empty() {
         bail!("the config has no node with a client_listen address");
     }
@@ -257,8 +263,10 @@ fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {
 
 /// Run one client command; the exit status follows the result.
 pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) -> Result<()> {
+    if let ClientCommand::Status = command {
+        return crate::status::run(&target, local).await;
+    }
     let config = client_config(&target, local)?;
-    let endpoints = config.endpoints.clone();
     let mut client = Client::new(config);
     let writes = command.writes();
     let outcome = match command {
@@ -301,7 +309,7 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             .unlock(name.as_bytes(), &owner)
             .await
             .map(|()| done()),
-        ClientCommand::Status => return status(&client, &endpoints, target.json).await,
+        ClientCommand::Status => unreachable!("handled above"),
     };
     print(
         outcome.map_err(|e| Failed { error: e, writes }),
@@ -403,82 +411,6 @@ fn kind(error: &ClientError) -> &'static str {
         ClientError::Protocol(_) => "protocol",
         ClientError::SessionExpired => "session_expired",
         ClientError::Invalid(_) => "invalid",
-    }
-}
-
-async fn status(client: &Client, endpoints: &[SocketAddr], as_json: bool) -> Result<()> {
-    let mut reports = Vec::new();
-    let mut reached = 0;
-    for endpoint in endpoints {
-        let report = client.status_of(*endpoint).await;
-        reached += usize::from(report.is_ok());
-        reports.push((*endpoint, report));
-    }
-    if as_json {
-        let nodes: Vec<Value> = reports
-            .iter()
-            .map(|(endpoint, report)| status_json(endpoint, report))
-            .collect();
-        println!("{}", json!({"ok": reached > 0, "nodes": nodes}));
-    } else {
-        for (endpoint, report) in &reports {
-            print_status(endpoint, report);
-        }
-    }
-    if reached == 0 {
-        bail!("no node answered");
-    }
-    Ok(())
-}
-
-fn print_status(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>) {
-    let report = match report {
-        Ok(report) => report,
-        Err(error) => return println!("{endpoint}: unreachable: {error}"),
-    };
-    println!("{} at {endpoint}: {}", report.node, report.roles.join(", "));
-    if !report.stopped.is_empty() {
-        println!(
-            "  STOPPED: {} (see the node's log)",
-            report.stopped.join(", ")
-        );
-    }
-    for p in &report.proposers {
-        let leader = p
-            .leader
-            .map_or_else(|| "unknown".to_owned(), |l| format!("proposer-{l}"));
-        let ballot = p.ballot.map_or_else(String::new, |(round, id)| {
-            format!(", leading with ballot {round}.{id}")
-        });
-        println!(
-            "  {}: leader {leader}{ballot}, decided below slot {}",
-            p.id, p.decided_upto
-        );
-    }
-    for l in &report.learners {
-        println!(
-            "  {}: applied {} slots, {} decided",
-            l.id, l.applied, l.decided
-        );
-    }
-}
-
-fn status_json(endpoint: &SocketAddr, report: &Result<StatusReport, ClientError>) -> Value {
-    match report {
-        Err(error) => json!({"endpoint": endpoint.to_string(), "error": error.to_string()}),
-        Ok(r) => json!({
-            "endpoint": endpoint.to_string(),
-            "node": r.node,
-            "roles": r.roles,
-            "stopped": r.stopped,
-            "proposers": r.proposers.iter().map(|p| json!({
-                "id": p.id, "leader": p.leader, "ballot": p.ballot.map(|(round, id)| format!("{round}.{id}")),
-                "decided_upto": p.decided_upto,
-            })).collect::<Vec<_>>(),
-            "learners": r.learners.iter().map(|l| json!({
-                "id": l.id, "applied": l.applied, "decided": l.decided,
-            })).collect::<Vec<_>>(),
-        }),
     }
 }
 

@@ -32,6 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod cli;
 mod settings;
+mod status;
 
 #[derive(Parser, Debug)]
 #[command(name = "synod", version, about = "Paxos cluster runtime")]
@@ -196,8 +197,11 @@ async fn start(
         let clients = node
             .client_address()
             .map_or_else(String::new, |a| format!(", clients on {a}"));
+        let admin = node
+            .admin_address()
+            .map_or_else(String::new, |a| format!(", dashboard http://{a}/"));
         println!(
-            "synod: node {} listening on {}{clients} ({})",
+            "synod: node {} listening on {}{clients}{admin} ({})",
             node.name(),
             node.listen_address(),
             roles.join(", ")

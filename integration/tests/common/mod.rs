@@ -17,7 +17,7 @@ use tempfile::TempDir;
 const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// The `synod` binary cargo built next to this test.
-fn synod_binary() -> PathBuf {
+pub fn synod_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary");
     let dir = exe
         .parent()
@@ -55,6 +55,7 @@ pub struct Deployment {
     config: PathBuf,
     nodes: Vec<String>,
     clients: Vec<SocketAddr>,
+    admins: BTreeMap<String, SocketAddr>,
     processes: BTreeMap<String, Child>,
     /// Nodes started at least once (later starts go without `--init`).
     initialized: BTreeSet<String>,
@@ -78,7 +79,11 @@ impl Deployment {
             .paxos("election_timeout_max", "\"300ms\"")
             .transport("reconnect_max", "\"200ms\"")
             .render(dir.path());
-        let (text, clients) = (rendered.toml, rendered.client_addresses);
+        let (text, clients, admins) = (
+            rendered.toml,
+            rendered.client_addresses,
+            rendered.admin_addresses,
+        );
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, text).unwrap();
         Deployment {
@@ -86,6 +91,7 @@ impl Deployment {
             config,
             nodes,
             clients,
+            admins,
             processes: BTreeMap::new(),
             initialized: BTreeSet::new(),
         }
@@ -256,6 +262,16 @@ impl Deployment {
                 .sum()
         }
         walk(&self.dir.path().join(node))
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// `node`'s admin server (with [`TestCluster::admin_ports`]).
+    pub fn admin(&self, node: &str) -> SocketAddr {
+        self.admins[node]
     }
 
     /// `node`'s client port (in a layout where every node has one).

@@ -304,3 +304,63 @@ fn a_missing_file_is_named() {
         "{error}"
     );
 }
+
+/// BASE with every node listening on the wildcard `0.0.0.0:7100`, and
+/// `advertise` lines from `advertised` (node, value).
+fn wildcard(advertised: &[(&str, &str)]) -> String {
+    let mut text = BASE
+        .replace("127.0.0.1:7001", "0.0.0.0:7100")
+        .replace("127.0.0.1:7002", "0.0.0.0:7100")
+        .replace("127.0.0.1:7003", "0.0.0.0:7100");
+    for (node, value) in advertised {
+        let section = format!("[nodes.{node}]\n");
+        text = text.replace(&section, &format!("{section}advertise = {value:?}\n"));
+    }
+    text
+}
+
+#[test]
+fn wildcard_listen_addresses_may_repeat_across_nodes_but_need_advertise() {
+    let all = [
+        ("n1", "synod-0.synod:7100"),
+        ("n2", "synod-1.synod:7100"),
+        ("n3", "10.0.0.3:7100"),
+    ];
+    let (config, _) = load(&wildcard(&all)).expect("one wildcard per node is fine");
+    assert_eq!(config.nodes["n1"].peer_address(), "synod-0.synod:7100");
+    let admin = "0.0.0.0:7120".parse().unwrap();
+    assert_eq!(config.nodes["n1"].reachable(admin), "synod-0.synod:7120");
+    let missing = problems(&wildcard(&all[..2]));
+    assert!(
+        has(
+            &missing,
+            &["nodes.n3.advertise", "0.0.0.0:7100", "set advertise"]
+        ),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn an_advertise_that_is_not_host_and_port_is_an_error() {
+    for bad in ["synod-0", ":7100", "host:0", "host:port"] {
+        let text = wildcard(&[("n1", bad), ("n2", "b:1"), ("n3", "c:1")]);
+        let found = problems(&text);
+        assert!(
+            has(&found, &["nodes.n1.advertise", "host:port"]),
+            "{bad}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn one_node_may_not_use_a_wildcard_address_twice() {
+    let text = wildcard(&[("n1", "a:1"), ("n2", "b:1"), ("n3", "c:1")]).replace(
+        "[nodes.n1]\n",
+        "[nodes.n1]\nclient_listen = \"0.0.0.0:7100\"\n",
+    );
+    let found = problems(&text);
+    assert!(
+        has(&found, &["nodes.n1.", "0.0.0.0:7100 is also"]),
+        "{found:?}"
+    );
+}

@@ -194,6 +194,36 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_configs_load_without_problems() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/deploy");
+        let compose = deploy.join("compose-split-roles.toml");
+        let (config, _, warnings) = ConfigSource::file(&compose)
+            .load_with::<KvSection>()
+            .unwrap_or_else(|e| panic!("{}: {e}", compose.display()));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.nodes.len(), 7);
+        // The Kubernetes manifest's ConfigMap, with its secret file here.
+        let manifest = std::fs::read_to_string(deploy.join("kubernetes.yaml")).unwrap();
+        let block = manifest
+            .split("cluster.toml: |\n")
+            .nth(1)
+            .expect("the ConfigMap's cluster.toml");
+        let toml: String = block
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "k8s-test-secret").unwrap();
+        let toml = toml.replace("/etc/synod-secret/secret", secret.path().to_str().unwrap());
+        let (config, _, warnings) = ConfigSource::text(&toml, "kubernetes.yaml")
+            .load_with::<KvSection>()
+            .unwrap_or_else(|e| panic!("kubernetes.yaml's config: {e}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.nodes["synod-1"].peer_address(), "synod-1.synod:7100");
+    }
+
+    #[test]
     fn the_built_in_config_loads_without_the_environment() {
         // Whatever SYNOD_* variables the test runner has, a client
         // command's config is the built-in one.

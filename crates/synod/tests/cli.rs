@@ -120,8 +120,12 @@ fn client_commands_work_and_values_survive_a_sigkill() {
     assert!(endpoint.status.success(), "the override leaked: {stderr}");
     assert_eq!(String::from_utf8_lossy(&endpoint.stdout).trim(), "hi");
     let status = ok(&["status"]);
-    assert!(status.contains("leading with ballot"), "{status}");
-    assert!(status.contains("learner-3: applied"), "{status}");
+    assert!(
+        status.contains("Healthy") && status.contains("(ballot "),
+        "{status}"
+    );
+    assert!(status.contains("3 of 3 acceptors up"), "{status}");
+    assert!(status.contains("learner-3 on n3: applied"), "{status}");
 
     drop(cluster); // SIGKILL: no clean shutdown
     let _cluster = up(dir.path());

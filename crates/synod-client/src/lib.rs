@@ -113,6 +113,35 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// How long to wait for one node before trying the next.
     pub attempt_timeout: Duration,
+    /// TLS to the client ports (the cluster's `[tls]`), if it uses it.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// TLS to a cluster's client ports: the CA, and the name each endpoint's
+/// certificate must carry (its node's name; an endpoint not named here
+/// must present a certificate for its IP address).
+#[derive(Clone, Debug)]
+pub struct ClientTlsConfig {
+    /// Trusts the cluster's CA.
+    pub tls: synod_tls::ClientTls,
+    /// The node name of each endpoint.
+    pub names: std::collections::BTreeMap<SocketAddr, String>,
+}
+
+impl ClientTlsConfig {
+    /// Trust the CA in `ca_file`; endpoints are named with [`Self::name`].
+    pub fn load(ca_file: &std::path::Path) -> Result<Self, synod_tls::TlsError> {
+        Ok(Self {
+            tls: synod_tls::ClientTls::load(ca_file)?,
+            names: Default::default(),
+        })
+    }
+
+    /// Expect `node`'s certificate at `endpoint`.
+    pub fn name(mut self, endpoint: SocketAddr, node: impl Into<String>) -> Self {
+        self.names.insert(endpoint, node.into());
+        self
+    }
 }
 
 impl ClientConfig {
@@ -124,11 +153,12 @@ impl ClientConfig {
             token: None,
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
 
-type Connection = Framed<TcpStream, LengthDelimitedCodec>;
+type Connection = Framed<synod_tls::BoxStream, LengthDelimitedCodec>;
 
 /// A client of one cluster. Not shared between tasks: one command at a time.
 pub struct Client {
@@ -464,6 +494,20 @@ async fn connect(config: &ClientConfig, endpoint: SocketAddr) -> Result<Connecti
         .await
         .map_err(|e| ClientError::Unavailable(format!("{endpoint}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    let stream: synod_tls::BoxStream = match &config.tls {
+        Some(tls) => {
+            let name = tls
+                .names
+                .get(&endpoint)
+                .cloned()
+                .unwrap_or_else(|| endpoint.ip().to_string());
+            tls.tls
+                .connect(&name, stream)
+                .await
+                .map_err(|e| ClientError::Refused(format!("{endpoint}: TLS: {e}")))?
+        }
+        None => Box::new(stream),
+    };
     let mut connection = Framed::new(stream, wire::client_codec());
     let hello = Request::Hello {
         version: CLIENT_PROTOCOL_VERSION,

@@ -53,6 +53,8 @@ pub(crate) struct ClientPort {
     pub(crate) token: Option<String>,
     pub(crate) limits: ClientSettings,
     pub(crate) stats: Arc<ClientPortStats>,
+    /// Server TLS (with `[tls]`).
+    pub(crate) tls: Option<synod_tls::ServerTls>,
 }
 
 /// Counters of one node's client port.
@@ -129,6 +131,13 @@ async fn serve(
     waiting: OwnedSemaphorePermit,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    let stream: synod_tls::BoxStream = match &port.tls {
+        Some(tls) => tokio::time::timeout(HELLO_TIMEOUT, tls.accept(stream))
+            .await
+            .map_err(|_| "no TLS handshake".to_owned())?
+            .map_err(|e| format!("TLS: {e}"))?,
+        None => Box::new(stream),
+    };
     let mut framed = Framed::new(stream, client_codec(HELLO_FRAME_MAX));
     let hello = tokio::time::timeout(HELLO_TIMEOUT, framed.next())
         .await

@@ -50,11 +50,27 @@ pub struct SynodConfig {
     /// sets up its own).
     #[serde(default)]
     pub log: LogSettings,
+    /// TLS for node links and client ports (none: plain TCP).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
     /// The application section's settings every node must share
     /// ([`AppSection::cluster_settings`]), filled in by
     /// [`ConfigSource::load_with`].
     #[serde(skip)]
     pub app_settings: Vec<(String, String)>,
+}
+
+/// `[tls]`: with it, every link between nodes is mutual TLS (each node's
+/// certificate, signed by `ca_file`, names the node: a DNS subject
+/// alternative name equal to the node's name) and every client port
+/// serves TLS with the node's certificate. The HMAC handshake runs inside
+/// TLS as without it. Each node's certificate and key are
+/// `nodes.NAME.tls_cert_file` and `tls_key_file`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The CA certificate(s) (PEM) that signed every node's certificate.
+    pub ca_file: PathBuf,
 }
 
 /// `[log]`: what the `synod` binary logs, and how.
@@ -152,9 +168,24 @@ pub struct NodeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Directory for its role instances' stores.
     pub data_dir: PathBuf,
+    /// Its certificate chain (PEM), with `[tls]`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its certificate's private key (PEM), with `[tls]`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
+    /// Its TLS files, when the cluster uses TLS and both are set.
+    pub fn tls_files(&self, tls: Option<&TlsSettings>) -> Option<synod_tls::TlsFiles> {
+        Some(synod_tls::TlsFiles {
+            ca: tls?.ca_file.clone(),
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+        })
+    }
+
     /// The `host:port` other nodes connect to.
     pub fn peer_address(&self) -> String {
         self.advertise
@@ -451,6 +482,7 @@ impl SynodConfig {
             problem(&mut errors, "cluster.secret_file", message);
         }
         self.check_data_dirs(&mut errors);
+        self.check_tls(&mut errors);
         (errors, warnings)
     }
 
@@ -665,6 +697,48 @@ impl SynodConfig {
         }
     }
 
+    /// With `[tls]`, every node needs a certificate and key that load,
+    /// and a name a certificate can carry.
+    fn check_tls(&self, errors: &mut Vec<Problem>) {
+        let Some(tls) = &self.tls else {
+            for (name, node) in &self.nodes {
+                if node.tls_cert_file.is_some() || node.tls_key_file.is_some() {
+                    errors.push(Problem {
+                        field: format!("nodes.{name}.tls_cert_file"),
+                        message:
+                            "is set but there is no [tls] section (ca_file); add it or remove these"
+                                .into(),
+                    });
+                }
+            }
+            return;
+        };
+        for (name, node) in &self.nodes {
+            if !synod_tls::valid_name(name) {
+                errors.push(Problem {
+                    field: format!("nodes.{name}"),
+                    message: "with TLS a node's name is its certificate's DNS name; use letters, digits, '-' and '.'".into(),
+                });
+            }
+            let Some(files) = node.tls_files(Some(tls)) else {
+                errors.push(Problem {
+                    field: format!("nodes.{name}.tls_cert_file"),
+                    message: "[tls] is on: set tls_cert_file and tls_key_file for every node"
+                        .into(),
+                });
+                continue;
+            };
+            if let Err(e) = synod_tls::NodeTls::load(&files) {
+                errors.push(Problem {
+                    field: format!("nodes.{name}.tls_cert_file"),
+                    message: format!(
+                        "{e}; point tls_cert_file, tls_key_file and tls.ca_file at PEM files"
+                    ),
+                });
+            }
+        }
+    }
+
     fn check_data_dirs(&self, errors: &mut Vec<Problem>) {
         for (name, node) in &self.nodes {
             let dir = &node.data_dir;
@@ -856,9 +930,10 @@ pub struct ConfigSource {
 /// The runtime's sections: a `SYNOD_<SECTION>__...` variable for one of
 /// them (or the application's) is an override; any other `SYNOD_*`
 /// variable (`SYNOD_BIN`, a test knob) is not the config's business.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "cluster",
     "log",
+    "tls",
     "nodes",
     "roles",
     "paxos",

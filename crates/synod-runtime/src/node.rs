@@ -72,6 +72,9 @@ pub enum NodeError {
     /// The secret file could not be read.
     #[error("cannot read the cluster secret: {0}")]
     Secret(std::io::Error),
+    /// The TLS certificate, key or CA could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] synod_tls::TlsError),
 }
 
 /// The role actors of one node and the plumbing between them.
@@ -612,11 +615,17 @@ fn serve_clients(
         address: config.nodes[&gateway.name].listen,
         reason,
     })?;
+    let node = &config.nodes[&gateway.name];
+    let tls = match node.tls_files(config.tls.as_ref()) {
+        Some(files) => Some(synod_tls::ServerTls::load(&files.cert, &files.key)?),
+        None => None,
+    };
     let port = client_server::ClientPort {
         cluster: config.cluster.id.clone(),
         token: config.cluster.client_token.clone(),
         limits: config.clients.clone(),
         stats: Arc::clone(stats),
+        tls,
     };
     client_server::spawn(listener, Rc::clone(gateway), port, stop.clone());
     Ok(address)
@@ -637,6 +646,9 @@ fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig,
     transport.reconnect_min = t.reconnect_min;
     transport.reconnect_max = t.reconnect_max;
     transport.cluster_settings = config.cluster_settings();
+    if let Some(files) = config.nodes[name].tls_files(config.tls.as_ref()) {
+        transport.tls = Some(synod_tls::NodeTls::load(&files).map_err(NodeError::Tls)?);
+    }
     Ok(transport)
 }
 

@@ -3,12 +3,12 @@
 //! Owns the one way Synod's tests describe a cluster: a layout of nodes and
 //! the role instances on each, rendered to a config TOML with free
 //! loopback ports, data directories under a temporary root, and timings
-//! short enough for tests. It has no dependencies, so in-process tests
-//! parse the text with `SynodConfig::from_toml_str` and process tests write it
-//! to a file for `synod node --config`.
+//! short enough for tests. It depends on no Synod crate, so in-process
+//! tests parse the text with `SynodConfig::from_toml_str` and process
+//! tests write it to a file for `synod node --config`.
 //!
 //! [`SmallDisk`] mounts a small tmpfs where a test needs a disk that fills
-//! up.
+//! up; [`TestCa`] issues certificates for TLS tests.
 //!
 //! ```
 //! use synod_testkit::TestCluster;
@@ -20,6 +20,9 @@
 //! assert_eq!(rendered.client_addresses.len(), 3);
 //! ```
 #![deny(missing_docs)]
+
+mod tls;
+pub use tls::{Issued, TestCa};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -110,6 +113,7 @@ pub struct TestCluster {
     nodes: Vec<(String, Vec<String>)>,
     client_ports: bool,
     admin_nodes: BTreeSet<String>,
+    tls: Option<(std::path::PathBuf, BTreeMap<String, Issued>)>,
     client_token: Option<String>,
     paxos: BTreeMap<String, String>,
     transport: BTreeMap<String, String>,
@@ -148,6 +152,7 @@ impl TestCluster {
                 .collect(),
             client_ports: false,
             admin_nodes: BTreeSet::new(),
+            tls: None,
             client_token: None,
             paxos: owned(&PAXOS),
             transport: owned(&TRANSPORT),
@@ -208,6 +213,28 @@ impl TestCluster {
         self
     }
 
+    /// Mutual TLS: each node gets a certificate from `ca` naming it (and
+    /// 127.0.0.1, for clients that connect by address).
+    pub fn tls(mut self, ca: &TestCa) -> Self {
+        let issued = self
+            .node_names()
+            .into_iter()
+            .map(|node| {
+                let cert = ca.issue(&node, &[&node, "127.0.0.1"]);
+                (node, cert)
+            })
+            .collect();
+        self.tls = Some((ca.ca_file().to_owned(), issued));
+        self
+    }
+
+    /// Give `node` the certificate `cert` instead (after [`Self::tls`]).
+    pub fn tls_cert(mut self, node: &str, cert: Issued) -> Self {
+        let (_, issued) = self.tls.as_mut().expect("tls() first");
+        issued.insert(node.to_owned(), cert);
+        self
+    }
+
     /// Require `token` from clients.
     pub fn client_token(mut self, token: &str) -> Self {
         self.client_token = Some(token.to_owned());
@@ -265,6 +292,10 @@ impl TestCluster {
                 admin_addresses.insert(node.clone(), address);
             }
             let _ = writeln!(toml, "data_dir = {:?}", data_root.join(node));
+            if let Some(issued) = self.tls.as_ref().and_then(|(_, certs)| certs.get(node)) {
+                let _ = writeln!(toml, "tls_cert_file = {:?}", issued.cert);
+                let _ = writeln!(toml, "tls_key_file = {:?}", issued.key);
+            }
         }
         toml.push_str("[roles]\n");
         for (node, roles) in &self.nodes {
@@ -277,6 +308,9 @@ impl TestCluster {
             for (key, value) in values {
                 let _ = writeln!(toml, "{key} = {value}");
             }
+        }
+        if let Some((ca, _)) = &self.tls {
+            let _ = writeln!(toml, "[tls]\nca_file = {ca:?}");
         }
         toml.push_str(&self.sections);
         Rendered {

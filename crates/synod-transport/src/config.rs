@@ -31,6 +31,9 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// How long a clean shutdown waits to flush a link.
     pub shutdown_timeout: Duration,
+    /// Mutual TLS on every link (none: plain TCP, authenticated by the
+    /// HMAC handshake alone).
+    pub tls: Option<synod_tls::NodeTls>,
     /// The settings every node of the cluster must share (name, value),
     /// compared with each peer's after the handshake proves it: a peer
     /// with any other value is refused, naming the setting.
@@ -56,6 +59,7 @@ impl TransportConfig {
             reconnect_max: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             cluster_settings: Vec::new(),
+            tls: None,
         }
     }
 

@@ -44,6 +44,16 @@ pub enum TransportError {
         /// The peer's value ("unset" if it has none).
         theirs: String,
     },
+    /// The TLS handshake failed (no certificate, one from another CA, a
+    /// certificate for another name), or TLS is on one side only.
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    /// The peer's certificate does not name the node it says it is.
+    #[error("the peer says it is {claimed:?} but its certificate does not name it")]
+    CertificateName {
+        /// The node it claimed to be.
+        claimed: String,
+    },
     /// The peer could not prove it holds the cluster secret.
     #[error("handshake proof does not verify (wrong cluster secret?)")]
     BadProof,

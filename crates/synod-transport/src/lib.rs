@@ -12,6 +12,9 @@
 //! - **Handshake** ([`handshake()`]): version, cluster id, node name and an
 //!   HMAC-SHA256 challenge-response over fresh nonces in both directions;
 //!   the secret never crosses the wire.
+//! - **TLS** (optional, [`TransportConfig::tls`], synod-tls): mutual TLS
+//!   under the handshake; a peer's certificate must name the node it
+//!   dialled or claims to be.
 //! - **Peer links** ([`PeerLink`]): one actix actor per remote node, a
 //!   bounded queue (full: drop and count), reconnect with exponential
 //!   backoff and jitter, TCP_NODELAY, many frames per write.

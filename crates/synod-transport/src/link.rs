@@ -25,6 +25,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 use synod_core::RoleId;
+use synod_tls::BoxStream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -207,7 +208,7 @@ impl LinkTask {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, TransportError> {
+    async fn connect(&self) -> Result<BoxStream, TransportError> {
         let address = self
             .config
             .peers
@@ -218,6 +219,14 @@ impl LinkTask {
             .await
             .map_err(|_| TransportError::HandshakeTimeout(timeout))??;
         stream.set_nodelay(true)?;
+        let stream: BoxStream = match &self.config.tls {
+            // The server's certificate must name the peer dialled.
+            Some(tls) => tokio::time::timeout(timeout, tls.connect(&self.peer, stream))
+                .await
+                .map_err(|_| TransportError::HandshakeTimeout(timeout))?
+                .map_err(TransportError::Tls)?,
+            None => Box::new(stream),
+        };
         let mut framed = Framed::new(stream, frame_codec(self.config.max_frame_len));
         handshake(&mut framed, &self.config, Some(&self.peer)).await?;
         Ok(framed.into_inner())
@@ -227,7 +236,7 @@ impl LinkTask {
     /// flush and close: `Ok`) or the connection fails (`Err`).
     async fn pump(
         &self,
-        mut stream: TcpStream,
+        mut stream: BoxStream,
         queue: &mut mpsc::Receiver<Bytes>,
     ) -> Result<(), TransportError> {
         let mut frames = Vec::with_capacity(COALESCE);

@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use synod_core::RoleId;
+use synod_tls::BoxStream;
+use synod_tls::rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Framed;
@@ -158,9 +160,26 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         permit: OwnedSemaphorePermit,
     ) -> Result<(), TransportError> {
         stream.set_nodelay(true)?;
+        let (stream, certificate) = match self.secure(stream).await {
+            Ok(secured) => secured,
+            Err(e) => {
+                TransportStats::bump(&self.stats.handshakes_refused);
+                return Err(e);
+            }
+        };
         let mut framed = Framed::new(stream, frame_codec(self.config.max_frame_len));
         let peer: Arc<str> = match handshake(&mut framed, &self.config, None).await {
-            Ok(peer) => peer.into(),
+            Ok(peer)
+                if certificate
+                    .as_ref()
+                    .is_none_or(|c| synod_tls::names(c, &peer)) =>
+            {
+                peer.into()
+            }
+            Ok(claimed) => {
+                TransportStats::bump(&self.stats.handshakes_refused);
+                return Err(TransportError::CertificateName { claimed });
+            }
             Err(e) => {
                 TransportStats::bump(&self.stats.handshakes_refused);
                 return Err(e);
@@ -178,11 +197,28 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         served
     }
 
+    /// TLS first when the cluster uses it (within the handshake timeout):
+    /// the stream, and the certificate the peer presented.
+    async fn secure(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(BoxStream, Option<CertificateDer<'static>>), TransportError> {
+        let Some(tls) = &self.config.tls else {
+            return Ok((Box::new(stream), None));
+        };
+        let timeout = self.config.handshake_timeout;
+        let (stream, certificate) = tokio::time::timeout(timeout, tls.accept(stream))
+            .await
+            .map_err(|_| TransportError::HandshakeTimeout(timeout))?
+            .map_err(TransportError::Tls)?;
+        Ok((stream, Some(certificate)))
+    }
+
     async fn serve_frames(
         &self,
         peer: &Arc<str>,
         traffic: &PeerStats,
-        framed: &mut Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>,
+        framed: &mut Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>,
     ) -> Result<(), TransportError> {
         while let Some(frame) = framed.next().await {
             let result = frame.map_err(TransportError::from).and_then(|frame| {

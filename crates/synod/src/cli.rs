@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use synod_client::{Client, ClientConfig, ClientError};
+use synod_client::{Client, ClientConfig, ClientError, ClientTlsConfig};
 use synod_runtime::SynodConfig;
 
 /// Where the cluster is and how to print.
@@ -36,6 +36,10 @@ pub struct Target {
     /// Client token, with --endpoints.
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// With --endpoints: connect with TLS, trusting this CA (PEM); each
+    /// node's certificate must carry the endpoint's IP address.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -187,6 +191,9 @@ pub(crate) fn client_config(target: &Target, local: &SynodConfig) -> Result<Clie
             .unwrap_or_else(|| local.cluster.id.clone());
         let mut config = ClientConfig::new(resolve(&target.endpoints)?, cluster);
         config.token = target.token.clone();
+        if let Some(ca) = &target.tls_ca {
+            config.tls = Some(ClientTlsConfig::load(ca)?);
+        }
         config
     } else {
         from_config(local, target)?
@@ -240,16 +247,17 @@ pub(crate) fn client_config_of(config: &SynodConfig) -> Result<ClientConfig> {
 }
 
 fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {
-    let reachable: Vec<String> = config
-        .nodes
-        .values()
-        .filter_map(|n| Some(n.reachable(n.client_listen?)))
-        .collect();
-    let endpoints = if reachable.is_empty() {
-        Vec::new()
-    } else {
-        resolve(&reachable)?
-    };
+    let mut endpoints = Vec::new();
+    let mut names = Vec::new();
+    for (name, node) in &config.nodes {
+        let Some(bound) = node.client_listen else {
+            continue;
+        };
+        for endpoint in resolve(&[node.reachable(bound)])? {
+            endpoints.push(endpoint);
+            names.push((endpoint, name.clone()));
+        }
+    }
     if endpoints.is_empty() {
         bail!("the config has no node with a client_listen address");
     }
@@ -258,6 +266,13 @@ fn from_config(config: &SynodConfig, target: &Target) -> Result<ClientConfig> {
         .token
         .clone()
         .or_else(|| config.cluster.client_token.clone());
+    if let Some(tls) = &config.tls {
+        let mut client_tls = ClientTlsConfig::load(&tls.ca_file)?;
+        for (endpoint, name) in names {
+            client_tls = client_tls.name(endpoint, name);
+        }
+        client.tls = Some(client_tls);
+    }
     Ok(client)
 }
 

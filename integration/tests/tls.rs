@@ -1,0 +1,85 @@
+//! A TLS cluster of real `synod node` processes: the CLI reaches it
+//! through the config (TLS to each client port, checked against the
+//! node's name) or through `--endpoints` with `--tls-ca` (checked against
+//! the address); a client without TLS is refused.
+
+mod common;
+
+use common::Deployment;
+use std::process::Command;
+use synod_testkit::{TestCa, TestCluster};
+
+fn synod(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(common::synod_binary())
+        .args(args)
+        .output()
+        .expect("run synod");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_reaches_a_tls_cluster_and_a_plain_client_is_refused() {
+    let ca = TestCa::new();
+    let mut deployment = Deployment::new(TestCluster::three_replicas("it").tls(&ca));
+    deployment.start_all();
+    let config = deployment.config_path().to_str().unwrap().to_owned();
+    let (ok, out, err) = synod(&["put", "k", "secret-value", "--config", &config]);
+    assert!(ok, "put over TLS: {out} {err}");
+    let (ok, out, err) = synod(&["get", "k", "--config", &config]);
+    assert!(ok && out == "secret-value", "get over TLS: {out} {err}");
+
+    let endpoint = deployment.endpoint("n2").to_string();
+    let ca_file = ca.ca_file().to_str().unwrap();
+    let by_address = [
+        "get",
+        "k",
+        "--endpoints",
+        &endpoint,
+        "--cluster",
+        "it",
+        "--tls-ca",
+        ca_file,
+    ];
+    let (ok, out, err) = synod(&by_address);
+    assert!(
+        ok && out == "secret-value",
+        "get by address over TLS: {out} {err}"
+    );
+
+    let plain = [
+        "get",
+        "k",
+        "--endpoints",
+        &endpoint,
+        "--cluster",
+        "it",
+        "--timeout",
+        "2s",
+    ];
+    let (ok, out, err) = synod(&plain);
+    assert!(!ok, "a client without TLS was served: {out}");
+    assert!(!err.is_empty(), "a refused client is told why");
+
+    let other_ca = TestCa::new();
+    let foreign = [
+        "get",
+        "k",
+        "--endpoints",
+        &endpoint,
+        "--cluster",
+        "it",
+        "--tls-ca",
+        other_ca.ca_file().to_str().unwrap(),
+        "--timeout",
+        "2s",
+    ];
+    let (ok, _, err) = synod(&foreign);
+    assert!(
+        !ok && err.contains("TLS"),
+        "a client trusting another CA: {err}"
+    );
+}

@@ -361,15 +361,21 @@ impl AdminActor {
         }
         for (peer, stats) in t.peers() {
             let peer = peer.to_string();
-            let per_peer: [(&'static str, &AtomicU64); 4] = [
+            let per_peer: [(&'static str, &AtomicU64); 5] = [
                 ("synod_link_frames_sent_total", &stats.frames_sent),
                 ("synod_link_bytes_sent_total", &stats.bytes_sent),
                 ("synod_link_frames_received_total", &stats.frames_received),
                 ("synod_link_bytes_received_total", &stats.bytes_received),
+                (
+                    "synod_link_dropped_queue_full_total",
+                    &stats.dropped_queue_full,
+                ),
             ];
             for (name, value) in per_peer {
                 counter!(name, "peer" => peer.clone()).absolute(TransportStats::get(value));
             }
+            gauge!("synod_link_queued_frames", "peer" => peer.clone())
+                .set(TransportStats::get(&stats.queued) as f64);
             gauge!("synod_link_connected", "peer" => peer)
                 .set(f64::from(u8::from(stats.connected())));
         }

@@ -17,7 +17,7 @@ use crate::config::TransportConfig;
 use crate::envelope::{Envelope, PROTOCOL_VERSION, encode_frame, frame_codec};
 use crate::error::TransportError;
 use crate::handshake::handshake;
-use crate::stats::TransportStats;
+use crate::stats::{PeerStats, TransportStats};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
@@ -60,6 +60,8 @@ pub struct PeerLink<M> {
     peer: String,
     config: Arc<TransportConfig>,
     stats: Arc<TransportStats>,
+    /// This peer's counters in `stats`.
+    traffic: Arc<PeerStats>,
     queue: Option<mpsc::Sender<Bytes>>,
     shutdown: CancellationToken,
     stopped: Option<oneshot::Receiver<()>>,
@@ -74,8 +76,10 @@ impl<M: Serialize + Unpin + 'static> PeerLink<M> {
         config: Arc<TransportConfig>,
         stats: Arc<TransportStats>,
     ) -> Self {
+        let peer = peer.into();
         Self {
-            peer: peer.into(),
+            traffic: stats.peer(&peer),
+            peer,
             config,
             stats,
             queue: None,
@@ -105,9 +109,15 @@ impl<M: Serialize + Unpin + 'static> PeerLink<M> {
             }
         };
         let Some(queue) = &self.queue else { return };
+        let traffic = &self.traffic;
         if queue.try_send(frame).is_err() {
             TransportStats::bump(&self.stats.dropped_queue_full);
+            TransportStats::bump(&traffic.dropped_queue_full);
         }
+        let depth = queue.max_capacity() - queue.capacity();
+        traffic
+            .queued
+            .store(depth as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -192,10 +202,11 @@ impl LinkTask {
                 Ok(stream) => {
                     backoff.reset();
                     TransportStats::bump(&self.stats.connects);
+                    tracing::info!(node = %self.config.node, peer = %self.peer, "link up");
                     match self.pump(stream, &mut queue).await {
                         Ok(()) => return,
                         Err(e) => {
-                            tracing::info!(peer = %self.peer, error = %e, "link lost; reconnecting")
+                            tracing::info!(node = %self.config.node, peer = %self.peer, error = %e, "link lost; reconnecting")
                         }
                     }
                 }
@@ -243,7 +254,11 @@ impl LinkTask {
         let mut buffer = BytesMut::new();
         let traffic = self.stats.peer(&self.peer);
         loop {
-            if queue.recv_many(&mut frames, COALESCE).await == 0 {
+            let taken = queue.recv_many(&mut frames, COALESCE).await;
+            traffic
+                .queued
+                .store(queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if taken == 0 {
                 stream.flush().await?;
                 stream.shutdown().await?;
                 return Ok(());

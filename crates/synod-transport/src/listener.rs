@@ -126,10 +126,11 @@ impl<M: DeserializeOwned + Send + 'static> Handler<Accepted> for Listener<M> {
             stats: Arc::clone(&self.stats),
             router: self.router.clone(),
         };
+        let node = self.config.node.clone();
         ctx.spawn(
             async move {
                 if let Err(e) = connection.serve(stream, permit).await {
-                    tracing::warn!(%address, reason = %e, "inbound connection closed");
+                    tracing::warn!(node = %node, %address, reason = %e, "inbound connection closed");
                 }
             }
             .into_actor(self),

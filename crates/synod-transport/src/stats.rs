@@ -47,6 +47,11 @@ pub struct PeerStats {
     pub frames_received: AtomicU64,
     /// Bytes received from it (frame bodies).
     pub bytes_received: AtomicU64,
+    /// Frames waiting in its link's queue (as of the last enqueue or
+    /// write).
+    pub queued: AtomicU64,
+    /// Frames dropped because its link's queue was full.
+    pub dropped_queue_full: AtomicU64,
 }
 
 impl PeerStats {

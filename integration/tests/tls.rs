@@ -21,6 +21,13 @@ fn synod(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `synod get k` through `endpoint` alone, with `extra` flags.
+fn get_through(endpoint: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["get", "k", "--endpoints", endpoint, "--cluster", "it"];
+    args.extend_from_slice(extra);
+    synod(&args)
+}
+
 #[tokio::test]
 async fn the_cli_reaches_a_tls_cluster_and_a_plain_client_is_refused() {
     let ca = TestCa::new();
@@ -34,50 +41,19 @@ async fn the_cli_reaches_a_tls_cluster_and_a_plain_client_is_refused() {
 
     let endpoint = deployment.endpoint("n2").to_string();
     let ca_file = ca.ca_file().to_str().unwrap();
-    let by_address = [
-        "get",
-        "k",
-        "--endpoints",
-        &endpoint,
-        "--cluster",
-        "it",
-        "--tls-ca",
-        ca_file,
-    ];
-    let (ok, out, err) = synod(&by_address);
+    let (ok, out, err) = get_through(&endpoint, &["--tls-ca", ca_file]);
     assert!(
         ok && out == "secret-value",
         "get by address over TLS: {out} {err}"
     );
 
-    let plain = [
-        "get",
-        "k",
-        "--endpoints",
-        &endpoint,
-        "--cluster",
-        "it",
-        "--timeout",
-        "2s",
-    ];
-    let (ok, out, err) = synod(&plain);
+    let (ok, out, err) = get_through(&endpoint, &["--timeout", "2s"]);
     assert!(!ok, "a client without TLS was served: {out}");
     assert!(!err.is_empty(), "a refused client is told why");
 
     let other_ca = TestCa::new();
-    let foreign = [
-        "get",
-        "k",
-        "--endpoints",
-        &endpoint,
-        "--cluster",
-        "it",
-        "--tls-ca",
-        other_ca.ca_file().to_str().unwrap(),
-        "--timeout",
-        "2s",
-    ];
-    let (ok, _, err) = synod(&foreign);
+    let foreign_ca = other_ca.ca_file().to_str().unwrap();
+    let (ok, _, err) = get_through(&endpoint, &["--tls-ca", foreign_ca, "--timeout", "2s"]);
     assert!(
         !ok && err.contains("TLS"),
         "a client trusting another CA: {err}"

@@ -4,9 +4,8 @@
 //! exit codes on healthy, degraded and no-quorum clusters, and the
 //! dashboard in a real headless Chromium.
 
-mod common;
 
-use common::Deployment;
+use synod_integration::Deployment;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -168,7 +167,7 @@ async fn readyz_follows_the_acceptor_majority() {
 
 /// `synod status --config` of `deployment`: (exit code, stdout).
 fn status(deployment: &Deployment, json: bool) -> (i32, String) {
-    let mut command = Command::new(common::synod_binary());
+    let mut command = Command::new(synod_integration::synod_binary());
     command
         .args(["status", "--config"])
         .arg(deployment.config_path());

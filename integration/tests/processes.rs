@@ -3,9 +3,8 @@
 //! process SIGKILLed and restarted mid-load, every acknowledged write read
 //! back afterwards.
 
-mod common;
 
-use common::Deployment;
+use synod_integration::Deployment;
 use synod_testkit::TestCluster;
 
 /// Write `count` keys, SIGKILL `victim` after a third and restart it after

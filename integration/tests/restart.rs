@@ -5,9 +5,8 @@
 //! The frame limit is made small (256 KiB) so that a few seconds of writes
 //! hold several frames' worth of accepted values.
 
-mod common;
 
-use common::Deployment;
+use synod_integration::Deployment;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

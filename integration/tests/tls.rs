@@ -3,14 +3,13 @@
 //! node's name) or through `--endpoints` with `--tls-ca` (checked against
 //! the address); a client without TLS is refused.
 
-mod common;
 
-use common::Deployment;
+use synod_integration::Deployment;
 use std::process::Command;
 use synod_testkit::{TestCa, TestCluster};
 
 fn synod(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::synod_binary())
+    let out = Command::new(synod_integration::synod_binary())
         .args(args)
         .output()
         .expect("run synod");

@@ -89,6 +89,10 @@ pub struct LearnerReport {
     pub decided_held: usize,
     /// Commands applied to its state machine.
     pub commands_applied: u64,
+    /// Hash chain over the applied log: learners at the same `applied`
+    /// slot with equal digests applied the same commands slot by slot.
+    #[serde(default)]
+    pub log_digest: u64,
     /// Slots below this are in its snapshot, not its log.
     pub compacted_below: u64,
 }
@@ -132,6 +136,7 @@ impl NodeReport {
                     applied: l.applied,
                     decided_held: l.decided,
                     commands_applied: l.commands_applied,
+                    log_digest: l.log_digest,
                     compacted_below: l.compacted_below,
                 })
                 .collect(),

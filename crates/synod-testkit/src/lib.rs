@@ -129,6 +129,8 @@ pub struct Rendered {
     pub client_addresses: Vec<SocketAddr>,
     /// Admin HTTP servers, by node (with [`TestCluster::admin_ports`]).
     pub admin_addresses: BTreeMap<String, SocketAddr>,
+    /// Each node's `listen` address (its node-to-node port), by node.
+    pub listen_addresses: BTreeMap<String, SocketAddr>,
 }
 
 impl TestCluster {
@@ -170,6 +172,21 @@ impl TestCluster {
                 ("n3", &["proposer-3", "acceptor-3", "learner-3"]),
             ],
         )
+    }
+
+    /// Nodes n1..n5, each running proposer, acceptor and learner N: a
+    /// majority of 3 survives two failures.
+    pub fn five_replicas(id: &str) -> Self {
+        let roles: Vec<(String, Vec<String>)> = (1..=5)
+            .map(|i| {
+                let roles = ["proposer", "acceptor", "learner"].map(|r| format!("{r}-{i}"));
+                (format!("n{i}"), roles.to_vec())
+            })
+            .collect();
+        Self {
+            nodes: roles,
+            ..Self::three_replicas(id)
+        }
     }
 
     /// The split-roles layout of `configs/split-roles.toml`: three acceptor
@@ -269,6 +286,7 @@ impl TestCluster {
         }
         let mut client_addresses = Vec::new();
         let mut admin_addresses = BTreeMap::new();
+        let mut listen_addresses = BTreeMap::new();
         // Every port stays bound until all are drawn, so one config never
         // gets the same port twice.
         let mut held = Vec::new();
@@ -280,7 +298,9 @@ impl TestCluster {
             port
         };
         for (node, roles) in &self.nodes {
-            let _ = writeln!(toml, "[nodes.{node}]\nlisten = \"127.0.0.1:{}\"", port());
+            let listen = SocketAddr::from(([127, 0, 0, 1], port()));
+            let _ = writeln!(toml, "[nodes.{node}]\nlisten = \"{listen}\"");
+            listen_addresses.insert(node.clone(), listen);
             if self.client_ports && roles.iter().any(|r| r.starts_with("learner")) {
                 let address = SocketAddr::from(([127, 0, 0, 1], port()));
                 let _ = writeln!(toml, "client_listen = \"{address}\"");
@@ -317,6 +337,7 @@ impl TestCluster {
             toml,
             client_addresses,
             admin_addresses,
+            listen_addresses,
         }
     }
 }

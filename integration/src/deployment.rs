@@ -1,7 +1,8 @@
 //! The harness of the process tests: a config written for a test cluster,
-//! `synod node` processes started from it, and a client for them.
-// Each test binary uses its own part of the harness.
-#![allow(dead_code)]
+//! `synod node` processes started from it, and a client for them. With
+//! [`Deployment::with_faults`] every node-to-node link runs through a
+//! [`FaultNet`] proxy: each node gets its own config file in which the
+//! other nodes' addresses are the proxies of its links to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use synod_client::{Client, ClientConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
+
+use crate::proxy::FaultNet;
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -33,12 +36,16 @@ pub fn synod_binary() -> PathBuf {
 }
 
 /// Where a node's log goes: `BENCH_NODE_LOGS/<node>.log` when that is set
-/// (to see what a benchmark's nodes did), else nowhere.
-fn node_log(node: &str) -> Stdio {
-    let Ok(dir) = std::env::var("BENCH_NODE_LOGS") else {
-        return Stdio::null();
-    };
-    let path = std::path::Path::new(&dir).join(format!("{node}.log"));
+/// (to see what a benchmark's nodes did), else `<node>.log` in the
+/// deployment's directory (printed when the node fails to start).
+fn node_log_path(dir: &Path, node: &str) -> PathBuf {
+    match std::env::var_os("BENCH_NODE_LOGS") {
+        Some(logs) => Path::new(&logs).join(format!("{node}.log")),
+        None => dir.join(format!("{node}.log")),
+    }
+}
+
+fn node_log(path: &Path) -> Stdio {
     match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -47,6 +54,13 @@ fn node_log(node: &str) -> Stdio {
         Ok(file) => Stdio::from(file),
         Err(_) => Stdio::null(),
     }
+}
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A test cluster's config on disk and its running `synod node` processes.
@@ -59,6 +73,10 @@ pub struct Deployment {
     processes: BTreeMap<String, Child>,
     /// Nodes started at least once (later starts go without `--init`).
     initialized: BTreeSet<String>,
+    /// Each node's own config file, where its links go through `net`.
+    node_configs: BTreeMap<String, PathBuf>,
+    /// The proxies of every node-to-node link (with `with_faults`).
+    net: Option<FaultNet>,
 }
 
 /// A started process whose ready line has not been seen yet.
@@ -71,6 +89,17 @@ pub struct Starting {
 impl Deployment {
     /// Write the config of `cluster`; nodes hosting a learner get a client port.
     pub fn new(cluster: TestCluster) -> Self {
+        Self::build(cluster, None)
+    }
+
+    /// [`Deployment::new`] with every node-to-node link through a proxy of
+    /// a [`FaultNet`] (faults drawn from `seed`), and an admin server on
+    /// every node (to find the leader and compare the learners).
+    pub fn with_faults(cluster: TestCluster, seed: u64) -> Self {
+        Self::build(cluster.admin_ports(), Some(seed))
+    }
+
+    fn build(cluster: TestCluster, fault_seed: Option<u64>) -> Self {
         let dir = TempDir::new().unwrap();
         let nodes = cluster.node_names();
         let rendered = cluster
@@ -79,22 +108,38 @@ impl Deployment {
             .paxos("election_timeout_max", "\"300ms\"")
             .transport("reconnect_max", "\"200ms\"")
             .render(dir.path());
-        let (text, clients, admins) = (
-            rendered.toml,
-            rendered.client_addresses,
-            rendered.admin_addresses,
-        );
         let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, &rendered.toml).unwrap();
+        let mut node_configs = BTreeMap::new();
+        let net = fault_seed.map(|seed| FaultNet::new(&rendered.listen_addresses, seed));
+        if let Some(net) = &net {
+            for node in &nodes {
+                let path = dir.path().join(format!("{node}.toml"));
+                std::fs::write(&path, net.config_for(node, &rendered.toml)).unwrap();
+                node_configs.insert(node.clone(), path);
+            }
+        }
         Deployment {
             dir,
             config,
             nodes,
-            clients,
-            admins,
+            clients: rendered.client_addresses,
+            admins: rendered.admin_addresses,
             processes: BTreeMap::new(),
             initialized: BTreeSet::new(),
+            node_configs,
+            net,
         }
+    }
+
+    /// The fault proxies (of a deployment made by `with_faults`).
+    pub fn net(&self) -> &FaultNet {
+        self.net.as_ref().expect("a deployment made with_faults")
+    }
+
+    /// The config file `node` runs with.
+    fn config_of(&self, node: &str) -> &Path {
+        self.node_configs.get(node).unwrap_or(&self.config)
     }
 
     /// Start `node` and wait for its ready line.
@@ -119,15 +164,16 @@ impl Deployment {
         let mut command = Command::new(synod_binary());
         command
             .args(["node", "--config"])
-            .arg(&self.config)
+            .arg(self.config_of(node))
             .args(["--node", node]);
         if first {
             command.arg("--init");
         }
+        let log = node_log_path(self.dir.path(), node);
         let mut child = command
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
-            .stderr(node_log(node))
+            .stderr(node_log(&log))
             .spawn()
             .expect("spawn synod node");
         let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -152,7 +198,13 @@ impl Deployment {
             match starting.lines.recv_timeout(left) {
                 Ok(line) if line.contains("ready") => break,
                 Ok(_) => continue,
-                Err(e) => panic!("{node} never became ready: {e}"),
+                Err(e) => {
+                    let log = node_log_path(self.dir.path(), &node);
+                    panic!(
+                        "{node} never became ready: {e}; its log ends:\n{}",
+                        tail(&log, 30)
+                    )
+                }
             }
         }
         self.processes.insert(node, starting.child);
@@ -168,7 +220,7 @@ impl Deployment {
     pub fn start_refused_with(&self, node: &str, args: &[&str]) -> String {
         let mut child = Command::new(synod_binary())
             .args(["node", "--config"])
-            .arg(&self.config)
+            .arg(self.config_of(node))
             .args(["--node", node])
             .args(args)
             .current_dir(self.dir.path())
@@ -237,6 +289,77 @@ impl Deployment {
         child.wait().unwrap();
     }
 
+    /// Whether `node`'s process is running (started and not killed).
+    pub fn is_running(&self, node: &str) -> bool {
+        self.processes.contains_key(node)
+    }
+
+    /// Freeze `node` with SIGSTOP: its sockets stay open, nothing moves.
+    pub fn pause(&self, node: &str) {
+        self.signal(node, "-STOP");
+    }
+
+    /// Thaw a paused `node` with SIGCONT.
+    pub fn resume(&self, node: &str) {
+        self.signal(node, "-CONT");
+    }
+
+    fn signal(&self, node: &str, signal: &str) {
+        let pid = self.processes.get(node).expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} {node}");
+    }
+
+    /// `node`'s admin `/status`, as JSON (`None`: no answer within 1 s).
+    pub fn admin_status(&self, node: &str) -> Option<serde_json::Value> {
+        let url = format!("http://{}/status", self.admins.get(node)?);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(1)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().ok()?;
+        let text = response.body_mut().read_to_string().ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The node whose proposer leads, as its admin server reports.
+    pub fn leader(&self) -> Option<String> {
+        self.processes.keys().find_map(|node| {
+            let status = self.admin_status(node)?;
+            let leads = status["proposers"]
+                .as_array()?
+                .iter()
+                .any(|p| !p["ballot"].is_null());
+            leads.then(|| node.clone())
+        })
+    }
+
+    /// Every running learner's `(learner, applied slot, log digest)`.
+    pub fn learner_progress(&self) -> Vec<(String, u64, u64)> {
+        let mut progress = Vec::new();
+        for node in self.processes.keys() {
+            let Some(status) = self.admin_status(node) else {
+                continue;
+            };
+            for learner in status["learners"].as_array().into_iter().flatten() {
+                progress.push((
+                    learner["id"].as_str().unwrap_or("?").to_owned(),
+                    learner["applied"].as_u64().unwrap_or(0),
+                    learner["log_digest"].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+        progress
+    }
+
+    /// The learners of every node in the layout (`learner-N`).
+    pub fn learner_count(&self) -> usize {
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        text.lines()
+            .filter(|line| line.starts_with("learner-"))
+            .count()
+    }
+
     /// Resident memory of `node`'s process, in bytes (from /proc).
     pub fn rss_bytes(&self, node: &str) -> Option<u64> {
         let pid = self.processes.get(node)?.id();
@@ -287,6 +410,11 @@ impl Deployment {
         let mut config = ClientConfig::new(vec![self.clients[index]], "it");
         config.timeout = Duration::from_secs(30);
         Client::new(config)
+    }
+
+    /// Every client port (the nodes that host a learner), in layout order.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.clients
     }
 
     /// A client of every client port, patient enough for a failover.

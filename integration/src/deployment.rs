@@ -144,17 +144,27 @@ impl Deployment {
 
     /// Start `node` and wait for its ready line.
     pub fn start(&mut self, node: &str) {
-        let starting = self.spawn(node);
-        self.wait_ready(starting);
+        self.start_nodes(&[node.to_owned()]);
     }
 
     /// Start `nodes` together, then wait until each is ready (a node waits
     /// for a leader, a while, before it says so).
     pub fn start_nodes(&mut self, nodes: &[String]) {
-        let starting: Vec<Starting> = nodes.iter().map(|node| self.spawn(node)).collect();
-        for one in starting {
-            self.wait_ready(one);
+        if let Err(why) = self.try_start_nodes(nodes) {
+            panic!("{why}");
         }
+    }
+
+    /// [`Deployment::start_nodes`], saying which node did not become
+    /// ready (and how its log ends) instead of panicking.
+    pub fn try_start_nodes(&mut self, nodes: &[String]) -> Result<(), String> {
+        let starting: Vec<Starting> = nodes.iter().map(|node| self.spawn(node)).collect();
+        let mut first_failure = Ok(());
+        for one in starting {
+            let ready = self.wait_ready(one);
+            first_failure = first_failure.and(ready);
+        }
+        first_failure
     }
 
     /// Spawn `node`: with `--init` the first time (a brand-new member),
@@ -190,24 +200,31 @@ impl Deployment {
         }
     }
 
-    fn wait_ready(&mut self, starting: Starting) {
+    fn wait_ready(&mut self, starting: Starting) -> Result<(), String> {
         let deadline = Instant::now() + START_LIMIT;
-        let node = starting.node;
+        let Starting {
+            node,
+            mut child,
+            lines,
+        } = starting;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match starting.lines.recv_timeout(left) {
+            match lines.recv_timeout(left) {
                 Ok(line) if line.contains("ready") => break,
                 Ok(_) => continue,
                 Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
                     let log = node_log_path(self.dir.path(), &node);
-                    panic!(
+                    return Err(format!(
                         "{node} never became ready: {e}; its log ends:\n{}",
                         tail(&log, 30)
-                    )
+                    ));
                 }
             }
         }
-        self.processes.insert(node, starting.child);
+        self.processes.insert(node, child);
+        Ok(())
     }
 
     /// Start `node` (without `--init`) expecting it to refuse: it must

@@ -16,6 +16,7 @@
 pub mod deployment;
 pub mod history;
 pub mod linearizability;
+pub mod lossy_disk;
 pub mod nemesis;
 pub mod proxy;
 pub mod scenario;

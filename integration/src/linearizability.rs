@@ -95,7 +95,12 @@ fn reduce<'a>(ops: &[&'a Op]) -> Vec<&'a Op> {
             (_, Outcome::Value(Some(v)) | Outcome::CasFailed(Some(v))) => {
                 observed.insert(v);
             }
-            (Call::Cas { expected: Some(v), .. }, Outcome::Done) => {
+            (
+                Call::Cas {
+                    expected: Some(v), ..
+                },
+                Outcome::Done,
+            ) => {
                 observed.insert(v);
             }
             _ => {}
@@ -122,11 +127,20 @@ type Value = u32;
 enum Step {
     Put(Value),
     Read(Value),
-    CasDone { expected: Value, new: Value },
-    CasRefused { expected: Value, current: Value },
+    CasDone {
+        expected: Value,
+        new: Value,
+    },
+    CasRefused {
+        expected: Value,
+        current: Value,
+    },
     /// An unanswered compare-and-set: sets `new` if the value is
     /// `expected`, else leaves it.
-    CasMaybe { expected: Value, new: Value },
+    CasMaybe {
+        expected: Value,
+        new: Value,
+    },
 }
 
 impl Step {
@@ -398,7 +412,13 @@ mod tests {
             op(0, put("a"), Outcome::Done, 2, 3),
             op(1, Call::Get, read(Some("a")), 4, 5),
             op(1, cas(Some("a"), "b"), Outcome::Done, 6, 7),
-            op(0, cas(Some("a"), "c"), Outcome::CasFailed(Some("b".into())), 8, 9),
+            op(
+                0,
+                cas(Some("a"), "c"),
+                Outcome::CasFailed(Some("b".into())),
+                8,
+                9,
+            ),
             op(0, Call::Get, read(Some("b")), 10, 11),
         ];
         let checked = check(&history).expect("linearizable");

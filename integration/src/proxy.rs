@@ -94,6 +94,8 @@ impl LinkFault {
 /// What a link's proxy did, counted since it started.
 #[derive(Debug, Default)]
 pub struct LinkCounters {
+    /// Frames read from the dialler.
+    pub read: AtomicU64,
     /// Frames forwarded (a duplicate counts twice).
     pub forwarded: AtomicU64,
     /// Frames dropped or swallowed by a blackhole.
@@ -138,7 +140,8 @@ impl FaultNet {
                 let proxy = listener.local_addr().expect("bound");
                 let (fault, faults) = watch::channel(LinkFault::PASS);
                 let counters = Arc::new(LinkCounters::default());
-                let rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let rng =
+                    ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let serve = serve(listener, target, faults, counters.clone(), rng);
                 runtime.spawn(serve);
                 let link = Link {
@@ -311,6 +314,7 @@ impl Connection {
         let mut seen = 0u64;
         while let Some(Ok(frame)) = frames.next().await {
             seen += 1;
+            self.counters.read.fetch_add(1, Ordering::Relaxed);
             let fault = *self.faults.borrow();
             let frame = frame.freeze();
             let fate = if fault.mode == Mode::Blackhole {
@@ -423,4 +427,129 @@ fn codec() -> LengthDelimitedCodec {
         .length_field_length(4)
         .max_frame_length(1 << 30)
         .new_codec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+
+    /// A proxy from "a" to a plain listener standing in for node "b".
+    fn net_to_listener() -> (FaultNet, StdListener) {
+        let b = StdListener::bind("127.0.0.1:0").unwrap();
+        let nodes = BTreeMap::from([
+            ("a".to_owned(), "127.0.0.1:9".parse().unwrap()),
+            ("b".to_owned(), b.local_addr().unwrap()),
+        ]);
+        (FaultNet::new(&nodes, 5), b)
+    }
+
+    fn send(stream: &mut StdStream, n: u8) {
+        stream.write_all(&[0, 0, 0, 1, n]).unwrap();
+    }
+
+    fn receive(stream: &mut StdStream) -> Option<u8> {
+        let mut frame = [0u8; 5];
+        stream.read_exact(&mut frame).ok()?;
+        assert_eq!(&frame[..4], &[0, 0, 0, 1], "a frame of one byte");
+        Some(frame[4])
+    }
+
+    /// Connect a → proxy → b; returns (a's end, b's end).
+    fn connect(net: &FaultNet, b: &StdListener) -> (StdStream, StdStream) {
+        let a = StdStream::connect(net.link("a", "b").proxy).unwrap();
+        let (b_end, _) = b.accept().unwrap();
+        (a, b_end)
+    }
+
+    /// Send frames `1..=count` and read what arrives until frame `last`.
+    fn arrivals(net: &FaultNet, b: &StdListener, fault: LinkFault, count: u8) -> Vec<u8> {
+        let (mut a, mut b_end) = connect(net, b);
+        net.set("a", "b", fault);
+        for n in 1..=count {
+            send(&mut a, n);
+        }
+        // Every frame is read under `fault` before the link passes again.
+        let read = &net.counters("a", "b").read;
+        while read.load(Ordering::Relaxed) < u64::from(count) {
+            std::thread::yield_now();
+        }
+        net.set("a", "b", LinkFault::PASS);
+        send(&mut a, 100); // passes whatever happened before
+        let mut seen = Vec::new();
+        while let Some(n) = receive(&mut b_end) {
+            seen.push(n);
+            if n == 100 {
+                break;
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn handshake_frames_pass_and_later_frames_are_dropped() {
+        let (net, b) = net_to_listener();
+        let dropping = LinkFault {
+            drop: 1.0,
+            ..LinkFault::PASS
+        };
+        assert_eq!(arrivals(&net, &b, dropping, 6), vec![1, 2, 3, 100]);
+        assert_eq!(net.counters("a", "b").dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn duplicated_frames_arrive_twice_in_order() {
+        let (net, b) = net_to_listener();
+        let doubling = LinkFault {
+            duplicate: 1.0,
+            ..LinkFault::PASS
+        };
+        assert_eq!(
+            arrivals(&net, &b, doubling, 5),
+            vec![1, 2, 3, 4, 4, 5, 5, 100]
+        );
+    }
+
+    #[test]
+    fn reordered_frames_swap_with_the_next() {
+        let (net, b) = net_to_listener();
+        let swapping = LinkFault {
+            reorder: 1.0,
+            ..LinkFault::PASS
+        };
+        assert_eq!(
+            arrivals(&net, &b, swapping, 7),
+            vec![1, 2, 3, 5, 4, 7, 6, 100]
+        );
+    }
+
+    #[test]
+    fn a_cut_closes_the_connection_and_refuses_new_ones() {
+        let (net, b) = net_to_listener();
+        let (mut a, mut b_end) = connect(&net, &b);
+        send(&mut a, 1);
+        assert_eq!(receive(&mut b_end), Some(1));
+        net.set("a", "b", LinkFault::CUT);
+        assert_eq!(receive(&mut b_end), None, "the cut closed the connection");
+        let mut again = StdStream::connect(net.link("a", "b").proxy).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            again.read(&mut byte).unwrap_or(0),
+            0,
+            "refused: closed at once"
+        );
+        assert!(net.counters("a", "b").refused.load(Ordering::Relaxed) >= 2);
+    }
+
+    #[test]
+    fn a_nodes_config_points_its_peers_at_its_proxies() {
+        let (net, _b) = net_to_listener();
+        let toml = "[nodes.a]\nlisten = \"x\"\n[nodes.b]\nlisten = \"y\"\n";
+        let proxy = net.link("a", "b").proxy;
+        let expected = format!(
+            "[nodes.a]\nlisten = \"x\"\n[nodes.b]\nadvertise = \"{proxy}\"\nlisten = \"y\"\n"
+        );
+        assert_eq!(net.config_for("a", toml), expected);
+    }
 }

@@ -96,7 +96,12 @@ impl Report {
 impl Scenario {
     /// Run it; panics, naming the seed and schedule, if a check fails.
     pub fn run(&self) -> Report {
-        eprintln!("scenario {}: seed {}, {} steps", self.name, self.seed, self.steps.len());
+        eprintln!(
+            "scenario {}: seed {}, {} steps",
+            self.name,
+            self.seed,
+            self.steps.len()
+        );
         let mut deployment = Deployment::with_faults(self.cluster.clone(), self.seed);
         deployment.start_all();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -122,14 +127,21 @@ impl Scenario {
             let answered = runtime.block_on(answered_write(&mut probe, index));
             let took = healed.elapsed();
             if !answered {
-                self.fail(&format!("no write answered within {RECOVERY_LIMIT:?} of healing step {index}"));
+                self.fail(&format!(
+                    "no write answered within {RECOVERY_LIMIT:?} of healing step {index}"
+                ));
             }
             let worst = worst_recovery.entry(step.fault.kind()).or_insert(took);
             *worst = (*worst).max(took);
             std::thread::sleep(step.quiet);
         }
         let mut results = running.stop();
-        let duration = results.history.iter().map(|op| op.complete).max().unwrap_or_default();
+        let duration = results
+            .history
+            .iter()
+            .map(|op| op.complete)
+            .max()
+            .unwrap_or_default();
         runtime.block_on(self.read_every_register(&deployment, &mut results));
         self.check(&deployment, &runtime, &results, duration, worst_recovery)
     }
@@ -170,12 +182,12 @@ impl Scenario {
         report
     }
 
-    /// Read every register once after the last heal, into the history.
+    /// Read every register in use once after the last heal, into the history.
     async fn read_every_register(&self, deployment: &Deployment, results: &mut Results) {
         let clock = results.clock.clone();
         let mut client = deployment.client();
-        for key in 0..self.workload.keys {
-            let key = format!("reg-{key}");
+        let last = results.history.iter().map(|o| o.invoke).max();
+        for key in self.workload.registers_at(last.unwrap_or_default()) {
             let invoke = clock.now();
             let outcome = workload::execute(&mut client, &key, &Call::Get).await;
             if outcome == history::Outcome::Unknown {
@@ -195,7 +207,11 @@ impl Scenario {
     fn fail(&self, why: &str) -> ! {
         let mut schedule = String::new();
         for (i, step) in self.steps.iter().enumerate() {
-            let _ = writeln!(schedule, "  {i}: {:?} for {:?}, then {:?} quiet", step.fault, step.hold, step.quiet);
+            let _ = writeln!(
+                schedule,
+                "  {i}: {:?} for {:?}, then {:?} quiet",
+                step.fault, step.hold, step.quiet
+            );
         }
         panic!(
             "scenario {} failed: {why}\nreplay: seed {} (workload seed {}), schedule:\n{schedule}",
@@ -215,7 +231,11 @@ fn probe_client(deployment: &Deployment) -> Client {
 async fn answered_write(probe: &mut Client, step: usize) -> bool {
     let began = Instant::now();
     while began.elapsed() < RECOVERY_LIMIT {
-        if probe.put(format!("probe-{step}").as_bytes(), b"ok").await.is_ok() {
+        if probe
+            .put(format!("probe-{step}").as_bytes(), b"ok")
+            .await
+            .is_ok()
+        {
             return true;
         }
     }
@@ -253,7 +273,9 @@ pub fn compare_learners(progress: &[(String, u64, u64)], expected: usize) -> Res
             .push(learner);
     }
     if let Some((slot, digests)) = by_slot.iter().find(|(_, d)| d.len() > 1) {
-        return Err(format!("learners applied different logs up to slot {slot}: {digests:?}"));
+        return Err(format!(
+            "learners applied different logs up to slot {slot}: {digests:?}"
+        ));
     }
     Ok(progress.len() == expected && by_slot.len() == 1)
 }
@@ -270,7 +292,9 @@ fn settle_learners(deployment: &Deployment) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("the learners did not reach one slot within {SETTLE_LIMIT:?}: {last:?}"))
+    Err(format!(
+        "the learners did not reach one slot within {SETTLE_LIMIT:?}: {last:?}"
+    ))
 }
 
 /// Leader changes counted by every running proposer.

@@ -22,8 +22,12 @@ use synod_client::{Client, ClientConfig, ClientError};
 pub struct Workload {
     /// Concurrent clients, each one command at a time.
     pub clients: usize,
-    /// Registers (`reg-0` ...) the clients share.
+    /// Registers the clients share at any one time.
     pub keys: usize,
+    /// How long the clients use one set of registers before moving on to
+    /// new keys (`reg-E-K` in epoch `E`): each key's history stays short,
+    /// so checking a long run costs time in proportion to its length.
+    pub key_lifetime: Duration,
     /// Percent of operations that write a fresh key instead.
     pub fresh_percent: u32,
     /// How long one client call may take before its outcome is unknown.
@@ -37,6 +41,7 @@ impl Default for Workload {
         Self {
             clients: 6,
             keys: 4,
+            key_lifetime: Duration::from_secs(10),
             fresh_percent: 20,
             timeout: Duration::from_secs(1),
             seed: 1,
@@ -65,6 +70,12 @@ pub struct Running {
 }
 
 impl Workload {
+    /// The registers in use at `at` (time since the history started).
+    pub fn registers_at(&self, at: Duration) -> Vec<String> {
+        let epoch = at.as_millis() / self.key_lifetime.as_millis().max(1);
+        (0..self.keys).map(|k| format!("reg-{epoch}-{k}")).collect()
+    }
+
     /// Start the clients against `endpoints` of cluster `cluster`. Client
     /// `i` tries the endpoints starting from the `i`-th, so the load
     /// spreads over the nodes.
@@ -99,7 +110,12 @@ impl Workload {
         }
     }
 
-    async fn run(self, configs: Vec<ClientConfig>, stop: Arc<AtomicBool>, history: Recorder) -> Results {
+    async fn run(
+        self,
+        configs: Vec<ClientConfig>,
+        stop: Arc<AtomicBool>,
+        history: Recorder,
+    ) -> Results {
         let tasks: Vec<_> = configs
             .into_iter()
             .enumerate()
@@ -185,7 +201,8 @@ impl ClientRun {
     }
 
     async fn register_op(&mut self) {
-        let key = format!("reg-{}", self.rng.random_range(0..self.workload.keys.max(1)));
+        let registers = self.workload.registers_at(self.history.now());
+        let key = registers[self.rng.random_range(0..registers.len())].clone();
         let roll = self.rng.random_range(0..100);
         let call = if roll < 40 {
             Call::Get

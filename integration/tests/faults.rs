@@ -63,7 +63,12 @@ fn cluster_3_stays_linearizable_through_partitions() {
             1000,
         ),
     ];
-    let report = scenario("cluster-3 partitions", TestCluster::three_replicas("it"), steps).run();
+    let report = scenario(
+        "cluster-3 partitions",
+        TestCluster::three_replicas("it"),
+        steps,
+    )
+    .run();
     assert_faults_bit(&report);
 }
 
@@ -84,11 +89,11 @@ fn cluster_5_stays_linearizable_through_rings_and_bridges() {
 
 #[test]
 fn cluster_3_stays_linearizable_over_flaky_links() {
-    let lossy = LinkFault {
-        drop: 0.4,
-        ..FLAKY
-    };
-    let steps = vec![step(Fault::Flaky(FLAKY), 4000), step(Fault::Flaky(lossy), 2500)];
+    let lossy = LinkFault { drop: 0.4, ..FLAKY };
+    let steps = vec![
+        step(Fault::Flaky(FLAKY), 4000),
+        step(Fault::Flaky(lossy), 2500),
+    ];
     let report = scenario("cluster-3 flaky", TestCluster::three_replicas("it"), steps).run();
     assert!(report.frames_dropped > 0, "the flaky links dropped nothing");
     assert!(report.tally.ok > 0, "nothing answered");
@@ -103,7 +108,12 @@ fn cluster_3_stays_linearizable_through_kills_and_pauses() {
         step(Fault::Pause("n3".into()), 1000),
         step(Fault::RollingRestart, 0),
     ];
-    let report = scenario("cluster-3 processes", TestCluster::three_replicas("it"), steps).run();
+    let report = scenario(
+        "cluster-3 processes",
+        TestCluster::three_replicas("it"),
+        steps,
+    )
+    .run();
     assert_faults_bit(&report);
 }
 
@@ -142,7 +152,29 @@ fn soak_with_a_random_schedule() {
     soak.seed = seed;
     soak.workload.seed = seed;
     let report = soak.run();
-    println!("{}", report.row());
+    assert!(report.tally.ok > 0, "nothing answered");
+}
+
+/// SIGKILL a random node and restart it, `SYNOD_KILL_CYCLES` times
+/// (default 10) under load: nothing acknowledged is lost, the history
+/// stays linearizable.
+#[test]
+fn kill_restart_cycles_lose_nothing() {
+    use rand::{Rng, SeedableRng};
+    let cycles: usize =
+        std::env::var("SYNOD_KILL_CYCLES").map_or(10, |s| s.parse().expect("SYNOD_KILL_CYCLES"));
+    let cluster = TestCluster::three_replicas("it");
+    let names = cluster.node_names();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let steps = (0..cycles)
+        .map(|_| Step {
+            fault: Fault::Kill(names[rng.random_range(0..names.len())].clone()),
+            hold: Duration::from_millis(rng.random_range(0..300)),
+            quiet: Duration::from_millis(rng.random_range(100..400)),
+        })
+        .collect();
+    let report = scenario(&format!("{cycles} kill cycles"), cluster, steps).run();
+    assert!(report.tally.ok > 0, "nothing answered");
 }
 
 /// Negative control of the read-back check: a write the cluster never
@@ -180,7 +212,10 @@ fn a_cut_link_carries_nothing() {
     let refused = &net.counters("n1", "n2").refused;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while refused.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the cut closed nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut closed nothing"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let cut_at = forwarded(net);
@@ -190,7 +225,85 @@ fn a_cut_link_carries_nothing() {
     net.heal();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while forwarded(net) == cut_at {
-        assert!(std::time::Instant::now() < deadline, "the healed link stayed silent");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the healed link stayed silent"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The largest non-empty file under `dir` whose name ends with `suffix`.
+fn largest_file(dir: &std::path::Path, suffix: &str) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.len(), p)))
+        .filter(|(len, _)| *len > 0)
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// Flip one byte in the middle of `file`.
+fn flip_a_byte(file: &std::path::Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Write `count` keys `prefix-i`; every one must be acknowledged.
+async fn write_keys(deployment: &Deployment, prefix: &str, count: usize) -> Vec<String> {
+    let mut client = deployment.client();
+    let mut keys = Vec::new();
+    for i in 0..count {
+        let key = format!("{prefix}-{i}");
+        client
+            .put(key.as_bytes(), key.as_bytes())
+            .await
+            .expect("a put");
+        keys.push(key);
+    }
+    keys
+}
+
+/// A flipped byte in an acceptor's WAL (`.log`) or table (`.sst`): the node
+/// refuses to start rather than vote on state it cannot vouch for, and the
+/// other two keep serving with nothing lost.
+async fn a_damaged_store_is_refused(suffix: &str) {
+    let mut deployment = Deployment::new(TestCluster::three_replicas("it"));
+    deployment.start_all();
+    let mut written = write_keys(&deployment, "before", 100).await;
+    // A restart flushes the recovered WAL into tables: both kinds exist.
+    deployment.stop("n3");
+    deployment.start("n3");
+    written.extend(write_keys(&deployment, "after", 100).await);
+    deployment.stop("n3");
+    let store = deployment.data_dir("n3").join("acceptor-3");
+    let file = largest_file(&store, suffix).unwrap_or_else(|| panic!("no {suffix} in {store:?}"));
+    flip_a_byte(&file);
+    let refusal = deployment.start_refused("n3");
+    eprintln!("damaged {}: {}", file.display(), refusal.trim());
+    assert!(
+        refusal.contains("corrupt") || refusal.contains("Corruption"),
+        "n3 should name the damage: {refusal}"
+    );
+    written.extend(write_keys(&deployment, "without-n3", 20).await);
+    let mut client = deployment.client();
+    for key in &written {
+        let value = client.get(key.as_bytes()).await.expect("a get");
+        assert_eq!(value, key.as_bytes(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_an_acceptors_wal_is_refused_and_nothing_is_lost() {
+    a_damaged_store_is_refused(".log").await;
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_an_acceptors_table_is_refused_and_nothing_is_lost() {
+    a_damaged_store_is_refused(".sst").await;
 }

@@ -3,9 +3,8 @@
 //! data directory is deleted while it runs stops the roles on it, keeps
 //! nothing acknowledged on their behalf, and refuses to restart empty.
 
-
-use synod_integration::Deployment;
 use std::time::{Duration, Instant};
+use synod_integration::Deployment;
 use synod_testkit::TestCluster;
 
 /// Put a few keys; each must be acknowledged.

@@ -4,12 +4,11 @@
 //! exit codes on healthy, degraded and no-quorum clusters, and the
 //! dashboard in a real headless Chromium.
 
-
-use synod_integration::Deployment;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use synod_integration::Deployment;
 use synod_testkit::TestCluster;
 
 /// The longest any condition below may take to come true.

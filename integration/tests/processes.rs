@@ -3,7 +3,6 @@
 //! process SIGKILLed and restarted mid-load, every acknowledged write read
 //! back afterwards.
 
-
 use synod_integration::Deployment;
 use synod_testkit::TestCluster;
 

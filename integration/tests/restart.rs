@@ -5,11 +5,10 @@
 //! The frame limit is made small (256 KiB) so that a few seconds of writes
 //! hold several frames' worth of accepted values.
 
-
-use synod_integration::Deployment;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use synod_integration::Deployment;
 use synod_testkit::TestCluster;
 
 const FRAME: usize = 256 * 1024;

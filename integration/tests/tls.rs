@@ -3,9 +3,8 @@
 //! node's name) or through `--endpoints` with `--tls-ca` (checked against
 //! the address); a client without TLS is refused.
 
-
-use synod_integration::Deployment;
 use std::process::Command;
+use synod_integration::Deployment;
 use synod_testkit::{TestCa, TestCluster};
 
 fn synod(args: &[&str]) -> (bool, String, String) {

@@ -25,17 +25,33 @@ pub enum Call {
         /// The value it gets.
         new: String,
     },
+    /// Take the lock named by the key for this owner.
+    Lock(String),
+    /// Release the lock named by the key held by this owner.
+    Unlock(String),
 }
 
 /// What came back.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// A put or compare-and-set took effect.
+    /// A put, compare-and-set or unlock took effect.
     Done,
     /// A read returned this (`None`: not found).
     Value(Option<String>),
     /// A compare-and-set was refused; the key's value was this.
     CasFailed(Option<String>),
+    /// The lock was granted (or was already the caller's) with this
+    /// fencing token.
+    Granted(u64),
+    /// Someone else holds the lock.
+    Held {
+        /// The holder.
+        owner: String,
+        /// The holder's fencing token.
+        token: u64,
+    },
+    /// An unlock was refused: the lock is this owner's (`None`: free).
+    NotOwner(Option<String>),
     /// No answer: it may have taken effect, or not.
     Unknown,
 }
@@ -101,8 +117,9 @@ impl Recorder {
 pub struct Tally {
     /// Definite outcomes: answered by the cluster.
     pub ok: usize,
-    /// Refused compare-and-sets (definite, counted apart).
-    pub cas_failed: usize,
+    /// Refused compare-and-sets, locks and unlocks (definite, counted
+    /// apart).
+    pub refused: usize,
     /// No answer.
     pub unknown: usize,
 }
@@ -112,8 +129,10 @@ pub fn tally(ops: &[Op]) -> Tally {
     let mut tally = Tally::default();
     for op in ops {
         match op.outcome {
-            Outcome::Done | Outcome::Value(_) => tally.ok += 1,
-            Outcome::CasFailed(_) => tally.cas_failed += 1,
+            Outcome::Done | Outcome::Value(_) | Outcome::Granted(_) => tally.ok += 1,
+            Outcome::CasFailed(_) | Outcome::Held { .. } | Outcome::NotOwner(_) => {
+                tally.refused += 1
+            }
             Outcome::Unknown => tally.unknown += 1,
         }
     }

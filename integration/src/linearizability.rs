@@ -1,6 +1,12 @@
-//! A linearizability checker for histories of registers (one per key):
-//! Wing and Gong's search with Lowe's memoisation, the algorithm of
-//! Knossos and Porcupine.
+//! A linearizability checker for histories of registers and locks (one
+//! object per key): Wing and Gong's search with Lowe's memoisation, the
+//! algorithm of Knossos and Porcupine.
+//!
+//! A lock's model is the KV's: a free lock is granted with a fencing token
+//! larger than every token granted before, the holder is granted again
+//! with the same token, anyone else is told the holder and its token, and
+//! only the holder unlocks. So a history with two holders at once, or a
+//! token that does not grow, is not linearizable.
 //!
 //! Keys are independent (every operation touches one key), so each key's
 //! sub-history is checked on its own. In a sub-history, an operation
@@ -12,9 +18,10 @@
 //!
 //! Operations without an answer ([`Outcome::Unknown`]) complete "at
 //! infinity": they may take effect at any point after their invocation or
-//! not at all. Two reductions keep them cheap and change no verdict: an
-//! unanswered read constrains nothing and is dropped, and so is an
-//! unanswered write whose value no answer ever showed (if a history is
+//! not at all (an unanswered lock takes a token nobody knows until an
+//! answer shows it). Two reductions keep them cheap and change no verdict:
+//! an unanswered read constrains nothing and is dropped, and so is an
+//! unanswered register write whose value no answer ever showed (if a history is
 //! linearizable with it, the interval where the register held its value
 //! contains no observation, so removing it leaves a valid order; and any
 //! order without it stays valid with it placed last).
@@ -108,19 +115,58 @@ fn reduce<'a>(ops: &[&'a Op]) -> Vec<&'a Op> {
     }
     let written = |op: &Op| match &op.call {
         Call::Put(v) | Call::Cas { new: v, .. } => Some(v.clone()),
-        Call::Get => None,
+        Call::Get | Call::Lock(_) | Call::Unlock(_) => None,
     };
     ops.iter()
         .copied()
-        .filter(|op| match op.outcome {
-            Outcome::Unknown => written(op).is_some_and(|v| observed.contains(v.as_str())),
+        .filter(|op| match (&op.call, &op.outcome) {
+            (Call::Lock(_) | Call::Unlock(_), _) => true,
+            (_, Outcome::Unknown) => written(op).is_some_and(|v| observed.contains(v.as_str())),
             _ => true,
         })
         .collect()
 }
 
-/// A register value: `0` absent, otherwise an interned string.
+/// An interned string: `0` for none (an absent value, a free lock).
 type Value = u32;
+
+/// The object's state: a register's value, or a lock's holder, its token
+/// (`0` while unknown: granted by an unanswered lock) and the largest
+/// token granted so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct State {
+    value: Value,
+    token: u64,
+    max_token: u64,
+}
+
+impl State {
+    fn holding(self, owner: Value, token: u64) -> Self {
+        Self {
+            value: owner,
+            token,
+            max_token: self.max_token.max(token),
+        }
+    }
+
+    fn free(self) -> Self {
+        Self {
+            value: 0,
+            token: 0,
+            ..self
+        }
+    }
+
+    /// The lock is `owner`'s with `token`: true if so, filling in a token
+    /// that was unknown (it must then be larger than any before).
+    fn held_as(self, owner: Value, token: u64) -> Option<Self> {
+        match (self.value == owner, self.token) {
+            (true, t) if t == token => Some(self),
+            (true, 0) if token > self.max_token => Some(self.holding(owner, token)),
+            _ => None,
+        }
+    }
+}
 
 /// One operation, interned.
 #[derive(Clone, Copy, Debug)]
@@ -141,20 +187,68 @@ enum Step {
         expected: Value,
         new: Value,
     },
+    Granted {
+        owner: Value,
+        token: u64,
+    },
+    Held {
+        caller: Value,
+        owner: Value,
+        token: u64,
+    },
+    /// An unanswered lock: granted (token unknown) if free.
+    LockMaybe {
+        owner: Value,
+    },
+    Unlocked {
+        owner: Value,
+    },
+    NotOwner {
+        caller: Value,
+        holder: Value,
+    },
+    /// An unanswered unlock: released if `owner` holds it.
+    UnlockMaybe {
+        owner: Value,
+    },
 }
 
 impl Step {
-    /// The register after this step from `state`, if the step's outcome
-    /// is possible there.
-    fn apply(self, state: Value) -> Option<Value> {
+    /// The object after this step from `state`, if the step's outcome is
+    /// possible there.
+    fn apply(self, state: State) -> Option<State> {
+        let value = |v: Value| State { value: v, ..state };
         match self {
-            Step::Put(v) => Some(v),
-            Step::Read(v) => (state == v).then_some(state),
-            Step::CasDone { expected, new } => (state == expected).then_some(new),
+            Step::Put(v) => Some(value(v)),
+            Step::Read(v) => (state.value == v).then_some(state),
+            Step::CasDone { expected, new } => (state.value == expected).then_some(value(new)),
             Step::CasRefused { expected, current } => {
-                (state == current && state != expected).then_some(state)
+                (state.value == current && state.value != expected).then_some(state)
             }
-            Step::CasMaybe { expected, new } => Some(if state == expected { new } else { state }),
+            Step::CasMaybe { expected, new } => Some(if state.value == expected {
+                value(new)
+            } else {
+                state
+            }),
+            Step::Granted { owner, token } if state.value == 0 => {
+                (token > state.max_token).then(|| state.holding(owner, token))
+            }
+            Step::Granted { owner, token } => state.held_as(owner, token),
+            Step::Held {
+                caller,
+                owner,
+                token,
+            } => (owner != caller)
+                .then(|| state.held_as(owner, token))
+                .flatten(),
+            Step::LockMaybe { owner } if state.value == 0 => Some(state.holding(owner, 0)),
+            Step::LockMaybe { .. } => Some(state),
+            Step::Unlocked { owner } => (state.value == owner).then(|| state.free()),
+            Step::NotOwner { caller, holder } => {
+                (state.value == holder && holder != caller).then_some(state)
+            }
+            Step::UnlockMaybe { owner } if state.value == owner => Some(state.free()),
+            Step::UnlockMaybe { .. } => Some(state),
         }
     }
 }
@@ -182,22 +276,7 @@ impl Register {
         };
         let mut steps = Vec::with_capacity(ops.len());
         for op in ops {
-            let step = match (&op.call, &op.outcome) {
-                (Call::Put(v), _) => Step::Put(intern(&Some(v.clone()))),
-                (Call::Get, Outcome::Value(v)) => Step::Read(intern(v)),
-                (Call::Cas { expected, new }, outcome) => {
-                    let (expected, new) = (intern(expected), intern(&Some(new.clone())));
-                    match outcome {
-                        Outcome::Done => Step::CasDone { expected, new },
-                        Outcome::CasFailed(current) => Step::CasRefused {
-                            expected,
-                            current: intern(current),
-                        },
-                        _ => Step::CasMaybe { expected, new },
-                    }
-                }
-                (Call::Get, _) => unreachable!("unanswered reads are reduced away"),
-            };
+            let step = step(op, &mut intern);
             steps.push(step);
         }
         let mut timed: Vec<(u128, u8, usize, bool)> = Vec::with_capacity(2 * ops.len());
@@ -227,9 +306,9 @@ impl Register {
         let definite_total = self.definite.iter().filter(|d| **d).count();
         let mut done = Bits::new(self.steps.len());
         let mut definite_done = 0;
-        let mut state: Value = 0;
-        let mut stack: Vec<(usize, Value)> = Vec::new();
-        let mut seen: HashSet<(Bits, Value)> = HashSet::new();
+        let mut state = State::default();
+        let mut stack: Vec<(usize, State)> = Vec::new();
+        let mut seen: HashSet<(Bits, State)> = HashSet::new();
         let mut stuck_at = None;
         let mut entry = list.first();
         while definite_done < definite_total {
@@ -270,6 +349,54 @@ impl Register {
             }
         }
         Ok(seen.len())
+    }
+}
+
+/// `op` as a step of the model (strings interned by `intern`). An
+/// outcome that does not fit the call (a bug in the recorder) is a step
+/// that no state allows.
+fn step(op: &Op, intern: &mut impl FnMut(&Option<String>) -> Value) -> Step {
+    match (&op.call, &op.outcome) {
+        (Call::Put(v), _) => Step::Put(intern(&Some(v.clone()))),
+        (Call::Get, Outcome::Value(v)) => Step::Read(intern(v)),
+        (Call::Cas { expected, new }, outcome) => {
+            let (expected, new) = (intern(expected), intern(&Some(new.clone())));
+            match outcome {
+                Outcome::Done => Step::CasDone { expected, new },
+                Outcome::CasFailed(current) => Step::CasRefused {
+                    expected,
+                    current: intern(current),
+                },
+                _ => Step::CasMaybe { expected, new },
+            }
+        }
+        (Call::Lock(caller), outcome) => {
+            let caller = intern(&Some(caller.clone()));
+            match outcome {
+                Outcome::Granted(token) => Step::Granted {
+                    owner: caller,
+                    token: *token,
+                },
+                Outcome::Held { owner, token } => Step::Held {
+                    caller,
+                    owner: intern(&Some(owner.clone())),
+                    token: *token,
+                },
+                _ => Step::LockMaybe { owner: caller },
+            }
+        }
+        (Call::Unlock(caller), outcome) => {
+            let caller = intern(&Some(caller.clone()));
+            match outcome {
+                Outcome::Done => Step::Unlocked { owner: caller },
+                Outcome::NotOwner(holder) => Step::NotOwner {
+                    caller,
+                    holder: intern(holder),
+                },
+                _ => Step::UnlockMaybe { owner: caller },
+            }
+        }
+        (Call::Get, _) => Step::Read(u32::MAX),
     }
 }
 
@@ -519,6 +646,77 @@ mod tests {
             op(1, Call::Get, read(Some("a")), 6, 7),
         ];
         check(&history).expect_err("a came back after b was read");
+    }
+
+    fn lock(owner: &str) -> Call {
+        Call::Lock(owner.into())
+    }
+
+    fn unlock(owner: &str) -> Call {
+        Call::Unlock(owner.into())
+    }
+
+    fn held(owner: &str, token: u64) -> Outcome {
+        Outcome::Held {
+            owner: owner.into(),
+            token,
+        }
+    }
+
+    #[test]
+    fn a_lock_passed_from_holder_to_holder_is_linearizable() {
+        let history = [
+            op(0, lock("a"), Outcome::Granted(5), 0, 1),
+            op(1, lock("b"), held("a", 5), 2, 3),
+            op(0, lock("a"), Outcome::Granted(5), 4, 5),
+            op(1, unlock("b"), Outcome::NotOwner(Some("a".into())), 6, 7),
+            op(0, unlock("a"), Outcome::Done, 8, 9),
+            op(1, lock("b"), Outcome::Granted(12), 10, 11),
+            op(0, unlock("a"), Outcome::NotOwner(Some("b".into())), 12, 13),
+        ];
+        check(&history).expect("linearizable");
+    }
+
+    #[test]
+    fn an_unanswered_lock_may_have_been_granted_with_a_token_seen_later() {
+        let history = [
+            op(0, lock("a"), Outcome::Unknown, 0, 1),
+            op(1, lock("b"), held("a", 7), 2, 3),
+            op(0, unlock("a"), Outcome::Done, 4, 5),
+            op(1, lock("b"), Outcome::Granted(9), 6, 7),
+        ];
+        check(&history).expect("a's lock took effect with token 7");
+    }
+
+    /// Negative control: two owners granted the same lock at once.
+    #[test]
+    fn two_holders_at_once_are_caught() {
+        let history = [
+            op(0, lock("a"), Outcome::Granted(5), 0, 1),
+            op(1, lock("b"), Outcome::Granted(6), 2, 3),
+        ];
+        check(&history).expect_err("mutual exclusion broken");
+    }
+
+    /// Negative control: a fencing token that does not grow.
+    #[test]
+    fn a_token_that_goes_backwards_is_caught() {
+        let history = [
+            op(0, lock("a"), Outcome::Granted(5), 0, 1),
+            op(0, unlock("a"), Outcome::Done, 2, 3),
+            op(1, lock("b"), Outcome::Granted(4), 4, 5),
+        ];
+        check(&history).expect_err("token 4 after token 5");
+    }
+
+    /// Negative control: an unlock by someone who does not hold it.
+    #[test]
+    fn an_unlock_by_a_non_holder_is_caught() {
+        let history = [
+            op(0, lock("a"), Outcome::Granted(5), 0, 1),
+            op(1, unlock("b"), Outcome::Done, 2, 3),
+        ];
+        check(&history).expect_err("b never held it");
     }
 
     #[test]

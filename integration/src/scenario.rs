@@ -83,7 +83,7 @@ impl Report {
             self.name,
             self.duration.as_secs_f64(),
             self.tally.ok,
-            self.tally.cas_failed,
+            self.tally.refused,
             self.tally.unknown,
             self.acknowledged,
             self.unanswered,

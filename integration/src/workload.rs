@@ -1,7 +1,8 @@
 //! Concurrent clients on a few keys, each operation recorded for the
 //! checkers: puts, linearizable gets and compare-and-sets on a handful of
-//! registers (checked by [`crate::linearizability`]), plus writes of
-//! fresh keys that must all be readable after the faults heal.
+//! registers and lock/unlock on two locks (checked by
+//! [`crate::linearizability`]), plus writes of fresh keys that must all be
+//! readable after the faults heal.
 //!
 //! The clients run on a thread and runtime of their own, so the test
 //! thread can kill, pause and restart processes (blocking calls) while
@@ -30,6 +31,9 @@ pub struct Workload {
     pub key_lifetime: Duration,
     /// Percent of operations that write a fresh key instead.
     pub fresh_percent: u32,
+    /// Percent of operations that take or release a lock (`lock-E-K`,
+    /// two in use at a time) instead.
+    pub lock_percent: u32,
     /// How long one client call may take before its outcome is unknown.
     pub timeout: Duration,
     /// Seed of the clients' choices.
@@ -43,6 +47,7 @@ impl Default for Workload {
             keys: 4,
             key_lifetime: Duration::from_secs(10),
             fresh_percent: 20,
+            lock_percent: 10,
             timeout: Duration::from_secs(1),
             seed: 1,
         }
@@ -74,6 +79,12 @@ impl Workload {
     pub fn registers_at(&self, at: Duration) -> Vec<String> {
         let epoch = at.as_millis() / self.key_lifetime.as_millis().max(1);
         (0..self.keys).map(|k| format!("reg-{epoch}-{k}")).collect()
+    }
+
+    /// The locks in use at `at`.
+    pub fn locks_at(&self, at: Duration) -> Vec<String> {
+        let epoch = at.as_millis() / self.key_lifetime.as_millis().max(1);
+        (0..2).map(|k| format!("lock-{epoch}-{k}")).collect()
     }
 
     /// Start the clients against `endpoints` of cluster `cluster`. Client
@@ -129,6 +140,7 @@ impl Workload {
                     last_seen: BTreeMap::new(),
                     results: Results::default(),
                     next_value: 0,
+                    holding: Default::default(),
                 };
                 tokio::spawn(one.run(stop.clone()))
             })
@@ -170,13 +182,18 @@ struct ClientRun {
     last_seen: BTreeMap<String, Option<String>>,
     results: Results,
     next_value: u64,
+    /// Locks this client was last granted and has not released.
+    holding: std::collections::BTreeSet<String>,
 }
 
 impl ClientRun {
     async fn run(mut self, stop: Arc<AtomicBool>) -> Results {
         while !stop.load(Ordering::Relaxed) {
-            if self.rng.random_range(0..100) < self.workload.fresh_percent {
+            let roll = self.rng.random_range(0..100);
+            if roll < self.workload.fresh_percent {
                 self.write_fresh().await;
+            } else if roll < self.workload.fresh_percent + self.workload.lock_percent {
+                self.lock_op().await;
             } else {
                 self.register_op().await;
             }
@@ -198,6 +215,39 @@ impl ClientRun {
             }
             Err(_) => self.results.unanswered += 1,
         }
+    }
+
+    /// Take or release one of the locks in use (released if this client
+    /// believes it holds it).
+    async fn lock_op(&mut self) {
+        let locks = self.workload.locks_at(self.history.now());
+        let key = locks[self.rng.random_range(0..locks.len())].clone();
+        let owner = format!("c{}", self.index);
+        let call = if self.holding.contains(&key) {
+            Call::Unlock(owner)
+        } else {
+            Call::Lock(owner)
+        };
+        let invoke = self.history.now();
+        let outcome = execute(&mut self.client, &key, &call).await;
+        let complete = self.history.now();
+        match (&call, &outcome) {
+            (Call::Lock(_), Outcome::Granted(_)) => {
+                self.holding.insert(key.clone());
+            }
+            (Call::Unlock(_), Outcome::Done | Outcome::NotOwner(_)) => {
+                self.holding.remove(&key);
+            }
+            _ => {}
+        }
+        self.history.record(Op {
+            client: self.index,
+            key,
+            call,
+            outcome,
+            invoke,
+            complete,
+        });
     }
 
     async fn register_op(&mut self) {
@@ -261,5 +311,15 @@ pub async fn execute(client: &mut Client, key: &str, call: &Call) -> Outcome {
                 Err(_) => Outcome::Unknown,
             }
         }
+        Call::Lock(owner) => match client.lock(key, owner).await {
+            Ok(token) => Outcome::Granted(token),
+            Err(ClientError::Held { owner, token }) => Outcome::Held { owner, token },
+            Err(_) => Outcome::Unknown,
+        },
+        Call::Unlock(owner) => match client.unlock(key, owner).await {
+            Ok(()) => Outcome::Done,
+            Err(ClientError::NotOwner { owner }) => Outcome::NotOwner(owner),
+            Err(_) => Outcome::Unknown,
+        },
     }
 }

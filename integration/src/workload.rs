@@ -228,26 +228,32 @@ impl ClientRun {
         } else {
             Call::Lock(owner)
         };
-        let invoke = self.history.now();
-        let outcome = execute(&mut self.client, &key, &call).await;
-        let complete = self.history.now();
+        let outcome = self.recorded(&key, call.clone()).await;
         match (&call, &outcome) {
             (Call::Lock(_), Outcome::Granted(_)) => {
-                self.holding.insert(key.clone());
+                self.holding.insert(key);
             }
             (Call::Unlock(_), Outcome::Done | Outcome::NotOwner(_)) => {
                 self.holding.remove(&key);
             }
             _ => {}
         }
+    }
+
+    /// Run `call` on `key` and record it with its times and outcome.
+    async fn recorded(&mut self, key: &str, call: Call) -> Outcome {
+        let invoke = self.history.now();
+        let outcome = execute(&mut self.client, key, &call).await;
+        let complete = self.history.now();
         self.history.record(Op {
             client: self.index,
-            key,
+            key: key.to_owned(),
             call,
-            outcome,
+            outcome: outcome.clone(),
             invoke,
             complete,
         });
+        outcome
     }
 
     async fn register_op(&mut self) {
@@ -265,26 +271,16 @@ impl ClientRun {
                 new: self.fresh_value(),
             }
         };
-        let invoke = self.history.now();
-        let outcome = execute(&mut self.client, &key, &call).await;
-        let complete = self.history.now();
-        match (&call, &outcome) {
+        let outcome = self.recorded(&key, call.clone()).await;
+        match (&call, outcome) {
             (_, Outcome::Value(seen) | Outcome::CasFailed(seen)) => {
-                self.last_seen.insert(key.clone(), seen.clone());
+                self.last_seen.insert(key, seen);
             }
             (Call::Put(v) | Call::Cas { new: v, .. }, Outcome::Done) => {
-                self.last_seen.insert(key.clone(), Some(v.clone()));
+                self.last_seen.insert(key, Some(v.clone()));
             }
             _ => {}
         }
-        self.history.record(Op {
-            client: self.index,
-            key,
-            call,
-            outcome,
-            invoke,
-            complete,
-        });
     }
 }
 

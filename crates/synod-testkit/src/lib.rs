@@ -58,12 +58,10 @@ impl SmallDisk {
     pub fn mount_or_skip(at: &Path, size: &str) -> Option<Self> {
         let disk = Self::mount_at(at, size);
         if disk.is_none() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "cannot mount a {size} tmpfs at {} (needs root); CI is set, so this test must run",
+            skip_unless_ci(&format!(
+                "cannot mount a {size} tmpfs at {} (needs root)",
                 at.display()
-            );
-            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            ));
         }
         disk
     }
@@ -82,6 +80,17 @@ impl Drop for SmallDisk {
             .arg(&self.at)
             .status();
     }
+}
+
+/// A test that cannot run here says `skipped: why` and returns, except
+/// when `CI` is set: a test that must run in CI fails there instead
+/// (this panics).
+pub fn skip_unless_ci(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}; CI is set, so this test must run"
+    );
+    eprintln!("skipped: {why}");
 }
 
 /// A loopback port that was free a moment ago.

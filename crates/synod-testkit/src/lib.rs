@@ -21,7 +21,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod ports;
 mod tls;
+pub use ports::test_port;
 pub use tls::{Issued, TestCa};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,12 +95,9 @@ pub fn skip_unless_ci(why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port for a test listener: see [`test_port`].
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a loopback port")
-        .port()
+    test_port()
 }
 
 /// Test timings: elections in a few hundred milliseconds, quick reconnects.
@@ -296,16 +295,7 @@ impl TestCluster {
         let mut client_addresses = Vec::new();
         let mut admin_addresses = BTreeMap::new();
         let mut listen_addresses = BTreeMap::new();
-        // Every port stays bound until all are drawn, so one config never
-        // gets the same port twice.
-        let mut held = Vec::new();
-        let mut port = || {
-            let listener =
-                std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-            let port = listener.local_addr().expect("bound").port();
-            held.push(listener);
-            port
-        };
+        let port = test_port;
         for (node, roles) in &self.nodes {
             let listen = SocketAddr::from(([127, 0, 0, 1], port()));
             let _ = writeln!(toml, "[nodes.{node}]\nlisten = \"{listen}\"");

@@ -247,16 +247,29 @@ pub async fn missing_writes(
     deployment: &Deployment,
     acknowledged: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut client = deployment.client();
-    let mut missing = Vec::new();
-    for (key, value) in acknowledged {
-        match client.get(key.as_bytes()).await {
-            Ok(read) if read == value.as_bytes() => {}
-            other => missing.push(format!("{key}: {other:?}")),
+    let writes: Vec<(&String, &String)> = acknowledged.iter().collect();
+    let share = writes.len().div_ceil(READ_BACK_CLIENTS).max(1);
+    let readers = writes.chunks(share).map(|writes| async move {
+        let mut client = deployment.client();
+        let mut missing = Vec::new();
+        for (key, value) in writes {
+            match client.get(key.as_bytes()).await {
+                Ok(read) if read == value.as_bytes() => {}
+                other => missing.push(format!("{key}: {other:?}")),
+            }
         }
-    }
-    missing
+        missing
+    });
+    futures_util::future::join_all(readers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
+
+/// Clients reading acknowledged writes back at once: a read is a log
+/// round, so one client alone reads a long run's writes for hours.
+const READ_BACK_CLIENTS: usize = 16;
 
 /// Whether learners agree: `Ok(true)` when all `expected` learners are at
 /// the same applied slot with the same digest, `Ok(false)` while they are

@@ -444,10 +444,19 @@ impl Deployment {
 }
 
 impl Drop for Deployment {
+    /// Kills every node. After a failed check (a panic) the directory,
+    /// with every node's config and log, stays for the post-mortem.
     fn drop(&mut self) {
         for child in self.processes.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "deployment kept for inspection: {}",
+                self.dir.path().display()
+            );
         }
     }
 }

@@ -304,7 +304,12 @@ async fn the_dashboard_shows_the_leader_placement_and_learners_in_chromium() {
             false => Err(format!("{} bytes of DOM without a leader", dom.len())),
         }
     });
-    for expected in ["acceptor-3", "learner-2", "n3", "3 of 3 (majority 2)"] {
+    for expected in [
+        "acceptor-3",
+        "learner-2",
+        "n3",
+        "3 of 3 up (a majority is 2)",
+    ] {
         assert!(dom.contains(expected), "the page lacks {expected:?}");
     }
     let shot = screenshot_path();

@@ -28,6 +28,7 @@ mod learner;
 mod message;
 mod output;
 mod proposer;
+mod quorum;
 mod rng;
 mod role;
 mod types;
@@ -40,6 +41,7 @@ pub use learner::{
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output, SnapshotBytes};
 pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};
+pub use quorum::Quorums;
 pub use rng::SplitMix64;
 pub use role::{MAX_SLEEP, RoleCore, wake_at};
 pub use types::{

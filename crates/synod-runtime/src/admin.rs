@@ -2,7 +2,8 @@
 //!
 //! - `GET /livez`: 200 while the process serves;
 //! - `GET /readyz`: 200 when this node's roles can make progress (none
-//!   stopped, a majority of the acceptors reachable, its proposers know a
+//!   stopped, a phase-2 quorum of acceptors reachable (a majority unless
+//!   `[quorums]` says otherwise), its proposers know a
 //!   leader, its learners not stalled), else 503 with the reasons;
 //! - `GET /status`: every role on the node ([`NodeReport`] as JSON);
 //! - `GET /cluster`: this node's view of every node of the config
@@ -28,12 +29,12 @@ use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use synod_core::Role;
+use synod_core::{Role, RoleId};
 use synod_storage::GroupObserver;
 use synod_transport::TransportStats;
 
@@ -220,25 +221,28 @@ impl AdminActor {
             .iter()
             .map(|role| format!("{role} has stopped"))
             .collect();
-        let acceptors: Vec<(String, String)> = self
+        let acceptors: Vec<(RoleId, String)> = self
             .config
             .placement()
             .into_iter()
             .filter(|(role, _)| role.role == Role::Acceptor)
-            .map(|(role, node)| (role.to_string(), node))
             .collect();
-        let reachable = acceptors
+        let reachable: BTreeSet<u32> = acceptors
             .iter()
             .filter(|(role, node)| match report.peers.get(node) {
                 Some(connected) => *connected,
-                None => !report.stopped.contains(role), // on this node
+                None => !report.stopped.contains(&role.to_string()), // on this node
             })
-            .count();
-        let majority = acceptors.len() / 2 + 1;
-        if reachable < majority {
+            .map(|(role, _)| role.index)
+            .collect();
+        let quorums = self.config.quorum_system();
+        let ids: Vec<u32> = acceptors.iter().map(|(role, _)| role.index).collect();
+        if !quorums.phase2(&ids, &reachable) {
             reasons.push(format!(
-                "{reachable} of {} acceptors reachable; a majority is {majority}",
-                acceptors.len()
+                "{} of {} acceptors reachable; {}",
+                reachable.len(),
+                ids.len(),
+                quorums.describe_phase2(ids.len())
             ));
         }
         for proposer in &report.proposers {

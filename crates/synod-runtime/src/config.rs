@@ -37,6 +37,9 @@ pub struct SynodConfig {
     /// Protocol tuning.
     #[serde(default)]
     pub paxos: PaxosConfig,
+    /// Quorum sizes per phase (majorities when absent).
+    #[serde(default)]
+    pub quorums: QuorumSettings,
     /// Storage limits.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -206,6 +209,53 @@ impl NodeConfig {
             .and_then(|a| a.rsplit_once(':'))
             .map_or("127.0.0.1", |(host, _)| host);
         format!("{host}:{}", bound.port())
+    }
+}
+
+/// `[quorums]`: which sets of acceptors are quorums (Flexible Paxos, see
+/// `synod_core::Quorums`). Without the section both phases need a
+/// majority. `phase2 = 2` with 5 acceptors commits on any 2 and elects a
+/// leader on any 4 (`phase1` defaults to the smallest size that meets
+/// every phase-2 quorum, and the other way round); `grid_columns = 3`
+/// with 9 acceptors lays them out in rows of 3 in id order: a commit
+/// needs one whole row, an election one acceptor of every row. Every node
+/// must have the same settings.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumSettings {
+    /// Acceptors whose promises start a ballot.
+    pub phase1: Option<usize>,
+    /// Acceptors whose acceptance chooses a value.
+    pub phase2: Option<usize>,
+    /// Grid quorums: acceptors per row.
+    pub grid_columns: Option<usize>,
+}
+
+impl QuorumSettings {
+    /// Whether anything is set (otherwise: majorities).
+    pub fn is_set(&self) -> bool {
+        *self != Self::default()
+    }
+
+    /// The quorum system for `acceptors` acceptors.
+    pub fn quorums(&self, acceptors: usize) -> synod_core::Quorums {
+        use synod_core::Quorums;
+        if let Some(columns) = self.grid_columns {
+            return Quorums::Grid { columns };
+        }
+        let meeting = |other: usize| (acceptors + 1).saturating_sub(other).max(1);
+        match (self.phase1, self.phase2) {
+            (None, None) => Quorums::majority(acceptors),
+            (Some(phase1), None) => Quorums::Counts {
+                phase1,
+                phase2: meeting(phase1),
+            },
+            (None, Some(phase2)) => Quorums::Counts {
+                phase1: meeting(phase2),
+                phase2,
+            },
+            (Some(phase1), Some(phase2)) => Quorums::Counts { phase1, phase2 },
+        }
     }
 }
 
@@ -447,7 +497,19 @@ impl SynodConfig {
                 problem(&mut errors, "roles", fix);
             }
         }
-        if acceptors > 0 && acceptors % 2 == 0 {
+        self.check_quorums(acceptors, &mut errors);
+        let quorums = self.quorum_system();
+        if self.quorums.is_set()
+            && acceptors > 1
+            && quorums.check(acceptors).is_ok()
+            && quorums.tolerated_failures(acceptors) == 0
+        {
+            let msg = format!(
+                "{quorums:?} over {acceptors} acceptors: losing one acceptor can stop leader elections or commits"
+            );
+            problem(&mut warnings, "quorums", msg);
+        }
+        if acceptors > 0 && acceptors % 2 == 0 && !self.quorums.is_set() {
             let msg = format!(
                 "{acceptors} acceptors tolerate no more failures than {}; use an odd count",
                 acceptors - 1
@@ -547,6 +609,38 @@ impl SynodConfig {
                 }
             }
         }
+    }
+
+    /// `[quorums]` must be possible and safe for the acceptors placed.
+    fn check_quorums(&self, acceptors: usize, errors: &mut Vec<Problem>) {
+        let q = &self.quorums;
+        if q.grid_columns.is_some() && (q.phase1.is_some() || q.phase2.is_some()) {
+            errors.push(Problem {
+                field: "quorums.grid_columns".into(),
+                message: "is set with phase1 or phase2; a grid defines both, set one or the other"
+                    .into(),
+            });
+            return;
+        }
+        if acceptors == 0 {
+            return;
+        }
+        if let Err(why) = q.quorums(acceptors).check(acceptors) {
+            let field = if q.grid_columns.is_some() {
+                "quorums.grid_columns"
+            } else {
+                "quorums"
+            };
+            errors.push(Problem {
+                field: field.into(),
+                message: why,
+            });
+        }
+    }
+
+    /// The quorum system of this cluster's acceptors.
+    pub fn quorum_system(&self) -> synod_core::Quorums {
+        self.quorums.quorums(self.instances(Role::Acceptor).len())
     }
 
     /// Parse the placement, reporting bad role names, duplicates and
@@ -773,6 +867,7 @@ impl SynodConfig {
 
     /// The settings every node of the cluster must share, as (name,
     /// value): the role placement and node names (quorums and routing),
+    /// the quorum system,
     /// the settings that shape every learner's state identically (session
     /// expiry) or what a message may be (the frame limit), and the
     /// application's ([`AppSection::cluster_settings`], e.g. `[kv]`).
@@ -786,6 +881,7 @@ impl SynodConfig {
         for (role, node) in &self.roles {
             settings.push((format!("roles.{role}"), node.clone()));
         }
+        settings.push(("quorums".into(), format!("{:?}", self.quorum_system())));
         let p = &self.paxos;
         settings.push((
             "paxos.session_horizon".into(),

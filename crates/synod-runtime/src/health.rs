@@ -4,17 +4,19 @@
 //! `synod status`.
 //!
 //! A verdict is quorum-aware: the cluster is [`Verdict::Unavailable`]
-//! when fewer than a majority of the acceptors are up or no proposer
-//! knows a leader (commands cannot be decided), [`Verdict::Degraded`]
-//! when it works but something is missing (a node unreachable, a role
-//! stopped, a learner far behind), else [`Verdict::Healthy`].
+//! when the acceptors up form no phase-2 quorum (a majority, unless
+//! `[quorums]` says otherwise) or no proposer knows a leader (commands
+//! cannot be decided), [`Verdict::Degraded`] when it works but something
+//! is missing (a node unreachable, a role stopped, a learner far behind,
+//! too few acceptors up for a phase-1 quorum to elect a new leader), else
+//! [`Verdict::Healthy`].
 
 use crate::config::SynodConfig;
 use crate::gateway::NodeStatus;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use synod_core::{Role, RoleId};
+use synod_core::{Quorums, Role};
 
 /// A learner this many slots behind the most advanced one makes the
 /// cluster degraded (reports are read at slightly different moments, so
@@ -236,8 +238,12 @@ pub struct ClusterHealth {
     pub acceptors_up: usize,
     /// Acceptors in the config.
     pub acceptors: usize,
-    /// Acceptors needed for a quorum.
+    /// The fewest acceptors a phase-2 quorum has (a majority unless
+    /// `[quorums]` says otherwise).
     pub majority: usize,
+    /// What a phase-2 quorum needs, in words: "a majority is 2".
+    #[serde(default)]
+    pub quorum: String,
     /// The leader, if any proposer knows one.
     pub leader: Option<Leader>,
     /// Every role of the config.
@@ -265,10 +271,23 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         }
     }
     let roles = role_states(config, &probes, &mut problems);
-    let acceptors = roles.iter().filter(|r| is_acceptor(&r.role));
-    let (acceptors_up, acceptors_total) =
-        acceptors.fold((0, 0), |(up, all), r| (up + usize::from(r.up), all + 1));
-    let majority = acceptors_total / 2 + 1;
+    let quorums = config.quorum_system();
+    let acceptor_ids = config.instances(Role::Acceptor);
+    let up_ids: BTreeSet<u32> = roles
+        .iter()
+        .filter(|r| r.up)
+        .filter_map(|r| crate::config::parse_role(&r.role))
+        .filter(|r| r.role == Role::Acceptor)
+        .map(|r| r.index)
+        .collect();
+    let (acceptors_up, acceptors_total) = (up_ids.len(), acceptor_ids.len());
+    let majority = smallest_phase2_quorum(quorums, acceptors_total);
+    let quorum = quorums.describe_phase2(acceptors_total);
+    if quorums.phase2(&acceptor_ids, &up_ids) && !quorums.phase1(&acceptor_ids, &up_ids) {
+        problems.push(format!(
+            "{acceptors_up} of {acceptors_total} acceptors are up: enough to commit, too few to elect a new leader"
+        ));
+    }
     let leader = leader(&probes);
     let learners = learner_lags(&probes);
     for l in learners.iter().filter(|l| l.lag > LAGGING_SLOTS) {
@@ -279,9 +298,9 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
     } else {
         Verdict::Degraded
     };
-    if acceptors_up < majority {
+    if !quorums.phase2(&acceptor_ids, &up_ids) {
         problems.push(format!(
-            "no quorum: {acceptors_up} of {acceptors_total} acceptors are up, a majority is {majority}"
+            "no quorum: {acceptors_up} of {acceptors_total} acceptors are up, {quorum}"
         ));
         verdict = Verdict::Unavailable;
     }
@@ -311,6 +330,7 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         acceptors_up,
         acceptors: acceptors_total,
         majority,
+        quorum,
         leader,
         roles,
         learners,
@@ -318,8 +338,12 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
     }
 }
 
-fn is_acceptor(role: &str) -> bool {
-    crate::config::parse_role(role).is_some_and(|r: RoleId| r.role == Role::Acceptor)
+/// The size of the smallest phase-2 quorum of `acceptors` acceptors.
+fn smallest_phase2_quorum(quorums: Quorums, acceptors: usize) -> usize {
+    match quorums {
+        Quorums::Counts { phase2, .. } => phase2,
+        Quorums::Grid { columns } => columns.min(acceptors),
+    }
 }
 
 fn role_states(

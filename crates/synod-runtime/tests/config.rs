@@ -364,3 +364,79 @@ fn one_node_may_not_use_a_wildcard_address_twice() {
         "{found:?}"
     );
 }
+
+/// `BASE` with five acceptors and `quorums` as the `[quorums]` section.
+fn five_acceptors(quorums: &str) -> String {
+    let text = BASE.replace(
+        "acceptor-3 = \"n3\"",
+        "acceptor-3 = \"n3\"\nacceptor-4 = \"n1\"\nacceptor-5 = \"n2\"",
+    );
+    format!("{text}\n[quorums]\n{quorums}\n")
+}
+
+#[test]
+fn quorums_are_majorities_unless_configured() {
+    let (config, _) = load(BASE).unwrap();
+    assert_eq!(config.quorum_system(), synod_core::Quorums::majority(3));
+}
+
+#[test]
+fn a_phase_two_quorum_alone_gets_the_smallest_phase_one_that_meets_it() {
+    let (config, warnings) = load(&five_acceptors("phase2 = 2")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let expected = synod_core::Quorums::Counts {
+        phase1: 4,
+        phase2: 2,
+    };
+    assert_eq!(config.quorum_system(), expected);
+    let settings = config.cluster_settings();
+    assert!(
+        settings
+            .iter()
+            .any(|(k, v)| k == "quorums" && v.contains("phase1: 4")),
+        "every node must agree on the quorums: {settings:?}"
+    );
+}
+
+#[test]
+fn quorums_that_need_not_intersect_are_an_error() {
+    let found = problems(&five_acceptors("phase1 = 2\nphase2 = 3"));
+    assert!(
+        has(&found, &["quorums", "must exceed the 5 acceptors"]),
+        "{found:?}"
+    );
+    let found = problems(&five_acceptors("phase2 = 6"));
+    assert!(
+        has(&found, &["quorums", "not between 1 and the 5"]),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_grid_must_fill_its_rows_and_not_be_mixed_with_sizes() {
+    let found = problems(&five_acceptors("grid_columns = 2"));
+    assert!(
+        has(&found, &["quorums.grid_columns", "rows of 2"]),
+        "{found:?}"
+    );
+    let found = problems(&five_acceptors("grid_columns = 5\nphase2 = 2"));
+    assert!(
+        has(&found, &["quorums.grid_columns", "one or the other"]),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_even_acceptor_count_with_flexible_quorums_does_not_warn_but_a_fragile_system_does() {
+    let four = BASE.replace(
+        "acceptor-3 = \"n3\"",
+        "acceptor-3 = \"n3\"\nacceptor-4 = \"n3\"",
+    );
+    let flexible = format!("{four}\n[quorums]\nphase1 = 3\nphase2 = 2\n");
+    assert!(warnings(&flexible).is_empty());
+    let fragile = format!("{BASE}\n[quorums]\nphase2 = 1\n");
+    assert!(has(
+        &warnings(&fragile),
+        &["quorums", "losing one acceptor"]
+    ));
+}

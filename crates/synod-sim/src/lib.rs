@@ -28,4 +28,4 @@ mod world;
 
 pub use network::{Network, Partition};
 pub use shape::Shape;
-pub use world::{SeedReport, SimOptions, run_seed};
+pub use world::{FLEXIBLE_QUORUMS, SeedReport, SimOptions, SimQuorums, UNSAFE_QUORUMS, run_seed};

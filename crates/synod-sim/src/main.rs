@@ -4,7 +4,7 @@
 use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use synod_sim::{SeedReport, SimOptions, run_seed};
+use synod_sim::{SeedReport, SimOptions, SimQuorums, run_seed};
 
 /// Deterministic simulation of Synod's Paxos core.
 #[derive(Parser, Debug)]
@@ -58,6 +58,12 @@ struct Args {
     /// (the identity gate's negative control).
     #[arg(long)]
     adopt_wiped_acceptors: bool,
+    /// The quorums proposers count: majorities; flexible (each seed draws
+    /// a safe non-majority system: counts or a grid, 4 to 9 acceptors); or
+    /// unsafe (phase 1 + phase 2 = n, the negative control: must find
+    /// violations).
+    #[arg(long, value_enum, default_value_t = QuorumArg::Majority)]
+    quorums: QuorumArg,
     /// The simulated disk takes 1 ms to MS per write group.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     max_write_latency: u64,
@@ -67,6 +73,14 @@ struct Args {
     /// Print one line per seed.
     #[arg(long)]
     verbose: bool,
+}
+
+/// `--quorums`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum QuorumArg {
+    Majority,
+    Flexible,
+    Unsafe,
 }
 
 fn main() {
@@ -83,6 +97,11 @@ fn main() {
         resubmit_on_timeout: args.resubmit_on_timeout,
         adopt_wiped_acceptors: args.adopt_wiped_acceptors,
         max_write_latency: args.max_write_latency,
+        quorums: match args.quorums {
+            QuorumArg::Majority => SimQuorums::Majority,
+            QuorumArg::Flexible => SimQuorums::Flexible,
+            QuorumArg::Unsafe => SimQuorums::Unsafe,
+        },
         ..SimOptions::default()
     };
     let threads = args

@@ -10,7 +10,7 @@ use synod_core::Millis;
 pub struct Shape {
     /// 1–3 proposers.
     pub proposers: u32,
-    /// 3 or 5 acceptors.
+    /// 3 or 5 acceptors (a quorum option may set another count).
     pub acceptors: u32,
     /// 1–3 learners.
     pub learners: u32,

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
     Acceptor, AcceptorWrite, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerSnapshot,
-    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Role, RoleCore, RoleId, Slot,
-    wake_at,
+    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Quorums, Role, RoleCore,
+    RoleId, Slot, wake_at,
 };
 use synod_storage::{
     AcceptorStore, Bootstrap, Effect, LearnerStore, MemoryBackend, MemoryStore, Pipeline,
@@ -73,7 +73,87 @@ pub struct SimOptions {
     /// breaks). Without it, the node refuses that acceptor and it stays
     /// down.
     pub adopt_wiped_acceptors: bool,
+    /// Which quorums the proposers count (majorities by default).
+    pub quorums: SimQuorums,
 }
+
+/// The quorum systems a run draws from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimQuorums {
+    /// Majorities of the seed's 3 or 5 acceptors.
+    #[default]
+    Majority,
+    /// Each seed draws one of [`FLEXIBLE_QUORUMS`], with its acceptor
+    /// count (phase-1 quorums meet phase-2 quorums; majorities excluded).
+    Flexible,
+    /// Each seed draws one of [`UNSAFE_QUORUMS`], where a phase-1 quorum
+    /// can miss a phase-2 quorum (the negative control: agreement must
+    /// break in some seed).
+    Unsafe,
+}
+
+/// Safe quorum systems that are not majorities, each of which survives
+/// one acceptor down (the runs keep some acceptors down after healing).
+pub const FLEXIBLE_QUORUMS: [(u32, Quorums); 7] = [
+    (
+        4,
+        Quorums::Counts {
+            phase1: 3,
+            phase2: 2,
+        },
+    ),
+    (4, Quorums::Grid { columns: 2 }),
+    (
+        5,
+        Quorums::Counts {
+            phase1: 4,
+            phase2: 2,
+        },
+    ),
+    (
+        5,
+        Quorums::Counts {
+            phase1: 2,
+            phase2: 4,
+        },
+    ),
+    (6, Quorums::Grid { columns: 3 }),
+    (6, Quorums::Grid { columns: 2 }),
+    (9, Quorums::Grid { columns: 3 }),
+];
+
+/// Quorum systems with `phase1 + phase2 = n`: some phase-1 quorum misses
+/// some phase-2 quorum.
+pub const UNSAFE_QUORUMS: [(u32, Quorums); 4] = [
+    (
+        3,
+        Quorums::Counts {
+            phase1: 1,
+            phase2: 2,
+        },
+    ),
+    (
+        4,
+        Quorums::Counts {
+            phase1: 2,
+            phase2: 2,
+        },
+    ),
+    (
+        5,
+        Quorums::Counts {
+            phase1: 2,
+            phase2: 3,
+        },
+    ),
+    (
+        5,
+        Quorums::Counts {
+            phase1: 3,
+            phase2: 2,
+        },
+    ),
+];
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -91,6 +171,7 @@ impl Default for SimOptions {
             unsafe_trim: false,
             resubmit_on_timeout: false,
             adopt_wiped_acceptors: false,
+            quorums: SimQuorums::Majority,
         }
     }
 }
@@ -282,6 +363,8 @@ struct World {
     seed: u64,
     options: SimOptions,
     shape: Shape,
+    /// The quorums every proposer counts.
+    quorums: Quorums,
     rng: ChaCha8Rng,
     now: Millis,
     next_id: u64,
@@ -345,10 +428,22 @@ struct World {
     expiries: u64,
 }
 
+/// One of `systems` for this seed; the shape takes its acceptor count.
+fn draw_quorums(rng: &mut ChaCha8Rng, systems: &[(u32, Quorums)], shape: &mut Shape) -> Quorums {
+    let (acceptors, quorums) = systems[rng.random_range(0..systems.len())];
+    shape.acceptors = acceptors;
+    quorums
+}
+
 impl World {
     fn new(seed: u64, options: SimOptions) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let shape = Shape::random(&mut rng);
+        let mut shape = Shape::random(&mut rng);
+        let quorums = match options.quorums {
+            SimQuorums::Majority => Quorums::majority(shape.acceptors as usize),
+            SimQuorums::Flexible => draw_quorums(&mut rng, &FLEXIBLE_QUORUMS, &mut shape),
+            SimQuorums::Unsafe => draw_quorums(&mut rng, &UNSAFE_QUORUMS, &mut shape),
+        };
         let network = Network::new(shape.loss, shape.duplication, shape.max_delay);
         let mut world = Self {
             seed,
@@ -404,6 +499,7 @@ impl World {
             expiries: 0,
             decided_cache: 0,
             shape,
+            quorums,
         };
         world.snapshot_every = world.rng.random_range(3..=40);
         world.decided_cache = world.rng.random_range(2..=64);
@@ -411,7 +507,7 @@ impl World {
             world.session_horizon = world.rng.random_range(15..=150);
         }
         world.wipes_left = u32::from(world.shape.learners >= 2);
-        world.acceptor_wipes_left = (world.shape.acceptors - 1) / 2;
+        world.acceptor_wipes_left = world.tolerated_failures() as u32;
         world.populate();
         world
     }
@@ -579,6 +675,7 @@ impl World {
             (1..=self.shape.learners).collect(),
         );
         config.seed = self.rng.random();
+        config.quorums = self.quorums;
         config.decided_cache = self.decided_cache;
         if self.options.stubborn_leaders {
             config.quorum_timeout = Millis::MAX;
@@ -1143,6 +1240,12 @@ impl World {
         self.schedule(self.now + lasts, Event::Mend(id));
     }
 
+    /// The most acceptors that may stay down (a minority for majorities).
+    fn tolerated_failures(&self) -> usize {
+        let acceptors = self.shape.acceptors as usize;
+        self.quorums.tolerated_failures(acceptors)
+    }
+
     /// Faults stop: the network heals, every proposer and learner runs, and
     /// all but a random minority of acceptors run.
     fn heal(&mut self) {
@@ -1160,10 +1263,10 @@ impl World {
             )
             .copied()
             .collect();
-        let minority = (self.shape.acceptors as usize - 1) / 2;
+        let tolerated = self.tolerated_failures();
         let down = self
             .rng
-            .random_range(0..=minority)
+            .random_range(0..=tolerated)
             .saturating_sub(gone.len());
         let acceptors: Vec<RoleId> = self
             .acceptors

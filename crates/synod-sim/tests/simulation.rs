@@ -2,7 +2,7 @@
 //! amnesia, early-release, stubborn-leader, snapshot and trim controls must
 //! be caught, and a seed must replay bit for bit.
 
-use synod_sim::{SimOptions, run_seed};
+use synod_sim::{SimOptions, SimQuorums, run_seed};
 
 /// Seeds run on every `cargo test`. The CLI runs thousands more.
 const FIXED_SEEDS: u64 = 600;
@@ -262,4 +262,30 @@ fn a_seed_replays_bit_for_bit() {
         run_seed(1, &options).trace_hash,
         run_seed(2, &options).trace_hash
     );
+}
+
+#[test]
+fn flexible_quorums_are_safe_and_live() {
+    let options = SimOptions {
+        quorums: SimQuorums::Flexible,
+        ..SimOptions::default()
+    };
+    assert_safe_and_live(0..FIXED_SEEDS / 2, &options);
+}
+
+#[test]
+fn negative_control_quorums_that_do_not_intersect_break_agreement() {
+    let options = SimOptions {
+        quorums: SimQuorums::Unsafe,
+        ..SimOptions::default()
+    };
+    let caught = (0..3 * FIXED_SEEDS).find_map(|seed| {
+        let (_, violation) = run_seed(seed, &options).violation?;
+        Some((seed, violation))
+    });
+    let (seed, violation) = caught.expect(
+        "with phase 1 + phase 2 = n acceptors, a new ballot's phase 1 can miss \
+         a chosen value: agreement must break in some seed",
+    );
+    assert_eq!(violation.property, "agreement", "seed {seed}: {violation}");
 }

@@ -155,8 +155,8 @@ fn describe(health: &ClusterHealth) -> String {
     );
     let _ = writeln!(
         text,
-        "cluster {}: {:?}; leader {leader}; {} of {} acceptors up (a majority is {})",
-        health.cluster, health.verdict, health.acceptors_up, health.acceptors, health.majority
+        "cluster {}: {:?}; leader {leader}; {} of {} acceptors up ({})",
+        health.cluster, health.verdict, health.acceptors_up, health.acceptors, health.quorum
     );
     for (node, probe) in &health.nodes {
         let roles: Vec<String> = health

@@ -118,7 +118,6 @@ impl Proposer {
         slot: Slot,
         out: &mut Output<ProposerWrite>,
     ) {
-        let quorum = self.config.quorum();
         let Phase::Leading(leading) = &mut self.phase else {
             return;
         };
@@ -129,7 +128,7 @@ impl Proposer {
             return;
         };
         entry.accepted_by.insert(from.index);
-        if entry.accepted_by.len() < quorum {
+        if !self.config.phase2_quorum(&entry.accepted_by) {
             return;
         }
         let value = leading.in_flight.remove(&slot).expect("present").value;

@@ -35,13 +35,14 @@ mod register;
 use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
 use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
+use crate::quorum::Quorums;
 use crate::rng::SplitMix64;
 use crate::role::earliest;
 use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value, chunk_by_bytes};
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A durable change to a proposer's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,9 @@ pub struct ProposerConfig {
     /// Most bytes of decided values one catch-up answer carries (at least
     /// one slot always goes).
     pub reply_max_bytes: usize,
+    /// Which sets of acceptors are quorums in each phase (majorities
+    /// unless configured otherwise).
+    pub quorums: Quorums,
     /// Seed for timeouts and backoff.
     pub seed: u64,
 }
@@ -120,7 +124,6 @@ impl ProposerConfig {
         Self {
             id,
             proposers,
-            acceptors,
             learners,
             batch_max_commands: 256,
             batch_max_bytes: 64 * 1024,
@@ -136,12 +139,20 @@ impl ProposerConfig {
             decided_cache: 4096,
             decided_cache_bytes: 64 << 20,
             reply_max_bytes: DEFAULT_REPLY_MAX_BYTES,
+            quorums: Quorums::majority(acceptors.len()),
             seed: u64::from(id),
+            acceptors,
         }
     }
 
-    fn quorum(&self) -> usize {
-        self.acceptors.len() / 2 + 1
+    /// Whether promises from `answered` complete phase 1.
+    fn phase1_quorum(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase1(&self.acceptors, answered)
+    }
+
+    /// Whether acceptances from `answered` choose a value.
+    fn phase2_quorum(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase2(&self.acceptors, answered)
     }
 }
 
@@ -227,8 +238,10 @@ impl Preparing {
         }
     }
 
-    fn complete_promises(&self) -> usize {
-        self.cursors.values().filter(|c| c.is_none()).count()
+    /// The acceptors whose every promise page arrived.
+    fn complete_promises(&self) -> BTreeSet<u32> {
+        let complete = self.cursors.iter().filter(|(_, c)| c.is_none());
+        complete.map(|(acceptor, _)| *acceptor).collect()
     }
 }
 
@@ -555,7 +568,7 @@ impl Proposer {
             out.send(from, Message::Prepare { ballot, from_slot });
             return;
         }
-        if preparing.complete_promises() >= self.config.quorum() {
+        if self.config.phase1_quorum(&preparing.complete_promises()) {
             let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower)
             else {
                 unreachable!()

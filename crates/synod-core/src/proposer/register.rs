@@ -96,7 +96,6 @@ impl Proposer {
         accepted: Option<AcceptedRegister>,
         out: &mut Output<ProposerWrite>,
     ) {
-        let quorum = self.config.quorum();
         let Some(register) = self.registers.get_mut(&name) else {
             return;
         };
@@ -107,7 +106,10 @@ impl Proposer {
             return;
         }
         promises.insert(from.index, accepted);
-        if promises.len() < quorum {
+        if !self
+            .config
+            .phase1_quorum(&promises.keys().copied().collect())
+        {
             return;
         }
         let highest = promises.values().flatten().max_by_key(|a| a.ballot);
@@ -133,7 +135,6 @@ impl Proposer {
         ballot: Ballot,
         out: &mut Output<ProposerWrite>,
     ) {
-        let quorum = self.config.quorum();
         let Some(register) = self.registers.get_mut(&name) else {
             return;
         };
@@ -144,7 +145,7 @@ impl Proposer {
             return;
         }
         accepted_by.insert(from.index);
-        if accepted_by.len() < quorum {
+        if !self.config.phase2_quorum(accepted_by) {
             return;
         }
         let value = std::mem::take(value);

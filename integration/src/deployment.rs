@@ -5,6 +5,7 @@
 //! other nodes' addresses are the proxies of its links to them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -337,6 +338,44 @@ impl Deployment {
         let mut response = agent.get(&url).call().ok()?;
         let text = response.body_mut().read_to_string().ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    /// What every node says about itself, for a failure message: its admin
+    /// `/status` (roles, ballots, promises, applied slots) and its
+    /// group-commit fsync figures from `/metrics`.
+    pub fn post_mortem(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let status = self.admin_status(node).map_or_else(
+                || "no answer (down, or no admin port)".to_owned(),
+                |s| s.to_string(),
+            );
+            let _ = writeln!(text, "{node}: {status}");
+            for line in self.admin_metrics(node).lines().filter(|l| {
+                l.starts_with("synod_group_commit_fsync_seconds_")
+                    || l.starts_with("synod_group_commit_failures_total")
+            }) {
+                let _ = writeln!(text, "  {line}");
+            }
+        }
+        text
+    }
+
+    fn admin_metrics(&self, node: &str) -> String {
+        let Some(admin) = self.admins.get(node) else {
+            return String::new();
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(1)))
+            .build()
+            .into();
+        let url = format!("http://{admin}/metrics");
+        agent
+            .get(&url)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
     }
 
     /// The node whose proposer leads, as its admin server reports.

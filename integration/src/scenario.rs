@@ -128,7 +128,8 @@ impl Scenario {
             let took = healed.elapsed();
             if !answered {
                 self.fail(&format!(
-                    "no write answered within {RECOVERY_LIMIT:?} of healing step {index}"
+                    "no write answered within {RECOVERY_LIMIT:?} of healing step {index}; the nodes say:\n{}",
+                    deployment.post_mortem()
                 ));
             }
             let worst = worst_recovery.entry(step.fault.kind()).or_insert(took);

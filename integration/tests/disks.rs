@@ -25,7 +25,7 @@ use synod_testkit::TestCluster;
 /// A cluster-3 deployment whose every data directory is a lossy disk
 /// (`None`: no FUSE here, and CI is not set).
 fn lossy_cluster(cluster: TestCluster) -> Option<(Deployment, BTreeMap<String, LossyDisk>)> {
-    let deployment = Deployment::new(cluster);
+    let deployment = Deployment::new(cluster.admin_ports());
     let mut disks = BTreeMap::new();
     for node in deployment.nodes() {
         let dir = deployment.data_dir(node);
@@ -84,10 +84,11 @@ fn assert_none_lost(deployment: &Deployment, acknowledged: &BTreeMap<String, Str
     let lost = missing(deployment, acknowledged);
     assert!(
         lost.is_empty(),
-        "{when}: {} of {} acknowledged writes lost, e.g. {:?}",
+        "{when}: {} of {} acknowledged writes lost or unanswered, e.g. {:?}; the nodes say:\n{}",
         lost.len(),
         acknowledged.len(),
-        &lost[..lost.len().min(5)]
+        &lost[..lost.len().min(5)],
+        deployment.post_mortem()
     );
 }
 

@@ -67,7 +67,7 @@ impl Quorums {
                 Ok(())
             }
             Quorums::Grid { columns } => {
-                if columns == 0 || acceptors % columns != 0 {
+                if columns == 0 || !acceptors.is_multiple_of(columns) {
                     return Err(format!(
                         "{acceptors} acceptors do not fill rows of {columns}; place a multiple of {columns}"
                     ));

@@ -58,6 +58,26 @@ fn node_log(path: &Path) -> Stdio {
 }
 
 /// The last `lines` lines of the file at `path` (empty if unreadable).
+/// How many of process `pid`'s threads wait where, from /proc (`wchan`,
+/// e.g. `request_wait_answer` for a FUSE call): what a node that stopped
+/// answering is stuck on.
+fn thread_states(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "gone".into();
+    };
+    let mut waits: BTreeMap<String, usize> = BTreeMap::new();
+    for task in tasks.flatten() {
+        let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+        let wait = if wchan.is_empty() || wchan == "0" {
+            "running".to_owned()
+        } else {
+            wchan
+        };
+        *waits.entry(wait).or_default() += 1;
+    }
+    format!("{waits:?}")
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -351,6 +371,9 @@ impl Deployment {
                 |s| s.to_string(),
             );
             let _ = writeln!(text, "{node}: {status}");
+            if let Some(child) = self.processes.get(node) {
+                let _ = writeln!(text, "  threads: {}", thread_states(child.id()));
+            }
             for line in self.admin_metrics(node).lines().filter(|l| {
                 l.starts_with("synod_group_commit_fsync_seconds_")
                     || l.starts_with("synod_group_commit_failures_total")

@@ -78,6 +78,28 @@ fn thread_states(pid: u32) -> String {
     format!("{waits:?}")
 }
 
+/// Every thread's backtrace of process `pid` into `out`, by gdb when it
+/// is installed (a post-mortem aid: false without gdb or on failure).
+fn write_stacks(pid: u32, out: &Path) -> bool {
+    let Ok(file) = std::fs::File::create(out) else {
+        return false;
+    };
+    Command::new("timeout")
+        .args([
+            "30",
+            "gdb",
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt 40",
+        ])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -373,6 +395,10 @@ impl Deployment {
             let _ = writeln!(text, "{node}: {status}");
             if let Some(child) = self.processes.get(node) {
                 let _ = writeln!(text, "  threads: {}", thread_states(child.id()));
+                let stacks = self.dir.path().join(format!("{node}.stacks"));
+                if write_stacks(child.id(), &stacks) {
+                    let _ = writeln!(text, "  stacks: {}", stacks.display());
+                }
             }
             for line in self.admin_metrics(node).lines().filter(|l| {
                 l.starts_with("synod_group_commit_fsync_seconds_")

@@ -23,7 +23,6 @@
 
 mod ports;
 mod tls;
-pub use ports::test_port;
 pub use tls::{Issued, TestCa};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,9 +94,12 @@ pub fn skip_unless_ci(why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// A loopback port for a test listener: see [`test_port`].
+/// A loopback port for a test listener, free when returned, never handed
+/// out twice in one process, and outside the kernel's ephemeral range (so
+/// no outgoing connection takes it before the listener binds): see
+/// `ports.rs`.
 pub fn free_port() -> u16 {
-    test_port()
+    ports::test_port()
 }
 
 /// Test timings: elections in a few hundred milliseconds, quick reconnects.
@@ -295,7 +297,7 @@ impl TestCluster {
         let mut client_addresses = Vec::new();
         let mut admin_addresses = BTreeMap::new();
         let mut listen_addresses = BTreeMap::new();
-        let port = test_port;
+        let port = free_port;
         for (node, roles) in &self.nodes {
             let listen = SocketAddr::from(([127, 0, 0, 1], port()));
             let _ = writeln!(toml, "[nodes.{node}]\nlisten = \"{listen}\"");

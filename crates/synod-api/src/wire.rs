@@ -50,6 +50,7 @@ pub enum Request {
         /// The command id (client, sequence number).
         id: CommandId,
         /// The state machine command.
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Tag 2: the node's view of its roles.
@@ -77,6 +78,7 @@ pub enum Reply {
         /// The command.
         id: CommandId,
         /// The response.
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Tag 3: command `id` was not answered here.
@@ -98,6 +100,7 @@ pub enum Reply {
         /// The file's length.
         total: u64,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Tag 6: no backup from this node.

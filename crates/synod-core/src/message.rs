@@ -32,6 +32,7 @@ pub struct AcceptedRegister {
     /// The ballot the value was accepted in.
     pub ballot: Ballot,
     /// The accepted value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -151,6 +152,7 @@ pub enum Message {
         /// The ballot.
         ballot: Ballot,
         /// The proposed value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Tag 12, acceptor → proposer: phase 2b of a single-decree instance.
@@ -174,6 +176,7 @@ pub enum Message {
         /// The instance.
         name: InstanceName,
         /// The chosen value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Tag 15, learner → proposer: the instance's decision is durable here.
@@ -227,6 +230,7 @@ pub enum Message {
         /// The snapshot's length in bytes.
         total: u64,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
 }
@@ -280,6 +284,21 @@ mod tests {
             [0, 2, 1, 5]
         );
         assert_eq!(encode(&Message::Accepted { ballot, slot: 7 }), [3, 2, 1, 7]);
+        // A payload is a length and its bytes (serde_bytes, as a plain
+        // `Vec<u8>` encodes in postcard, written in one copy).
+        let command = Command {
+            id: crate::CommandId { client: 4, seq: 5 },
+            payload: vec![0xaa, 0xbb],
+        };
+        assert_eq!(
+            encode(&Message::Accept {
+                ballot,
+                slot: 3,
+                value: Value::Batch(vec![command]),
+                chosen_upto: 6
+            }),
+            [2, 2, 1, 3, 1, 1, 4, 5, 2, 0xaa, 0xbb, 6]
+        );
         assert_eq!(
             encode(&Message::Decided {
                 slot: 1,

@@ -117,6 +117,7 @@ pub struct Command {
     /// Deduplication key.
     pub id: CommandId,
     /// Opaque bytes interpreted by the state machine.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

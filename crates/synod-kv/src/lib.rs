@@ -40,32 +40,40 @@ pub enum KvCommand {
     /// Tag 0: set `key` to `value`.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Tag 1: read `key` (through the log: linearizable).
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Tag 2: remove `key`.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Tag 3: set `key` to `new` if its value is `expected` (`None`: if absent).
     Cas {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value required now; `None` requires the key to be absent.
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value to set.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
     /// Tag 4: take lock `name` for `owner`.
     Lock {
         /// The lock.
+        #[serde(with = "serde_bytes")]
         name: Vec<u8>,
         /// Who takes it.
         owner: String,
@@ -73,6 +81,7 @@ pub enum KvCommand {
     /// Tag 5: release lock `name` held by `owner`.
     Unlock {
         /// The lock.
+        #[serde(with = "serde_bytes")]
         name: Vec<u8>,
         /// Who releases it.
         owner: String,
@@ -85,12 +94,13 @@ pub enum KvResponse {
     /// Tag 0: a put, delete or compare-and-set took effect.
     Done,
     /// Tag 1: the value of a key.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Tag 2: the key does not exist.
     NotFound,
     /// Tag 3: compare-and-set refused; this is the current value.
     CasFailed {
         /// The current value (`None`: absent).
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
     },
     /// Tag 4: the lock is yours, with this fencing token.

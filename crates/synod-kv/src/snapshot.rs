@@ -36,10 +36,13 @@ enum Record {
         clients: u64,
     },
     Key {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Lock {
+        #[serde(with = "serde_bytes")]
         name: Vec<u8>,
         owner: String,
         token: u64,

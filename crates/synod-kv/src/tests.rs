@@ -236,6 +236,12 @@ fn command_and_response_tags_are_pinned() {
         .encode(),
         vec![5, 1, b'n', 1, b'o']
     );
+    let cas = KvCommand::Cas {
+        key: b"k".to_vec(),
+        expected: Some(b"e".to_vec()),
+        new: b"n".to_vec(),
+    };
+    assert_eq!(cas.encode(), vec![3, 1, b'k', 1, 1, b'e', 1, b'n']);
     assert_eq!(KvResponse::NotFound.encode(), vec![2]);
     assert_eq!(KvResponse::Malformed("x".into()).encode(), vec![9, 1, b'x']);
 }

@@ -1,7 +1,7 @@
 //! The leader's side of the proposer: adopting values from promises, the
 //! phase-2 pipeline, batching, heartbeats and answering catch-up.
 
-use super::{Phase, Preparing, Proposer, ProposerWrite};
+use super::{MAX_RESEND_BACKOFF, Phase, Preparing, Proposer, ProposerWrite};
 use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
@@ -53,9 +53,6 @@ impl InFlight {
         }
     }
 }
-
-/// Resends of one Accept back off up to this many retransmit intervals.
-const MAX_RESEND_BACKOFF: u64 = 8;
 
 impl Proposer {
     /// A majority promised: re-propose every reported value that is not

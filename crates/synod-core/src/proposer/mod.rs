@@ -156,6 +156,10 @@ impl ProposerConfig {
     }
 }
 
+/// Resends of one Prepare or Accept back off up to this many retransmit
+/// intervals.
+const MAX_RESEND_BACKOFF: u64 = 8;
+
 /// The backoff after a Nack doubles at most this many times (64×).
 const MAX_BACKOFF_DOUBLINGS: u32 = 6;
 
@@ -201,6 +205,12 @@ struct Preparing {
     /// When a page last advanced (or phase 1 began).
     progressed: Millis,
     last_sent: Millis,
+    /// Wait before the next resend of unanswered Prepares: one retransmit
+    /// interval after progress, doubling with each resend while none comes
+    /// (up to [`MAX_RESEND_BACKOFF`] intervals). An acceptor that is slow
+    /// to build a large promise page is not handed copies of the request
+    /// faster than it answers them.
+    resend_after: Millis,
     /// This proposer was leading when it began this phase 1 (to recover
     /// slots for a learner): it keeps heartbeating, so that the other
     /// proposers do not take a phase 1 of many pages for a dead leader.
@@ -431,12 +441,11 @@ impl Proposer {
     /// phase-1 retransmission or give-up, a heartbeat, an Accept to resend
     /// or a quorum that went quiet, a single-decree retry.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let retransmit = self.config.retransmit_interval;
         let quorum = self.config.quorum_timeout;
         let phase = match &self.phase {
             Phase::Follower => self.election_deadline,
             Phase::Preparing(p) => {
-                let retry = p.last_sent.saturating_add(retransmit);
+                let retry = p.last_sent.saturating_add(p.resend_after);
                 let give_up = p.progressed.saturating_add(quorum);
                 let heartbeat = if p.was_leading {
                     self.next_heartbeat
@@ -486,6 +495,7 @@ impl Proposer {
             adopted: BTreeMap::new(),
             progressed: now,
             last_sent: now,
+            resend_after: self.config.retransmit_interval,
         });
         self.leader = None;
         out.broadcast(self.acceptor_ids(), &Message::Prepare { ballot, from_slot });
@@ -506,10 +516,12 @@ impl Proposer {
         let Phase::Preparing(preparing) = &mut self.phase else {
             return;
         };
-        if now < preparing.last_sent + self.config.retransmit_interval {
+        if now < preparing.last_sent + preparing.resend_after {
             return;
         }
         preparing.last_sent = now;
+        let ceiling = self.config.retransmit_interval * MAX_RESEND_BACKOFF;
+        preparing.resend_after = (preparing.resend_after * 2).min(ceiling);
         for acceptor in &self.config.acceptors {
             let cursor = match preparing.cursors.get(acceptor) {
                 None => preparing.from_slot,
@@ -564,6 +576,7 @@ impl Proposer {
         let next = page.next.map(|next| preparing.skip_chosen(next));
         preparing.cursors.insert(from.index, next);
         preparing.progressed = now;
+        preparing.resend_after = self.config.retransmit_interval;
         if let Some(from_slot) = next {
             out.send(from, Message::Prepare { ballot, from_slot });
             return;

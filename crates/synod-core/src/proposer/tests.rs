@@ -826,6 +826,32 @@ fn a_retransmitted_prepare_asks_each_acceptor_from_where_it_stopped() {
 }
 
 #[test]
+fn prepare_resends_back_off_and_a_page_resets_them() {
+    let mut p = follower();
+    let base = p.config.retransmit_interval;
+    p.config.quorum_timeout = 100 * base; // keep campaigning throughout
+    let ballot = campaign(&mut p);
+    let resends = |p: &mut Proposer, from: Millis, to: Millis| -> Vec<Millis> {
+        (from..to)
+            .filter(|now| !prepares_to(&p.tick(*now), 3).is_empty())
+            .collect()
+    };
+    let first = resends(&mut p, 1_001, 1_000 + 40 * base);
+    let gaps: Vec<Millis> = first.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(first[0], 1_000 + base);
+    assert_eq!(gaps[..3], [2 * base, 4 * base, 8 * base]);
+    assert!(gaps[3..].iter().all(|gap| *gap == 8 * base), "{gaps:?}");
+    // A page from acceptor 1 is progress: the wait is one interval again
+    // (from the last resend), not eight.
+    let last = *first.last().unwrap();
+    let at = last + 1;
+    let out = p.handle(at, RoleId::acceptor(1), page(ballot, 0, 0..4, Some(4), 0));
+    assert_eq!(prepares_to(&out, 1), vec![4], "the next page at once");
+    let after = resends(&mut p, at + 1, at + 4 * base);
+    assert_eq!(after[..2], [last + base, last + 3 * base], "{after:?}");
+}
+
+#[test]
 fn a_restarted_proposer_skips_the_prefix_acceptors_know_is_chosen() {
     let mut p = follower();
     let ballot = campaign(&mut p);

@@ -201,9 +201,13 @@ impl ClientRun {
         self.results
     }
 
+    /// A value no other call writes, in this workload or in another one
+    /// with a different seed (tests that run one workload after another
+    /// on the same cluster keep every fresh key).
     fn fresh_value(&mut self) -> String {
         self.next_value += 1;
-        format!("c{}-{}", self.index, self.next_value)
+        let seed = self.workload.seed;
+        format!("s{seed}-c{}-{}", self.index, self.next_value)
     }
 
     async fn write_fresh(&mut self) {

@@ -1,7 +1,7 @@
 //! The leader's side of the proposer: adopting values from promises, the
 //! phase-2 pipeline, batching, heartbeats and answering catch-up.
 
-use super::{MAX_RESEND_BACKOFF, Phase, Preparing, Proposer, ProposerWrite};
+use super::{Phase, Preparing, Proposer, ProposerWrite, doubled_wait};
 use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
@@ -242,7 +242,7 @@ impl Proposer {
                 continue;
             }
             entry.last_sent = now;
-            entry.resend_after = (entry.resend_after * 2).min(retransmit * MAX_RESEND_BACKOFF);
+            entry.resend_after = doubled_wait(entry.resend_after, retransmit);
             let accept = Message::Accept {
                 ballot: leading.ballot,
                 slot: *slot,

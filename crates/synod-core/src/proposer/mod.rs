@@ -160,6 +160,12 @@ impl ProposerConfig {
 /// intervals.
 const MAX_RESEND_BACKOFF: u64 = 8;
 
+/// The wait after a resend that waited `wait`: twice as long, at most
+/// [`MAX_RESEND_BACKOFF`] retransmit intervals.
+fn doubled_wait(wait: Millis, retransmit_interval: Millis) -> Millis {
+    (wait * 2).min(retransmit_interval * MAX_RESEND_BACKOFF)
+}
+
 /// The backoff after a Nack doubles at most this many times (64×).
 const MAX_BACKOFF_DOUBLINGS: u32 = 6;
 
@@ -520,8 +526,8 @@ impl Proposer {
             return;
         }
         preparing.last_sent = now;
-        let ceiling = self.config.retransmit_interval * MAX_RESEND_BACKOFF;
-        preparing.resend_after = (preparing.resend_after * 2).min(ceiling);
+        preparing.resend_after =
+            doubled_wait(preparing.resend_after, self.config.retransmit_interval);
         for acceptor in &self.config.acceptors {
             let cursor = match preparing.cursors.get(acceptor) {
                 None => preparing.from_slot,

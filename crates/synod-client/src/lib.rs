@@ -24,6 +24,7 @@ mod pipeline;
 pub mod wire;
 
 pub use pipeline::{Answer, Pipeline};
+pub use synod_kv::{Compare, CompareOp, ListEntry, Target, TxnOp};
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -98,6 +99,27 @@ fn show(value: &Option<Vec<u8>>) -> String {
         || "absent".to_owned(),
         |v| format!("{:?}", String::from_utf8_lossy(v)),
     )
+}
+
+/// How a transaction went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// Whether every compare held (the success branch ran; otherwise the
+    /// failure branch did).
+    pub succeeded: bool,
+    /// The transaction's revision.
+    pub revision: u64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// The entries, in key order.
+    pub entries: Vec<ListEntry>,
+    /// Whether more keys match after the last entry.
+    pub more: bool,
+    /// The revision the page was read at.
+    pub revision: u64,
 }
 
 /// How to reach a cluster.
@@ -247,6 +269,84 @@ impl Client {
         })
         .await
         .map(drop)
+    }
+
+    /// Apply `success` if every compare holds, `failure` otherwise, as one
+    /// command at one revision.
+    pub async fn txn(
+        &mut self,
+        compares: Vec<Compare>,
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    ) -> Result<TxnOutcome, ClientError> {
+        let command = KvCommand::Txn {
+            compares,
+            success,
+            failure,
+        };
+        match self.kv(command).await? {
+            KvResponse::Txn {
+                succeeded,
+                revision,
+            } => Ok(TxnOutcome {
+                succeeded,
+                revision,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of the keys starting with `prefix`, after `after` (the last
+    /// key of the previous page), at most `limit` entries (0: as many as a
+    /// page holds). Linearizable: read through the log.
+    pub async fn list_page(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+        keys_only: bool,
+    ) -> Result<ListPage, ClientError> {
+        let command = KvCommand::List {
+            prefix: prefix.to_vec(),
+            after: after.map(<[u8]>::to_vec),
+            limit,
+            keys_only,
+        };
+        match self.kv(command).await? {
+            KvResponse::Entries {
+                entries,
+                more,
+                revision,
+            } => Ok(ListPage {
+                entries,
+                more,
+                revision,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The keys starting with `prefix`, in key order, at most `limit` (`None`:
+    /// all), fetched page by page. Each page is linearizable at its own
+    /// revision; a listing of several pages is not one snapshot.
+    pub async fn list(
+        &mut self,
+        prefix: &[u8],
+        limit: Option<usize>,
+        keys_only: bool,
+    ) -> Result<Vec<ListEntry>, ClientError> {
+        let mut entries: Vec<ListEntry> = Vec::new();
+        loop {
+            let wanted = limit.map_or(0, |limit| limit.saturating_sub(entries.len()));
+            let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+            let after = entries.last().map(|entry| entry.key.as_slice());
+            let page = self.list_page(prefix, after, wanted, keys_only).await?;
+            entries.extend(page.entries);
+            let enough = limit.is_some_and(|limit| entries.len() >= limit);
+            if !page.more || enough {
+                return Ok(entries);
+            }
+        }
     }
 
     /// Status of the node at `endpoint`.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use synod_client::wire::{self, Reply, Request};
-use synod_client::{Client, ClientConfig, ClientError};
+use synod_client::{Client, ClientConfig, ClientError, Compare, CompareOp, Target, TxnOp};
 use synod_core::CommandId;
 use synod_kv::KvStore;
 use synod_runtime::{Bootstrap, Node, SynodConfig};
@@ -86,6 +86,64 @@ async fn typed_results_and_errors() {
     c.unlock(b"l", "me").await.unwrap();
     c.delete(b"k").await.unwrap();
     assert_eq!(c.delete(b"k").await, Err(ClientError::NotFound));
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_listing_longer_than_a_page_comes_back_whole_and_a_txn_applies_one_branch() {
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, None)).await;
+    let mut c = client(&nodes, None);
+    let big = vec![b'x'; 300 * 1024]; // four fill a page of the default limits
+    for i in 0..6 {
+        c.put(format!("big/{i}").as_bytes(), &big).await.unwrap();
+    }
+    c.put(b"bigger", b"not under big/").await.unwrap();
+    let first = c.list_page(b"big/", None, 0, false).await.unwrap();
+    assert!(
+        first.more && first.entries.len() < 6,
+        "one page: {}",
+        first.entries.len()
+    );
+    let all = c.list(b"big/", None, false).await.unwrap();
+    let keys: Vec<_> = all
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.key))
+        .collect();
+    assert_eq!(keys, ["big/0", "big/1", "big/2", "big/3", "big/4", "big/5"]);
+    assert!(all.iter().all(|e| e.value.as_deref() == Some(&big[..])));
+    assert_eq!(c.list(b"big/", Some(4), true).await.unwrap().len(), 4);
+
+    let absent = || Compare {
+        key: b"leader".to_vec(),
+        op: CompareOp::Equal,
+        target: Target::Version(0),
+    };
+    let claim = |who: &str| TxnOp::Put {
+        key: b"leader".to_vec(),
+        value: who.as_bytes().to_vec(),
+    };
+    let first = c
+        .txn(vec![absent()], vec![claim("a")], vec![])
+        .await
+        .unwrap();
+    let second = c
+        .txn(vec![absent()], vec![claim("b")], vec![])
+        .await
+        .unwrap();
+    assert!(first.succeeded && !second.succeeded);
+    assert!(second.revision > first.revision);
+    assert_eq!(c.get(b"leader").await.unwrap(), b"a");
+    let empty_key = Compare {
+        key: Vec::new(),
+        ..absent()
+    };
+    assert!(matches!(
+        c.txn(vec![empty_key], vec![], vec![]).await,
+        Err(ClientError::Invalid(_))
+    ));
     for node in &nodes {
         node.shutdown().await;
     }

@@ -18,6 +18,16 @@
 //! longest in log order) and, being part of the state, is rebuilt by replay
 //! after a restart.
 //!
+//! **Revisions.** The position of a command in the applied sequence is its
+//! revision. Every key keeps the revision that created it, the one that
+//! last changed it, and its version (changes since it was created), so a
+//! transaction can compare them and a listing reports them.
+//!
+//! **Transactions** (`Txn`): compares on values, versions and revisions,
+//! then a list of puts and deletes if all hold, another list if not; one
+//! command, one revision. **Ranges** (`List`): keys under a prefix, in key
+//! order, in pages bounded by count and bytes.
+//!
 //! **Locks** (the seed's mutual exclusion): `Lock { name, owner }` grants a
 //! free lock and returns a fencing token, the position of the granting
 //! command in the applied sequence, which only grows, so a resource can
@@ -26,7 +36,12 @@
 #![deny(missing_docs)]
 
 mod client_table;
+mod range;
 mod snapshot;
+mod txn;
+
+pub use range::ListEntry;
+pub use txn::{Compare, CompareOp, Target, TxnOp};
 
 use client_table::ClientTable;
 use serde::{Deserialize, Serialize};
@@ -86,7 +101,36 @@ pub enum KvCommand {
         /// Who releases it.
         owner: String,
     },
+    /// Tag 6: if every compare holds, apply `success`, else `failure`, as
+    /// one command at one revision.
+    Txn {
+        /// All must hold for `success` to apply.
+        compares: Vec<Compare>,
+        /// Applied, in order, if every compare holds.
+        success: Vec<TxnOp>,
+        /// Applied, in order, otherwise.
+        failure: Vec<TxnOp>,
+    },
+    /// Tag 7: the keys starting with `prefix`, in key order, from after
+    /// `after` (the last key of the previous page) on (through the log:
+    /// linearizable).
+    List {
+        /// The prefix (empty: every key).
+        #[serde(with = "serde_bytes")]
+        prefix: Vec<u8>,
+        /// Start after this key (`None`: from the first).
+        #[serde(with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+        /// At most this many entries (0, or above [`MAX_LIST_ENTRIES`]:
+        /// that many); a page also stops at [`KvLimits::list_page_bytes`].
+        limit: u32,
+        /// Leave the values out.
+        keys_only: bool,
+    },
 }
+
+/// The most entries one `List` page returns.
+pub const MAX_LIST_ENTRIES: u32 = 10_000;
 
 /// The answer to a [`KvCommand`]. Tags are wire tags: never reorder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +177,24 @@ pub enum KvResponse {
     },
     /// Tag 9: the command's payload is not a `KvCommand`.
     Malformed(String),
+    /// Tag 10: a transaction was applied at `revision`; `succeeded` says
+    /// whether its compares held (and `success` ran) or not (`failure` ran).
+    Txn {
+        /// Whether every compare held.
+        succeeded: bool,
+        /// The transaction's revision.
+        revision: u64,
+    },
+    /// Tag 11: one page of a listing, read at `revision`.
+    Entries {
+        /// The entries, in key order.
+        entries: Vec<ListEntry>,
+        /// Whether more keys match after the last one (ask again with
+        /// `after` set to it).
+        more: bool,
+        /// The revision the page was read at.
+        revision: u64,
+    },
 }
 
 impl KvCommand {
@@ -158,6 +220,11 @@ impl KvCommand {
             {
                 Err("the lock owner is empty")
             }
+            KvCommand::Txn {
+                compares,
+                success,
+                failure,
+            } => txn::check(compares, success, failure),
             _ => Ok(()),
         }
     }
@@ -194,6 +261,9 @@ pub struct KvLimits {
     pub responses_per_client: usize,
     /// Clients kept in the client table.
     pub max_clients: usize,
+    /// Most compares, and most operations in each branch, of one
+    /// transaction.
+    pub max_txn_ops: usize,
 }
 
 /// Bytes a key/value command adds to its key and value (tags, lengths).
@@ -208,6 +278,15 @@ impl KvLimits {
             .saturating_add(self.max_key_len)
             .saturating_add(COMMAND_HEADROOM)
     }
+
+    /// The bytes of keys and values one `List` page holds at most (it
+    /// always holds at least one entry): one largest key and value, so a
+    /// page is never larger than the largest `Get` answer.
+    pub fn list_page_bytes(&self) -> usize {
+        self.max_value_len
+            .saturating_add(self.max_key_len)
+            .max(64 * 1024)
+    }
 }
 
 impl Default for KvLimits {
@@ -217,6 +296,31 @@ impl Default for KvLimits {
             max_value_len: 1024 * 1024,
             responses_per_client: 128,
             max_clients: 100_000,
+            max_txn_ops: 128,
+        }
+    }
+}
+
+/// A key's value and history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    value: Vec<u8>,
+    /// The revision that created the key.
+    created: u64,
+    /// The revision that last changed it.
+    modified: u64,
+    /// Changes since it was created (1 after the first put).
+    version: u64,
+}
+
+impl Entry {
+    /// A key restored from a snapshot written before revisions were kept.
+    fn before_revisions(value: Vec<u8>) -> Self {
+        Self {
+            value,
+            created: 0,
+            modified: 0,
+            version: 1,
         }
     }
 }
@@ -231,9 +335,10 @@ struct LockRecord {
 #[derive(Debug)]
 pub struct KvStore {
     limits: KvLimits,
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    data: BTreeMap<Vec<u8>, Entry>,
     locks: BTreeMap<Vec<u8>, LockRecord>,
-    /// Commands applied so far: the log-order clock for tokens and eviction.
+    /// Commands applied so far: the log-order clock for revisions, tokens
+    /// and eviction.
     applied: u64,
     clients: ClientTable,
 }
@@ -259,7 +364,12 @@ impl KvStore {
     /// Read `key` from this replica's state without going through the log.
     /// May be stale: only for callers that opted into stale reads.
     pub fn read_local(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(Vec::as_slice)
+        self.data.get(key).map(|entry| entry.value.as_slice())
+    }
+
+    /// The revision of the last command applied.
+    pub fn revision(&self) -> u64 {
+        self.applied
     }
 
     /// Number of keys.
@@ -278,30 +388,55 @@ impl KvStore {
         }
         match command {
             KvCommand::Put { key, value } => {
-                self.data.insert(key, value);
+                self.set(key, value);
                 KvResponse::Done
             }
             KvCommand::Get { key } => self
                 .data
                 .get(&key)
-                .map_or(KvResponse::NotFound, |v| KvResponse::Value(v.clone())),
+                .map_or(KvResponse::NotFound, |e| KvResponse::Value(e.value.clone())),
             KvCommand::Delete { key } => match self.data.remove(&key) {
                 Some(_) => KvResponse::Done,
                 None => KvResponse::NotFound,
             },
             KvCommand::Cas { key, expected, new } => {
-                let current = self.data.get(&key);
-                if current != expected.as_ref() {
+                let current = self.read_local(&key);
+                if current != expected.as_deref() {
                     return KvResponse::CasFailed {
-                        current: current.cloned(),
+                        current: current.map(<[u8]>::to_vec),
                     };
                 }
-                self.data.insert(key, new);
+                self.set(key, new);
                 KvResponse::Done
             }
             KvCommand::Lock { name, owner } => self.lock(name, owner),
             KvCommand::Unlock { name, owner } => self.unlock(&name, &owner),
+            KvCommand::Txn {
+                compares,
+                success,
+                failure,
+            } => self.transaction(&compares, success, failure),
+            KvCommand::List {
+                prefix,
+                after,
+                limit,
+                keys_only,
+            } => self.list(&prefix, after.as_deref(), limit, keys_only),
         }
+    }
+
+    /// Set `key` to `value` at the current revision.
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let revision = self.applied;
+        let entry = self.data.entry(key).or_insert(Entry {
+            value: Vec::new(),
+            created: revision,
+            modified: revision,
+            version: 0,
+        });
+        entry.value = value;
+        entry.modified = revision;
+        entry.version += 1;
     }
 
     fn lock(&mut self, name: Vec<u8>, owner: String) -> KvResponse {
@@ -337,17 +472,33 @@ impl KvStore {
             KvCommand::Cas { key, new, .. } => (key, Some(new)),
             KvCommand::Get { key } | KvCommand::Delete { key } => (key, None),
             KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } => (name, None),
+            KvCommand::List { prefix, after, .. } => {
+                return self
+                    .key_too_large(prefix)
+                    .or_else(|| after.as_ref().and_then(|after| self.key_too_large(after)));
+            }
+            KvCommand::Txn {
+                compares,
+                success,
+                failure,
+            } => return txn::check_limits(&self.limits, compares, success, failure),
         };
-        let too_large = |what: &str, len: usize, limit: usize| {
-            (len > limit).then(|| KvResponse::TooLarge {
-                what: what.into(),
-                len,
-                limit,
-            })
-        };
-        too_large("key", key.len(), self.limits.max_key_len)
+        self.key_too_large(key)
             .or_else(|| value.and_then(|v| too_large("value", v.len(), self.limits.max_value_len)))
     }
+
+    fn key_too_large(&self, key: &[u8]) -> Option<KvResponse> {
+        too_large("key", key.len(), self.limits.max_key_len)
+    }
+}
+
+/// `TooLarge` if `len` is over `limit`.
+fn too_large(what: &str, len: usize, limit: usize) -> Option<KvResponse> {
+    (len > limit).then(|| KvResponse::TooLarge {
+        what: what.into(),
+        len,
+        limit,
+    })
 }
 
 impl StateMachine for KvStore {

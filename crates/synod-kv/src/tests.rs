@@ -343,3 +343,354 @@ fn a_cut_padded_or_foreign_snapshot_is_refused() {
     assert!(restored_from(b"not a snapshot").is_err());
     assert!(restored_from(&bytes).is_ok());
 }
+
+fn list(prefix: &str, after: Option<&str>, limit: u32) -> KvCommand {
+    KvCommand::List {
+        prefix: prefix.into(),
+        after: after.map(Into::into),
+        limit,
+        keys_only: false,
+    }
+}
+
+fn keys_of(response: &KvResponse) -> Vec<String> {
+    let KvResponse::Entries { entries, .. } = response else {
+        panic!("not a listing: {response:?}");
+    };
+    entries
+        .iter()
+        .map(|e| String::from_utf8(e.key.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn keys_carry_their_revisions_and_versions() {
+    let mut s = KvStore::default();
+    run(&mut s, 1, put("a", "1")); // revision 1
+    run(&mut s, 2, get("a")); // revision 2: reads count too
+    run(&mut s, 3, put("a", "2")); // revision 3
+    let KvResponse::Entries {
+        entries, revision, ..
+    } = run(&mut s, 4, list("a", None, 0))
+    else {
+        panic!("not a listing");
+    };
+    assert_eq!(revision, 4);
+    assert_eq!(
+        (entries[0].created, entries[0].modified, entries[0].version),
+        (1, 3, 2)
+    );
+    run(&mut s, 5, KvCommand::Delete { key: b"a".to_vec() });
+    run(&mut s, 6, put("a", "3"));
+    let KvResponse::Entries { entries, .. } = run(&mut s, 7, list("a", None, 0)) else {
+        panic!("not a listing");
+    };
+    assert_eq!(
+        (entries[0].created, entries[0].modified, entries[0].version),
+        (6, 6, 1),
+        "a deleted key starts again"
+    );
+}
+
+#[test]
+fn a_listing_is_ordered_prefixed_and_paged() {
+    let mut s = KvStore::default();
+    for (seq, key) in ["b/2", "a", "b/1", "b/3", "c", "b"].iter().enumerate() {
+        run(&mut s, seq as u64 + 1, put(key, "v"));
+    }
+    let all = run(&mut s, 10, list("b/", None, 0));
+    assert_eq!(keys_of(&all), ["b/1", "b/2", "b/3"]);
+    assert!(matches!(all, KvResponse::Entries { more: false, .. }));
+    let first = run(&mut s, 11, list("b/", None, 2));
+    assert_eq!(keys_of(&first), ["b/1", "b/2"]);
+    assert!(matches!(first, KvResponse::Entries { more: true, .. }));
+    let rest = run(&mut s, 12, list("b/", Some("b/2"), 2));
+    assert_eq!(keys_of(&rest), ["b/3"]);
+    assert!(matches!(rest, KvResponse::Entries { more: false, .. }));
+    assert_eq!(keys_of(&run(&mut s, 13, list("", None, 0))).len(), 6);
+    assert_eq!(keys_of(&run(&mut s, 14, list("", Some("a"), 1))), ["b"]);
+    assert!(keys_of(&run(&mut s, 15, list("x", None, 0))).is_empty());
+    let keys_only = KvCommand::List {
+        prefix: b"b/".to_vec(),
+        after: None,
+        limit: 1,
+        keys_only: true,
+    };
+    let KvResponse::Entries { entries, .. } = run(&mut s, 16, keys_only) else {
+        panic!("not a listing");
+    };
+    assert_eq!(entries[0].value, None);
+}
+
+#[test]
+fn a_listing_page_is_bounded_by_bytes_but_always_moves_on() {
+    let limits = KvLimits {
+        max_value_len: 100 * 1024,
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    let big = vec![7u8; 100 * 1024];
+    for i in 0..5u64 {
+        let key = format!("k{i}").into_bytes();
+        run(
+            &mut s,
+            i + 1,
+            KvCommand::Put {
+                key,
+                value: big.clone(),
+            },
+        );
+    }
+    let budget = limits.list_page_bytes();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    let mut seen = Vec::new();
+    loop {
+        let response = run(&mut s, 10 + pages, list("k", after.as_deref(), 0));
+        let KvResponse::Entries { entries, more, .. } = &response else {
+            panic!("not a listing");
+        };
+        let bytes: usize = entries.iter().map(|e| e.key.len() + big.len()).sum();
+        assert!(
+            !entries.is_empty() && bytes <= budget,
+            "a page of {bytes} bytes"
+        );
+        seen.extend(keys_of(&response));
+        after = seen.last().cloned();
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
+    assert!(pages >= 5, "{pages} pages for five keys of a page each");
+}
+
+fn compare(key: &str, op: CompareOp, target: Target) -> Compare {
+    Compare {
+        key: key.into(),
+        op,
+        target,
+    }
+}
+
+fn txn(compares: Vec<Compare>, success: Vec<TxnOp>, failure: Vec<TxnOp>) -> KvCommand {
+    KvCommand::Txn {
+        compares,
+        success,
+        failure,
+    }
+}
+
+fn txn_put(key: &str, value: &str) -> TxnOp {
+    TxnOp::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn a_transaction_applies_one_branch_by_its_compares() {
+    let mut s = KvStore::default();
+    let absent = compare("k", CompareOp::Equal, Target::Version(0));
+    let create = txn(
+        vec![absent.clone()],
+        vec![txn_put("k", "1"), txn_put("log", "created")],
+        vec![txn_put("log", "existed")],
+    );
+    assert_eq!(
+        run(&mut s, 1, create.clone()),
+        KvResponse::Txn {
+            succeeded: true,
+            revision: 1
+        }
+    );
+    assert_eq!(
+        run(&mut s, 2, get("log")),
+        KvResponse::Value(b"created".to_vec())
+    );
+    assert_eq!(
+        run(&mut s, 3, create),
+        KvResponse::Txn {
+            succeeded: false,
+            revision: 3
+        }
+    );
+    assert_eq!(
+        run(&mut s, 4, get("log")),
+        KvResponse::Value(b"existed".to_vec())
+    );
+    assert_eq!(run(&mut s, 5, get("k")), KvResponse::Value(b"1".to_vec()));
+
+    let holds = |s: &mut KvStore, seq, c: Compare| {
+        matches!(
+            run(s, seq, txn(vec![c], vec![], vec![])),
+            KvResponse::Txn {
+                succeeded: true,
+                ..
+            }
+        )
+    };
+    assert!(holds(
+        &mut s,
+        6,
+        compare("k", CompareOp::Equal, Target::Value(b"1".to_vec()))
+    ));
+    assert!(holds(
+        &mut s,
+        7,
+        compare("k", CompareOp::Greater, Target::Value(b"0".to_vec()))
+    ));
+    assert!(holds(
+        &mut s,
+        8,
+        compare("k", CompareOp::Less, Target::Value(b"2".to_vec()))
+    ));
+    assert!(!holds(
+        &mut s,
+        9,
+        compare("k", CompareOp::NotEqual, Target::Value(b"1".to_vec()))
+    ));
+    assert!(holds(
+        &mut s,
+        10,
+        compare("k", CompareOp::Equal, Target::Version(1))
+    ));
+    assert!(holds(
+        &mut s,
+        11,
+        compare("k", CompareOp::Equal, Target::Created(1))
+    ));
+    assert!(holds(
+        &mut s,
+        12,
+        compare("k", CompareOp::Equal, Target::Modified(1))
+    ));
+    assert!(holds(
+        &mut s,
+        13,
+        compare("k", CompareOp::Greater, Target::Version(0))
+    ));
+    assert!(
+        !holds(
+            &mut s,
+            14,
+            compare("nope", CompareOp::NotEqual, Target::Value(b"x".to_vec()))
+        ),
+        "a value compare on an absent key never holds"
+    );
+    assert!(holds(
+        &mut s,
+        15,
+        compare("nope", CompareOp::Equal, Target::Modified(0))
+    ));
+
+    // Every compare must hold; a delete in the branch removes the key.
+    let both = vec![
+        compare("k", CompareOp::Equal, Target::Version(1)),
+        compare("log", CompareOp::Equal, Target::Value(b"nope".to_vec())),
+    ];
+    let delete = vec![TxnOp::Delete { key: b"k".to_vec() }];
+    assert!(matches!(
+        run(&mut s, 16, txn(both, vec![], delete.clone())),
+        KvResponse::Txn {
+            succeeded: false,
+            ..
+        }
+    ));
+    assert_eq!(run(&mut s, 17, get("k")), KvResponse::NotFound);
+    assert!(
+        matches!(
+            run(&mut s, 18, txn(vec![], delete, vec![])),
+            KvResponse::Txn {
+                succeeded: true,
+                ..
+            }
+        ),
+        "deleting an absent key is no error"
+    );
+}
+
+#[test]
+fn an_oversized_or_empty_keyed_transaction_is_refused_whole() {
+    let limits = KvLimits {
+        max_txn_ops: 2,
+        max_value_len: 4,
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    let three = vec![txn_put("a", "1"), txn_put("b", "1"), txn_put("c", "1")];
+    assert!(matches!(
+        run(&mut s, 1, txn(vec![], three, vec![])),
+        KvResponse::TooLarge { .. }
+    ));
+    let long_value = vec![txn_put("a", "1"), txn_put("b", "12345")];
+    assert!(matches!(
+        run(&mut s, 2, txn(vec![], long_value, vec![])),
+        KvResponse::TooLarge { what, .. } if what == "value"
+    ));
+    assert_eq!(
+        run(&mut s, 3, get("a")),
+        KvResponse::NotFound,
+        "nothing applied"
+    );
+    let empty_key = txn(
+        vec![compare("", CompareOp::Equal, Target::Version(0))],
+        vec![],
+        vec![],
+    );
+    assert!(empty_key.check().is_err());
+    assert!(txn(vec![], vec![txn_put("", "v")], vec![]).check().is_err());
+}
+
+#[test]
+fn transaction_and_listing_tags_are_pinned() {
+    let command = txn(
+        vec![compare("k", CompareOp::Greater, Target::Version(2))],
+        vec![txn_put("k", "v")],
+        vec![TxnOp::Delete { key: b"k".to_vec() }],
+    );
+    assert_eq!(
+        command.encode(),
+        vec![
+            6, 1, 1, b'k', 3, 1, 2, 1, 0, 1, b'k', 1, b'v', 1, 1, 1, b'k'
+        ]
+    );
+    assert_eq!(
+        list("p", Some("q"), 5).encode(),
+        vec![7, 1, b'p', 1, 1, b'q', 5, 0]
+    );
+    assert_eq!(
+        KvResponse::Txn {
+            succeeded: true,
+            revision: 3
+        }
+        .encode(),
+        vec![10, 1, 3]
+    );
+}
+
+/// A format-1 snapshot (before revisions) of keys `k0..k{n}` = `v`.
+fn format_one_snapshot(n: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    snapshot::write_format_one(&mut bytes, n).unwrap();
+    bytes
+}
+
+#[test]
+fn a_snapshot_from_before_revisions_still_restores() {
+    let mut restored = restored_from(&format_one_snapshot(3)).unwrap();
+    assert_eq!(restored.revision(), 3);
+    let KvResponse::Entries { entries, .. } = run(&mut restored, 1, list("k", None, 0)) else {
+        panic!("not a listing");
+    };
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries
+            .iter()
+            .all(|e| (e.created, e.modified, e.version) == (0, 0, 1))
+    );
+    run(&mut restored, 2, put("k1", "w"));
+    let again = restored_from(&snapshot_of(&restored)).unwrap();
+    assert_eq!(again.data, restored.data, "written back as format 2");
+}

@@ -1,5 +1,5 @@
-//! The client commands: `synod put/get/delete/cas/lock/unlock/status`, and
-//! `synod snapshot save/restore`.
+//! The client commands: `synod put/get/delete/cas/txn/list/lock/unlock/status`,
+//! and `synod snapshot save/restore`.
 //!
 //! They reach the built-in local cluster (`synod up`) with no flags;
 //! `--config F` uses a deployment's client ports, cluster id and client
@@ -70,6 +70,37 @@ pub enum ClientCommand {
         /// Create KEY only if it does not exist: `synod cas KEY --absent NEW`.
         #[arg(long)]
         absent: bool,
+    },
+    /// Apply the --then operations if every --if compare holds, else the
+    /// --else ones, as one command; prints SUCCESS or FAILURE and the
+    /// revision (exit 0 either way).
+    ///
+    /// Compares: `value(KEY) = V`, `version(KEY) > N`, `created(KEY) < N`,
+    /// `modified(KEY) != N` (operators = != < >), `exists(KEY)`,
+    /// `missing(KEY)`. Operations: `put KEY VALUE`, `delete KEY`.
+    Txn {
+        /// A compare (repeat: all must hold).
+        #[arg(long = "if", value_name = "COMPARE")]
+        compares: Vec<String>,
+        /// An operation applied if every compare holds (repeat).
+        #[arg(long = "then", value_name = "OPERATION")]
+        success: Vec<String>,
+        /// An operation applied otherwise (repeat).
+        #[arg(long = "else", value_name = "OPERATION")]
+        failure: Vec<String>,
+    },
+    /// List the keys starting with --prefix (default: every key) in key
+    /// order, with their values (linearizable page by page).
+    List {
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many keys.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keys only, no values.
+        #[arg(long)]
+        keys_only: bool,
     },
     /// Take lock NAME for --owner; prints the fencing token.
     Lock {
@@ -324,6 +355,40 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             .unlock(name.as_bytes(), &owner)
             .await
             .map(|()| done()),
+        ClientCommand::Txn {
+            compares,
+            success,
+            failure,
+        } => {
+            let compares = compares.iter().map(|c| crate::txn_syntax::compare(c));
+            let compares = compares.collect::<Result<Vec<_>>>()?;
+            let operations = |texts: &[String]| {
+                texts
+                    .iter()
+                    .map(|o| crate::txn_syntax::operation(o))
+                    .collect::<Result<Vec<_>>>()
+            };
+            let (success, failure) = (operations(&success)?, operations(&failure)?);
+            client
+                .txn(compares, success, failure)
+                .await
+                .map(|outcome| Output {
+                    text: format!(
+                        "{} at revision {}",
+                        if outcome.succeeded { "SUCCESS" } else { "FAILURE" },
+                        outcome.revision
+                    ),
+                    json: json!({"ok": true, "succeeded": outcome.succeeded, "revision": outcome.revision}),
+                })
+        }
+        ClientCommand::List {
+            prefix,
+            limit,
+            keys_only,
+        } => client
+            .list(prefix.as_bytes(), limit, keys_only)
+            .await
+            .map(|entries| listing(&entries)),
         ClientCommand::Status => unreachable!("handled above"),
     };
     print(
@@ -336,7 +401,10 @@ impl ClientCommand {
     /// Whether the command changes state (a timeout then leaves its
     /// outcome unknown, rather than "failed").
     fn writes(&self) -> bool {
-        !matches!(self, ClientCommand::Get { .. } | ClientCommand::Status)
+        !matches!(
+            self,
+            ClientCommand::Get { .. } | ClientCommand::List { .. } | ClientCommand::Status
+        )
     }
 }
 
@@ -393,6 +461,38 @@ fn value(bytes: &[u8]) -> Output {
     Output {
         json: json!({"ok": true, "value": text}),
         text,
+    }
+}
+
+/// One line per key (`KEY<TAB>VALUE`, or `KEY` for keys only); in JSON,
+/// every entry with its version and revisions.
+fn listing(entries: &[synod_client::ListEntry]) -> Output {
+    let text_of = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| match &e.value {
+            Some(value) => format!("{}\t{}", text_of(&e.key), text_of(value)),
+            None => text_of(&e.key),
+        })
+        .collect();
+    let json_entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut entry = json!({
+                "key": text_of(&e.key),
+                "version": e.version,
+                "created": e.created,
+                "modified": e.modified,
+            });
+            if let Some(value) = &e.value {
+                entry["value"] = json!(text_of(value));
+            }
+            entry
+        })
+        .collect();
+    Output {
+        text: lines.join("\n"),
+        json: json!({"ok": true, "entries": json_entries}),
     }
 }
 

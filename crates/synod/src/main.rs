@@ -5,7 +5,7 @@
 //! - `synod up [--config F]`: every node of a config in this process; with
 //!   no flag, the built-in three-replica cluster on loopback (`configs/local.toml`),
 //!   data under `./data`.
-//! - `synod put/get/delete/cas/lock/unlock/status`: the key/value client
+//! - `synod put/get/delete/cas/txn/list/lock/unlock/status`: the key/value client
 //!   (see `cli.rs`), against `synod up` by default.
 //! - `synod bench`: a load generator with HDR latency percentiles (`bench/`).
 //! - `synod snapshot save FILE` (a backup of a running cluster, consistent
@@ -33,6 +33,7 @@ mod bench;
 mod cli;
 mod settings;
 mod status;
+mod txn_syntax;
 
 #[derive(Parser, Debug)]
 #[command(name = "synod", version, about = "Paxos cluster runtime")]

@@ -65,6 +65,7 @@ impl KvSection {
                 1 << 16,
             ),
             Range::count("kv.max_clients", kv.max_clients, 1, 1 << 24),
+            Range::count("kv.max_txn_ops", kv.max_txn_ops, 1, 1 << 16),
         ]
     }
 }

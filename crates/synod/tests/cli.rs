@@ -134,6 +134,76 @@ fn client_commands_work_and_values_survive_a_sigkill() {
     assert!(fails(&["get", "doomed"]).contains("not found"));
 }
 
+#[test]
+fn transactions_and_listings_work_through_the_cli() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path());
+
+    let create = [
+        "txn",
+        "--if",
+        "missing(app/config)",
+        "--then",
+        "put app/config v1",
+        "--then",
+        "put app/owner me",
+        "--else",
+        "put app/raced yes",
+    ];
+    assert!(
+        ok(&create).starts_with("SUCCESS at revision "),
+        "first create"
+    );
+    assert!(
+        ok(&create).starts_with("FAILURE at revision "),
+        "second create"
+    );
+    assert_eq!(ok(&["get", "app/raced"]), "yes");
+    let update = [
+        "txn",
+        "--if",
+        "value(app/config) = v1",
+        "--if",
+        "version(app/config) = 1",
+        "--then",
+        "put app/config v2",
+        "--then",
+        "delete app/owner",
+        "--json",
+    ];
+    let json: serde_json::Value = serde_json::from_str(&ok(&update)).unwrap();
+    assert_eq!(json["succeeded"], true, "{json}");
+    assert!(json["revision"].as_u64().unwrap() > 0);
+    assert_eq!(ok(&["put", "other", "x"]), "OK");
+
+    assert_eq!(
+        ok(&["list", "--prefix", "app/"]),
+        "app/config\tv2\napp/raced\tyes"
+    );
+    assert_eq!(ok(&["list", "--keys-only"]), "app/config\napp/raced\nother");
+    assert_eq!(ok(&["list", "--limit", "1", "--keys-only"]), "app/config");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["list", "--prefix", "app/config", "--json"])).unwrap();
+    let entry = &json["entries"][0];
+    assert_eq!(
+        (entry["value"].as_str(), entry["version"].as_u64()),
+        (Some("v2"), Some(2))
+    );
+    assert!(
+        entry["modified"].as_u64() > entry["created"].as_u64(),
+        "{entry}"
+    );
+
+    let bad = fails(&["txn", "--if", "size(app/config) > 1", "--then", "put a b"]);
+    assert!(bad.contains("unknown field"), "{bad}");
+    assert_eq!(
+        ok(&["get", "app/config"]),
+        "v2",
+        "a bad transaction changes nothing"
+    );
+}
+
 /// `synod ARGS` with `env` and `stdin`: (exit code, stdout, stderr).
 fn run_with(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
     use std::io::Write as _;

@@ -33,6 +33,9 @@ pub enum SubmitError {
     /// The command cannot be a command: sequence number 0 opens a session
     /// and carries no payload; a command is numbered from 1 in its session.
     InvalidCommand(&'static str),
+    /// A read outside the log was asked of a state machine that serves
+    /// none (`StateMachine::query` answered `None`).
+    NoQueries,
 }
 
 impl fmt::Display for SubmitError {
@@ -55,6 +58,10 @@ impl fmt::Display for SubmitError {
                 "the outcome is unknown (the learner installed a snapshot past it)"
             ),
             Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
+            Self::NoQueries => write!(
+                f,
+                "this state machine serves no reads outside the log; submit the read as a command"
+            ),
         }
     }
 }
@@ -77,6 +84,7 @@ impl From<&SubmitError> for Failure {
             // a safe retry.
             SubmitError::OutcomeUnknown => Failure::Timeout,
             SubmitError::InvalidCommand(_) => Failure::InvalidCommand,
+            SubmitError::NoQueries => Failure::NoQueries,
         }
     }
 }
@@ -95,6 +103,7 @@ mod tests {
             SubmitError::TooLarge { len: 9, limit: 8 },
             SubmitError::SessionExpired,
             SubmitError::OutcomeUnknown,
+            SubmitError::NoQueries,
         ];
         let failures: Vec<Failure> = errors.iter().map(Failure::from).collect();
         assert_eq!(

@@ -28,6 +28,15 @@ pub trait StateMachine: Unpin + 'static {
         None
     }
 
+    /// Answer the read-only `request` from the state as applied so far,
+    /// without going through the log: the answer may be stale (the caller
+    /// opted into that) and is never recorded. `None`: this machine serves
+    /// no such reads.
+    fn query(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let _ = request;
+        None
+    }
+
     /// Write the whole state, as of the last command applied, to `out`.
     fn snapshot(&self, out: &mut dyn Write) -> std::io::Result<()>;
 

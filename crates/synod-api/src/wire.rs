@@ -58,6 +58,16 @@ pub enum Request {
     /// Tag 3: a fresh snapshot of the node's learner, consistent at one
     /// slot, streamed back as [`Reply::BackupChunk`]s.
     Backup,
+    /// Tag 4: a read-only request answered from this node's learner as
+    /// applied so far, without the log (serializable, may be stale;
+    /// `StateMachine::query`). `tag` is the client's, echoed in the answer.
+    Query {
+        /// Matches the answer to the request.
+        tag: u64,
+        /// The state machine's read request.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
 }
 
 /// Node → client.
@@ -108,6 +118,21 @@ pub enum Reply {
         /// Why.
         reason: String,
     },
+    /// Tag 7: the answer to [`Request::Query`] `tag`.
+    QueryAnswer {
+        /// The request's tag.
+        tag: u64,
+        /// The state machine's answer.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Tag 8: [`Request::Query`] `tag` was not answered here.
+    QueryFailed {
+        /// The request's tag.
+        tag: u64,
+        /// Why.
+        error: Failure,
+    },
 }
 
 /// Bytes of snapshot file per [`Reply::BackupChunk`].
@@ -138,6 +163,9 @@ pub enum Failure {
     /// Tag 6: the request is not a command the node takes (sequence
     /// number 0 with a payload: 0 opens a session, commands count from 1).
     InvalidCommand,
+    /// Tag 7: the node's state machine serves no reads outside the log
+    /// ([`Request::Query`]); submit the read as a command.
+    NoQueries,
 }
 
 /// What a node reports about itself.
@@ -178,4 +206,46 @@ pub struct LearnerReport {
     pub applied: u64,
     /// Decided slots it holds.
     pub decided: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<T: Serialize>(value: &T) -> Vec<u8> {
+        postcard::to_stdvec(value).unwrap()
+    }
+
+    /// Tags are the wire: a client of one build must keep talking to a
+    /// node of the next.
+    #[test]
+    fn request_and_reply_tags_are_pinned() {
+        let id = CommandId { client: 2, seq: 3 };
+        let submit = Request::Submit {
+            id,
+            payload: vec![9],
+        };
+        assert_eq!(bytes(&submit), vec![1, 2, 3, 1, 9]);
+        assert_eq!(bytes(&Request::Backup), vec![3]);
+        let query = Request::Query {
+            tag: 5,
+            payload: vec![9],
+        };
+        assert_eq!(bytes(&query), vec![4, 5, 1, 9]);
+        let answer = Reply::QueryAnswer {
+            tag: 5,
+            payload: vec![8],
+        };
+        assert_eq!(bytes(&answer), vec![7, 5, 1, 8]);
+        let refused = Reply::QueryFailed {
+            tag: 5,
+            error: Failure::NoQueries,
+        };
+        assert_eq!(bytes(&refused), vec![8, 5, 7]);
+        let failed = Reply::Failed {
+            id,
+            error: Failure::Busy,
+        };
+        assert_eq!(bytes(&failed), vec![3, 2, 3, 1]);
+    }
 }

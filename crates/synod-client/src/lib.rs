@@ -190,8 +190,61 @@ pub struct Client {
     /// The session commands are numbered in, once opened.
     session: Option<u64>,
     seq: u64,
+    /// The tag of the last query (answers on a connection are matched by it).
+    query_tag: u64,
     next_endpoint: usize,
     connection: Option<Connection>,
+}
+
+/// Through the log, or from one node's learner as applied so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    Linearizable,
+    Serializable,
+}
+
+/// What one attempt asks a node, and how its answer is recognized among
+/// late answers to earlier attempts.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    /// A command through the log.
+    Command { id: CommandId, payload: &'a [u8] },
+    /// A read from the node's learner, outside the log.
+    Query { tag: u64, payload: &'a [u8] },
+}
+
+impl Ask<'_> {
+    fn request(&self) -> Request {
+        match *self {
+            Ask::Command { id, payload } => Request::Submit {
+                id,
+                payload: payload.to_vec(),
+            },
+            Ask::Query { tag, payload } => Request::Query {
+                tag,
+                payload: payload.to_vec(),
+            },
+        }
+    }
+
+    /// The answer to this ask, if `reply` is it.
+    fn answer(&self, reply: Reply) -> Option<Result<Vec<u8>, ClientError>> {
+        match (*self, reply) {
+            (Ask::Command { id, .. }, Reply::Response { id: to, payload }) if to == id => {
+                Some(Ok(payload))
+            }
+            (Ask::Command { id, .. }, Reply::Failed { id: to, error }) if to == id => {
+                Some(Err(failure(error)))
+            }
+            (Ask::Query { tag, .. }, Reply::QueryAnswer { tag: to, payload }) if to == tag => {
+                Some(Ok(payload))
+            }
+            (Ask::Query { tag, .. }, Reply::QueryFailed { tag: to, error }) if to == tag => {
+                Some(Err(failure(error)))
+            }
+            _ => None, // a late answer to an earlier attempt
+        }
+    }
 }
 
 impl Client {
@@ -202,6 +255,7 @@ impl Client {
             nonce: random_u64(),
             session: None,
             seq: 0,
+            query_tag: 0,
             next_endpoint: 0,
             connection: None,
         }
@@ -220,6 +274,16 @@ impl Client {
     /// The value of `key` (linearizable: read through the log).
     pub async fn get(&mut self, key: &[u8]) -> Result<Vec<u8>, ClientError> {
         match self.kv(KvCommand::Get { key: key.to_vec() }).await? {
+            KvResponse::Value(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The value of `key` as the learner of the node this client talks to
+    /// has applied it, outside the log: faster, but it may miss the latest
+    /// writes (serializable, not linearizable).
+    pub async fn get_serializable(&mut self, key: &[u8]) -> Result<Vec<u8>, ClientError> {
+        match self.kv_query(KvCommand::Get { key: key.to_vec() }).await? {
             KvResponse::Value(value) => Ok(value),
             other => Err(unexpected(other)),
         }
@@ -306,13 +370,29 @@ impl Client {
         limit: u32,
         keys_only: bool,
     ) -> Result<ListPage, ClientError> {
+        self.page(prefix, after, limit, keys_only, Read::Linearizable)
+            .await
+    }
+
+    async fn page(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+        keys_only: bool,
+        read: Read,
+    ) -> Result<ListPage, ClientError> {
         let command = KvCommand::List {
             prefix: prefix.to_vec(),
             after: after.map(<[u8]>::to_vec),
             limit,
             keys_only,
         };
-        match self.kv(command).await? {
+        let response = match read {
+            Read::Linearizable => self.kv(command).await?,
+            Read::Serializable => self.kv_query(command).await?,
+        };
+        match response {
             KvResponse::Entries {
                 entries,
                 more,
@@ -335,12 +415,35 @@ impl Client {
         limit: Option<usize>,
         keys_only: bool,
     ) -> Result<Vec<ListEntry>, ClientError> {
+        self.list_with(prefix, limit, keys_only, Read::Linearizable)
+            .await
+    }
+
+    /// [`Client::list`] from the learner of the node this client talks to,
+    /// outside the log: serializable, it may miss the latest writes.
+    pub async fn list_serializable(
+        &mut self,
+        prefix: &[u8],
+        limit: Option<usize>,
+        keys_only: bool,
+    ) -> Result<Vec<ListEntry>, ClientError> {
+        self.list_with(prefix, limit, keys_only, Read::Serializable)
+            .await
+    }
+
+    async fn list_with(
+        &mut self,
+        prefix: &[u8],
+        limit: Option<usize>,
+        keys_only: bool,
+        read: Read,
+    ) -> Result<Vec<ListEntry>, ClientError> {
         let mut entries: Vec<ListEntry> = Vec::new();
         loop {
             let wanted = limit.map_or(0, |limit| limit.saturating_sub(entries.len()));
             let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
             let after = entries.last().map(|entry| entry.key.as_slice());
-            let page = self.list_page(prefix, after, wanted, keys_only).await?;
+            let page = self.page(prefix, after, wanted, keys_only, read).await?;
             entries.extend(page.entries);
             let enough = limit.is_some_and(|limit| entries.len() >= limit);
             if !page.more || enough {
@@ -427,19 +530,16 @@ impl Client {
             .check()
             .map_err(|why| ClientError::Invalid(why.to_owned()))?;
         let payload = self.call(command.encode()).await?;
-        let response =
-            KvResponse::decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        match response {
-            KvResponse::NotFound => Err(ClientError::NotFound),
-            KvResponse::CasFailed { current } => Err(ClientError::CasFailed { current }),
-            KvResponse::Held { owner, token } => Err(ClientError::Held { owner, token }),
-            KvResponse::NotOwner { owner } => Err(ClientError::NotOwner { owner }),
-            KvResponse::TooLarge { what, len, limit } => {
-                Err(ClientError::TooLarge { what, len, limit })
-            }
-            KvResponse::Malformed(why) => Err(ClientError::Protocol(why)),
-            ok => Ok(ok),
-        }
+        kv_answer(&payload)
+    }
+
+    /// Run one KV read outside the log.
+    async fn kv_query(&mut self, command: KvCommand) -> Result<KvResponse, ClientError> {
+        command
+            .check()
+            .map_err(|why| ClientError::Invalid(why.to_owned()))?;
+        let payload = self.query(command.encode()).await?;
+        kv_answer(&payload)
     }
 
     /// Submit `payload` under a fresh id of this client's session (opened
@@ -457,7 +557,13 @@ impl Client {
                 client: session,
                 seq: self.seq,
             };
-            match self.call_as(id, &payload).await {
+            match self
+                .ask(Ask::Command {
+                    id,
+                    payload: &payload,
+                })
+                .await
+            {
                 Err(ClientError::SessionExpired) => self.session = None,
                 other => return other,
             }
@@ -475,22 +581,47 @@ impl Client {
             client: self.nonce,
             seq: wire::OPEN_SESSION,
         };
-        let answer = self.call_as(open, &[]).await?;
+        let answer = self
+            .ask(Ask::Command {
+                id: open,
+                payload: &[],
+            })
+            .await?;
         let session = session_id(&answer)?;
         self.session = Some(session);
         self.seq = 0;
         Ok(session)
     }
 
-    async fn call_as(&mut self, id: CommandId, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+    /// Read `request` from the learner of the node this client talks to,
+    /// outside the log (`StateMachine::query`): serializable, it may miss
+    /// the latest writes. Another node is tried if this one cannot answer.
+    pub async fn query(&mut self, request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable("no endpoints configured".into()));
+        }
+        self.query_tag += 1;
+        let tag = self.query_tag;
+        self.ask(Ask::Query {
+            tag,
+            payload: &request,
+        })
+        .await
+    }
+
+    /// Send `ask`, and send it again to the next node after a timeout, a
+    /// lost connection or a node that cannot answer, until answered or the
+    /// call's timeout passes.
+    async fn ask(&mut self, ask: Ask<'_>) -> Result<Vec<u8>, ClientError> {
         let deadline = Instant::now() + self.config.timeout;
         let mut last_problem = String::from("no attempt finished");
         let mut pause = Duration::from_millis(20);
         while Instant::now() < deadline {
-            match self.attempt(id, payload, deadline).await {
+            match self.attempt(ask, deadline).await {
                 Ok(answer) => return Ok(answer),
                 Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
                 Err(too_large @ ClientError::TooLarge { .. }) => return Err(too_large),
+                Err(invalid @ ClientError::Invalid(_)) => return Err(invalid),
                 Err(ClientError::SessionExpired) => return Err(ClientError::SessionExpired),
                 Err(problem) => {
                     last_problem = problem.to_string();
@@ -510,12 +641,7 @@ impl Client {
         }
     }
 
-    async fn attempt(
-        &mut self,
-        id: CommandId,
-        payload: &[u8],
-        deadline: Instant,
-    ) -> Result<Vec<u8>, ClientError> {
+    async fn attempt(&mut self, ask: Ask<'_>, deadline: Instant) -> Result<Vec<u8>, ClientError> {
         let wait = self
             .config
             .attempt_timeout
@@ -529,27 +655,15 @@ impl Client {
             );
         }
         let connection = self.connection.as_mut().expect("connected above");
-        send(
-            connection,
-            &Request::Submit {
-                id,
-                payload: payload.to_vec(),
-            },
-        )
-        .await?;
+        send(connection, &ask.request()).await?;
         let started = Instant::now();
         loop {
             let left = wait.saturating_sub(started.elapsed());
             let reply = tokio::time::timeout(left, receive(connection))
                 .await
                 .map_err(|_| ClientError::Timeout(wait))??;
-            match reply {
-                Reply::Response {
-                    id: answered,
-                    payload,
-                } if answered == id => return Ok(payload),
-                Reply::Failed { id: failed, error } if failed == id => return Err(failure(error)),
-                _ => continue, // a late answer to an earlier attempt
+            if let Some(answer) = ask.answer(reply) {
+                return answer;
             }
         }
     }
@@ -568,6 +682,25 @@ fn failure(error: Failure) -> ClientError {
             limit: limit as usize,
         },
         Failure::SessionExpired => ClientError::SessionExpired,
+        Failure::NoQueries => {
+            ClientError::Invalid("the cluster serves no reads outside the log".into())
+        }
+    }
+}
+
+/// A KV response; the KV's refusals become typed errors.
+fn kv_answer(payload: &[u8]) -> Result<KvResponse, ClientError> {
+    let response = KvResponse::decode(payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    match response {
+        KvResponse::NotFound => Err(ClientError::NotFound),
+        KvResponse::CasFailed { current } => Err(ClientError::CasFailed { current }),
+        KvResponse::Held { owner, token } => Err(ClientError::Held { owner, token }),
+        KvResponse::NotOwner { owner } => Err(ClientError::NotOwner { owner }),
+        KvResponse::TooLarge { what, len, limit } => {
+            Err(ClientError::TooLarge { what, len, limit })
+        }
+        KvResponse::Malformed(why) => Err(ClientError::Protocol(why)),
+        ok => Ok(ok),
     }
 }
 

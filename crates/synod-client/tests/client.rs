@@ -115,6 +115,18 @@ async fn a_listing_longer_than_a_page_comes_back_whole_and_a_txn_applies_one_bra
     assert_eq!(keys, ["big/0", "big/1", "big/2", "big/3", "big/4", "big/5"]);
     assert!(all.iter().all(|e| e.value.as_deref() == Some(&big[..])));
     assert_eq!(c.list(b"big/", Some(4), true).await.unwrap().len(), 4);
+    // Outside the log: every key above was acknowledged after its learner
+    // applied it, so the node this client talks to has them all.
+    let local = c.list_serializable(b"big/", None, true).await.unwrap();
+    assert_eq!(local.len(), 6);
+    assert_eq!(
+        c.get_serializable(b"bigger").await.unwrap(),
+        b"not under big/"
+    );
+    assert_eq!(
+        c.get_serializable(b"nope").await,
+        Err(ClientError::NotFound)
+    );
 
     let absent = || Compare {
         key: b"leader".to_vec(),

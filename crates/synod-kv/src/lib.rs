@@ -391,10 +391,7 @@ impl KvStore {
                 self.set(key, value);
                 KvResponse::Done
             }
-            KvCommand::Get { key } => self
-                .data
-                .get(&key)
-                .map_or(KvResponse::NotFound, |e| KvResponse::Value(e.value.clone())),
+            read @ (KvCommand::Get { .. } | KvCommand::List { .. }) => self.answer_read(read),
             KvCommand::Delete { key } => match self.data.remove(&key) {
                 Some(_) => KvResponse::Done,
                 None => KvResponse::NotFound,
@@ -416,12 +413,6 @@ impl KvStore {
                 success,
                 failure,
             } => self.transaction(&compares, success, failure),
-            KvCommand::List {
-                prefix,
-                after,
-                limit,
-                keys_only,
-            } => self.list(&prefix, after.as_deref(), limit, keys_only),
         }
     }
 
@@ -487,6 +478,34 @@ impl KvStore {
             .or_else(|| value.and_then(|v| too_large("value", v.len(), self.limits.max_value_len)))
     }
 
+    /// A read-only command answered from the current state.
+    fn read(&self, request: &[u8]) -> KvResponse {
+        let command = match postcard::from_bytes::<KvCommand>(request) {
+            Ok(command) => command,
+            Err(e) => return KvResponse::Malformed(e.to_string()),
+        };
+        match self.check_limits(&command) {
+            Some(too_large) => too_large,
+            None => self.answer_read(command),
+        }
+    }
+
+    /// The answer to a `Get` or `List`; any other command is refused.
+    fn answer_read(&self, command: KvCommand) -> KvResponse {
+        match command {
+            KvCommand::Get { key } => self
+                .read_local(&key)
+                .map_or(KvResponse::NotFound, |v| KvResponse::Value(v.to_vec())),
+            KvCommand::List {
+                prefix,
+                after,
+                limit,
+                keys_only,
+            } => self.list(&prefix, after.as_deref(), limit, keys_only),
+            _ => KvResponse::Malformed("only get and list are served outside the log".into()),
+        }
+    }
+
     fn key_too_large(&self, key: &[u8]) -> Option<KvResponse> {
         too_large("key", key.len(), self.limits.max_key_len)
     }
@@ -512,6 +531,12 @@ impl StateMachine for KvStore {
         self.clients
             .record(command.id, self.applied, response.clone());
         response
+    }
+
+    /// `Get` and `List` from the state as applied so far (serializable);
+    /// any other command is answered `Malformed`, unapplied.
+    fn query(&self, request: &[u8]) -> Option<Vec<u8>> {
+        Some(self.read(request).encode())
     }
 
     fn response_to(&self, id: CommandId) -> Option<Vec<u8>> {

@@ -694,3 +694,34 @@ fn a_snapshot_from_before_revisions_still_restores() {
     let again = restored_from(&snapshot_of(&restored)).unwrap();
     assert_eq!(again.data, restored.data, "written back as format 2");
 }
+
+#[test]
+fn a_query_reads_the_applied_state_without_applying_anything() {
+    let mut s = KvStore::default();
+    run(&mut s, 1, put("a/1", "x"));
+    run(&mut s, 2, put("a/2", "y"));
+    let query =
+        |s: &KvStore, kv: KvCommand| KvResponse::decode(&s.query(&kv.encode()).unwrap()).unwrap();
+    assert_eq!(query(&s, get("a/1")), KvResponse::Value(b"x".to_vec()));
+    assert_eq!(query(&s, get("b")), KvResponse::NotFound);
+    assert_eq!(keys_of(&query(&s, list("a/", None, 0))), ["a/1", "a/2"]);
+    assert!(
+        matches!(query(&s, put("a/1", "z")), KvResponse::Malformed(_)),
+        "a write is refused"
+    );
+    assert!(matches!(
+        s.query(b"\xff\xff")
+            .map(|r| KvResponse::decode(&r).unwrap()),
+        Some(KvResponse::Malformed(_))
+    ));
+    let long_key = KvCommand::Get {
+        key: vec![b'k'; 2000],
+    };
+    assert!(matches!(query(&s, long_key), KvResponse::TooLarge { .. }));
+    assert_eq!(s.revision(), 2, "queries are not applied");
+    assert_eq!(
+        run(&mut s, 3, get("a/1")),
+        KvResponse::Value(b"x".to_vec()),
+        "nothing written"
+    );
+}

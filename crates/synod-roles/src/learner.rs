@@ -550,6 +550,21 @@ impl<S: Store, M: StateMachine> Handler<TakeSnapshot> for LearnerActor<S, M> {
     }
 }
 
+/// Answer a read-only request from the state machine as applied so far,
+/// without the log ([`StateMachine::query`]); `None` if the machine serves
+/// no such reads.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Vec<u8>>")]
+pub struct Query(pub Vec<u8>);
+
+impl<S: Store, M: StateMachine> Handler<Query> for LearnerActor<S, M> {
+    type Result = Option<Vec<u8>>;
+
+    fn handle(&mut self, Query(request): Query, _: &mut Context<Self>) -> Self::Result {
+        self.hooks.machine.query(&request)
+    }
+}
+
 impl<S: Store, M: StateMachine> Handler<Subscribe> for LearnerActor<S, M> {
     type Result = ();
 

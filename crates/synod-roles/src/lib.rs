@@ -27,7 +27,8 @@ mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
 pub use learner::{
-    Applier, LearnerActor, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+    Applier, LearnerActor, Query, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand,
+    WatchCommands,
 };
 pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};

@@ -262,6 +262,13 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
                 error: Failure::from(&error),
             },
         },
+        Request::Query { tag, payload } => match gateway.query(payload).await {
+            Ok(payload) => Reply::QueryAnswer { tag, payload },
+            Err(error) => Reply::QueryFailed {
+                tag,
+                error: Failure::from(&error),
+            },
+        },
         Request::Status => Reply::Status(report(gateway.status().await)),
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),

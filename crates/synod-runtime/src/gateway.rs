@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
-    AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, RoleStatus, Stop,
-    Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+    AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, Query, RoleStatus,
+    Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
@@ -64,6 +64,7 @@ pub(crate) struct LearnerPort {
     pub(crate) watch: Recipient<WatchCommands>,
     pub(crate) subscribe: Recipient<Subscribe>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
+    pub(crate) query: Recipient<Query>,
     /// The proposer that sent the learner its latest decision: where a
     /// node without a proposer forwards commands.
     pub(crate) leader: Rc<Cell<u32>>,
@@ -297,6 +298,20 @@ impl Gateway {
             .await
             .map_err(|_| SubmitError::ShuttingDown)?;
         Ok(receiver)
+    }
+
+    /// Answer the read-only `request` from the local learner's state as
+    /// applied so far, without the log (may be stale).
+    pub(crate) async fn query(&self, request: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        match learner.query.send(Query(request)).await {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(SubmitError::NoQueries),
+            Err(_) => Err(SubmitError::ShuttingDown),
+        }
     }
 
     /// Propose `value` for single-decree instance `name` through the

@@ -251,6 +251,15 @@ impl Node {
         Ok(u64::from_be_bytes(bytes))
     }
 
+    /// Answer the read-only `request` from this node's learner as applied
+    /// so far ([`StateMachine::query`](synod_api::StateMachine::query)),
+    /// without the log: fast, but it may miss the latest writes
+    /// (serializable, not linearizable). [`SubmitError::NoQueries`] if the
+    /// state machine serves no such reads.
+    pub async fn query(&self, request: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        self.gateway.query(request).await
+    }
+
     /// Stream every decision applied by this node's learner from now on.
     pub async fn subscribe(
         &self,
@@ -515,6 +524,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                     watch: actor.clone().recipient(),
                     subscribe: actor.clone().recipient(),
                     snapshot: actor.clone().recipient(),
+                    query: actor.clone().recipient(),
                     leader,
                 });
                 started.add(role, &actor);

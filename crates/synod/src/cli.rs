@@ -57,7 +57,13 @@ pub enum ClientCommand {
         file: Option<PathBuf>,
     },
     /// Print the value of KEY (linearizable: read through the log).
-    Get { key: String },
+    Get {
+        key: String,
+        /// Read the node's applied state instead of going through the log:
+        /// faster, but it may miss the latest writes.
+        #[arg(long)]
+        serializable: bool,
+    },
     /// Remove KEY.
     Delete { key: String },
     /// Set KEY to NEW if its value is EXPECTED (or, with --absent, if it has none).
@@ -101,6 +107,10 @@ pub enum ClientCommand {
         /// Keys only, no values.
         #[arg(long)]
         keys_only: bool,
+        /// Read the node's applied state instead of going through the log:
+        /// faster, but it may miss the latest writes.
+        #[arg(long)]
+        serializable: bool,
     },
     /// Take lock NAME for --owner; prints the fencing token.
     Lock {
@@ -320,7 +330,14 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             let value = put_value(value, file)?;
             client.put(key.as_bytes(), &value).await.map(|()| done())
         }
-        ClientCommand::Get { key } => client.get(key.as_bytes()).await.map(|v| value(&v)),
+        ClientCommand::Get { key, serializable } => {
+            let got = if serializable {
+                client.get_serializable(key.as_bytes()).await
+            } else {
+                client.get(key.as_bytes()).await
+            };
+            got.map(|v| value(&v))
+        }
         ClientCommand::Delete { key } => client.delete(key.as_bytes()).await.map(|()| done()),
         ClientCommand::Cas {
             key,
@@ -385,10 +402,17 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             prefix,
             limit,
             keys_only,
-        } => client
-            .list(prefix.as_bytes(), limit, keys_only)
-            .await
-            .map(|entries| listing(&entries)),
+            serializable,
+        } => {
+            let listed = if serializable {
+                client
+                    .list_serializable(prefix.as_bytes(), limit, keys_only)
+                    .await
+            } else {
+                client.list(prefix.as_bytes(), limit, keys_only).await
+            };
+            listed.map(|entries| listing(&entries))
+        }
         ClientCommand::Status => unreachable!("handled above"),
     };
     print(

@@ -183,6 +183,17 @@ fn transactions_and_listings_work_through_the_cli() {
     );
     assert_eq!(ok(&["list", "--keys-only"]), "app/config\napp/raced\nother");
     assert_eq!(ok(&["list", "--limit", "1", "--keys-only"]), "app/config");
+    assert_eq!(
+        ok(&[
+            "list",
+            "--keys-only",
+            "--serializable",
+            "--endpoints",
+            "127.0.0.1:7111"
+        ]),
+        "app/config\napp/raced\nother",
+        "the node the client asked applied every acknowledged write (it answered them)"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["list", "--prefix", "app/config", "--json"])).unwrap();
     let entry = &json["entries"][0];

@@ -319,6 +319,7 @@ fn failure_kind(failure: &Failure) -> &'static str {
         Failure::TooLarge { .. } => "too_large",
         Failure::InvalidCommand => "invalid_command",
         Failure::SessionExpired => "session_expired",
+        Failure::NoQueries => "no_queries",
     }
 }
 

@@ -28,6 +28,7 @@ pub use synod_kv::{Compare, CompareOp, ListEntry, Target, TxnOp};
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_core::CommandId;
 use synod_kv::{KvCommand, KvResponse};
@@ -182,18 +183,87 @@ impl ClientConfig {
 
 type Connection = Framed<synod_tls::BoxStream, LengthDelimitedCodec>;
 
-/// A client of one cluster. Not shared between tasks: one command at a time.
+/// A client of one cluster: one command at a time per handle. Clone it
+/// for each task that sends commands; clones share one session (their
+/// commands are numbered in it, so a retry through any of them is still
+/// applied once) and each has its own connection.
 pub struct Client {
     config: ClientConfig,
-    /// Nonces for session opens (random start).
-    nonce: u64,
-    /// The session commands are numbered in, once opened.
-    session: Option<u64>,
-    seq: u64,
+    numbering: Arc<Numbering>,
     /// The tag of the last query (answers on a connection are matched by it).
     query_tag: u64,
     next_endpoint: usize,
     connection: Option<Connection>,
+}
+
+impl Clone for Client {
+    /// Another handle on the same session, on its own connection (opened
+    /// on first use, to the next endpoint).
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            numbering: Arc::clone(&self.numbering),
+            query_tag: 0,
+            next_endpoint: self.next_endpoint + 1,
+            connection: None,
+        }
+    }
+}
+
+/// How the handles of one client number their commands.
+#[derive(Debug)]
+struct Numbering {
+    ids: std::sync::Mutex<Ids>,
+    /// Held while a session is opened, so the handles open one, not many.
+    opening: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Ids {
+    /// Nonces for session opens (random start).
+    nonce: u64,
+    /// The session commands are numbered in, once opened.
+    session: Option<u64>,
+    /// The last sequence number used in it.
+    seq: u64,
+}
+
+impl Numbering {
+    fn new() -> Self {
+        let ids = Ids {
+            nonce: random_u64(),
+            session: None,
+            seq: 0,
+        };
+        Self {
+            ids: std::sync::Mutex::new(ids),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, Ids> {
+        // Nothing panics while holding it; a poisoned lock is still sound.
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next command id, if a session is open.
+    fn next(&self) -> Option<CommandId> {
+        let mut ids = self.ids();
+        let client = ids.session?;
+        ids.seq += 1;
+        Some(CommandId {
+            client,
+            seq: ids.seq,
+        })
+    }
+
+    /// Drop `session` (expired), unless another handle already replaced it.
+    fn forget(&self, session: u64) {
+        let mut ids = self.ids();
+        if ids.session == Some(session) {
+            ids.session = None;
+        }
+    }
 }
 
 /// Through the log, or from one node's learner as applied so far.
@@ -252,9 +322,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Self {
         Self {
             config,
-            nonce: random_u64(),
-            session: None,
-            seq: 0,
+            numbering: Arc::new(Numbering::new()),
             query_tag: 0,
             next_endpoint: 0,
             connection: None,
@@ -551,12 +619,7 @@ impl Client {
             return Err(ClientError::Unavailable("no endpoints configured".into()));
         }
         for _ in 0..2 {
-            let session = self.session().await?;
-            self.seq += 1;
-            let id = CommandId {
-                client: session,
-                seq: self.seq,
-            };
+            let id = self.next_id().await?;
             match self
                 .ask(Ask::Command {
                     id,
@@ -564,21 +627,31 @@ impl Client {
                 })
                 .await
             {
-                Err(ClientError::SessionExpired) => self.session = None,
+                Err(ClientError::SessionExpired) => self.numbering.forget(id.client),
                 other => return other,
             }
         }
         Err(ClientError::SessionExpired)
     }
 
-    /// This client's session, opened through the log if it has none.
-    async fn session(&mut self) -> Result<u64, ClientError> {
-        if let Some(session) = self.session {
-            return Ok(session);
+    /// The next id in this client's session, opened through the log if it
+    /// has none (by one handle; the others wait for it).
+    async fn next_id(&mut self) -> Result<CommandId, ClientError> {
+        if let Some(id) = self.numbering.next() {
+            return Ok(id);
         }
-        self.nonce = self.nonce.wrapping_add(1);
+        let numbering = Arc::clone(&self.numbering);
+        let _opening = numbering.opening.lock().await;
+        if let Some(id) = numbering.next() {
+            return Ok(id); // another handle opened one meanwhile
+        }
+        let nonce = {
+            let mut ids = numbering.ids();
+            ids.nonce = ids.nonce.wrapping_add(1);
+            ids.nonce
+        };
         let open = CommandId {
-            client: self.nonce,
+            client: nonce,
             seq: wire::OPEN_SESSION,
         };
         let answer = self
@@ -588,9 +661,13 @@ impl Client {
             })
             .await?;
         let session = session_id(&answer)?;
-        self.session = Some(session);
-        self.seq = 0;
-        Ok(session)
+        let mut ids = numbering.ids();
+        ids.session = Some(session);
+        ids.seq = 1;
+        Ok(CommandId {
+            client: session,
+            seq: 1,
+        })
     }
 
     /// Read `request` from the learner of the node this client talks to,

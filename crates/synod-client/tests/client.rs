@@ -162,6 +162,34 @@ async fn a_listing_longer_than_a_page_comes_back_whole_and_a_txn_applies_one_bra
 }
 
 #[actix_rt::test]
+async fn clones_of_one_client_send_from_many_tasks_at_once() {
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, None)).await;
+    let c = client(&nodes, None);
+    let tasks = (0..8).map(|task| {
+        let mut c = c.clone();
+        async move {
+            for i in 0..10 {
+                let key = format!("t{task}/{i}");
+                c.put(key.as_bytes(), key.as_bytes()).await.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(tasks).await;
+    let mut reader = c.clone();
+    let written = reader.list(b"t", None, false).await.unwrap();
+    assert_eq!(written.len(), 80);
+    assert!(
+        written
+            .iter()
+            .all(|e| e.value.as_deref() == Some(&e.key[..]))
+    );
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
 async fn a_wrong_token_or_cluster_is_refused() {
     let root = TempDir::new().unwrap();
     let nodes = cluster(&config(&root, Some("let-me-in"))).await;

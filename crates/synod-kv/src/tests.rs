@@ -255,7 +255,7 @@ fn random_commands(seed: u64, count: u64) -> Vec<Command> {
             let key = format!("k{}", pick(5)).into_bytes();
             let name = format!("l{}", pick(2)).into_bytes();
             let owner = format!("o{}", pick(3));
-            let kv = match pick(6) {
+            let kv = match pick(8) {
                 0 => KvCommand::Put {
                     key,
                     value: seq.to_be_bytes().to_vec(),
@@ -268,7 +268,29 @@ fn random_commands(seed: u64, count: u64) -> Vec<Command> {
                     new: vec![1],
                 },
                 4 => KvCommand::Lock { name, owner },
-                _ => KvCommand::Unlock { name, owner },
+                5 => KvCommand::Unlock { name, owner },
+                6 => KvCommand::List {
+                    prefix: b"k".to_vec(),
+                    after: None,
+                    limit: 3,
+                    keys_only: false,
+                },
+                // A transaction on the revisions a restored store must
+                // carry over exactly.
+                _ => KvCommand::Txn {
+                    compares: vec![Compare {
+                        key: key.clone(),
+                        op: CompareOp::Less,
+                        target: Target::Modified(seq.saturating_sub(20)),
+                    }],
+                    success: vec![TxnOp::Put {
+                        key,
+                        value: b"txn".to_vec(),
+                    }],
+                    failure: vec![TxnOp::Delete {
+                        key: format!("k{}", seq % 5).into_bytes(),
+                    }],
+                },
             };
             command(pick(4), seq, kv)
         })

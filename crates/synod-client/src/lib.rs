@@ -24,7 +24,7 @@ mod pipeline;
 pub mod wire;
 
 pub use pipeline::{Answer, Pipeline};
-pub use synod_kv::{Compare, CompareOp, ListEntry, Target, TxnOp};
+pub use synod_kv::{Change, Compare, CompareOp, ListEntry, Target, TxnOp};
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -89,6 +89,13 @@ pub enum ClientError {
     /// A reply that does not decode or does not fit.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The cluster no longer keeps the changes a watch asked for: the
+    /// oldest it has is `horizon`. List again, then watch from there.
+    #[error("the watch history starts at revision {horizon}: list again and watch from there")]
+    Compacted {
+        /// The oldest revision the history holds whole.
+        horizon: u64,
+    },
     /// The client's session expired again right after it was renewed (the
     /// command was not applied; see `paxos.session_horizon`).
     #[error("the client session keeps expiring; the command was not applied")]
@@ -100,6 +107,54 @@ fn show(value: &Option<Vec<u8>>) -> String {
         || "absent".to_owned(),
         |v| format!("{:?}", String::from_utf8_lossy(v)),
     )
+}
+
+/// How often a [`Watch`] asks again while nothing changes.
+const WATCH_POLL: Duration = Duration::from_millis(50);
+
+/// A stream of the changes under a prefix ([`Client::watch`]). It reads
+/// the history the learners keep (a query, outside the log) and asks
+/// again every 50 ms while nothing changes. Changes come in revision order,
+/// whole revisions at a time, never twice and never with a gap: on a
+/// failure it carries on from the next revision through another node.
+pub struct Watch {
+    client: Client,
+    prefix: Vec<u8>,
+    /// The revision to ask from (0: now).
+    next: u64,
+    poll: Duration,
+}
+
+impl Watch {
+    /// The next changes (at least one), waiting for them.
+    /// [`ClientError::Compacted`] if the cluster no longer keeps them.
+    pub async fn next(&mut self) -> Result<Vec<Change>, ClientError> {
+        loop {
+            let ask = KvCommand::Changes {
+                prefix: self.prefix.clone(),
+                from: self.next,
+                limit: 0,
+            };
+            match self.client.kv_query(ask).await? {
+                KvResponse::Changes { changes, next, .. } => {
+                    self.next = next;
+                    if !changes.is_empty() {
+                        return Ok(changes);
+                    }
+                }
+                KvResponse::Compacted { horizon } => {
+                    return Err(ClientError::Compacted { horizon });
+                }
+                other => return Err(unexpected(other)),
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// The revision the next changes will be asked from.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
 }
 
 /// How a transaction went.
@@ -517,6 +572,17 @@ impl Client {
             if !page.more || enough {
                 return Ok(entries);
             }
+        }
+    }
+
+    /// Follow the changes to keys under `prefix` from revision `from` on
+    /// (`None`: from now), in revision order, on a clone of this client.
+    pub fn watch(&self, prefix: &[u8], from: Option<u64>) -> Watch {
+        Watch {
+            client: self.clone(),
+            prefix: prefix.to_vec(),
+            next: from.unwrap_or(0),
+            poll: WATCH_POLL,
         }
     }
 

@@ -190,6 +190,39 @@ async fn clones_of_one_client_send_from_many_tasks_at_once() {
 }
 
 #[actix_rt::test]
+async fn a_watch_resumes_on_another_node_without_a_gap_or_a_repeat() {
+    let root = TempDir::new().unwrap();
+    let mut nodes = cluster(&config(&root, None)).await;
+    let mut writer = client(&nodes, None);
+    writer.put(b"w/0", b"0").await.unwrap();
+    writer.put(b"elsewhere", b"x").await.unwrap();
+    // A handle's clone talks to the next endpoint: the watch reads from
+    // nodes[1], which then stops.
+    let mut watch = client(&nodes, None).watch(b"w/", Some(1));
+    let mut seen = watch.next().await.unwrap();
+    assert_eq!(seen.len(), 1);
+    nodes.remove(1).shutdown().await;
+    for i in 1..=5 {
+        let key = format!("w/{i}");
+        writer.put(key.as_bytes(), key.as_bytes()).await.unwrap();
+    }
+    writer.delete(b"w/0").await.unwrap();
+    while seen.len() < 7 {
+        seen.extend(watch.next().await.unwrap());
+    }
+    let keys: Vec<_> = seen
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.key))
+        .collect();
+    assert_eq!(keys, ["w/0", "w/1", "w/2", "w/3", "w/4", "w/5", "w/0"]);
+    assert!(seen.windows(2).all(|w| w[0].revision < w[1].revision));
+    assert_eq!(seen[6].value, None, "the delete");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
 async fn a_wrong_token_or_cluster_is_refused() {
     let root = TempDir::new().unwrap();
     let nodes = cluster(&config(&root, Some("let-me-in"))).await;

@@ -36,14 +36,17 @@
 #![deny(missing_docs)]
 
 mod client_table;
+mod history;
 mod range;
 mod snapshot;
 mod txn;
 
+pub use history::Change;
 pub use range::ListEntry;
 pub use txn::{Compare, CompareOp, Target, TxnOp};
 
 use client_table::ClientTable;
+use history::History;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use synod_api::{SnapshotError, StateMachine};
@@ -127,6 +130,19 @@ pub enum KvCommand {
         /// Leave the values out.
         keys_only: bool,
     },
+    /// Tag 8: the changes to keys under `prefix` from revision `from` on
+    /// (0: from now), from the recent history the store keeps, whole
+    /// revisions at a time (for watchers; usually asked as a query).
+    Changes {
+        /// The prefix (empty: every key).
+        #[serde(with = "serde_bytes")]
+        prefix: Vec<u8>,
+        /// The first revision wanted.
+        from: u64,
+        /// At most about this many changes (0, or above
+        /// [`MAX_LIST_ENTRIES`]: that many); a revision is never split.
+        limit: u32,
+    },
 }
 
 /// The most entries one `List` page returns.
@@ -194,6 +210,22 @@ pub enum KvResponse {
         more: bool,
         /// The revision the page was read at.
         revision: u64,
+    },
+    /// Tag 12: changes in revision order, and the revision to ask from next.
+    Changes {
+        /// The changes, whole revisions.
+        changes: Vec<Change>,
+        /// Ask from this revision next.
+        next: u64,
+        /// Whether more changes were already applied after these.
+        more: bool,
+    },
+    /// Tag 13: the history no longer holds the revision asked from: the
+    /// oldest complete one is `horizon`. List again, then watch from the
+    /// listing's revision + 1.
+    Compacted {
+        /// The oldest revision the history still holds whole.
+        horizon: u64,
     },
 }
 
@@ -264,6 +296,10 @@ pub struct KvLimits {
     /// Most compares, and most operations in each branch, of one
     /// transaction.
     pub max_txn_ops: usize,
+    /// Changes kept for watchers.
+    pub watch_history: usize,
+    /// Bytes of keys and values those changes may hold.
+    pub watch_history_bytes: usize,
 }
 
 /// Bytes a key/value command adds to its key and value (tags, lengths).
@@ -297,6 +333,8 @@ impl Default for KvLimits {
             responses_per_client: 128,
             max_clients: 100_000,
             max_txn_ops: 128,
+            watch_history: 10_000,
+            watch_history_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -341,6 +379,8 @@ pub struct KvStore {
     /// and eviction.
     applied: u64,
     clients: ClientTable,
+    /// Recent changes, for watchers.
+    history: History,
 }
 
 impl Default for KvStore {
@@ -358,6 +398,7 @@ impl KvStore {
             locks: BTreeMap::new(),
             applied: 0,
             clients: ClientTable::new(limits.responses_per_client, limits.max_clients),
+            history: History::new(limits.watch_history, limits.watch_history_bytes),
         }
     }
 
@@ -391,10 +432,12 @@ impl KvStore {
                 self.set(key, value);
                 KvResponse::Done
             }
-            read @ (KvCommand::Get { .. } | KvCommand::List { .. }) => self.answer_read(read),
-            KvCommand::Delete { key } => match self.data.remove(&key) {
-                Some(_) => KvResponse::Done,
-                None => KvResponse::NotFound,
+            read @ (KvCommand::Get { .. } | KvCommand::List { .. } | KvCommand::Changes { .. }) => {
+                self.answer_read(read)
+            }
+            KvCommand::Delete { key } => match self.remove(key) {
+                true => KvResponse::Done,
+                false => KvResponse::NotFound,
             },
             KvCommand::Cas { key, expected, new } => {
                 let current = self.read_local(&key);
@@ -419,15 +462,33 @@ impl KvStore {
     /// Set `key` to `value` at the current revision.
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let revision = self.applied;
-        let entry = self.data.entry(key).or_insert(Entry {
+        let entry = self.data.entry(key.clone()).or_insert(Entry {
             value: Vec::new(),
             created: revision,
             modified: revision,
             version: 0,
         });
-        entry.value = value;
+        entry.value.clone_from(&value);
         entry.modified = revision;
         entry.version += 1;
+        self.history.record(Change {
+            revision,
+            key,
+            value: Some(value),
+        });
+    }
+
+    /// Remove `key` at the current revision; false if it was absent.
+    fn remove(&mut self, key: Vec<u8>) -> bool {
+        if self.data.remove(&key).is_none() {
+            return false;
+        }
+        self.history.record(Change {
+            revision: self.applied,
+            key,
+            value: None,
+        });
+        true
     }
 
     fn lock(&mut self, name: Vec<u8>, owner: String) -> KvResponse {
@@ -463,6 +524,7 @@ impl KvStore {
             KvCommand::Cas { key, new, .. } => (key, Some(new)),
             KvCommand::Get { key } | KvCommand::Delete { key } => (key, None),
             KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } => (name, None),
+            KvCommand::Changes { prefix, .. } => return self.key_too_large(prefix),
             KvCommand::List { prefix, after, .. } => {
                 return self
                     .key_too_large(prefix)
@@ -502,7 +564,20 @@ impl KvStore {
                 limit,
                 keys_only,
             } => self.list(&prefix, after.as_deref(), limit, keys_only),
-            _ => KvResponse::Malformed("only get and list are served outside the log".into()),
+            KvCommand::Changes {
+                prefix,
+                from,
+                limit,
+            } => self.history.since(history::Since {
+                prefix: &prefix,
+                from,
+                limit,
+                budget: self.limits.list_page_bytes(),
+                applied: self.applied,
+            }),
+            _ => KvResponse::Malformed(
+                "only get, list and changes are served outside the log".into(),
+            ),
         }
     }
 

@@ -6,17 +6,18 @@
 //! writes the same bytes for the same state.
 //!
 //! ```text
-//! Header { format, applied, keys, locks, clients } · KeyAt* · Lock* · Client* · End
+//! Header { format, applied, keys, locks, clients } · KeyAt* · Lock* · Client*
+//!   · History { horizon, changes } · Change* · End
 //! ```
 //!
 //! Variant positions are the format: never reorder, bump `FORMAT` for a
 //! change a reader of the old format cannot take. Format 2 added the keys'
 //! revisions (`KeyAt`); a format-1 snapshot still restores, each of its
 //! keys at version 1 with created and modified revision 0 ("before
-//! revisions were kept").
+//! revisions were kept"), with an empty watch history that starts after it.
 
 use crate::client_table::ClientTable;
-use crate::{Entry, KvStore, LockRecord};
+use crate::{Change, Entry, KvStore, LockRecord};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use synod_api::SnapshotError;
@@ -68,6 +69,11 @@ enum Record {
         modified: u64,
         version: u64,
     },
+    History {
+        horizon: u64,
+        changes: u64,
+    },
+    Change(Change),
 }
 
 /// The same records, borrowed from the store while it is written (the
@@ -106,6 +112,11 @@ enum RecordOut<'a> {
         modified: u64,
         version: u64,
     },
+    History {
+        horizon: u64,
+        changes: u64,
+    },
+    Change(&'a Change),
 }
 
 fn write_record(out: &mut dyn Write, record: &RecordOut<'_>) -> std::io::Result<()> {
@@ -164,6 +175,12 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
                 responses,
             },
         )?;
+    }
+    let history = &store.history;
+    let (horizon, changes) = (history.horizon(), history.len() as u64);
+    write_record(out, &RecordOut::History { horizon, changes })?;
+    for change in history.changes() {
+        write_record(out, &RecordOut::Change(change))?;
     }
     write_record(out, &RecordOut::End)
 }
@@ -236,6 +253,12 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
         };
         restored.clients.restore(client, last_used, responses);
     }
+    restored.history = if format >= 2 {
+        read_history(&restored, input)?
+    } else {
+        // Nothing was kept: watchers start after the snapshot.
+        restored.history.clone().restored(applied + 1, Vec::new())
+    };
     match read_record(input)? {
         Record::End => {}
         _ => {
@@ -249,6 +272,26 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
         return Err(SnapshotError::Invalid("bytes after the end".into()));
     }
     Ok(restored)
+}
+
+/// The watch history: a `History` record, then its changes.
+fn read_history(
+    store: &KvStore,
+    input: &mut dyn Read,
+) -> Result<crate::history::History, SnapshotError> {
+    let Record::History { horizon, changes } = read_record(input)? else {
+        return Err(SnapshotError::Invalid("no watch history".into()));
+    };
+    let mut kept = Vec::new();
+    for _ in 0..changes {
+        let Record::Change(change) = read_record(input)? else {
+            return Err(SnapshotError::Invalid(
+                "fewer changes than the history says".into(),
+            ));
+        };
+        kept.push(change);
+    }
+    Ok(store.history.clone().restored(horizon, kept))
 }
 
 /// A format-1 snapshot of keys `k0..k{n}`, each `v`, at applied `n`: what

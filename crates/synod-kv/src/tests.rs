@@ -269,11 +269,16 @@ fn random_commands(seed: u64, count: u64) -> Vec<Command> {
                 },
                 4 => KvCommand::Lock { name, owner },
                 5 => KvCommand::Unlock { name, owner },
-                6 => KvCommand::List {
+                6 if seq % 2 == 0 => KvCommand::List {
                     prefix: b"k".to_vec(),
                     after: None,
                     limit: 3,
                     keys_only: false,
+                },
+                6 => KvCommand::Changes {
+                    prefix: b"k".to_vec(),
+                    from: seq.saturating_sub(10),
+                    limit: 4,
                 },
                 // A transaction on the revisions a restored store must
                 // carry over exactly.
@@ -746,4 +751,131 @@ fn a_query_reads_the_applied_state_without_applying_anything() {
         KvResponse::Value(b"x".to_vec()),
         "nothing written"
     );
+}
+
+fn changes(from: u64, prefix: &str) -> KvCommand {
+    KvCommand::Changes {
+        prefix: prefix.into(),
+        from,
+        limit: 0,
+    }
+}
+
+/// (revision, key, value) of a `Changes` answer, and its `next`.
+fn changed(response: KvResponse) -> (Vec<(u64, String, Option<String>)>, u64) {
+    let KvResponse::Changes { changes, next, .. } = response else {
+        panic!("not changes: {response:?}");
+    };
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    let listed = changes
+        .iter()
+        .map(|c| (c.revision, text(&c.key), c.value.as_deref().map(text)))
+        .collect();
+    (listed, next)
+}
+
+#[test]
+fn the_history_holds_every_change_in_revision_order() {
+    let mut s = KvStore::default();
+    let query =
+        |s: &KvStore, kv: KvCommand| KvResponse::decode(&s.query(&kv.encode()).unwrap()).unwrap();
+    assert_eq!(changed(query(&s, changes(0, ""))), (vec![], 1), "from now");
+    run(&mut s, 1, put("w/a", "1")); // 1
+    run(&mut s, 2, put("other", "x")); // 2
+    run(
+        &mut s,
+        3,
+        KvCommand::Delete {
+            key: b"w/a".to_vec(),
+        },
+    ); // 3
+    run(
+        &mut s,
+        4,
+        KvCommand::Delete {
+            key: b"w/a".to_vec(),
+        },
+    ); // 4: absent, no change
+    let both = txn(
+        vec![],
+        vec![txn_put("w/b", "2"), txn_put("w/c", "3")],
+        vec![],
+    );
+    run(&mut s, 5, both); // 5
+    let some = |v: &str| Some(v.to_owned());
+    let (seen, next) = changed(query(&s, changes(1, "w/")));
+    assert_eq!(
+        seen,
+        vec![
+            (1, "w/a".into(), some("1")),
+            (3, "w/a".into(), None),
+            (5, "w/b".into(), some("2")),
+            (5, "w/c".into(), some("3")),
+        ]
+    );
+    assert_eq!(next, 6);
+    assert_eq!(
+        changed(query(&s, changes(4, "w/"))).0.len(),
+        2,
+        "from a later revision"
+    );
+    assert_eq!(
+        changed(query(&s, changes(6, "w/"))),
+        (vec![], 6),
+        "nothing new yet"
+    );
+    assert_eq!(
+        changed(query(&s, changes(9, "w/"))),
+        (vec![], 9),
+        "from the future"
+    );
+    let limited = KvCommand::Changes {
+        prefix: b"w/".to_vec(),
+        from: 4,
+        limit: 1,
+    };
+    let KvResponse::Changes {
+        changes: page,
+        more,
+        ..
+    } = query(&s, limited)
+    else {
+        panic!("not changes");
+    };
+    assert_eq!((page.len(), more), (2, false), "a revision is never split");
+}
+
+#[test]
+fn a_trimmed_history_says_compacted_and_keeps_whole_revisions() {
+    let limits = KvLimits {
+        watch_history: 3,
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    run(&mut s, 1, put("a", "1")); // 1
+    let pair = txn(vec![], vec![txn_put("b", "2"), txn_put("c", "3")], vec![]);
+    run(&mut s, 2, pair); // 2: two changes
+    run(&mut s, 3, put("d", "4")); // 3: four changes kept > 3, revision 1 goes
+    let query =
+        |s: &KvStore, kv: KvCommand| KvResponse::decode(&s.query(&kv.encode()).unwrap()).unwrap();
+    assert_eq!(
+        query(&s, changes(1, "")),
+        KvResponse::Compacted { horizon: 2 }
+    );
+    assert_eq!(changed(query(&s, changes(2, ""))).0.len(), 3);
+    run(&mut s, 4, put("e", "5")); // revision 2 goes whole: both of its changes
+    assert_eq!(
+        query(&s, changes(2, "")),
+        KvResponse::Compacted { horizon: 3 }
+    );
+    let (seen, _) = changed(query(&s, changes(3, "")));
+    assert_eq!(seen.iter().map(|c| c.0).collect::<Vec<_>>(), [3, 4]);
+    let again = restored_from(&snapshot_of(&s)).unwrap();
+    let kept = |s: &KvStore| {
+        (
+            s.history.horizon(),
+            s.history.changes().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(kept(&again), kept(&s), "the history is in the snapshot");
 }

@@ -166,7 +166,7 @@ impl KvStore {
             match op {
                 TxnOp::Put { key, value } => self.set(key, value),
                 TxnOp::Delete { key } => {
-                    self.data.remove(&key);
+                    self.remove(key);
                 }
             }
         }

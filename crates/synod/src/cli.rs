@@ -112,6 +112,21 @@ pub enum ClientCommand {
         #[arg(long)]
         serializable: bool,
     },
+    /// Print each change to the keys starting with --prefix as it is
+    /// applied: `REVISION put KEY VALUE` or `REVISION delete KEY` (one JSON
+    /// object per change with --json), from --from-revision on (default:
+    /// from now), until --count changes or Ctrl-C.
+    Watch {
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The first revision to print (older ones must still be kept).
+        #[arg(long)]
+        from_revision: Option<u64>,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Take lock NAME for --owner; prints the fencing token.
     Lock {
         name: String,
@@ -322,6 +337,16 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
     if let ClientCommand::Status = command {
         return crate::status::run(&target, local).await;
     }
+    if let ClientCommand::Watch {
+        prefix,
+        from_revision,
+        count,
+    } = command
+    {
+        let client = Client::new(client_config(&target, local)?);
+        let watch = client.watch(prefix.as_bytes(), from_revision);
+        return follow(watch, count, target.json).await;
+    }
     let config = client_config(&target, local)?;
     let mut client = Client::new(config);
     let writes = command.writes();
@@ -413,7 +438,7 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             };
             listed.map(|entries| listing(&entries))
         }
-        ClientCommand::Status => unreachable!("handled above"),
+        ClientCommand::Status | ClientCommand::Watch { .. } => unreachable!("handled above"),
     };
     print(
         outcome.map_err(|e| Failed { error: e, writes }),
@@ -427,7 +452,10 @@ impl ClientCommand {
     fn writes(&self) -> bool {
         !matches!(
             self,
-            ClientCommand::Get { .. } | ClientCommand::List { .. } | ClientCommand::Status
+            ClientCommand::Get { .. }
+                | ClientCommand::List { .. }
+                | ClientCommand::Status
+                | ClientCommand::Watch { .. }
         )
     }
 }
@@ -485,6 +513,47 @@ fn value(bytes: &[u8]) -> Output {
     Output {
         json: json!({"ok": true, "value": text}),
         text,
+    }
+}
+
+/// Print changes as they come, until `count` of them.
+async fn follow(mut watch: synod_client::Watch, count: Option<usize>, as_json: bool) -> Result<()> {
+    let mut printed = 0;
+    while count.is_none_or(|count| printed < count) {
+        let changes = match watch.next().await {
+            Ok(changes) => changes,
+            Err(error) => {
+                let failed = Failed {
+                    error,
+                    writes: false,
+                };
+                return print(Err(failed), as_json);
+            }
+        };
+        for change in changes
+            .iter()
+            .take(count.map_or(usize::MAX, |c| c - printed))
+        {
+            println!("{}", change_line(change, as_json));
+            printed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn change_line(change: &synod_client::Change, as_json: bool) -> String {
+    let text_of = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let key = text_of(&change.key);
+    match (&change.value, as_json) {
+        (Some(value), false) => format!("{} put {key} {}", change.revision, text_of(value)),
+        (None, false) => format!("{} delete {key}", change.revision),
+        (value, true) => json!({
+            "revision": change.revision,
+            "key": key,
+            "value": value.as_deref().map(text_of),
+            "deleted": value.is_none(),
+        })
+        .to_string(),
     }
 }
 
@@ -549,6 +618,7 @@ fn kind(error: &ClientError) -> &'static str {
         ClientError::Refused(_) => "refused",
         ClientError::Protocol(_) => "protocol",
         ClientError::SessionExpired => "session_expired",
+        ClientError::Compacted { .. } => "compacted",
         ClientError::Invalid(_) => "invalid",
     }
 }

@@ -66,6 +66,13 @@ impl KvSection {
             ),
             Range::count("kv.max_clients", kv.max_clients, 1, 1 << 24),
             Range::count("kv.max_txn_ops", kv.max_txn_ops, 1, 1 << 16),
+            Range::count("kv.watch_history", kv.watch_history, 1, 1 << 24),
+            Range::bytes(
+                "kv.watch_history_bytes",
+                kv.watch_history_bytes,
+                1024,
+                1 << 32,
+            ),
         ]
     }
 }

@@ -206,6 +206,55 @@ fn transactions_and_listings_work_through_the_cli() {
         "{entry}"
     );
 
+    // A watch from an old revision prints what happened since, in order.
+    let watch = Command::new(SYNOD)
+        .args([
+            "watch",
+            "--prefix",
+            "app/",
+            "--from-revision",
+            "1",
+            "--count",
+            "4",
+        ])
+        .output()
+        .expect("run synod watch");
+    let printed = String::from_utf8_lossy(&watch.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(watch.status.success(), "{printed}");
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|l| l.split_once(' ').map_or("", |(_, rest)| rest).to_owned())
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "put app/config v1",
+            "put app/owner me",
+            "put app/raced yes",
+            "put app/config v2"
+        ]
+    );
+    // ... and one from now waits for the next change.
+    let follower = Command::new(SYNOD)
+        .args(["watch", "--prefix", "app/", "--count", "1", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn synod watch");
+    let mut changed = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut follower = follower;
+    while follower.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the watch never printed");
+        // Each put is a new change; the watch starts at some point among them.
+        changed |= ok(&["put", "app/late", "1"]) == "OK";
+    }
+    assert!(changed);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut follower.stdout.take().unwrap(), &mut out).unwrap();
+    let change: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(change["key"], "app/late", "{change}");
+
     let bad = fails(&["txn", "--if", "size(app/config) > 1", "--then", "put a b"]);
     assert!(bad.contains("unknown field"), "{bad}");
     assert_eq!(

@@ -328,6 +328,7 @@ fn client_error_kind(error: &ClientError) -> &'static str {
         ClientError::Timeout(_) => "connect_timeout",
         ClientError::Refused(_) => "refused",
         ClientError::SessionExpired => "session_expired",
+        ClientError::Compacted { .. } => "compacted",
         _ => "unavailable",
     }
 }

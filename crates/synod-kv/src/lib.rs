@@ -333,7 +333,7 @@ impl Default for KvLimits {
             responses_per_client: 128,
             max_clients: 100_000,
             max_txn_ops: 128,
-            watch_history: 10_000,
+            watch_history: 100_000,
             watch_history_bytes: 16 * 1024 * 1024,
         }
     }

@@ -78,6 +78,23 @@ impl Pipeline {
         Ok(self.seq)
     }
 
+    /// Like [`queue`](Self::queue) for a read outside the log
+    /// ([`Request::Query`], answered by the node's learner as applied so
+    /// far); its tag counts with the commands' sequence numbers, so its
+    /// [`Answer::seq`] is the number returned here.
+    pub async fn queue_query(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
+        self.seq += 1;
+        let query = Request::Query {
+            tag: self.seq,
+            payload,
+        };
+        self.connection
+            .feed(wire::encode(&query))
+            .await
+            .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))?;
+        Ok(self.seq)
+    }
+
     /// Send every queued command.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         SinkExt::<bytes::Bytes>::flush(&mut self.connection)
@@ -93,6 +110,8 @@ impl Pipeline {
             let (id, result) = match receive(&mut self.connection).await? {
                 Reply::Response { id, payload } => (id, Ok(payload)),
                 Reply::Failed { id, error } => (id, Err(error)),
+                Reply::QueryAnswer { tag, payload } => (self.tagged(tag), Ok(payload)),
+                Reply::QueryFailed { tag, error } => (self.tagged(tag), Err(error)),
                 other => {
                     return Err(ClientError::Protocol(format!("unexpected reply {other:?}")));
                 }
@@ -103,6 +122,16 @@ impl Pipeline {
                     result,
                 });
             }
+        }
+    }
+}
+
+impl Pipeline {
+    /// A query's tag as the id of this session's command it numbers.
+    fn tagged(&self, tag: u64) -> CommandId {
+        CommandId {
+            client: self.session,
+            seq: tag,
         }
     }
 }

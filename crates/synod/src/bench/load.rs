@@ -32,6 +32,14 @@ pub struct Mix {
     pub put: u32,
     pub get: u32,
     pub cas: u32,
+    /// Serializable gets: queries to the node's learner, outside the log.
+    pub sget: u32,
+}
+
+impl Mix {
+    fn total(&self) -> u32 {
+        self.put + self.get + self.cas + self.sget
+    }
 }
 
 impl std::str::FromStr for Mix {
@@ -43,6 +51,7 @@ impl std::str::FromStr for Mix {
             put: 0,
             get: 0,
             cas: 0,
+            sget: 0,
         };
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((op, weight)) = part.split_once('=') else {
@@ -56,10 +65,11 @@ impl std::str::FromStr for Mix {
                 "put" => mix.put = weight,
                 "get" => mix.get = weight,
                 "cas" => mix.cas = weight,
-                other => bail!("unknown operation {other:?} (put, get, cas)"),
+                "sget" => mix.sget = weight,
+                other => bail!("unknown operation {other:?} (put, get, cas, sget)"),
             }
         }
-        if mix.put + mix.get + mix.cas == 0 {
+        if mix.total() == 0 {
             bail!("the op mix {text:?} has no operation with a weight above 0");
         }
         Ok(mix)
@@ -78,12 +88,14 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The next command, drawn from `rng`.
-    pub fn command(&self, rng: &mut impl Rng) -> KvCommand {
+    /// The next operation and its command, drawn from `rng`.
+    fn next(&self, rng: &mut impl Rng) -> (Op, KvCommand) {
         let key = format!("bench-{}", rng.random_range(0..self.keys)).into_bytes();
-        let total = self.mix.put + self.mix.get + self.mix.cas;
-        let pick = rng.random_range(0..total);
-        if pick < self.mix.put {
+        let pick = rng.random_range(0..self.mix.total());
+        if pick >= self.mix.put + self.mix.get + self.mix.cas {
+            return (Op::ServedGet, KvCommand::Get { key });
+        }
+        let command = if pick < self.mix.put {
             KvCommand::Put {
                 key,
                 value: self.value.clone(),
@@ -96,7 +108,8 @@ impl Workload {
                 expected: Some(self.value.clone()),
                 new: self.value.clone(),
             }
-        }
+        };
+        (Op::of(&command), command)
     }
 }
 
@@ -242,9 +255,11 @@ impl Task {
         in_flight: &mut HashMap<u64, (Instant, Op)>,
         intended: Instant,
     ) -> Result<(), ClientError> {
-        let command = self.workload.command(&mut self.rng);
-        let op = Op::of(&command);
-        let seq = pipeline.queue(command.encode()).await?;
+        let (op, command) = self.workload.next(&mut self.rng);
+        let seq = match op {
+            Op::ServedGet => pipeline.queue_query(command.encode()).await?,
+            _ => pipeline.queue(command.encode()).await?,
+        };
         in_flight.insert(seq, (intended, op));
         Ok(())
     }
@@ -286,6 +301,8 @@ enum Op {
     Put,
     Get,
     Cas,
+    /// A get outside the log.
+    ServedGet,
 }
 
 impl Op {
@@ -303,8 +320,8 @@ fn outcome(op: Op, payload: &[u8]) -> Result<&'static str, &'static str> {
     match (op, KvResponse::decode(payload)) {
         (Op::Put | Op::Cas, Ok(KvResponse::Done)) => Ok("done"),
         (Op::Cas, Ok(KvResponse::CasFailed { .. })) => Ok("cas_failed"),
-        (Op::Get, Ok(KvResponse::Value(_))) => Ok("value"),
-        (Op::Get, Ok(KvResponse::NotFound)) => Ok("not_found"),
+        (Op::Get | Op::ServedGet, Ok(KvResponse::Value(_))) => Ok("value"),
+        (Op::Get | Op::ServedGet, Ok(KvResponse::NotFound)) => Ok("not_found"),
         (_, Ok(KvResponse::TooLarge { .. })) => Err("too_large"),
         (_, Ok(_)) | (_, Err(_)) => Err("malformed_answer"),
     }
@@ -345,7 +362,8 @@ mod tests {
             Mix {
                 put: 80,
                 get: 15,
-                cas: 5
+                cas: 5,
+                sget: 0
             }
         );
         assert_eq!("get=1".parse::<Mix>().unwrap().put, 0);
@@ -357,14 +375,14 @@ mod tests {
     #[test]
     fn commands_follow_the_mix_and_stay_in_the_key_space() {
         let workload = Workload {
-            mix: "put=70,get=20,cas=10".parse().unwrap(),
+            mix: "put=60,get=20,cas=10,sget=10".parse().unwrap(),
             keys: 50,
             value: vec![7; 16],
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut counts = HashMap::new();
         for _ in 0..10_000 {
-            let command = workload.command(&mut rng);
+            let (op, command) = workload.next(&mut rng);
             let key = match &command {
                 KvCommand::Put { key, value } => {
                     assert_eq!(value.len(), 16);
@@ -377,10 +395,11 @@ mod tests {
                 .parse()
                 .unwrap();
             assert!(index < 50);
-            *counts.entry(Op::of(&command)).or_insert(0) += 1;
+            *counts.entry(op).or_insert(0) += 1;
         }
         let share = |op| f64::from(counts[&op]) / 10_000.0;
-        assert!((share(Op::Put) - 0.7).abs() < 0.03, "{counts:?}");
+        assert!((share(Op::Put) - 0.6).abs() < 0.03, "{counts:?}");
+        assert!((share(Op::ServedGet) - 0.1).abs() < 0.03, "{counts:?}");
         assert!((share(Op::Get) - 0.2).abs() < 0.03, "{counts:?}");
         assert!((share(Op::Cas) - 0.1).abs() < 0.03, "{counts:?}");
     }

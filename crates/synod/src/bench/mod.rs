@@ -4,7 +4,8 @@
 //!   commands in flight (W = 1: one at a time);
 //! - open loop: `--rate R` commands per second in total on a fixed
 //!   schedule, latency measured from each command's intended send time;
-//! - the op mix (`--mix put=80,get=20,cas=0`), `--keys`, `--value-size`,
+//! - the op mix (`--mix put=80,get=20,cas=0`; `sget`: serializable gets,
+//!   outside the log), `--keys`, `--value-size`,
 //!   `--duration`, `--warmup`;
 //! - against `--endpoints`/`--config` (default: the local `synod up`), or
 //!   `--local`, which starts the built-in three-replica cluster in this
@@ -222,7 +223,10 @@ fn report(
         "warmup_s": args.warmup.as_secs_f64(),
         "value_size": args.value_size,
         "keys": args.keys,
-        "mix": format!("put={},get={},cas={}", args.mix.put, args.mix.get, args.mix.cas),
+        "mix": format!(
+            "put={},get={},cas={},sget={}",
+            args.mix.put, args.mix.get, args.mix.cas, args.mix.sget
+        ),
         "endpoints": config.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "local": args.local,
     });

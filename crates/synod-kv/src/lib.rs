@@ -462,15 +462,24 @@ impl KvStore {
     /// Set `key` to `value` at the current revision.
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let revision = self.applied;
-        let entry = self.data.entry(key.clone()).or_insert(Entry {
-            value: Vec::new(),
-            created: revision,
-            modified: revision,
-            version: 0,
-        });
-        entry.value.clone_from(&value);
-        entry.modified = revision;
-        entry.version += 1;
+        // The history takes `key` and `value`; the map copies them, into
+        // the buffer it already has when the key exists.
+        match self.data.get_mut(&key) {
+            Some(entry) => {
+                entry.value.clone_from(&value);
+                entry.modified = revision;
+                entry.version += 1;
+            }
+            None => {
+                let entry = Entry {
+                    value: value.clone(),
+                    created: revision,
+                    modified: revision,
+                    version: 1,
+                };
+                self.data.insert(key.clone(), entry);
+            }
+        }
         self.history.record(Change {
             revision,
             key,

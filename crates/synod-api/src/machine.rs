@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use synod_core::{Command, CommandId, Slot};
+use synod_core::{ClockStamp, Command, CommandId, Slot};
 
 /// A deterministic replicated state machine: the same commands in the same
 /// order give the same responses on every learner.
@@ -19,6 +19,16 @@ use synod_core::{Command, CommandId, Slot};
 pub trait StateMachine: Unpin + 'static {
     /// Apply one command and return its response.
     fn apply(&mut self, command: &Command) -> Vec<u8>;
+
+    /// A leader's clock stamp reached this point of the log (every
+    /// `paxos.clock_interval` while a leader leads). A machine that needs
+    /// time (to expire leases, say) counts it from these stamps, in log
+    /// order, never from a clock of its own: then every learner expires
+    /// the same thing at the same point. See [`ClockStamp`] for what the
+    /// readings mean across leaders.
+    fn clock(&mut self, stamp: ClockStamp) {
+        let _ = stamp;
+    }
 
     /// The response this machine gave to command `id`, if it still keeps
     /// it. A client that retries a command already applied (through this

@@ -45,5 +45,6 @@ pub use quorum::Quorums;
 pub use rng::SplitMix64;
 pub use role::{MAX_SLEEP, RoleCore, wake_at};
 pub use types::{
-    Ballot, Command, CommandId, InstanceName, Millis, Role, RoleId, Slot, Value, chunk_by_bytes,
+    Ballot, ClockStamp, Command, CommandId, InstanceName, Millis, Role, RoleId, Slot, Value,
+    chunk_by_bytes,
 };

@@ -307,6 +307,16 @@ mod tests {
             [5, 1, 0]
         );
         assert_eq!(
+            encode(&Message::Decided {
+                slot: 1,
+                value: Value::Clock(crate::ClockStamp {
+                    ballot: Ballot::new(7, 2),
+                    millis: 300
+                })
+            }),
+            [5, 1, 2, 7, 2, 0xac, 0x02]
+        );
+        assert_eq!(
             encode(&Message::InstanceLearned { name: "x".into() }),
             [15, 1, b'x']
         );
@@ -371,5 +381,10 @@ mod tests {
         );
         assert!(postcard::to_stdvec(&entry).unwrap().len() <= AcceptedEntry::encoded_len(&value));
         assert!(postcard::to_stdvec(&Value::Noop).unwrap().len() <= Value::Noop.encoded_len());
+        let stamp = Value::Clock(crate::ClockStamp {
+            ballot: Ballot::new(u64::MAX, u32::MAX),
+            millis: u64::MAX,
+        });
+        assert!(postcard::to_stdvec(&stamp).unwrap().len() <= stamp.encoded_len());
     }
 }

@@ -2,7 +2,7 @@
 //! values to deliver.
 
 use crate::message::Message;
-use crate::types::{Command, CommandId, InstanceName, RoleId, Slot};
+use crate::types::{ClockStamp, Command, CommandId, InstanceName, RoleId, Slot};
 
 /// A piece of a snapshot file in transfer (a `Message::SnapshotChunk`'s
 /// fields).
@@ -44,6 +44,9 @@ pub enum Delivery {
         /// Commands of sessions unknown or expired: not applied; their
         /// clients are told so.
         expired: Vec<CommandId>,
+        /// The leader's clock reading, if the slot is a stamp: state
+        /// machines that need time take it from here.
+        clock: Option<ClockStamp>,
     },
     /// A single-decree instance is decided.
     Instance {

@@ -141,19 +141,45 @@ pub enum Value {
     Noop,
     /// Tag 1: a batch of client commands, applied in order.
     Batch(Vec<Command>),
+    /// Tag 2: the leader's clock, read when it proposed this slot: how
+    /// time enters the log (see [`ClockStamp`]). Applies no command.
+    Clock(ClockStamp),
+}
+
+/// A leader's clock reading, proposed every `clock_interval` while it
+/// leads. State machines that need time (lease expiry) derive it from the
+/// stamps in log order, never from a local clock, so every learner
+/// expires the same lease at the same slot.
+///
+/// `millis` is the leader's monotonic clock: only differences between
+/// stamps of one `ballot` (one leader, one process lifetime) mean
+/// anything. A stamp of a new ballot restarts the count, so the time
+/// between leaders is not counted: leases only ever last longer across a
+/// leader change, never shorter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClockStamp {
+    /// The ballot the leader proposed the stamp in.
+    pub ballot: Ballot,
+    /// Its clock then, in milliseconds since it started.
+    pub millis: Millis,
 }
 
 impl Value {
     /// An upper bound of the bytes this value takes on the wire.
     pub fn encoded_len(&self) -> usize {
         let commands: usize = self.commands().iter().map(Command::encoded_len).sum();
-        1 + VARINT_MAX + commands
+        // A clock stamp: the ballot's two integers and the reading.
+        let stamp = match self {
+            Value::Clock(_) => 3 * VARINT_MAX,
+            _ => 0,
+        };
+        1 + VARINT_MAX + commands + stamp
     }
 
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop => &[],
+            Value::Noop | Value::Clock(_) => &[],
             Value::Batch(commands) => commands,
         }
     }

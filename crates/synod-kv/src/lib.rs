@@ -28,15 +28,24 @@
 //! command, one revision. **Ranges** (`List`): keys under a prefix, in key
 //! order, in pages bounded by count and bytes.
 //!
+//! **Leases** (`Grant`, `KeepAlive`, `Revoke`): a lease lasts its TTL of
+//! the log's clock unless kept alive, and the keys (`PutLeased`) and locks
+//! (`Acquire`) attached to it go when it ends. The store has no clock of
+//! its own: time is counted from the leaders' clock stamps in log order
+//! (see `lease.rs`), so every learner expires a lease at the same revision.
+//!
 //! **Locks** (the seed's mutual exclusion): `Lock { name, owner }` grants a
-//! free lock and returns a fencing token, the position of the granting
-//! command in the applied sequence, which only grows, so a resource can
-//! refuse a stale holder's token. Locks have no expiry (the state machine
-//! has no clock); the owner unlocks.
+//! free lock and returns a fencing token, the revision of the granting
+//! command, which only grows, so a resource can refuse a stale holder's
+//! token. A plain lock lasts until its owner unlocks; one taken with
+//! `Acquire` is bound to a lease, and waiting acquirers queue for it in
+//! order (see `locks.rs`).
 #![deny(missing_docs)]
 
 mod client_table;
 mod history;
+mod lease;
+mod locks;
 mod range;
 mod snapshot;
 mod txn;
@@ -47,10 +56,12 @@ pub use txn::{Compare, CompareOp, Target, TxnOp};
 
 use client_table::ClientTable;
 use history::History;
+use lease::Leases;
+use locks::LockRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use synod_api::{SnapshotError, StateMachine};
-use synod_core::{Command, CommandId};
+use synod_core::{ClockStamp, Command, CommandId};
 
 /// An operation. Tags are wire and log tags: never reorder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +154,59 @@ pub enum KvCommand {
         /// [`MAX_LIST_ENTRIES`]: that many); a revision is never split.
         limit: u32,
     },
+    /// Tag 9: start a lease of `ttl_ms` milliseconds of the log's clock;
+    /// its id is this command's revision.
+    Grant {
+        /// Its time to live.
+        ttl_ms: u64,
+    },
+    /// Tag 10: restart lease `lease`'s TTL.
+    KeepAlive {
+        /// The lease.
+        lease: u64,
+    },
+    /// Tag 11: end lease `lease` now: its keys are deleted and its locks
+    /// released.
+    Revoke {
+        /// The lease.
+        lease: u64,
+    },
+    /// Tag 12: set `key` to `value`, attached to `lease` (deleted when it
+    /// ends). A plain put on the key later detaches it.
+    PutLeased {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// The lease.
+        lease: u64,
+    },
+    /// Tag 13: take lock `name` for `owner`, bound to `lease` (released
+    /// when it ends); if it is held and `wait`, join its queue.
+    Acquire {
+        /// The lock.
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        /// Who takes it.
+        owner: String,
+        /// The lease it is bound to.
+        lease: u64,
+        /// Queue for it if held.
+        wait: bool,
+    },
+    /// Tag 14: lease `lease`'s TTL and what is left of it (a read).
+    LeaseInfo {
+        /// The lease.
+        lease: u64,
+    },
+    /// Tag 15: lock `name`'s holder and queue (a read).
+    LockInfo {
+        /// The lock.
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+    },
 }
 
 /// The most entries one `List` page returns.
@@ -227,6 +291,41 @@ pub enum KvResponse {
         /// The oldest revision the history still holds whole.
         horizon: u64,
     },
+    /// Tag 14: a live lease.
+    Lease {
+        /// Its id.
+        id: u64,
+        /// Its time to live, in milliseconds.
+        ttl_ms: u64,
+        /// Milliseconds of the log's clock left before it expires.
+        remaining_ms: u64,
+    },
+    /// Tag 15: no such lease (it expired, was revoked, or never was).
+    NoLease {
+        /// The lease asked for.
+        id: u64,
+    },
+    /// Tag 16: the lock is held; the acquirer waits at `position` (1:
+    /// next) and is granted it, with a new token, when its turn comes.
+    Queued {
+        /// Its place in the queue, from 1.
+        position: u32,
+        /// The holder now.
+        holder: String,
+        /// The holder's fencing token.
+        token: u64,
+    },
+    /// Tag 17: a lock's state.
+    LockState {
+        /// The holder (`None`: free).
+        holder: Option<String>,
+        /// The holder's fencing token (0: free).
+        token: u64,
+        /// The holder's lease (0: none).
+        lease: u64,
+        /// Who waits, in order.
+        waiters: Vec<String>,
+    },
 }
 
 impl KvCommand {
@@ -244,13 +343,25 @@ impl KvCommand {
             {
                 Err("the key is empty")
             }
-            KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } if name.is_empty() => {
+            KvCommand::PutLeased { key, .. } if key.is_empty() => Err("the key is empty"),
+            KvCommand::Lock { name, .. }
+            | KvCommand::Unlock { name, .. }
+            | KvCommand::Acquire { name, .. }
+            | KvCommand::LockInfo { name }
+                if name.is_empty() =>
+            {
                 Err("the lock name is empty")
             }
-            KvCommand::Lock { owner, .. } | KvCommand::Unlock { owner, .. }
+            KvCommand::Lock { owner, .. }
+            | KvCommand::Unlock { owner, .. }
+            | KvCommand::Acquire { owner, .. }
                 if owner.trim().is_empty() =>
             {
                 Err("the lock owner is empty")
+            }
+            KvCommand::Grant { ttl_ms: 0 } => Err("the lease TTL is zero"),
+            KvCommand::PutLeased { lease: 0, .. } | KvCommand::Acquire { lease: 0, .. } => {
+                Err("lease 0 is no lease")
             }
             KvCommand::Txn {
                 compares,
@@ -300,6 +411,12 @@ pub struct KvLimits {
     pub watch_history: usize,
     /// Bytes of keys and values those changes may hold.
     pub watch_history_bytes: usize,
+    /// Most live leases.
+    pub max_leases: usize,
+    /// Longest lease TTL, in milliseconds.
+    pub max_lease_ttl_ms: u64,
+    /// Most acquirers waiting for one lock.
+    pub max_lock_waiters: usize,
 }
 
 /// Bytes a key/value command adds to its key and value (tags, lengths).
@@ -335,6 +452,9 @@ impl Default for KvLimits {
             max_txn_ops: 128,
             watch_history: 100_000,
             watch_history_bytes: 16 * 1024 * 1024,
+            max_leases: 100_000,
+            max_lease_ttl_ms: 24 * 60 * 60 * 1000,
+            max_lock_waiters: 1024,
         }
     }
 }
@@ -349,6 +469,8 @@ struct Entry {
     modified: u64,
     /// Changes since it was created (1 after the first put).
     version: u64,
+    /// The lease it is attached to (0: none).
+    lease: u64,
 }
 
 impl Entry {
@@ -359,14 +481,9 @@ impl Entry {
             created: 0,
             modified: 0,
             version: 1,
+            lease: 0,
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct LockRecord {
-    owner: String,
-    token: u64,
 }
 
 /// The key/value state machine.
@@ -381,6 +498,8 @@ pub struct KvStore {
     clients: ClientTable,
     /// Recent changes, for watchers.
     history: History,
+    /// Live leases and the log's clock.
+    leases: Leases,
 }
 
 impl Default for KvStore {
@@ -399,6 +518,7 @@ impl KvStore {
             applied: 0,
             clients: ClientTable::new(limits.responses_per_client, limits.max_clients),
             history: History::new(limits.watch_history, limits.watch_history_bytes),
+            leases: Leases::default(),
         }
     }
 
@@ -432,9 +552,11 @@ impl KvStore {
                 self.set(key, value);
                 KvResponse::Done
             }
-            read @ (KvCommand::Get { .. } | KvCommand::List { .. } | KvCommand::Changes { .. }) => {
-                self.answer_read(read)
-            }
+            read @ (KvCommand::Get { .. }
+            | KvCommand::List { .. }
+            | KvCommand::Changes { .. }
+            | KvCommand::LeaseInfo { .. }
+            | KvCommand::LockInfo { .. }) => self.answer_read(read),
             KvCommand::Delete { key } => match self.remove(key) {
                 true => KvResponse::Done,
                 false => KvResponse::NotFound,
@@ -456,19 +578,82 @@ impl KvStore {
                 success,
                 failure,
             } => self.transaction(&compares, success, failure),
+            KvCommand::Grant { ttl_ms } => self.grant(ttl_ms),
+            KvCommand::KeepAlive { lease } => match self.leases.keep_alive(lease) {
+                Some(kept) => KvResponse::Lease {
+                    id: lease,
+                    ttl_ms: kept.ttl,
+                    remaining_ms: kept.ttl,
+                },
+                None => KvResponse::NoLease { id: lease },
+            },
+            KvCommand::Revoke { lease } => match self.leases.remove(lease) {
+                Some(ended) => {
+                    self.end_lease(lease, ended);
+                    KvResponse::Done
+                }
+                None => KvResponse::NoLease { id: lease },
+            },
+            KvCommand::PutLeased { key, value, lease } => {
+                if self.leases.get(lease).is_none() {
+                    return KvResponse::NoLease { id: lease };
+                }
+                self.set_attached(key, value, lease);
+                KvResponse::Done
+            }
+            KvCommand::Acquire {
+                name,
+                owner,
+                lease,
+                wait,
+            } => self.acquire(name, owner, lease, wait),
         }
     }
 
-    /// Set `key` to `value` at the current revision.
+    /// Start a lease; its id is this revision.
+    fn grant(&mut self, ttl_ms: u64) -> KvResponse {
+        if let Some(full) = too_large("leases", self.leases.len() + 1, self.limits.max_leases) {
+            return full;
+        }
+        let id = self.applied;
+        self.leases.grant(id, ttl_ms);
+        KvResponse::Lease {
+            id,
+            ttl_ms,
+            remaining_ms: ttl_ms,
+        }
+    }
+
+    /// Lease `id` ended (revoked or expired): delete its keys and give up
+    /// its locks, at the current revision.
+    fn end_lease(&mut self, id: u64, lease: lease::Lease) {
+        for key in lease.keys {
+            if self.data.get(&key).is_some_and(|entry| entry.lease == id) {
+                self.remove(key);
+            }
+        }
+        for (name, owner) in lease.locks {
+            self.drop_claim(&name, &owner, id);
+        }
+    }
+
+    /// Set `key` to `value`, attached to no lease, at the current revision.
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.set_attached(key, value, 0);
+    }
+
+    /// Set `key` to `value`, attached to `lease` (0: none), at the current
+    /// revision.
+    fn set_attached(&mut self, key: Vec<u8>, value: Vec<u8>, lease: u64) {
         let revision = self.applied;
         // The history takes `key` and `value`; the map copies them, into
         // the buffer it already has when the key exists.
-        match self.data.get_mut(&key) {
+        let before = match self.data.get_mut(&key) {
             Some(entry) => {
                 entry.value.clone_from(&value);
                 entry.modified = revision;
                 entry.version += 1;
+                std::mem::replace(&mut entry.lease, lease)
             }
             None => {
                 let entry = Entry {
@@ -476,8 +661,16 @@ impl KvStore {
                     created: revision,
                     modified: revision,
                     version: 1,
+                    lease,
                 };
                 self.data.insert(key.clone(), entry);
+                0
+            }
+        };
+        if before != lease {
+            self.detach(before, &key);
+            if let Some(attached) = self.leases.get_mut(lease) {
+                attached.keys.insert(key.clone());
             }
         }
         self.history.record(Change {
@@ -489,9 +682,10 @@ impl KvStore {
 
     /// Remove `key` at the current revision; false if it was absent.
     fn remove(&mut self, key: Vec<u8>) -> bool {
-        if self.data.remove(&key).is_none() {
+        let Some(removed) = self.data.remove(&key) else {
             return false;
-        }
+        };
+        self.detach(removed.lease, &key);
         self.history.record(Change {
             revision: self.applied,
             key,
@@ -500,30 +694,10 @@ impl KvStore {
         true
     }
 
-    fn lock(&mut self, name: Vec<u8>, owner: String) -> KvResponse {
-        match self.locks.get(&name) {
-            Some(held) if held.owner == owner => KvResponse::Granted { token: held.token },
-            Some(held) => KvResponse::Held {
-                owner: held.owner.clone(),
-                token: held.token,
-            },
-            None => {
-                let token = self.applied;
-                self.locks.insert(name, LockRecord { owner, token });
-                KvResponse::Granted { token }
-            }
-        }
-    }
-
-    fn unlock(&mut self, name: &[u8], owner: &str) -> KvResponse {
-        match self.locks.get(name) {
-            Some(held) if held.owner == owner => {
-                self.locks.remove(name);
-                KvResponse::Unlocked
-            }
-            held => KvResponse::NotOwner {
-                owner: held.map(|h| h.owner.clone()),
-            },
+    /// `key` no longer hangs on `lease`.
+    fn detach(&mut self, lease: u64, key: &[u8]) {
+        if let Some(lease) = self.leases.get_mut(lease) {
+            lease.keys.remove(key);
         }
     }
 
@@ -532,7 +706,23 @@ impl KvStore {
             KvCommand::Put { key, value } => (key, Some(value)),
             KvCommand::Cas { key, new, .. } => (key, Some(new)),
             KvCommand::Get { key } | KvCommand::Delete { key } => (key, None),
-            KvCommand::Lock { name, .. } | KvCommand::Unlock { name, .. } => (name, None),
+            KvCommand::PutLeased { key, value, .. } => (key, Some(value)),
+            KvCommand::LockInfo { name } => (name, None),
+            KvCommand::Lock { name, owner }
+            | KvCommand::Unlock { name, owner }
+            | KvCommand::Acquire { name, owner, .. } => {
+                return self
+                    .key_too_large(name)
+                    .or_else(|| too_large("lock owner", owner.len(), self.limits.max_key_len));
+            }
+            KvCommand::Grant { ttl_ms } => {
+                let (ttl, max) = (*ttl_ms, self.limits.max_lease_ttl_ms);
+                let as_len = |ms: u64| usize::try_from(ms).unwrap_or(usize::MAX);
+                return too_large("lease TTL", as_len(ttl), as_len(max));
+            }
+            KvCommand::KeepAlive { .. }
+            | KvCommand::Revoke { .. }
+            | KvCommand::LeaseInfo { .. } => return None,
             KvCommand::Changes { prefix, .. } => return self.key_too_large(prefix),
             KvCommand::List { prefix, after, .. } => {
                 return self
@@ -584,8 +774,18 @@ impl KvStore {
                 budget: self.limits.list_page_bytes(),
                 applied: self.applied,
             }),
+            KvCommand::LeaseInfo { lease } => match self.leases.get(lease) {
+                Some(live) => KvResponse::Lease {
+                    id: lease,
+                    ttl_ms: live.ttl,
+                    remaining_ms: self.leases.remaining(live),
+                },
+                None => KvResponse::NoLease { id: lease },
+            },
+            KvCommand::LockInfo { name } => self.lock_info(&name),
             _ => KvResponse::Malformed(
-                "only get, list and changes are served outside the log".into(),
+                "only get, list, changes, lease info and lock info are served outside the log"
+                    .into(),
             ),
         }
     }
@@ -615,6 +815,20 @@ impl StateMachine for KvStore {
         self.clients
             .record(command.id, self.applied, response.clone());
         response
+    }
+
+    /// Count the log's clock on, and end every lease whose time is up, at
+    /// a revision of their own (if any ends).
+    fn clock(&mut self, stamp: ClockStamp) {
+        self.leases.clock.advance(stamp);
+        if !self.leases.any_expired() {
+            return;
+        }
+        self.applied += 1;
+        while let Some(id) = self.leases.next_expired() {
+            let ended = self.leases.remove(id).expect("listed by deadline");
+            self.end_lease(id, ended);
+        }
     }
 
     /// `Get` and `List` from the state as applied so far (serializable);

@@ -6,8 +6,8 @@
 //! writes the same bytes for the same state.
 //!
 //! ```text
-//! Header { format, applied, keys, locks, clients } · KeyAt* · Lock* · Client*
-//!   · History { horizon, changes } · Change* · End
+//! Header { format, applied, keys, locks, clients } · KeyLeased* · LockLeased* · Client*
+//!   · History { horizon, changes } · Change* · Leases { clock, count } · Lease* · End
 //! ```
 //!
 //! Variant positions are the format: never reorder, bump `FORMAT` for a
@@ -15,15 +15,22 @@
 //! revisions (`KeyAt`); a format-1 snapshot still restores, each of its
 //! keys at version 1 with created and modified revision 0 ("before
 //! revisions were kept"), with an empty watch history that starts after it.
+//! Format 3 added leases: each key's and lock's lease (`KeyLeased`,
+//! `LockLeased`, which also carries the lock's queue), the log's clock and
+//! the leases themselves; a format-2 snapshot restores with no leases and
+//! the clock at 0. A lease's keys and locks are not listed twice: they are
+//! rebuilt from the keys' and locks' records.
 
 use crate::client_table::ClientTable;
-use crate::{Change, Entry, KvStore, LockRecord};
+use crate::locks::{LockRecord, Waiter};
+use crate::{Change, Entry, KvStore};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use synod_api::SnapshotError;
+use synod_core::Ballot;
 
 /// The snapshot format this build writes.
-const FORMAT: u16 = 2;
+const FORMAT: u16 = 3;
 
 /// The oldest format this build reads.
 const OLDEST_FORMAT: u16 = 1;
@@ -74,6 +81,34 @@ enum Record {
         changes: u64,
     },
     Change(Change),
+    KeyLeased {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        created: u64,
+        modified: u64,
+        version: u64,
+        lease: u64,
+    },
+    LockLeased {
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        owner: String,
+        token: u64,
+        lease: u64,
+        waiters: Vec<(String, u64)>,
+    },
+    Leases {
+        clock: Option<(Ballot, u64)>,
+        now: u64,
+        count: u64,
+    },
+    Lease {
+        id: u64,
+        ttl: u64,
+        deadline: u64,
+    },
 }
 
 /// The same records, borrowed from the store while it is written (the
@@ -94,6 +129,8 @@ enum RecordOut<'a> {
         key: &'a [u8],
         value: &'a [u8],
     },
+    /// Formats 1 and 2's lock record: kept for its position.
+    #[allow(dead_code)]
     Lock {
         name: &'a [u8],
         owner: &'a str,
@@ -105,6 +142,8 @@ enum RecordOut<'a> {
         responses: Vec<(u64, &'a [u8])>,
     },
     End,
+    /// Format 2's key record: kept for its position.
+    #[allow(dead_code)]
     KeyAt {
         key: &'a [u8],
         value: &'a [u8],
@@ -117,6 +156,31 @@ enum RecordOut<'a> {
         changes: u64,
     },
     Change(&'a Change),
+    KeyLeased {
+        key: &'a [u8],
+        value: &'a [u8],
+        created: u64,
+        modified: u64,
+        version: u64,
+        lease: u64,
+    },
+    LockLeased {
+        name: &'a [u8],
+        owner: &'a str,
+        token: u64,
+        lease: u64,
+        waiters: Vec<(&'a str, u64)>,
+    },
+    Leases {
+        clock: Option<(Ballot, u64)>,
+        now: u64,
+        count: u64,
+    },
+    Lease {
+        id: u64,
+        ttl: u64,
+        deadline: u64,
+    },
 }
 
 fn write_record(out: &mut dyn Write, record: &RecordOut<'_>) -> std::io::Result<()> {
@@ -152,18 +216,29 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
         },
     )?;
     for (key, entry) in &store.data {
-        let record = RecordOut::KeyAt {
+        let record = RecordOut::KeyLeased {
             key,
             value: &entry.value,
             created: entry.created,
             modified: entry.modified,
             version: entry.version,
+            lease: entry.lease,
         };
         write_record(out, &record)?;
     }
     for (name, lock) in &store.locks {
-        let (owner, token) = (lock.owner.as_str(), lock.token);
-        write_record(out, &RecordOut::Lock { name, owner, token })?;
+        let record = RecordOut::LockLeased {
+            name,
+            owner: &lock.owner,
+            token: lock.token,
+            lease: lock.lease,
+            waiters: lock
+                .waiters
+                .iter()
+                .map(|w| (w.owner.as_str(), w.lease))
+                .collect(),
+        };
+        write_record(out, &record)?;
     }
     for (client, last_used, responses) in clients {
         let responses = responses.iter().map(|(s, r)| (*s, r.as_slice())).collect();
@@ -181,6 +256,20 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
     write_record(out, &RecordOut::History { horizon, changes })?;
     for change in history.changes() {
         write_record(out, &RecordOut::Change(change))?;
+    }
+    let leases = &store.leases;
+    let clock = leases.clock;
+    write_record(
+        out,
+        &RecordOut::Leases {
+            clock: clock.last,
+            now: clock.now,
+            count: leases.len() as u64,
+        },
+    )?;
+    for (id, lease) in leases.iter() {
+        let (ttl, deadline) = (lease.ttl, lease.deadline);
+        write_record(out, &RecordOut::Lease { id, ttl, deadline })?;
     }
     write_record(out, &RecordOut::End)
 }
@@ -208,18 +297,36 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
     restored.clients = ClientTable::new(limits.responses_per_client, limits.max_clients);
     for _ in 0..keys {
         let (key, entry) = match read_record(input)? {
+            Record::KeyLeased {
+                key,
+                value,
+                created,
+                modified,
+                version,
+                lease,
+            } if format >= 3 => {
+                let entry = Entry {
+                    value,
+                    created,
+                    modified,
+                    version,
+                    lease,
+                };
+                (key, entry)
+            }
             Record::KeyAt {
                 key,
                 value,
                 created,
                 modified,
                 version,
-            } if format >= 2 => {
+            } if format == 2 => {
                 let entry = Entry {
                     value,
                     created,
                     modified,
                     version,
+                    lease: 0,
                 };
                 (key, entry)
             }
@@ -233,12 +340,8 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
         restored.data.insert(key, entry);
     }
     for _ in 0..locks {
-        let Record::Lock { name, owner, token } = read_record(input)? else {
-            return Err(SnapshotError::Invalid(
-                "fewer locks than the header says".into(),
-            ));
-        };
-        restored.locks.insert(name, LockRecord { owner, token });
+        let (name, record) = read_lock(format, input)?;
+        restored.locks.insert(name, record);
     }
     for _ in 0..clients {
         let Record::Client {
@@ -259,6 +362,9 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
         // Nothing was kept: watchers start after the snapshot.
         restored.history.clone().restored(applied + 1, Vec::new())
     };
+    if format >= 3 {
+        read_leases(&mut restored, input)?;
+    }
     match read_record(input)? {
         Record::End => {}
         _ => {
@@ -272,6 +378,81 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
         return Err(SnapshotError::Invalid("bytes after the end".into()));
     }
     Ok(restored)
+}
+
+/// One lock: with its lease and queue from format 3 on.
+fn read_lock(format: u16, input: &mut dyn Read) -> Result<(Vec<u8>, LockRecord), SnapshotError> {
+    let (name, owner, token, lease, waiters) = match read_record(input)? {
+        Record::LockLeased {
+            name,
+            owner,
+            token,
+            lease,
+            waiters,
+        } if format >= 3 => (name, owner, token, lease, waiters),
+        Record::Lock { name, owner, token } if format < 3 => (name, owner, token, 0, Vec::new()),
+        _ => {
+            return Err(SnapshotError::Invalid(
+                "fewer locks than the header says".into(),
+            ));
+        }
+    };
+    let waiters = waiters
+        .into_iter()
+        .map(|(owner, lease)| Waiter { owner, lease })
+        .collect();
+    let record = LockRecord {
+        owner,
+        token,
+        lease,
+        waiters,
+    };
+    Ok((name, record))
+}
+
+/// The clock and the leases, then what hangs on each, rebuilt from the
+/// keys and locks already restored.
+fn read_leases(store: &mut KvStore, input: &mut dyn Read) -> Result<(), SnapshotError> {
+    let Record::Leases { clock, now, count } = read_record(input)? else {
+        return Err(SnapshotError::Invalid("no leases".into()));
+    };
+    store.leases.clock.last = clock;
+    store.leases.clock.now = now;
+    for _ in 0..count {
+        let Record::Lease { id, ttl, deadline } = read_record(input)? else {
+            return Err(SnapshotError::Invalid(
+                "fewer leases than the header says".into(),
+            ));
+        };
+        store.leases.restore(id, ttl, deadline);
+    }
+    let keys: Vec<(u64, Vec<u8>)> = store
+        .data
+        .iter()
+        .filter(|(_, entry)| entry.lease != 0)
+        .map(|(key, entry)| (entry.lease, key.clone()))
+        .collect();
+    for (lease, key) in keys {
+        let Some(lease) = store.leases.get_mut(lease) else {
+            return Err(SnapshotError::Invalid("a key of a lease not kept".into()));
+        };
+        lease.keys.insert(key);
+    }
+    let mut claims = Vec::new();
+    for (name, lock) in &store.locks {
+        let holder = (lock.lease != 0).then(|| (lock.lease, lock.owner.clone()));
+        let waiters = lock.waiters.iter().map(|w| (w.lease, w.owner.clone()));
+        for (lease, owner) in holder.into_iter().chain(waiters) {
+            claims.push((lease, name.clone(), owner));
+        }
+    }
+    for (lease, name, owner) in claims {
+        if store.leases.get(lease).is_none() {
+            return Err(SnapshotError::Invalid("a lock of a lease not kept".into()));
+        }
+        store.claim(lease, name, owner);
+    }
+    Ok(())
 }
 
 /// The watch history: a `History` record, then its changes.

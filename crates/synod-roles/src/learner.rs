@@ -455,7 +455,13 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
                 commands,
                 opened,
                 expired,
-            } => self.apply(slot, commands, opened, expired),
+                clock,
+            } => {
+                if let Some(stamp) = clock {
+                    self.machine.clock(stamp);
+                }
+                self.apply(slot, commands, opened, expired)
+            }
             Delivery::Instance { name, value } => Decision::Instance { name, value },
         };
         self.subscribers

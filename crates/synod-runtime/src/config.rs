@@ -300,6 +300,12 @@ pub struct PaxosConfig {
     /// ballot, so a proposer that can reach them takes over.
     #[serde(with = "humantime_serde")]
     pub quorum_timeout: Duration,
+    /// How often the leader stamps its clock into the log: the time lease
+    /// expiry is counted in (a lease's TTL is measured in stamps, so it
+    /// expires up to one interval late). 0 turns stamps off (and leases
+    /// then never expire).
+    #[serde(with = "humantime_serde")]
+    pub clock_interval: Duration,
     /// How long a learner waits before asking again for a missing slot.
     #[serde(with = "humantime_serde")]
     pub catch_up_interval: Duration,
@@ -337,6 +343,7 @@ impl Default for PaxosConfig {
             retransmit_interval: Duration::from_millis(200),
             backoff_max: Duration::from_millis(150),
             quorum_timeout: Duration::from_secs(2),
+            clock_interval: Duration::from_millis(500),
             catch_up_interval: Duration::from_millis(200),
             catch_up_batch: 4096,
             instance_sync_interval: Duration::from_secs(1),
@@ -698,6 +705,7 @@ impl SynodConfig {
             Range::time("paxos.retransmit_interval", p.retransmit_interval, 1),
             Range::time("paxos.backoff_max", p.backoff_max, 0),
             Range::time("paxos.quorum_timeout", p.quorum_timeout, 1),
+            Range::time("paxos.clock_interval", p.clock_interval, 0),
             Range::time("paxos.catch_up_interval", p.catch_up_interval, 1),
             Range::count("paxos.catch_up_batch", p.catch_up_batch, 1, 1 << 20),
             Range::time("paxos.instance_sync_interval", p.instance_sync_interval, 1),

@@ -685,6 +685,7 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
     c.retransmit_interval = millis(p.retransmit_interval);
     c.backoff_max = millis(p.backoff_max);
     c.quorum_timeout = millis(p.quorum_timeout);
+    c.clock_interval = millis(p.clock_interval);
     c.quorums = config.quorum_system();
     c.reply_max_bytes = p.reply_max_bytes;
     c.seed = random_u64();

@@ -1107,6 +1107,7 @@ impl World {
                 commands,
                 opened,
                 expired,
+                ..
             } => {
                 let machine = self.machines.entry(learner.index).or_default();
                 let mut hasher = DefaultHasher::new();

@@ -514,11 +514,16 @@ impl Learner {
             let filtered = self.sessions.filter(slot, value.commands());
             let (horizon, max) = (self.config.session_horizon, self.config.max_sessions);
             self.sessions.expire(slot, horizon, max);
+            let clock = match value {
+                Value::Clock(stamp) => Some(*stamp),
+                _ => None,
+            };
             out.deliver.push(Delivery::Slot {
                 slot,
                 commands: filtered.apply,
                 opened: filtered.opened,
                 expired: filtered.expired,
+                clock,
             });
             self.next_delivery += 1;
         }
@@ -695,6 +700,7 @@ mod tests {
                 commands: vec![],
                 opened: vec![],
                 expired: vec![],
+                clock: None,
             }]
         );
     }
@@ -710,6 +716,7 @@ mod tests {
                 commands: vec![],
                 opened: vec![],
                 expired: vec![CommandId { client: 77, seq: 1 }],
+                clock: None,
             }]
         );
     }

@@ -4,7 +4,7 @@
 use super::{Phase, Preparing, Proposer, ProposerWrite, doubled_wait};
 use crate::message::Message;
 use crate::output::Output;
-use crate::types::{Ballot, ByteBudget, Command, Millis, RoleId, Slot, Value};
+use crate::types::{Ballot, ByteBudget, ClockStamp, Command, Millis, RoleId, Slot, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// State while this proposer leads with `ballot`.
@@ -13,11 +13,18 @@ pub(super) struct Leading {
     pub(super) ballot: Ballot,
     next_slot: Slot,
     in_flight: BTreeMap<Slot, InFlight>,
+    /// When the next clock stamp is due.
+    next_clock: Millis,
 }
 
 impl Leading {
-    /// The earliest Accept resend or quorum give-up among the slots in flight.
-    pub(super) fn next_deadline(&self, quorum_timeout: Millis) -> Millis {
+    /// The earliest Accept resend or quorum give-up among the slots in
+    /// flight, or clock stamp (`clock_interval` 0: none).
+    pub(super) fn next_deadline(&self, quorum_timeout: Millis, clock_interval: Millis) -> Millis {
+        let clock = match clock_interval {
+            0 => Millis::MAX,
+            _ => self.next_clock,
+        };
         self.in_flight
             .values()
             .map(|e| {
@@ -26,6 +33,7 @@ impl Leading {
             })
             .min()
             .unwrap_or(Millis::MAX)
+            .min(clock)
     }
 }
 
@@ -99,6 +107,7 @@ impl Proposer {
             ballot,
             next_slot: end,
             in_flight,
+            next_clock: now,
         });
         self.next_heartbeat = now;
         self.leader = Some((self.config.id, ballot));
@@ -231,6 +240,7 @@ impl Proposer {
             return;
         };
         self.heartbeat_if_due(now, ballot, out);
+        self.stamp_clock_if_due(now, out);
         let retransmit = self.config.retransmit_interval;
         let first_unchosen = self.first_unchosen;
         let acceptors: Vec<u32> = self.config.acceptors.clone();
@@ -253,6 +263,38 @@ impl Proposer {
                 out.send(RoleId::acceptor(*acceptor), accept.clone());
             }
         }
+    }
+
+    /// Propose this leader's clock reading in the next slot, every
+    /// `clock_interval` (right away once elected). A stamp does not wait
+    /// for room in the pipeline window: it is a few bytes, and a stamp
+    /// held back behind a full window would make the log's clock lag.
+    fn stamp_clock_if_due(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        let interval = self.config.clock_interval;
+        let first_unchosen = self.first_unchosen;
+        let acceptors: Vec<RoleId> = self.acceptor_ids().collect();
+        let Phase::Leading(leading) = &mut self.phase else {
+            return;
+        };
+        if interval == 0 || now < leading.next_clock {
+            return;
+        }
+        leading.next_clock = now.saturating_add(interval);
+        let slot = leading.next_slot;
+        leading.next_slot += 1;
+        let value = Value::Clock(ClockStamp {
+            ballot: leading.ballot,
+            millis: now,
+        });
+        let accept = Message::Accept {
+            ballot: leading.ballot,
+            slot,
+            value: value.clone(),
+            chosen_upto: first_unchosen,
+        };
+        let entry = InFlight::new(value, now, self.config.retransmit_interval);
+        leading.in_flight.insert(slot, entry);
+        out.broadcast(acceptors, &accept);
     }
 
     /// Tell the other proposers and the learners who leads and how far

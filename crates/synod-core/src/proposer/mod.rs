@@ -114,6 +114,10 @@ pub struct ProposerConfig {
     /// Which sets of acceptors are quorums in each phase (majorities
     /// unless configured otherwise).
     pub quorums: Quorums,
+    /// How often the leader proposes its clock reading
+    /// ([`crate::Value::Clock`]), for state machines that need time; 0:
+    /// never.
+    pub clock_interval: Millis,
     /// Seed for timeouts and backoff.
     pub seed: u64,
 }
@@ -140,6 +144,7 @@ impl ProposerConfig {
             decided_cache_bytes: 64 << 20,
             reply_max_bytes: DEFAULT_REPLY_MAX_BYTES,
             quorums: Quorums::majority(acceptors.len()),
+            clock_interval: 0,
             seed: u64::from(id),
             acceptors,
         }
@@ -460,7 +465,9 @@ impl Proposer {
                 };
                 retry.min(give_up).min(heartbeat)
             }
-            Phase::Leading(leading) => self.next_heartbeat.min(leading.next_deadline(quorum)),
+            Phase::Leading(leading) => self
+                .next_heartbeat
+                .min(leading.next_deadline(quorum, self.config.clock_interval)),
         };
         let registers = self.registers.values().map(|r| r.retry_at).min();
         earliest(Some(phase), registers)

@@ -131,6 +131,7 @@ mod tests {
             commands,
             opened: vec![],
             expired: vec![],
+            clock: None,
         }
     }
 

@@ -854,4 +854,6 @@ impl StateMachine for KvStore {
 }
 
 #[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
 mod tests;

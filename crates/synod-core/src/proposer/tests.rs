@@ -1,6 +1,6 @@
 use super::*;
 use crate::message::AcceptedRegister;
-use crate::types::CommandId;
+use crate::types::{ClockStamp, CommandId};
 use std::collections::BTreeSet;
 
 const ME: u32 = 1;
@@ -1202,4 +1202,68 @@ fn nothing_below_a_reported_trim_point_is_proposed_or_recovered() {
             .any(|o| matches!(o.message, Message::Prepare { .. })),
         "the acceptors no longer hold slots 4..8: no phase 1 for them"
     );
+}
+
+/// The clock stamps among the Accepts `out` sends (one per slot).
+fn stamps(out: &Output<ProposerWrite>) -> Vec<(Slot, ClockStamp)> {
+    let mut stamps: Vec<(Slot, ClockStamp)> = out
+        .send
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::Accept {
+                slot,
+                value: Value::Clock(stamp),
+                ..
+            } => Some((*slot, *stamp)),
+            _ => None,
+        })
+        .collect();
+    stamps.dedup();
+    stamps
+}
+
+#[test]
+fn a_leader_stamps_its_clock_every_interval_even_with_a_full_window() {
+    let mut c = config();
+    c.clock_interval = 500;
+    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let out = p.tick(1_000);
+    let Message::Prepare { ballot, .. } = out.send[0].message else {
+        panic!("no prepare")
+    };
+    let promise = Message::Promise {
+        ballot,
+        accepted: vec![],
+        from_slot: 0,
+        next: None,
+        chosen_upto: 0,
+        trimmed_below: 0,
+    };
+    p.handle(1_000, RoleId::acceptor(1), promise.clone());
+    let elected = p.handle(1_000, RoleId::acceptor(2), promise);
+    let first = ClockStamp {
+        ballot,
+        millis: 1_000,
+    };
+    assert_eq!(stamps(&elected), vec![(0, first)], "stamped once elected");
+    p.submit(1_000, (1..=6).map(command).collect()).unwrap();
+    assert!(p.next_deadline().unwrap() <= 1_500);
+    // (Resends of the first stamp's Accept are not new stamps.)
+    let early = stamps(&p.tick(1_499));
+    assert!(early.iter().all(|(_, stamp)| *stamp == first), "{early:?}");
+    let due = p.tick(1_500);
+    let second = ClockStamp {
+        ballot,
+        millis: 1_500,
+    };
+    assert!(
+        stamps(&due).contains(&(2, second)),
+        "past a full window: {:?}",
+        stamps(&due)
+    );
+    // Off: no stamps.
+    let (mut quiet, _) = leader();
+    for now in (1_000..5_000).step_by(100) {
+        assert!(stamps(&quiet.tick(now)).is_empty());
+    }
 }

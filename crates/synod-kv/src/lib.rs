@@ -533,6 +533,11 @@ impl KvStore {
         self.applied
     }
 
+    /// Number of live leases.
+    pub fn leases(&self) -> usize {
+        self.leases.len()
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.data.len()

@@ -64,6 +64,14 @@ struct Args {
     /// violations).
     #[arg(long, value_enum, default_value_t = QuorumArg::Majority)]
     quorums: QuorumArg,
+    /// The lease workload: learners run the key/value store, leaders stamp
+    /// their clocks into the log, clients take lease-bound locks.
+    #[arg(long)]
+    leases: bool,
+    /// With --leases, learners expire leases by their own clocks (negative
+    /// control: must find violations).
+    #[arg(long)]
+    local_clock_leases: bool,
     /// The simulated disk takes 1 ms to MS per write group.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     max_write_latency: u64,
@@ -97,6 +105,8 @@ fn main() {
         resubmit_on_timeout: args.resubmit_on_timeout,
         adopt_wiped_acceptors: args.adopt_wiped_acceptors,
         max_write_latency: args.max_write_latency,
+        leases: args.leases || args.local_clock_leases,
+        local_clock_leases: args.local_clock_leases,
         quorums: match args.quorums {
             QuorumArg::Majority => SimQuorums::Majority,
             QuorumArg::Flexible => SimQuorums::Flexible,
@@ -121,6 +131,8 @@ fn main() {
     let acceptor_wipes: u64 = reports.iter().map(|r| r.acceptor_wipes).sum();
     let refused: u64 = reports.iter().map(|r| r.refused_starts).sum();
     let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
+    let lease_expiries: u64 = reports.iter().map(|r| r.lease_expiries).sum();
+    let lock_grants: u64 = reports.iter().map(|r| r.lock_grants).sum();
     for report in &reports {
         if args.verbose {
             println!(
@@ -151,6 +163,11 @@ fn main() {
         "acceptor disks wiped: {acceptor_wipes}, acceptor starts refused by the identity gate: {refused}"
     );
     println!("commands refused for an expired session (then resubmitted): {expiries}");
+    if args.leases || args.local_clock_leases {
+        println!(
+            "lease expiries seen by learners: {lease_expiries}, lock grants seen: {lock_grants}"
+        );
+    }
     println!(
         "seeds: {}, safety violations: {safety}, liveness failures: {liveness}",
         reports.len()
@@ -214,6 +231,12 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.adopt_wiped_acceptors {
         frames += " --adopt-wiped-acceptors";
+    }
+    if args.leases {
+        frames += " --leases";
+    }
+    if args.local_clock_leases {
+        frames += " --local-clock-leases";
     }
     if args.max_write_latency != 10 {
         frames += &format!(" --max-write-latency {}", args.max_write_latency);

@@ -5,9 +5,12 @@
 //! compared bit for bit.
 
 mod clients;
+mod leases;
 mod transfer;
 
-use crate::checkers::{Agreement, Integrity, PromiseOrder, StateDigest, Validity, Violation};
+use crate::checkers::{
+    Agreement, Integrity, LockOrder, PromiseOrder, StateDigest, Validity, Violation,
+};
 use crate::network::{Network, Partition};
 use crate::shape::Shape;
 use rand::seq::IteratorRandom;
@@ -75,6 +78,14 @@ pub struct SimOptions {
     pub adopt_wiped_acceptors: bool,
     /// Which quorums the proposers count (majorities by default).
     pub quorums: SimQuorums,
+    /// The lease workload: learners run the key/value state machine,
+    /// leaders stamp their clocks, clients use leases and lease-bound
+    /// locks (see `world/leases.rs`).
+    pub leases: bool,
+    /// Under `leases`, each learner expires leases by its own clock
+    /// instead of the log's stamps (the negative control: learners must
+    /// diverge).
+    pub local_clock_leases: bool,
 }
 
 /// The quorum systems a run draws from.
@@ -172,6 +183,8 @@ impl Default for SimOptions {
             resubmit_on_timeout: false,
             adopt_wiped_acceptors: false,
             quorums: SimQuorums::Majority,
+            leases: false,
+            local_clock_leases: false,
         }
     }
 }
@@ -213,6 +226,10 @@ pub struct SeedReport {
     /// Commands refused because their session had expired (each then
     /// resubmitted in a new session).
     pub expiries: u64,
+    /// Leases that expired on a learner (counted on every learner).
+    pub lease_expiries: u64,
+    /// Times a learner saw a lock go to a new holder.
+    pub lock_grants: u64,
 }
 
 const CLIENT_RETRY: Millis = 400;
@@ -325,6 +342,10 @@ struct Client {
     session_seq: u64,
     /// The id the current command was submitted under, if it was.
     in_flight: Option<CommandId>,
+    /// The current command's payload (the same on every retry).
+    payload: Vec<u8>,
+    /// Under the lease workload, the lease it holds, if any.
+    lease: Option<u64>,
 }
 
 struct Checkers {
@@ -333,16 +354,20 @@ struct Checkers {
     integrity: Integrity,
     promises: PromiseOrder,
     digest: StateDigest,
+    locks: LockOrder,
 }
 
 /// A learner's state machine in the simulation: a hash chain over the
-/// commands it applied, slot by slot. Volatile: a restart starts it over,
-/// or from a snapshot.
-#[derive(Clone, Debug, Default)]
+/// commands it applied, slot by slot (and, under the lease workload, over
+/// the key/value state it runs). Volatile: a restart starts it over, or
+/// from a snapshot.
+#[derive(Debug, Default)]
 struct Machine {
     digest: u64,
     /// Slots applied since the last snapshot.
     since_snapshot: u64,
+    /// The key/value state (used only by the lease workload).
+    kv: synod_kv::KvStore,
 }
 
 /// A learner's durable snapshot: the core's part, the machine's digest,
@@ -352,6 +377,8 @@ struct SimSnapshot {
     learner: LearnerSnapshot,
     digest: u64,
     learned: BTreeSet<CommandId>,
+    /// The key/value state's snapshot (empty outside the lease workload).
+    kv: Vec<u8>,
 }
 
 /// Run one seed to completion.
@@ -426,6 +453,7 @@ struct World {
     /// Incarnations drawn for stamped stores so far.
     stamps: u64,
     expiries: u64,
+    lease_expiries: u64,
 }
 
 /// One of `systems` for this seed; the shape takes its acceptor count.
@@ -474,6 +502,7 @@ impl World {
                 integrity: Integrity::default(),
                 promises: PromiseOrder::default(),
                 digest: StateDigest::default(),
+                locks: LockOrder::default(),
             },
             violation: None,
             healed_at: None,
@@ -497,6 +526,7 @@ impl World {
             backend: MemoryBackend::new(),
             stamps: 0,
             expiries: 0,
+            lease_expiries: 0,
             decided_cache: 0,
             shape,
             quorums,
@@ -589,6 +619,8 @@ impl World {
             acceptor_wipes: self.acceptor_wipes,
             refused_starts: self.refused_starts,
             expiries: self.expiries,
+            lease_expiries: self.lease_expiries,
+            lock_grants: self.checkers.locks.grants,
         }
     }
 
@@ -677,6 +709,9 @@ impl World {
         config.seed = self.rng.random();
         config.quorums = self.quorums;
         config.decided_cache = self.decided_cache;
+        if self.options.leases {
+            config.clock_interval = leases::SIM_CLOCK_INTERVAL;
+        }
         if self.options.stubborn_leaders {
             config.quorum_timeout = Millis::MAX;
         }
@@ -771,6 +806,7 @@ impl World {
         }
         let state = self.learners[&node.index].store.load_learner();
         let state = state.expect("memory store");
+        self.checkers.locks.restarted(node);
         let Some(snapshot) = self.snapshots.get(&node.index).cloned() else {
             self.checkers.integrity.restarted(node, 0);
             self.learned_commands.insert(node.index, BTreeSet::new());
@@ -790,6 +826,7 @@ impl World {
         let machine = Machine {
             digest: snapshot.digest,
             since_snapshot: 0,
+            kv: leases::kv_from(&snapshot.kv),
         };
         self.machines.insert(node.index, machine);
         Learner::restored(config, state, &from)
@@ -810,10 +847,15 @@ impl World {
         let upto = learner.upto;
         let machine = self.machines.get_mut(&node.index).expect("running");
         machine.since_snapshot = 0;
+        let kv = match self.options.leases {
+            true => leases::kv_bytes(&machine.kv),
+            false => Vec::new(),
+        };
         let snapshot = SimSnapshot {
             learner,
             digest: machine.digest,
             learned: self.learned_commands[&node.index].clone(),
+            kv,
         };
         self.snapshots.insert(node.index, snapshot);
         self.snapshots_taken += 1;
@@ -1107,29 +1149,38 @@ impl World {
                 commands,
                 opened,
                 expired,
-                ..
+                clock,
             } => {
+                let (responses, kv_digest) = match self.options.leases {
+                    true => self.apply_to_kv(learner, *slot, *clock, commands),
+                    false => (Vec::new(), 0),
+                };
                 let machine = self.machines.entry(learner.index).or_default();
                 let mut hasher = DefaultHasher::new();
                 (
                     machine.digest,
                     slot,
                     commands.iter().map(|c| c.id).collect::<Vec<_>>(),
+                    kv_digest,
                 )
                     .hash(&mut hasher);
                 machine.digest = hasher.finish();
-                machine.since_snapshot += 1;
+                // Clock stamps do not count towards a snapshot, as in the
+                // learner actor (which counts commands): a log of stamps
+                // would otherwise replace snapshots faster than a wiped
+                // learner can fetch one.
+                machine.since_snapshot += u64::from(clock.is_none());
                 let digest = machine.digest;
                 let check = self.checkers.digest.applied(learner, *slot, digest);
                 self.record(check);
-                for command in commands {
+                for (i, command) in commands.iter().enumerate() {
                     let check = self.checkers.integrity.applied_once(command);
                     self.record(check);
                     self.learned_commands
                         .entry(learner.index)
                         .or_default()
                         .insert(command.id);
-                    self.answer(command.id);
+                    self.answer(command.id, responses.get(i).map(Vec::as_slice));
                 }
                 for (open, session) in opened {
                     self.session_opened(*open, *session);

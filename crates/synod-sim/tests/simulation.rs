@@ -289,3 +289,36 @@ fn negative_control_quorums_that_do_not_intersect_break_agreement() {
     );
     assert_eq!(violation.property, "agreement", "seed {seed}: {violation}");
 }
+
+/// Seeds of the lease workload run on every `cargo test`.
+const LEASE_SEEDS: u64 = 200;
+
+#[test]
+fn lease_seeds_are_safe_and_live_and_leases_expire_and_locks_change_hands() {
+    let options = SimOptions {
+        leases: true,
+        ..SimOptions::default()
+    };
+    assert_safe_and_live(0..LEASE_SEEDS, &options);
+    let reports: Vec<_> = (0..LEASE_SEEDS).map(|s| run_seed(s, &options)).collect();
+    let expiries: u64 = reports.iter().map(|r| r.lease_expiries).sum();
+    let grants: u64 = reports.iter().map(|r| r.lock_grants).sum();
+    assert!(expiries > 0, "no lease expired");
+    assert!(grants > 0, "no lock was granted");
+}
+
+#[test]
+fn negative_control_leases_expired_by_a_local_clock_diverge() {
+    let options = SimOptions {
+        leases: true,
+        local_clock_leases: true,
+        ..SimOptions::default()
+    };
+    let caught = (0..LEASE_SEEDS)
+        .filter_map(|seed| run_seed(seed, &options).violation)
+        .find(|(_, v)| v.property == "state digest");
+    assert!(
+        caught.is_some(),
+        "learners that expire leases by their own clocks must disagree"
+    );
+}

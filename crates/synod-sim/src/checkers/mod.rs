@@ -6,12 +6,14 @@
 mod agreement;
 mod digest;
 mod integrity;
+mod locks;
 mod promises;
 mod validity;
 
 pub use agreement::Agreement;
 pub use digest::StateDigest;
 pub use integrity::Integrity;
+pub use locks::{LockOrder, LockView};
 pub use promises::PromiseOrder;
 pub use validity::Validity;
 

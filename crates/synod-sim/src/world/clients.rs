@@ -24,6 +24,11 @@ impl World {
         client.answered = false;
         client.in_flight = None;
         let seq = client.seq;
+        let payload = match self.options.leases {
+            true => self.lease_payload(client_id),
+            false => format!("c{client_id}-{seq}").into_bytes(),
+        };
+        self.clients.get_mut(&client_id).expect("exists").payload = payload;
         self.send_current(client_id);
         let retry = Event::ClientRetry {
             client: client_id,
@@ -76,7 +81,7 @@ impl World {
         });
         let command = Command {
             id,
-            payload: format!("c{client_id}-{}", client.seq).into_bytes(),
+            payload: client.payload.clone(),
         };
         if self.submitted.insert(id) {
             self.checkers
@@ -122,9 +127,10 @@ impl World {
         self.send_current(client_id);
     }
 
-    /// A learner applied `id`: its client gets the answer and, while faults
-    /// are still on, thinks a little and sends its next command.
-    pub(super) fn answer(&mut self, id: CommandId) {
+    /// A learner applied `id` (and answered `response`, under the lease
+    /// workload): its client gets the answer and, while faults are still
+    /// on, thinks a little and sends its next command.
+    pub(super) fn answer(&mut self, id: CommandId, response: Option<&[u8]>) {
         let Some(&client_id) = self.sessions.get(&id.client) else {
             return;
         };
@@ -133,6 +139,10 @@ impl World {
             return;
         }
         client.answered = true;
+        if let Some(response) = response {
+            self.lease_answered(client_id, response);
+        }
+        let client = self.clients.get_mut(&client_id).expect("exists");
         if std::mem::take(&mut client.final_write_due) {
             self.schedule(self.now, Event::FinalWrite { client: client_id });
         } else if self.healed_at.is_none() {

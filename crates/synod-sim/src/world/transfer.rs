@@ -21,7 +21,7 @@ const SIM_CHUNK: usize = 97;
 /// A learner's snapshot as bytes: the parts, then a checksum over them.
 fn encode(snapshot: &SimSnapshot) -> Vec<u8> {
     let learned: Vec<CommandId> = snapshot.learned.iter().copied().collect();
-    let parts = (&snapshot.learner, snapshot.digest, learned);
+    let parts = (&snapshot.learner, snapshot.digest, learned, &snapshot.kv);
     let mut bytes = postcard::to_stdvec(&parts).expect("a snapshot encodes");
     let sum = checksum(&bytes);
     bytes.extend_from_slice(&sum.to_le_bytes());
@@ -34,12 +34,13 @@ fn decode(bytes: &[u8]) -> Option<SimSnapshot> {
     if checksum(body).to_le_bytes() != sum {
         return None;
     }
-    let (learner, digest, learned): (LearnerSnapshot, u64, Vec<CommandId>) =
+    let (learner, digest, learned, kv): (LearnerSnapshot, u64, Vec<CommandId>, Vec<u8>) =
         postcard::from_bytes(body).ok()?;
     Some(SimSnapshot {
         learner,
         digest,
         learned: learned.into_iter().collect(),
+        kv,
     })
 }
 
@@ -130,8 +131,10 @@ impl World {
         let machine = Machine {
             digest: snapshot.digest,
             since_snapshot: 0,
+            kv: super::leases::kv_from(&snapshot.kv),
         };
         self.machines.insert(node.index, machine);
+        self.checkers.locks.restarted(node);
         self.checkers
             .integrity
             .installed(node, upto, &snapshot.learned);
@@ -153,10 +156,14 @@ mod tests {
             learner: LearnerSnapshot::default(),
             digest: 7,
             learned: [CommandId { client: 1, seq: 2 }].into_iter().collect(),
+            kv: vec![5],
         };
         let mut bytes = encode(&snapshot);
         let back = decode(&bytes).expect("verifies");
-        assert_eq!((back.digest, back.learned), (7, snapshot.learned));
+        assert_eq!(
+            (back.digest, back.learned, back.kv),
+            (7, snapshot.learned, vec![5])
+        );
         bytes[0] ^= 1;
         assert!(decode(&bytes).is_none());
         assert!(decode(&[1, 2]).is_none());

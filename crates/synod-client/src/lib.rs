@@ -20,9 +20,11 @@
 //! synod-kv and tokio only: no actor runtime, no storage engine.
 #![deny(missing_docs)]
 
+mod lease;
 mod pipeline;
 pub mod wire;
 
+pub use lease::{Acquired, Lease, LeasedLock, LockState};
 pub use pipeline::{Answer, Pipeline};
 pub use synod_kv::{Change, Compare, CompareOp, ListEntry, Target, TxnOp};
 
@@ -95,6 +97,12 @@ pub enum ClientError {
     Compacted {
         /// The oldest revision the history holds whole.
         horizon: u64,
+    },
+    /// The lease does not exist: it expired, was revoked, or never was.
+    #[error("lease {id} does not exist (expired or revoked)")]
+    NoLease {
+        /// The lease asked for.
+        id: u64,
     },
     /// The client's session expired again right after it was renewed (the
     /// command was not applied; see `paxos.session_horizon`).

@@ -1,4 +1,4 @@
-//! The client commands: `synod put/get/delete/cas/txn/list/lock/unlock/status`,
+//! The client commands: `synod put/get/delete/cas/txn/list/watch/lock/unlock/lease/status`,
 //! and `synod snapshot save/restore`.
 //!
 //! They reach the built-in local cluster (`synod up`) with no flags;
@@ -55,6 +55,9 @@ pub enum ClientCommand {
         /// Read the value from this file.
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
+        /// Attach the key to this lease: it is deleted when the lease ends.
+        #[arg(long)]
+        lease: Option<u64>,
     },
     /// Print the value of KEY (linearizable: read through the log).
     Get {
@@ -127,12 +130,34 @@ pub enum ClientCommand {
         #[arg(long)]
         count: Option<usize>,
     },
-    /// Take lock NAME for --owner; prints the fencing token.
+    /// Take lock NAME; prints the fencing token. Without --ttl the lock
+    /// lasts until --owner unlocks it. With --ttl it is bound to a new
+    /// lease: with `-- COMMAND ...` it is held (the lease kept alive) while
+    /// COMMAND runs, which sees SYNOD_LOCK_TOKEN, and released when it
+    /// exits (exit status: COMMAND's, or 6 if the lease was lost and
+    /// COMMAND killed); without one it lasts until the lease expires.
     Lock {
         name: String,
+        /// Who takes it (default with --ttl: this host and process).
         #[arg(long)]
-        owner: String,
+        owner: Option<String>,
+        /// Bind the lock to a new lease of this TTL (e.g. 10s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// With --ttl: if the lock is held, wait in line for it.
+        #[arg(long, requires = "ttl")]
+        wait: bool,
+        /// With --wait: give up after this long (default: wait as long as
+        /// it takes).
+        #[arg(long, requires = "wait", value_parser = humantime::parse_duration)]
+        wait_timeout: Option<std::time::Duration>,
+        /// The command to run while holding the lock (after `--`).
+        #[arg(last = true, requires = "ttl")]
+        command: Vec<String>,
     },
+    /// Leases: grant, keep-alive, revoke, info.
+    #[command(subcommand)]
+    Lease(crate::lock_cmd::LeaseCommand),
     /// Release lock NAME held by --owner.
     Unlock {
         name: String,
@@ -350,11 +375,49 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
     let config = client_config(&target, local)?;
     let mut client = Client::new(config);
     let writes = command.writes();
+    if let ClientCommand::Lock {
+        name,
+        owner,
+        ttl: Some(ttl),
+        wait,
+        wait_timeout,
+        command,
+    } = command
+    {
+        let request = crate::lock_cmd::LockRequest {
+            name,
+            owner: owner.unwrap_or_else(crate::lock_cmd::default_owner),
+            ttl,
+            // Waiting without a timeout: as long as a day, in practice.
+            wait: wait.then(|| wait_timeout.unwrap_or(std::time::Duration::from_secs(86_400))),
+            command,
+        };
+        return match crate::lock_cmd::lock(&mut client, request, target.json).await {
+            Ok(0) => Ok(()),
+            Ok(status) => std::process::exit(status),
+            Err(error) => match error.downcast::<ClientError>() {
+                Ok(error) => print(Err(Failed { error, writes }), target.json),
+                Err(other) => Err(other),
+            },
+        };
+    }
     let outcome = match command {
-        ClientCommand::Put { key, value, file } => {
+        ClientCommand::Put {
+            key,
+            value,
+            file,
+            lease,
+        } => {
             let value = put_value(value, file)?;
-            client.put(key.as_bytes(), &value).await.map(|()| done())
+            match lease {
+                Some(lease) => client.put_leased(key.as_bytes(), &value, lease).await,
+                None => client.put(key.as_bytes(), &value).await,
+            }
+            .map(|()| done())
         }
+        ClientCommand::Lease(command) => crate::lock_cmd::lease(&mut client, command)
+            .await
+            .map(|(text, json)| Output { text, json }),
         ClientCommand::Get { key, serializable } => {
             let got = if serializable {
                 client.get_serializable(key.as_bytes()).await
@@ -384,7 +447,8 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
                 .await
                 .map(|()| done())
         }
-        ClientCommand::Lock { name, owner } => {
+        ClientCommand::Lock { name, owner, .. } => {
+            let owner = owner.context("a lock without --ttl needs --owner")?;
             client
                 .lock(name.as_bytes(), &owner)
                 .await
@@ -453,6 +517,7 @@ impl ClientCommand {
         !matches!(
             self,
             ClientCommand::Get { .. }
+                | ClientCommand::Lease(crate::lock_cmd::LeaseCommand::Info { .. })
                 | ClientCommand::List { .. }
                 | ClientCommand::Status
                 | ClientCommand::Watch { .. }
@@ -619,6 +684,7 @@ fn kind(error: &ClientError) -> &'static str {
         ClientError::Protocol(_) => "protocol",
         ClientError::SessionExpired => "session_expired",
         ClientError::Compacted { .. } => "compacted",
+        ClientError::NoLease { .. } => "no_lease",
         ClientError::Invalid(_) => "invalid",
     }
 }

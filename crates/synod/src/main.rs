@@ -31,6 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod cli;
+mod lock_cmd;
 mod settings;
 mod status;
 mod txn_syntax;

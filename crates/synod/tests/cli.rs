@@ -538,3 +538,71 @@ fn bench_against_an_unreachable_cluster_counts_the_errors_and_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no command succeeded"), "{stderr}");
 }
+
+/// The token a `synod lock ... -- sh -c 'echo token=$SYNOD_LOCK_TOKEN'` printed.
+fn token_in(output: &str) -> u64 {
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .unwrap_or_else(|| panic!("no token in {output:?}"));
+    line.trim().parse().expect("a number")
+}
+
+#[test]
+fn leases_and_lease_bound_locks_work_through_the_cli() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path());
+
+    // A key on a lease goes with it.
+    let granted: serde_json::Value =
+        serde_json::from_str(&ok(&["lease", "grant", "30s", "--json"])).unwrap();
+    let lease = granted["lease"].as_u64().unwrap().to_string();
+    assert_eq!(granted["ttl_ms"], 30_000);
+    assert_eq!(ok(&["put", "session", "alive", "--lease", &lease]), "OK");
+    assert!(ok(&["lease", "keep-alive", &lease]).starts_with(&format!("lease {lease}")));
+    assert!(ok(&["lease", "info", &lease]).contains("TTL 30s"));
+    assert_eq!(ok(&["lease", "revoke", &lease]), "OK");
+    assert!(fails(&["get", "session"]).contains("not found"));
+    assert!(fails(&["lease", "keep-alive", &lease]).contains("does not exist"));
+    assert!(fails(&["put", "k", "v", "--lease", &lease]).contains("does not exist"));
+
+    // Held while a command runs, which sees the token; released after.
+    let echo = "echo token=$SYNOD_LOCK_TOKEN";
+    let first = token_in(&ok(&[
+        "lock", "job", "--ttl", "10s", "--", "sh", "-c", echo,
+    ]));
+    let second = token_in(&ok(&[
+        "lock", "job", "--ttl", "10s", "--", "sh", "-c", echo,
+    ]));
+    assert!(second > first, "tokens grow: {first} then {second}");
+    let (status, _, _) = run_with(
+        &["lock", "job", "--ttl", "10s", "--", "sh", "-c", "exit 7"],
+        &[],
+        b"",
+    );
+    assert_eq!(status, 7, "the command's exit status");
+
+    // A holder SIGKILLed with its command running loses the lock after the
+    // TTL; a waiter then gets it with a larger token.
+    let mut holder = Command::new(SYNOD)
+        .args(["lock", "job", "--ttl", "2s", "--", "sh", "-c"])
+        .arg("echo token=$SYNOD_LOCK_TOKEN pid=$$; exec sleep 600")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let held = token_in(line.split_whitespace().next().unwrap());
+    let pid = line.split("pid=").nth(1).unwrap().trim().to_owned();
+    assert!(fails(&["lock", "job", "--ttl", "10s"]).contains("held by"));
+    holder.kill().unwrap(); // SIGKILL: no release, no more keep-alives
+    holder.wait().unwrap();
+    let _ = Command::new("kill").args(["-9", &pid]).status();
+    let waited = ok(&[
+        "lock", "job", "--ttl", "10s", "--wait", "--", "sh", "-c", echo,
+    ]);
+    assert!(token_in(&waited) > held, "{waited} after {held}");
+}

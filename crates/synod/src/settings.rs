@@ -73,6 +73,9 @@ impl KvSection {
                 1024,
                 1 << 32,
             ),
+            Range::count("kv.max_leases", kv.max_leases, 1, 1 << 24),
+            Range::count("kv.max_lease_ttl_ms", kv.max_lease_ttl_ms, 1, 1 << 40),
+            Range::count("kv.max_lock_waiters", kv.max_lock_waiters, 1, 1 << 20),
         ]
     }
 }

@@ -36,6 +36,12 @@ pub enum SubmitError {
     /// A read outside the log was asked of a state machine that serves
     /// none (`StateMachine::query` answered `None`).
     NoQueries,
+    /// A new single-decree instance was refused: the cluster already keeps
+    /// `limit` decided ones (`paxos.max_instances`).
+    TooManyInstances {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SubmitError {
@@ -62,6 +68,11 @@ impl fmt::Display for SubmitError {
                 f,
                 "this state machine serves no reads outside the log; submit the read as a command"
             ),
+            Self::TooManyInstances { limit } => write!(
+                f,
+                "the cluster already keeps {limit} decided instances (paxos.max_instances); \
+                 no new one is started"
+            ),
         }
     }
 }
@@ -85,6 +96,9 @@ impl From<&SubmitError> for Failure {
             SubmitError::OutcomeUnknown => Failure::Timeout,
             SubmitError::InvalidCommand(_) => Failure::InvalidCommand,
             SubmitError::NoQueries => Failure::NoQueries,
+            SubmitError::TooManyInstances { limit } => Failure::TooManyInstances {
+                limit: *limit as u64,
+            },
         }
     }
 }
@@ -104,6 +118,7 @@ mod tests {
             SubmitError::SessionExpired,
             SubmitError::OutcomeUnknown,
             SubmitError::NoQueries,
+            SubmitError::TooManyInstances { limit: 3 },
         ];
         let failures: Vec<Failure> = errors.iter().map(Failure::from).collect();
         assert_eq!(

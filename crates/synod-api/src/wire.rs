@@ -7,6 +7,8 @@
 //! client → Submit { id, payload }                  node → Response { id, payload } | Failed { id, error }
 //! client → Status                                  node → Status(StatusReport)
 //! client → Backup                                  node → BackupChunk … (the last one ends at `total`) | BackupFailed
+//! client → Query { tag, payload }                  node → QueryAnswer { tag, payload } | QueryFailed { tag, error }
+//! client → Decide { tag, name, value }             node → Decision { tag, value } | QueryFailed { tag, error }
 //! ```
 //!
 //! **Sessions.** Commands are numbered per client session. A client opens
@@ -68,6 +70,20 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+    /// Tag 5: single-decree instance `name` (a decide-once register):
+    /// with a `value`, propose it and answer with the value chosen (this
+    /// one, or one proposed earlier or concurrently: every caller gets the
+    /// same); without, answer with the value chosen so far, if any. `tag`
+    /// is the client's, echoed in the answer; asking again is safe.
+    Decide {
+        /// Matches the answer to the request.
+        tag: u64,
+        /// The instance.
+        name: String,
+        /// The value to propose (`None`: only read).
+        #[serde(with = "serde_bytes")]
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// Node → client.
@@ -126,12 +142,22 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
-    /// Tag 8: [`Request::Query`] `tag` was not answered here.
+    /// Tag 8: [`Request::Query`] or [`Request::Decide`] `tag` was not
+    /// answered here.
     QueryFailed {
         /// The request's tag.
         tag: u64,
         /// Why.
         error: Failure,
+    },
+    /// Tag 9: the answer to [`Request::Decide`] `tag`: the chosen value
+    /// (`None`: a read of an instance not decided yet).
+    Decision {
+        /// The request's tag.
+        tag: u64,
+        /// The chosen value.
+        #[serde(with = "serde_bytes")]
+        value: Option<Vec<u8>>,
     },
 }
 
@@ -166,6 +192,12 @@ pub enum Failure {
     /// Tag 7: the node's state machine serves no reads outside the log
     /// ([`Request::Query`]); submit the read as a command.
     NoQueries,
+    /// Tag 8: a new single-decree instance was refused: the cluster keeps
+    /// `limit` decided ones already (`paxos.max_instances`).
+    TooManyInstances {
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// What a node reports about itself.
@@ -247,5 +279,21 @@ mod tests {
             error: Failure::Busy,
         };
         assert_eq!(bytes(&failed), vec![3, 2, 3, 1]);
+        let decide = Request::Decide {
+            tag: 5,
+            name: "r".into(),
+            value: Some(vec![7]),
+        };
+        assert_eq!(bytes(&decide), vec![5, 5, 1, b'r', 1, 1, 7]);
+        let decision = Reply::Decision {
+            tag: 5,
+            value: None,
+        };
+        assert_eq!(bytes(&decision), vec![9, 5, 0]);
+        let full = Reply::QueryFailed {
+            tag: 5,
+            error: Failure::TooManyInstances { limit: 4 },
+        };
+        assert_eq!(bytes(&full), vec![8, 5, 8, 4]);
     }
 }

@@ -344,6 +344,14 @@ enum Ask<'a> {
     Command { id: CommandId, payload: &'a [u8] },
     /// A read from the node's learner, outside the log.
     Query { tag: u64, payload: &'a [u8] },
+    /// A single-decree instance: propose `value` (or only read) and get
+    /// the chosen value ([`ClientError::NotFound`]: a read of an instance
+    /// not decided yet).
+    Decide {
+        tag: u64,
+        name: &'a str,
+        value: Option<&'a [u8]>,
+    },
 }
 
 impl Ask<'_> {
@@ -356,6 +364,11 @@ impl Ask<'_> {
             Ask::Query { tag, payload } => Request::Query {
                 tag,
                 payload: payload.to_vec(),
+            },
+            Ask::Decide { tag, name, value } => Request::Decide {
+                tag,
+                name: name.to_owned(),
+                value: value.map(<[u8]>::to_vec),
             },
         }
     }
@@ -372,8 +385,12 @@ impl Ask<'_> {
             (Ask::Query { tag, .. }, Reply::QueryAnswer { tag: to, payload }) if to == tag => {
                 Some(Ok(payload))
             }
-            (Ask::Query { tag, .. }, Reply::QueryFailed { tag: to, error }) if to == tag => {
-                Some(Err(failure(error)))
+            (
+                Ask::Query { tag, .. } | Ask::Decide { tag, .. },
+                Reply::QueryFailed { tag: to, error },
+            ) if to == tag => Some(Err(failure(error))),
+            (Ask::Decide { tag, .. }, Reply::Decision { tag: to, value }) if to == tag => {
+                Some(value.ok_or(ClientError::NotFound))
             }
             _ => None, // a late answer to an earlier attempt
         }
@@ -760,6 +777,40 @@ impl Client {
         .await
     }
 
+    /// Propose `value` for the decide-once register `name` (single-decree
+    /// Paxos) and return the value chosen: this one, or one proposed
+    /// earlier or concurrently. Every caller, on any node, gets the same
+    /// value; asking again is safe and answers the same.
+    pub async fn decide(&mut self, name: &str, value: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.decide_ask(name, Some(value)).await
+    }
+
+    /// The value chosen for register `name`, if the node asked has learned
+    /// one (`None`: not decided, or not learned there yet).
+    pub async fn decided(&mut self, name: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.decide_ask(name, None).await {
+            Ok(value) => Ok(Some(value)),
+            Err(ClientError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn decide_ask(
+        &mut self,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ClientError> {
+        if name.is_empty() {
+            return Err(ClientError::Invalid("the register name is empty".into()));
+        }
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable("no endpoints configured".into()));
+        }
+        self.query_tag += 1;
+        let tag = self.query_tag;
+        self.ask(Ask::Decide { tag, name, value }).await
+    }
+
     /// Send `ask`, and send it again to the next node after a timeout, a
     /// lost connection or a node that cannot answer, until answered or the
     /// call's timeout passes.
@@ -773,6 +824,7 @@ impl Client {
                 Err(ClientError::Refused(reason)) => return Err(ClientError::Refused(reason)),
                 Err(too_large @ ClientError::TooLarge { .. }) => return Err(too_large),
                 Err(invalid @ ClientError::Invalid(_)) => return Err(invalid),
+                Err(ClientError::NotFound) => return Err(ClientError::NotFound),
                 Err(ClientError::SessionExpired) => return Err(ClientError::SessionExpired),
                 Err(problem) => {
                     last_problem = problem.to_string();
@@ -836,6 +888,9 @@ fn failure(error: Failure) -> ClientError {
         Failure::NoQueries => {
             ClientError::Invalid("the cluster serves no reads outside the log".into())
         }
+        Failure::TooManyInstances { limit } => ClientError::Refused(format!(
+            "the cluster already keeps {limit} decided instances (paxos.max_instances)"
+        )),
     }
 }
 

@@ -233,6 +233,17 @@ pub enum Message {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Tag 22, learner → proposer: propose `value` for single-decree
+    /// instance `name` (a client's `decide` through a node without a
+    /// proposer). Proposing again, or after the decision, is harmless: a
+    /// later run only finds the chosen value.
+    ProposeInstance {
+        /// The instance.
+        name: InstanceName,
+        /// The proposed value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -261,6 +272,7 @@ impl Message {
             Message::SnapshotOffer { .. } => "snapshot-offer",
             Message::SnapshotRequest { .. } => "snapshot-request",
             Message::SnapshotChunk { .. } => "snapshot-chunk",
+            Message::ProposeInstance { .. } => "propose-instance",
         }
     }
 }
@@ -321,6 +333,13 @@ mod tests {
             [15, 1, b'x']
         );
         assert_eq!(encode(&Message::Trim { below: 4 }), [18, 4]);
+        assert_eq!(
+            encode(&Message::ProposeInstance {
+                name: "r".into(),
+                value: vec![7]
+            }),
+            [22, 1, b'r', 1, 7]
+        );
         assert_eq!(
             encode(&Message::SnapshotChunk {
                 upto: 1,

@@ -63,6 +63,9 @@ pub struct Applier<M> {
     /// The proposer whose `Decided` came last: the leader, as far as this
     /// learner can tell (shared with the node's gateway).
     leader: Rc<Cell<u32>>,
+    /// Who waits for the decision of a single-decree instance.
+    instance_waiters: HashMap<String, Vec<oneshot::Sender<Vec<u8>>>>,
+    prune_instance_waiters_at: usize,
 }
 
 /// What the applied log amounts to; kept in snapshots so a restored
@@ -131,6 +134,8 @@ impl<M: StateMachine> Applier<M> {
             progress: Progress::default(),
             snapshots: None,
             leader: Rc::default(),
+            instance_waiters: HashMap::new(),
+            prune_instance_waiters_at: MIN_PRUNE,
         }
     }
 
@@ -462,7 +467,12 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
                 }
                 self.apply(slot, commands, opened, expired)
             }
-            Delivery::Instance { name, value } => Decision::Instance { name, value },
+            Delivery::Instance { name, value } => {
+                for waiter in self.instance_waiters.remove(&name).unwrap_or_default() {
+                    let _ = waiter.send(value.clone());
+                }
+                Decision::Instance { name, value }
+            }
         };
         self.subscribers
             .retain(|s| s.try_send(decision.clone()).is_ok());
@@ -568,6 +578,68 @@ impl<S: Store, M: StateMachine> Handler<Query> for LearnerActor<S, M> {
 
     fn handle(&mut self, Query(request): Query, _: &mut Context<Self>) -> Self::Result {
         self.hooks.machine.query(&request)
+    }
+}
+
+/// Wait for single-decree instance `name`'s decision (answered at once if
+/// it is decided). Refused with `Err(count)` if the instance is not decided
+/// and this learner already holds `max_instances` decided instances: a
+/// caller's bound on how many registers the cluster keeps.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), usize>")]
+pub struct WatchInstance {
+    /// The instance.
+    pub name: String,
+    /// Refuse a new instance past this many decided ones.
+    pub max_instances: usize,
+    /// Gets the decided value.
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+impl<S: Store, M: StateMachine> Handler<WatchInstance> for LearnerActor<S, M> {
+    type Result = Result<(), usize>;
+
+    fn handle(&mut self, watch: WatchInstance, _: &mut Context<Self>) -> Self::Result {
+        let decided = &self.core.state().instances;
+        if let Some(value) = decided.get(&watch.name) {
+            let _ = watch.reply.send(value.clone());
+            return Ok(());
+        }
+        if decided.len() >= watch.max_instances {
+            return Err(decided.len());
+        }
+        let hooks = &mut self.hooks;
+        if hooks.instance_waiters.len() >= hooks.prune_instance_waiters_at {
+            hooks.instance_waiters.retain(|_, waiters| {
+                waiters.retain(|w| !w.is_closed());
+                !waiters.is_empty()
+            });
+            hooks.prune_instance_waiters_at = (2 * hooks.instance_waiters.len()).max(MIN_PRUNE);
+        }
+        hooks
+            .instance_waiters
+            .entry(watch.name)
+            .or_default()
+            .push(watch.reply);
+        Ok(())
+    }
+}
+
+/// The value decided for single-decree instance `name`, if this learner
+/// knows it.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Vec<u8>>")]
+pub struct InstanceValue(pub String);
+
+impl<S: Store, M: StateMachine> Handler<InstanceValue> for LearnerActor<S, M> {
+    type Result = Option<Vec<u8>>;
+
+    fn handle(
+        &mut self,
+        InstanceValue(name): InstanceValue,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.core.state().instances.get(&name).cloned()
     }
 }
 

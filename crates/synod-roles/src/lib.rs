@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | [`AcceptorActor`] | `Acceptor` | nothing ([`NoHooks`]): its replies leave once its vote is durable |
 //! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`]; logs elections and leader changes ([`ProposerHooks`]) |
-//! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`]/[`WatchCommands`], [`Subscribe`] |
+//! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`]/[`WatchCommands`], [`WatchInstance`], [`InstanceValue`], [`Subscribe`] |
 //!
 //! ```text
 //! Inbound / tick / Submit ──▶ core ──Output──▶ Pipeline ──writes──▶ GroupCommit ──Durable──┐
@@ -27,8 +27,8 @@ mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
 pub use learner::{
-    Applier, LearnerActor, Query, SnapshotEvery, Subscribe, TakeSnapshot, WatchCommand,
-    WatchCommands,
+    Applier, InstanceValue, LearnerActor, Query, SnapshotEvery, Subscribe, TakeSnapshot,
+    WatchCommand, WatchCommands, WatchInstance,
 };
 pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};

@@ -269,6 +269,19 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
                 error: Failure::from(&error),
             },
         },
+        Request::Decide { tag, name, value } => {
+            let decided = match value {
+                Some(value) => gateway.decide(name, value).await.map(Some),
+                None => gateway.decided(name).await,
+            };
+            match decided {
+                Ok(value) => Reply::Decision { tag, value },
+                Err(error) => Reply::QueryFailed {
+                    tag,
+                    error: Failure::from(&error),
+                },
+            }
+        }
         Request::Status => Reply::Status(report(gateway.status().await)),
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),

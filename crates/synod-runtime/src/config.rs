@@ -325,6 +325,9 @@ pub struct PaxosConfig {
     pub session_horizon: u64,
     /// Most client sessions a learner keeps; beyond it the idlest go.
     pub max_sessions: usize,
+    /// Most decided single-decree instances (decide-once registers) the
+    /// cluster keeps: past it, a new instance is refused.
+    pub max_instances: usize,
 }
 
 impl Default for PaxosConfig {
@@ -351,6 +354,7 @@ impl Default for PaxosConfig {
             submit_retry: Duration::from_secs(1),
             session_horizon: synod_core::DEFAULT_SESSION_HORIZON,
             max_sessions: synod_core::DEFAULT_MAX_SESSIONS,
+            max_instances: 100_000,
         }
     }
 }
@@ -713,6 +717,7 @@ impl SynodConfig {
             Range::time("paxos.submit_retry", p.submit_retry, 1),
             Range::count("paxos.session_horizon", p.session_horizon, 1, 1 << 48),
             Range::count("paxos.max_sessions", p.max_sessions, 1, 1 << 24),
+            Range::count("paxos.max_instances", p.max_instances, 1, 1 << 24),
             Range::count(
                 "storage.group_max_submissions",
                 s.group_max_submissions,

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
-    AcceptorStatus, GetStatus, LearnerStatus, ProposeInstance, ProposerStatus, Query, RoleStatus,
-    Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+    AcceptorStatus, GetStatus, InstanceValue, LearnerStatus, ProposeInstance, ProposerStatus,
+    Query, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+    WatchInstance,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
@@ -65,6 +66,8 @@ pub(crate) struct LearnerPort {
     pub(crate) subscribe: Recipient<Subscribe>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
     pub(crate) query: Recipient<Query>,
+    pub(crate) watch_instance: Recipient<WatchInstance>,
+    pub(crate) instance_value: Recipient<InstanceValue>,
     /// The proposer that sent the learner its latest decision: where a
     /// node without a proposer forwards commands.
     pub(crate) leader: Rc<Cell<u32>>,
@@ -106,6 +109,8 @@ pub(crate) struct Gateway {
     pub(crate) submit_timeout: Duration,
     pub(crate) submit_retry: Duration,
     pub(crate) max_command_bytes: usize,
+    /// Most decided single-decree instances before new ones are refused.
+    pub(crate) max_instances: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
     /// Commands sent again after `submit_retry` without an answer.
@@ -312,6 +317,98 @@ impl Gateway {
             Ok(None) => Err(SubmitError::NoQueries),
             Err(_) => Err(SubmitError::ShuttingDown),
         }
+    }
+
+    /// Propose `value` for single-decree instance `name` and wait for the
+    /// value chosen (this one or another proposer's: every caller gets the
+    /// same). Proposed through the local proposer, or else sent to the
+    /// learner's leader hint and, on each resend, to every proposer.
+    pub(crate) async fn decide(
+        &self,
+        name: String,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, SubmitError> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if name.is_empty() {
+            return Err(SubmitError::InvalidCommand("the instance name is empty"));
+        }
+        let len = name.len() + value.len();
+        if len > self.max_command_bytes {
+            let limit = self.max_command_bytes;
+            return Err(SubmitError::TooLarge { len, limit });
+        }
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let (reply, mut decided) = oneshot::channel();
+        let watch = WatchInstance {
+            name: name.clone(),
+            max_instances: self.max_instances,
+            reply,
+        };
+        match learner.watch_instance.send(watch).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                let limit = self.max_instances;
+                return Err(SubmitError::TooManyInstances { limit });
+            }
+            Err(_) => return Err(SubmitError::ShuttingDown),
+        }
+        let deadline = Instant::now() + self.submit_timeout;
+        let mut resend_after = self.submit_retry;
+        for attempt in 0.. {
+            if let Ok(answer) = decided.try_recv() {
+                return Ok(answer); // decided before: no proposal needed
+            }
+            self.propose_anywhere(learner, &name, &value, attempt > 0);
+            let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
+            resend_after = resend_after.saturating_mul(2);
+            match tokio::time::timeout(wait, &mut decided).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(SubmitError::Timeout(self.submit_timeout));
+                }
+                Err(_) => continue,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Hand a proposal for `name` to the local proposer, or else to the
+    /// leader hint (`everywhere`: to every proposer).
+    fn propose_anywhere(&self, learner: &LearnerPort, name: &str, value: &[u8], everywhere: bool) {
+        if self.propose_instance(name, value.to_vec()) {
+            return;
+        }
+        let proposers = match everywhere {
+            true => self.all_proposers.clone(),
+            false => vec![learner.leader.get()],
+        };
+        let message = Message::ProposeInstance {
+            name: name.to_owned(),
+            value: value.to_vec(),
+        };
+        let proposals = proposers
+            .into_iter()
+            .map(|to| Outbound {
+                from: learner.id,
+                to: RoleId::proposer(to),
+                message: message.clone(),
+            })
+            .collect();
+        self.router.do_send(OutboundBatch(proposals));
+    }
+
+    /// The value chosen for single-decree instance `name`, if the local
+    /// learner knows one.
+    pub(crate) async fn decided(&self, name: String) -> Result<Option<Vec<u8>>, SubmitError> {
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        learner
+            .instance_value
+            .send(InstanceValue(name))
+            .await
+            .map_err(|_| SubmitError::ShuttingDown)
     }
 
     /// Propose `value` for single-decree instance `name` through the

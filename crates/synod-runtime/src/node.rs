@@ -268,8 +268,26 @@ impl Node {
         self.gateway.subscribe(capacity).await
     }
 
+    /// Propose `value` for single-decree instance `name` (a decide-once
+    /// register) and wait for the value chosen: this one, or one proposed
+    /// earlier or concurrently (every caller gets the same). Works on any
+    /// node with a learner; without a local proposer the proposal is sent
+    /// to one. [`SubmitError::TooManyInstances`] once the cluster keeps
+    /// `paxos.max_instances` decided instances.
+    pub async fn decide(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        self.gateway.decide(name.to_owned(), value).await
+    }
+
+    /// The value chosen for single-decree instance `name`, if this node's
+    /// learner knows it (`None`: not decided, or not learned here yet).
+    pub async fn decided(&self, name: &str) -> Result<Option<Vec<u8>>, SubmitError> {
+        self.gateway.decided(name.to_owned()).await
+    }
+
     /// Propose `value` for single-decree instance `name` through a local
-    /// proposer (learners deliver the decided value to subscribers).
+    /// proposer, without waiting (learners deliver the decided value to
+    /// subscribers); false if this node has no proposer. See
+    /// [`Node::decide`] for the value chosen.
     pub fn propose_instance(&self, name: &str, value: Vec<u8>) -> bool {
         self.gateway.propose_instance(name, value)
     }
@@ -525,6 +543,8 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                     subscribe: actor.clone().recipient(),
                     snapshot: actor.clone().recipient(),
                     query: actor.clone().recipient(),
+                    watch_instance: actor.clone().recipient(),
+                    instance_value: actor.clone().recipient(),
                     leader,
                 });
                 started.add(role, &actor);
@@ -590,6 +610,7 @@ fn gateway(
         submit_timeout: config.paxos.submit_timeout,
         submit_retry: config.paxos.submit_retry,
         max_command_bytes: config.paxos.max_command_bytes,
+        max_instances: config.paxos.max_instances,
         intake,
         resends: Cell::new(0),
         answered: crate::gateway::Answered::new(latency),

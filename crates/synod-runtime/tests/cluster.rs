@@ -54,6 +54,55 @@ async fn split_role_placement_decides_and_agrees() {
 }
 
 #[actix_rt::test]
+async fn learner_only_nodes_decide_a_register_by_forwarding_and_agree_on_its_value() {
+    let root = TempDir::new().unwrap();
+    let config = split_roles(&root);
+    let nodes = start_all(&config).await;
+    let learners: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.name().starts_with("learner"))
+        .collect();
+    assert!(learners.iter().all(|n| {
+        !config
+            .roles_on(n.name())
+            .iter()
+            .any(|r| r.role == synod_core::Role::Proposer)
+    }));
+    let (a, b) = tokio::join!(
+        learners[0].decide("owner", b"a".to_vec()),
+        learners[1].decide("owner", b"b".to_vec())
+    );
+    let (a, b) = (a.expect("decided via a"), b.expect("decided via b"));
+    assert_eq!(a, b, "one value for both callers");
+    assert!(a == b"a" || a == b"b");
+    for learner in &learners {
+        assert_eq!(learner.decided("owner").await.unwrap(), Some(a.clone()));
+        assert_eq!(learner.decided("unproposed").await.unwrap(), None);
+    }
+    assert_eq!(learners[0].decide("owner", b"c".to_vec()).await.unwrap(), a);
+    shutdown_all(nodes).await;
+}
+
+#[actix_rt::test]
+async fn a_new_register_past_max_instances_is_refused_and_decided_ones_still_answer() {
+    let root = TempDir::new().unwrap();
+    let cluster = TestCluster::three_replicas("test").paxos("max_instances", "2");
+    let config = common::config(&cluster, &root);
+    let nodes = start_all(&config).await;
+    assert_eq!(nodes[0].decide("r1", b"1".to_vec()).await.unwrap(), b"1");
+    // Through one node, whose learner then holds both: the bound is
+    // checked against the decided instances the asked node knows.
+    assert_eq!(nodes[0].decide("r2", b"2".to_vec()).await.unwrap(), b"2");
+    let refused = nodes[0].decide("r3", b"3".to_vec()).await;
+    assert_eq!(
+        refused,
+        Err(synod_api::SubmitError::TooManyInstances { limit: 2 })
+    );
+    assert_eq!(nodes[0].decide("r1", b"x".to_vec()).await.unwrap(), b"1");
+    shutdown_all(nodes).await;
+}
+
+#[actix_rt::test]
 async fn without_proposer_1_a_learner_only_node_forwards_to_the_leader_its_learner_hears_from() {
     let root = TempDir::new().unwrap();
     // A long resend interval: only the command that finds proposer-1 gone

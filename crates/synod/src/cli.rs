@@ -1,4 +1,4 @@
-//! The client commands: `synod put/get/delete/cas/txn/list/watch/lock/unlock/lease/status`,
+//! The client commands: `synod put/get/delete/cas/txn/list/watch/lock/unlock/lease/decide/decided/status`,
 //! and `synod snapshot save/restore`.
 //!
 //! They reach the built-in local cluster (`synod up`) with no flags;
@@ -155,6 +155,12 @@ pub enum ClientCommand {
         #[arg(last = true, requires = "ttl")]
         command: Vec<String>,
     },
+    /// Propose VALUE for the decide-once register NAME (single-decree
+    /// Paxos) and print the value chosen: VALUE, or one proposed earlier
+    /// or concurrently. Every caller prints the same.
+    Decide { name: String, value: String },
+    /// Print the value chosen for register NAME (exit 3 if none is yet).
+    Decided { name: String },
     /// Leases: grant, keep-alive, revoke, info.
     #[command(subcommand)]
     Lease(crate::lock_cmd::LeaseCommand),
@@ -415,6 +421,15 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             }
             .map(|()| done())
         }
+        ClientCommand::Decide { name, value } => client
+            .decide(&name, value.as_bytes())
+            .await
+            .map(|v| self::value(&v)),
+        ClientCommand::Decided { name } => match client.decided(&name).await {
+            Ok(Some(v)) => Ok(value(&v)),
+            Ok(None) => Err(ClientError::NotFound),
+            Err(e) => Err(e),
+        },
         ClientCommand::Lease(command) => crate::lock_cmd::lease(&mut client, command)
             .await
             .map(|(text, json)| Output { text, json }),
@@ -518,6 +533,7 @@ impl ClientCommand {
             self,
             ClientCommand::Get { .. }
                 | ClientCommand::Lease(crate::lock_cmd::LeaseCommand::Info { .. })
+                | ClientCommand::Decided { .. }
                 | ClientCommand::List { .. }
                 | ClientCommand::Status
                 | ClientCommand::Watch { .. }

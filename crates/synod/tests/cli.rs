@@ -606,3 +606,38 @@ fn leases_and_lease_bound_locks_work_through_the_cli() {
     ]);
     assert!(token_in(&waited) > held, "{waited} after {held}");
 }
+
+#[test]
+fn ten_racing_decides_through_three_nodes_all_print_the_one_chosen_value() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path());
+
+    let racers: Vec<Child> = (0..10)
+        .map(|i| {
+            let endpoint = format!("127.0.0.1:{}", 7111 + i % 3);
+            Command::new(SYNOD)
+                .args(["decide", "leader-of-the-day", &format!("candidate-{i}")])
+                .args(["--endpoints", &endpoint])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn a racer")
+        })
+        .collect();
+    let printed: Vec<String> = racers
+        .into_iter()
+        .map(|racer| {
+            let out = racer.wait_with_output().unwrap();
+            assert!(out.status.success(), "a racer failed");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    let chosen = &printed[0];
+    assert!(chosen.starts_with("candidate-"), "{chosen}");
+    assert!(printed.iter().all(|p| p == chosen), "{printed:?}");
+    // Later callers get the same value, whatever they propose.
+    assert_eq!(&ok(&["decide", "leader-of-the-day", "late"]), chosen);
+    assert_eq!(&ok(&["decided", "leader-of-the-day"]), chosen);
+    let (status, _, stderr) = run_with(&["decided", "never-proposed"], &[], b"");
+    assert_eq!(status, 3, "{stderr}");
+}

@@ -38,7 +38,7 @@ use crate::output::Output;
 use crate::quorum::Quorums;
 use crate::rng::SplitMix64;
 use crate::role::earliest;
-use crate::types::{Ballot, Command, Millis, RoleId, Slot, Value, chunk_by_bytes};
+use crate::types::{Ballot, Command, Millis, Role, RoleId, Slot, Value, chunk_by_bytes};
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
@@ -427,6 +427,9 @@ impl Proposer {
             } => self.handle_instance_nack(now, name, ballot, promised),
             Message::InstanceLearned { name } => self.handle_instance_learned(from, name),
             Message::Snapshotted { upto } => self.handle_snapshotted(from, upto, &mut out),
+            Message::ProposeInstance { name, value } if from.role == Role::Learner => {
+                out = self.propose_instance(now, name, value);
+            }
             _ => {}
         }
         out

@@ -337,6 +337,7 @@ fn failure_kind(failure: &Failure) -> &'static str {
         Failure::InvalidCommand => "invalid_command",
         Failure::SessionExpired => "session_expired",
         Failure::NoQueries => "no_queries",
+        Failure::TooManyInstances { .. } => "too_many_instances",
     }
 }
 

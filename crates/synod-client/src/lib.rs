@@ -20,10 +20,12 @@
 //! synod-kv and tokio only: no actor runtime, no storage engine.
 #![deny(missing_docs)]
 
+mod election;
 mod lease;
 mod pipeline;
 pub mod wire;
 
+pub use election::{Leadership, Observer};
 pub use lease::{Acquired, Lease, LeasedLock, LockState};
 pub use pipeline::{Answer, Pipeline};
 pub use synod_kv::{Change, Compare, CompareOp, ListEntry, Target, TxnOp};

@@ -161,6 +161,31 @@ pub enum ClientCommand {
     Decide { name: String, value: String },
     /// Print the value chosen for register NAME (exit 3 if none is yet).
     Decided { name: String },
+    /// Campaign in election NAME with VALUE: wait in line until elected
+    /// (leadership is bound to a lease of --ttl, kept alive), print it,
+    /// then lead while `-- COMMAND` runs (it sees SYNOD_LEADER_TOKEN) or
+    /// until Ctrl-C, and resign. Exit status: COMMAND's, 0 after Ctrl-C,
+    /// 6 if the lease was lost.
+    Campaign {
+        name: String,
+        value: String,
+        /// The leadership lease's TTL (e.g. 10s).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        ttl: std::time::Duration,
+        /// The command to run while leading (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print the value of election NAME's leader (exit 3 if none).
+    Leader { name: String },
+    /// Print election NAME's leader, then every change (a new leader's
+    /// value, or `(no leader)`), until --count lines or Ctrl-C.
+    Observe {
+        name: String,
+        /// Stop after this many lines.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Leases: grant, keep-alive, revoke, info.
     #[command(subcommand)]
     Lease(crate::lock_cmd::LeaseCommand),
@@ -381,6 +406,43 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
     let config = client_config(&target, local)?;
     let mut client = Client::new(config);
     let writes = command.writes();
+    match command {
+        ClientCommand::Campaign {
+            name,
+            value,
+            ttl,
+            command,
+        } => {
+            let campaign =
+                crate::lock_cmd::campaign(&mut client, &name, &value, ttl, &command, target.json);
+            return match campaign.await {
+                Ok(0) => Ok(()),
+                Ok(status) => std::process::exit(status),
+                Err(error) => match error.downcast::<ClientError>() {
+                    Ok(error) => print(Err(Failed { error, writes }), target.json),
+                    Err(other) => Err(other),
+                },
+            };
+        }
+        ClientCommand::Observe { name, count } => {
+            let observed = crate::lock_cmd::observe(&mut client, &name, count, target.json).await;
+            return match observed {
+                Ok(()) => Ok(()),
+                Err(error) => print(Err(Failed { error, writes }), target.json),
+            };
+        }
+        command => run_one(command, client, writes, target.json).await,
+    }
+}
+
+/// Run a command that answers once.
+async fn run_one(
+    command: ClientCommand,
+    mut client: Client,
+    writes: bool,
+    json: bool,
+) -> Result<()> {
+    let target_json = json;
     if let ClientCommand::Lock {
         name,
         owner,
@@ -398,11 +460,11 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             wait: wait.then(|| wait_timeout.unwrap_or(std::time::Duration::from_secs(86_400))),
             command,
         };
-        return match crate::lock_cmd::lock(&mut client, request, target.json).await {
+        return match crate::lock_cmd::lock(&mut client, request, target_json).await {
             Ok(0) => Ok(()),
             Ok(status) => std::process::exit(status),
             Err(error) => match error.downcast::<ClientError>() {
-                Ok(error) => print(Err(Failed { error, writes }), target.json),
+                Ok(error) => print(Err(Failed { error, writes }), target_json),
                 Err(other) => Err(other),
             },
         };
@@ -425,6 +487,7 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             .decide(&name, value.as_bytes())
             .await
             .map(|v| self::value(&v)),
+        ClientCommand::Leader { name } => client.leader(&name).await.map(|v| value(&v)),
         ClientCommand::Decided { name } => match client.decided(&name).await {
             Ok(Some(v)) => Ok(value(&v)),
             Ok(None) => Err(ClientError::NotFound),
@@ -517,11 +580,14 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
             };
             listed.map(|entries| listing(&entries))
         }
-        ClientCommand::Status | ClientCommand::Watch { .. } => unreachable!("handled above"),
+        ClientCommand::Status
+        | ClientCommand::Watch { .. }
+        | ClientCommand::Campaign { .. }
+        | ClientCommand::Observe { .. } => unreachable!("handled above"),
     };
     print(
         outcome.map_err(|e| Failed { error: e, writes }),
-        target.json,
+        target_json,
     )
 }
 
@@ -534,6 +600,8 @@ impl ClientCommand {
             ClientCommand::Get { .. }
                 | ClientCommand::Lease(crate::lock_cmd::LeaseCommand::Info { .. })
                 | ClientCommand::Decided { .. }
+                | ClientCommand::Leader { .. }
+                | ClientCommand::Observe { .. }
                 | ClientCommand::List { .. }
                 | ClientCommand::Status
                 | ClientCommand::Watch { .. }

@@ -1,5 +1,7 @@
-//! `synod lease grant/keep-alive/revoke/info` and the lease-bound lock:
-//! `synod lock NAME --ttl 10s [--wait] [-- COMMAND ...]`.
+//! `synod lease grant/keep-alive/revoke/info`, the lease-bound lock
+//! `synod lock NAME --ttl 10s [--wait] [-- COMMAND ...]`, and elections:
+//! `synod campaign NAME VALUE --ttl 10s [-- COMMAND ...]`, `synod leader
+//! NAME`, `synod observe NAME`.
 //!
 //! With a COMMAND the lock is held while it runs (as `etcdctl lock` does):
 //! the lease is kept alive in the background, the command sees
@@ -107,44 +109,141 @@ pub async fn lock(client: &mut Client, request: LockRequest, as_json: bool) -> R
         println!("{}", if as_json { json.to_string() } else { text });
         return Ok(0);
     }
-    let spawned = std::process::Command::new(&request.command[0])
-        .args(&request.command[1..])
-        .env("SYNOD_LOCK_NAME", &request.name)
-        .env("SYNOD_LOCK_TOKEN", token.to_string())
-        .env("SYNOD_LOCK_LEASE", lease.to_string())
-        .spawn();
-    let mut child = match spawned {
+    let env = [
+        ("SYNOD_LOCK_NAME", request.name.clone()),
+        ("SYNOD_LOCK_TOKEN", token.to_string()),
+        ("SYNOD_LOCK_LEASE", lease.to_string()),
+    ];
+    let mut child = match spawn(&request.command, &env) {
         Ok(child) => child,
         Err(error) => {
             let _ = held.release().await;
-            let running = format!("running {:?}", request.command[0]);
-            return Err(anyhow::Error::new(error).context(running));
+            return Err(error);
         }
     };
-    // Ctrl-C reaches the command too (same process group): from now on it
-    // does not stop this process, which waits for the command to exit and
-    // then releases the lock.
+    match run_while(&mut child, held.lost()).await? {
+        Some(status) => {
+            held.release().await?;
+            Ok(status)
+        }
+        None => {
+            eprintln!(
+                "synod: error: lost lock {} (lease {lease} ended) while the command ran; \
+                 the command was killed",
+                request.name
+            );
+            Ok(LOCK_LOST_EXIT)
+        }
+    }
+}
+
+/// Start `command` with `env` added. Ctrl-C reaches it too (same process
+/// group): from then on it does not stop this process, which waits for the
+/// command to exit and then gives up what it holds.
+pub fn spawn(command: &[String], env: &[(&str, String)]) -> Result<std::process::Child> {
+    let child = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .spawn()
+        .with_context(|| format!("running {:?}", command[0]))?;
     tokio::spawn(tokio::signal::ctrl_c());
+    Ok(child)
+}
+
+/// Wait for `child` to exit (`Some(status)`), unless `lost` resolves
+/// first: then kill it (`None`).
+pub async fn run_while(
+    child: &mut std::process::Child,
+    lost: impl std::future::Future<Output = ()>,
+) -> Result<Option<i32>> {
+    let mut lost = std::pin::pin!(lost);
     loop {
         tokio::select! {
-            () = held.lost() => {
+            () = &mut lost => {
                 let _ = child.kill();
                 let _ = child.wait();
-                eprintln!(
-                    "synod: error: lost lock {} (lease {lease} ended) while the command ran; \
-                     the command was killed",
-                    request.name
-                );
-                return Ok(LOCK_LOST_EXIT);
+                return Ok(None);
             }
             () = tokio::time::sleep(CHILD_POLL) => {
                 if let Some(status) = child.try_wait().context("waiting for the command")? {
-                    held.release().await?;
-                    return Ok(status.code().unwrap_or(1));
+                    return Ok(Some(status.code().unwrap_or(1)));
                 }
             }
         }
     }
+}
+
+/// `synod campaign NAME VALUE --ttl T [-- COMMAND]`: wait until elected,
+/// print it, then lead while COMMAND runs (or until Ctrl-C), and resign.
+pub async fn campaign(
+    client: &mut Client,
+    name: &str,
+    value: &str,
+    ttl: Duration,
+    command: &[String],
+    as_json: bool,
+) -> Result<i32> {
+    let mut leading = client
+        .campaign(name, value.as_bytes(), ttl, None)
+        .await
+        .map_err(anyhow::Error::new)?;
+    let token = leading.token();
+    let text = format!("elected: {value} (fencing token {token})");
+    let json = json!({"ok": true, "elected": value, "token": token});
+    println!("{}", if as_json { json.to_string() } else { text });
+    let outcome = if command.is_empty() {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Some(0),
+            () = leading.lost() => None,
+        }
+    } else {
+        let env = [
+            ("SYNOD_ELECTION", name.to_owned()),
+            ("SYNOD_LEADER_TOKEN", token.to_string()),
+        ];
+        match spawn(command, &env) {
+            Ok(mut child) => run_while(&mut child, leading.lost()).await?,
+            Err(error) => {
+                let _ = leading.resign().await;
+                return Err(error);
+            }
+        }
+    };
+    match outcome {
+        Some(status) => {
+            leading.resign().await?;
+            Ok(status)
+        }
+        None => {
+            eprintln!("synod: error: lost the leadership of {name} (its lease ended)");
+            Ok(LOCK_LOST_EXIT)
+        }
+    }
+}
+
+/// `synod observe NAME`: the current leader, then every change.
+pub async fn observe(
+    client: &mut Client,
+    name: &str,
+    count: Option<usize>,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    let line = |value: Option<&[u8]>| {
+        let text = value.map(|v| String::from_utf8_lossy(v).into_owned());
+        match (as_json, text) {
+            (true, text) => json!({"leader": text}).to_string(),
+            (false, Some(text)) => text,
+            (false, None) => "(no leader)".to_owned(),
+        }
+    };
+    let mut observer = client.observe(name).await?;
+    let mut printed = 0;
+    while count.is_none_or(|count| printed < count) {
+        let change = observer.next().await?;
+        println!("{}", line(change.as_deref()));
+        printed += 1;
+    }
+    Ok(())
 }
 
 /// An owner name unique to this process, for a lock taken without

@@ -641,3 +641,66 @@ fn ten_racing_decides_through_three_nodes_all_print_the_one_chosen_value() {
     let (status, _, stderr) = run_with(&["decided", "never-proposed"], &[], b"");
     assert_eq!(status, 3, "{stderr}");
 }
+
+/// A `synod` child with its stdout read line by line from a thread.
+fn spawn_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(SYNOD)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn synod");
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn next_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(START_LIMIT)
+        .expect("a line within the start limit")
+}
+
+#[test]
+fn an_election_hands_over_when_its_leader_is_killed_and_observers_see_every_change() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path());
+
+    let (status, _, _) = run_with(&["leader", "web"], &[], b"");
+    assert_eq!(status, 3, "nobody leads yet");
+    let (mut observer, observed) = spawn_lines(&["observe", "web", "--count", "4"]);
+    assert_eq!(next_line(&observed), "(no leader)");
+
+    let (mut alice, alice_says) = spawn_lines(&["campaign", "web", "alice", "--ttl", "2s"]);
+    let elected = next_line(&alice_says);
+    assert!(elected.starts_with("elected: alice"), "{elected}");
+    let token_of = |line: &str| -> u64 {
+        let token = line.split("token ").nth(1).unwrap();
+        token.trim_end_matches(')').parse().unwrap()
+    };
+    let (mut bob, bob_says) = spawn_lines(&["campaign", "web", "bob", "--ttl", "5s"]);
+    assert_eq!(ok(&["leader", "web"]), "alice");
+    assert_eq!(next_line(&observed), "alice");
+
+    alice.kill().unwrap(); // SIGKILL: no resignation; the lease runs out
+    alice.wait().unwrap();
+    let bob_elected = next_line(&bob_says);
+    assert!(bob_elected.starts_with("elected: bob"), "{bob_elected}");
+    assert!(token_of(&bob_elected) > token_of(&elected));
+    assert_eq!(next_line(&observed), "(no leader)");
+    assert_eq!(next_line(&observed), "bob");
+    assert!(observer.wait().unwrap().success());
+
+    // Ctrl-C resigns.
+    let _ = Command::new("kill")
+        .args(["-INT", &bob.id().to_string()])
+        .status();
+    assert!(bob.wait().unwrap().success(), "a resignation exits 0");
+    let (status, _, _) = run_with(&["leader", "web"], &[], b"");
+    assert_eq!(status, 3, "nobody leads after the resignation");
+}

@@ -84,6 +84,18 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
+    /// Tag 6: like [`Request::Query`], but linearizable: answered after
+    /// the leader confirmed its leadership and this node's learner applied
+    /// everything decided before the request (read index). No log slot,
+    /// no disk write. Answered [`Reply::QueryAnswer`] or
+    /// [`Reply::QueryFailed`].
+    Read {
+        /// Matches the answer to the request.
+        tag: u64,
+        /// The state machine's read request.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
 }
 
 /// Node → client.
@@ -295,5 +307,10 @@ mod tests {
             error: Failure::TooManyInstances { limit: 4 },
         };
         assert_eq!(bytes(&full), vec![8, 5, 8, 4]);
+        let read = Request::Read {
+            tag: 5,
+            payload: vec![9],
+        };
+        assert_eq!(bytes(&read), vec![6, 5, 1, 9]);
     }
 }

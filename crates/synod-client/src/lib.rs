@@ -346,6 +346,8 @@ enum Ask<'a> {
     Command { id: CommandId, payload: &'a [u8] },
     /// A read from the node's learner, outside the log.
     Query { tag: u64, payload: &'a [u8] },
+    /// A linearizable read outside the log (read index).
+    Read { tag: u64, payload: &'a [u8] },
     /// A single-decree instance: propose `value` (or only read) and get
     /// the chosen value ([`ClientError::NotFound`]: a read of an instance
     /// not decided yet).
@@ -367,6 +369,10 @@ impl Ask<'_> {
                 tag,
                 payload: payload.to_vec(),
             },
+            Ask::Read { tag, payload } => Request::Read {
+                tag,
+                payload: payload.to_vec(),
+            },
             Ask::Decide { tag, name, value } => Request::Decide {
                 tag,
                 name: name.to_owned(),
@@ -384,11 +390,12 @@ impl Ask<'_> {
             (Ask::Command { id, .. }, Reply::Failed { id: to, error }) if to == id => {
                 Some(Err(failure(error)))
             }
-            (Ask::Query { tag, .. }, Reply::QueryAnswer { tag: to, payload }) if to == tag => {
-                Some(Ok(payload))
-            }
             (
-                Ask::Query { tag, .. } | Ask::Decide { tag, .. },
+                Ask::Query { tag, .. } | Ask::Read { tag, .. },
+                Reply::QueryAnswer { tag: to, payload },
+            ) if to == tag => Some(Ok(payload)),
+            (
+                Ask::Query { tag, .. } | Ask::Read { tag, .. } | Ask::Decide { tag, .. },
                 Reply::QueryFailed { tag: to, error },
             ) if to == tag => Some(Err(failure(error))),
             (Ask::Decide { tag, .. }, Reply::Decision { tag: to, value }) if to == tag => {
@@ -434,6 +441,22 @@ impl Client {
     /// writes (serializable, not linearizable).
     pub async fn get_serializable(&mut self, key: &[u8]) -> Result<Vec<u8>, ClientError> {
         match self.kv_query(KvCommand::Get { key: key.to_vec() }).await? {
+            KvResponse::Value(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The value of `key`, linearizable without a log slot (read index:
+    /// the leader confirms its leadership with a quorum of acceptors and
+    /// the node's learner answers once it has applied what was decided
+    /// before): one round trip to the acceptors, no disk write.
+    pub async fn get_read_index(&mut self, key: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let command = KvCommand::Get { key: key.to_vec() };
+        command
+            .check()
+            .map_err(|why| ClientError::Invalid(why.to_owned()))?;
+        let payload = self.read(command.encode()).await?;
+        match kv_answer(&payload)? {
             KvResponse::Value(value) => Ok(value),
             other => Err(unexpected(other)),
         }
@@ -773,6 +796,21 @@ impl Client {
         self.query_tag += 1;
         let tag = self.query_tag;
         self.ask(Ask::Query {
+            tag,
+            payload: &request,
+        })
+        .await
+    }
+
+    /// Read `request` linearizably outside the log (read index; see
+    /// [`Client::get_read_index`]), from whichever node answers.
+    pub async fn read(&mut self, request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable("no endpoints configured".into()));
+        }
+        self.query_tag += 1;
+        let tag = self.query_tag;
+        self.ask(Ask::Read {
             tag,
             payload: &request,
         })

@@ -200,8 +200,27 @@ impl Acceptor {
                 value,
             } => self.handle_instance_accept(from, name, ballot, value),
             Message::Trim { below } => self.handle_trim(below),
+            Message::Confirm { ballot, round } => self.handle_confirm(from, ballot, round),
             _ => Output::new(),
         }
+    }
+
+    /// A leader checks it still leads: confirmed unless a higher ballot was
+    /// promised (then `Nack`, and it steps down). Nothing changes here.
+    fn handle_confirm(
+        &mut self,
+        from: RoleId,
+        ballot: Ballot,
+        round: u64,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        let promised = self.state.promised;
+        let reply = match ballot < promised {
+            true => Message::Nack { ballot, promised },
+            false => Message::Confirmed { ballot, round },
+        };
+        out.send(from, reply);
+        out
     }
 
     fn handle_prepare(

@@ -244,6 +244,37 @@ pub enum Message {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
+    /// Tag 23, learner → leader: read `id` wants a read index (a
+    /// linearizable read without a log slot). A proposer that does not
+    /// lead ignores it; the learner asks again.
+    ReadIndex {
+        /// The learner's read.
+        id: u64,
+    },
+    /// Tag 24, leader → acceptors: is `ballot` still the highest you
+    /// promised? Nothing is written.
+    Confirm {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's confirmation round.
+        round: u64,
+    },
+    /// Tag 25, acceptor → leader: it has promised nothing above `ballot`
+    /// (a higher promise is answered `Nack`).
+    Confirmed {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The round confirmed.
+        round: u64,
+    },
+    /// Tag 26, leader → learner: read `id` may be served once every slot
+    /// below `index` is applied.
+    ReadReady {
+        /// The learner's read.
+        id: u64,
+        /// Serve once applied up to here.
+        index: Slot,
+    },
 }
 
 impl Message {
@@ -273,6 +304,10 @@ impl Message {
             Message::SnapshotRequest { .. } => "snapshot-request",
             Message::SnapshotChunk { .. } => "snapshot-chunk",
             Message::ProposeInstance { .. } => "propose-instance",
+            Message::ReadIndex { .. } => "read-index",
+            Message::Confirm { .. } => "confirm",
+            Message::Confirmed { .. } => "confirmed",
+            Message::ReadReady { .. } => "read-ready",
         }
     }
 }
@@ -340,6 +375,11 @@ mod tests {
             }),
             [22, 1, b'r', 1, 7]
         );
+        assert_eq!(encode(&Message::ReadIndex { id: 3 }), [23, 3]);
+        let confirm = Message::Confirm { ballot, round: 4 };
+        assert_eq!(encode(&confirm)[0], 24);
+        assert_eq!(encode(&Message::Confirmed { ballot, round: 4 })[0], 25);
+        assert_eq!(encode(&Message::ReadReady { id: 3, index: 9 }), [26, 3, 9]);
         assert_eq!(
             encode(&Message::SnapshotChunk {
                 upto: 1,

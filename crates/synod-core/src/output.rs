@@ -48,6 +48,13 @@ pub enum Delivery {
         /// machines that need time take it from here.
         clock: Option<ClockStamp>,
     },
+    /// Read `id` may be served now: the leader confirmed it and every
+    /// slot below its read index is applied (see the proposer's
+    /// `reads.rs`).
+    ReadReady {
+        /// The read.
+        id: u64,
+    },
     /// A single-decree instance is decided.
     Instance {
         /// The instance.

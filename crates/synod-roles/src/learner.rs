@@ -66,6 +66,15 @@ pub struct Applier<M> {
     /// Who waits for the decision of a single-decree instance.
     instance_waiters: HashMap<String, Vec<oneshot::Sender<Vec<u8>>>>,
     prune_instance_waiters_at: usize,
+    /// Read-index reads waiting for their `Delivery::ReadReady`.
+    reads: HashMap<u64, ReadWaiter>,
+    prune_reads_at: usize,
+}
+
+/// A read-index read: the request, and who gets the answer.
+struct ReadWaiter {
+    request: Vec<u8>,
+    reply: oneshot::Sender<Option<Vec<u8>>>,
 }
 
 /// What the applied log amounts to; kept in snapshots so a restored
@@ -136,6 +145,8 @@ impl<M: StateMachine> Applier<M> {
             leader: Rc::default(),
             instance_waiters: HashMap::new(),
             prune_instance_waiters_at: MIN_PRUNE,
+            reads: HashMap::new(),
+            prune_reads_at: MIN_PRUNE,
         }
     }
 
@@ -467,6 +478,12 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
                 }
                 self.apply(slot, commands, opened, expired)
             }
+            Delivery::ReadReady { id } => {
+                if let Some(read) = self.reads.remove(&id) {
+                    let _ = read.reply.send(self.machine.query(&read.request));
+                }
+                return Ok(Output::new());
+            }
             Delivery::Instance { name, value } => {
                 for waiter in self.instance_waiters.remove(&name).unwrap_or_default() {
                     let _ = waiter.send(value.clone());
@@ -622,6 +639,38 @@ impl<S: Store, M: StateMachine> Handler<WatchInstance> for LearnerActor<S, M> {
             .or_default()
             .push(watch.reply);
         Ok(())
+    }
+}
+
+/// Serve `request` ([`StateMachine::query`]) as a linearizable read once
+/// the leader makes read `id` ready (the caller sends the leader
+/// `Message::ReadIndex { id }`) and the learner has applied up to its
+/// index. `None` if the machine serves no such reads.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReadAt {
+    /// The read; unique among this learner's reads.
+    pub id: u64,
+    /// The state machine's read request.
+    pub request: Vec<u8>,
+    /// Gets the answer.
+    pub reply: oneshot::Sender<Option<Vec<u8>>>,
+}
+
+impl<S: Store, M: StateMachine> Handler<ReadAt> for LearnerActor<S, M> {
+    type Result = ();
+
+    fn handle(&mut self, read: ReadAt, _: &mut Context<Self>) {
+        let hooks = &mut self.hooks;
+        if hooks.reads.len() >= hooks.prune_reads_at {
+            hooks.reads.retain(|_, waiting| !waiting.reply.is_closed());
+            hooks.prune_reads_at = (2 * hooks.reads.len()).max(MIN_PRUNE);
+        }
+        let waiter = ReadWaiter {
+            request: read.request,
+            reply: read.reply,
+        };
+        hooks.reads.insert(read.id, waiter);
     }
 }
 

@@ -27,7 +27,7 @@ mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
 pub use learner::{
-    Applier, InstanceValue, LearnerActor, Query, SnapshotEvery, Subscribe, TakeSnapshot,
+    Applier, InstanceValue, LearnerActor, Query, ReadAt, SnapshotEvery, Subscribe, TakeSnapshot,
     WatchCommand, WatchCommands, WatchInstance,
 };
 pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};

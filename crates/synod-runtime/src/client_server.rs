@@ -269,6 +269,13 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
                 error: Failure::from(&error),
             },
         },
+        Request::Read { tag, payload } => match gateway.read(payload).await {
+            Ok(payload) => Reply::QueryAnswer { tag, payload },
+            Err(error) => Reply::QueryFailed {
+                tag,
+                error: Failure::from(&error),
+            },
+        },
         Request::Decide { tag, name, value } => {
             let decided = match value {
                 Some(value) => gateway.decide(name, value).await.map(Some),

@@ -11,7 +11,7 @@ use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, InstanceValue, LearnerStatus, ProposeInstance, ProposerStatus,
-    Query, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
+    Query, ReadAt, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
     WatchInstance,
 };
 use synod_storage::Snapshot;
@@ -68,6 +68,7 @@ pub(crate) struct LearnerPort {
     pub(crate) query: Recipient<Query>,
     pub(crate) watch_instance: Recipient<WatchInstance>,
     pub(crate) instance_value: Recipient<InstanceValue>,
+    pub(crate) read_at: Recipient<ReadAt>,
     /// The proposer that sent the learner its latest decision: where a
     /// node without a proposer forwards commands.
     pub(crate) leader: Rc<Cell<u32>>,
@@ -105,6 +106,9 @@ pub(crate) struct Gateway {
     pub(crate) opening: tokio::sync::Mutex<()>,
     /// Nonces for session opens (random start).
     pub(crate) next_nonce: AtomicU64,
+    /// Ids of read-index reads (random start, so a late answer to a read
+    /// of an earlier run never matches one of this run).
+    pub(crate) next_read: AtomicU64,
     pub(crate) accepting: AtomicBool,
     pub(crate) submit_timeout: Duration,
     pub(crate) submit_retry: Duration,
@@ -317,6 +321,53 @@ impl Gateway {
             Ok(None) => Err(SubmitError::NoQueries),
             Err(_) => Err(SubmitError::ShuttingDown),
         }
+    }
+
+    /// Answer the read-only `request` linearizably without a log slot: the
+    /// leader confirms it still leads and names a read index, and the
+    /// local learner answers once it has applied up to it. Asked of the
+    /// learner's leader hint first, of every proposer on each resend.
+    pub(crate) async fn read(&self, request: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let id = self.next_read.fetch_add(1, Ordering::Relaxed);
+        let (reply, mut answer) = oneshot::channel();
+        learner
+            .read_at
+            .send(ReadAt { id, request, reply })
+            .await
+            .map_err(|_| SubmitError::ShuttingDown)?;
+        let deadline = Instant::now() + self.submit_timeout;
+        let mut resend_after = self.submit_retry;
+        for attempt in 0.. {
+            let proposers = match attempt {
+                0 => vec![learner.leader.get()],
+                _ => self.all_proposers.clone(),
+            };
+            let asks = proposers
+                .into_iter()
+                .map(|to| Outbound {
+                    from: learner.id,
+                    to: RoleId::proposer(to),
+                    message: Message::ReadIndex { id },
+                })
+                .collect();
+            self.router.do_send(OutboundBatch(asks));
+            let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
+            resend_after = resend_after.saturating_mul(2);
+            match tokio::time::timeout(wait, &mut answer).await {
+                Ok(Ok(Some(answer))) => return Ok(answer),
+                Ok(Ok(None)) => return Err(SubmitError::NoQueries),
+                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(SubmitError::Timeout(self.submit_timeout));
+                }
+                Err(_) => continue,
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Propose `value` for single-decree instance `name` and wait for the

@@ -260,6 +260,15 @@ impl Node {
         self.gateway.query(request).await
     }
 
+    /// Answer the read-only `request` from this node's learner
+    /// linearizably, without a log slot (read index: the leader confirms
+    /// its leadership with a quorum of acceptors, then the learner answers
+    /// once applied up to the leader's position). Costs one round trip to
+    /// the acceptors and no disk write.
+    pub async fn read(&self, request: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        self.gateway.read(request).await
+    }
+
     /// Stream every decision applied by this node's learner from now on.
     pub async fn subscribe(
         &self,
@@ -545,6 +554,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                     query: actor.clone().recipient(),
                     watch_instance: actor.clone().recipient(),
                     instance_value: actor.clone().recipient(),
+                    read_at: actor.clone().recipient(),
                     leader,
                 });
                 started.add(role, &actor);
@@ -606,6 +616,7 @@ fn gateway(
         session: Default::default(),
         opening: tokio::sync::Mutex::new(()),
         next_nonce: AtomicU64::new(random_u64()),
+        next_read: AtomicU64::new(random_u64()),
         accepting: AtomicBool::new(true),
         submit_timeout: config.paxos.submit_timeout,
         submit_retry: config.paxos.submit_retry,

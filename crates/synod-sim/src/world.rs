@@ -1057,7 +1057,7 @@ impl World {
                     offset,
                     max_bytes,
                 } => self.serve_snapshot(node, to, upto, offset, max_bytes),
-                Delivery::Slot { .. } | Delivery::Instance { .. } => {}
+                Delivery::Slot { .. } | Delivery::Instance { .. } | Delivery::ReadReady { .. } => {}
             }
         }
     }
@@ -1195,7 +1195,9 @@ impl World {
                     .or_default()
                     .insert(name.clone());
             }
-            Delivery::SnapshotChunk(_) | Delivery::ServeSnapshot { .. } => {}
+            Delivery::SnapshotChunk(_)
+            | Delivery::ServeSnapshot { .. }
+            | Delivery::ReadReady { .. } => {}
         }
     }
 

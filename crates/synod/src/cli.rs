@@ -64,8 +64,12 @@ pub enum ClientCommand {
         key: String,
         /// Read the node's applied state instead of going through the log:
         /// faster, but it may miss the latest writes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "read_index")]
         serializable: bool,
+        /// Linearizable without a log slot: the leader confirms it leads
+        /// with a quorum round, then the node answers once caught up.
+        #[arg(long)]
+        read_index: bool,
     },
     /// Remove KEY.
     Delete { key: String },
@@ -496,9 +500,15 @@ async fn run_one(
         ClientCommand::Lease(command) => crate::lock_cmd::lease(&mut client, command)
             .await
             .map(|(text, json)| Output { text, json }),
-        ClientCommand::Get { key, serializable } => {
+        ClientCommand::Get {
+            key,
+            serializable,
+            read_index,
+        } => {
             let got = if serializable {
                 client.get_serializable(key.as_bytes()).await
+            } else if read_index {
+                client.get_read_index(key.as_bytes()).await
             } else {
                 client.get(key.as_bytes()).await
             };

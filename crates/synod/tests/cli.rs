@@ -640,6 +640,21 @@ fn ten_racing_decides_through_three_nodes_all_print_the_one_chosen_value() {
     assert_eq!(&ok(&["decided", "leader-of-the-day"]), chosen);
     let (status, _, stderr) = run_with(&["decided", "never-proposed"], &[], b"");
     assert_eq!(status, 3, "{stderr}");
+
+    // Read-index gets through every node see the write just acknowledged.
+    for (i, port) in [7111, 7112, 7113].into_iter().enumerate() {
+        let endpoint = format!("127.0.0.1:{port}");
+        let value = format!("v{i}");
+        assert_eq!(
+            ok(&["put", "fresh", &value, "--endpoints", &endpoint]),
+            "OK"
+        );
+        for other in [7111, 7112, 7113] {
+            let at = format!("127.0.0.1:{other}");
+            let read = ok(&["get", "fresh", "--read-index", "--endpoints", &at]);
+            assert_eq!(read, value, "a read-index get through {at}");
+        }
+    }
 }
 
 /// A `synod` child with its stdout read line by line from a thread.

@@ -156,7 +156,15 @@ pub struct Learner {
     fetches_started: u64,
     /// When to repeat [`Message::Snapshotted`] to the proposers.
     next_report_at: Millis,
+    /// Reads a leader made ready, by the slot that must be applied first.
+    reads: BTreeMap<Slot, Vec<u64>>,
+    /// How many reads `reads` holds.
+    read_count: usize,
 }
+
+/// Most ready reads a learner holds while it applies up to their index;
+/// past it new ones are dropped (their callers time out and ask again).
+const MAX_READS: usize = 100_000;
 
 #[derive(Clone, Debug, Default)]
 struct CatchUpState {
@@ -190,6 +198,8 @@ impl Learner {
             fetch: None,
             fetches_started: 0,
             next_report_at: 0,
+            reads: BTreeMap::new(),
+            read_count: 0,
         }
     }
 
@@ -323,6 +333,9 @@ impl Learner {
                     data,
                 };
                 self.handle_snapshot_chunk(now, from, chunk)
+            }
+            Message::ReadReady { id, index } if from.role == Role::Proposer => {
+                self.handle_read_ready(id, index)
             }
             _ => Output::new(),
         }
@@ -527,10 +540,36 @@ impl Learner {
             });
             self.next_delivery += 1;
         }
+        self.release_reads(out);
         if self.next_delivery > start && self.next_delivery > self.state.applied {
             let write = LearnerWrite::Applied(self.next_delivery);
             self.state.apply(&write);
             out.persist.push(write);
+        }
+    }
+
+    /// A leader confirmed read `id` at `index`: deliver it once every slot
+    /// below `index` is applied.
+    fn handle_read_ready(&mut self, id: u64, index: Slot) -> Output<LearnerWrite> {
+        let mut out = Output::new();
+        if self.read_count >= MAX_READS {
+            return out;
+        }
+        self.reads.entry(index).or_default().push(id);
+        self.read_count += 1;
+        if !self.awaiting_install() {
+            self.release_reads(&mut out);
+        }
+        out
+    }
+
+    /// Deliver every read whose index is applied.
+    fn release_reads(&mut self, out: &mut Output<LearnerWrite>) {
+        let waiting = self.reads.split_off(&(self.next_delivery + 1));
+        let ready = std::mem::replace(&mut self.reads, waiting);
+        for id in ready.into_values().flatten() {
+            self.read_count -= 1;
+            out.deliver.push(Delivery::ReadReady { id });
         }
     }
 

@@ -18,6 +18,11 @@ pub(super) struct Leading {
 }
 
 impl Leading {
+    /// The slot the next proposal takes.
+    pub(super) fn next_slot(&self) -> Slot {
+        self.next_slot
+    }
+
     /// The earliest Accept resend or quorum give-up among the slots in
     /// flight, or clock stamp (`clock_interval` 0: none).
     pub(super) fn next_deadline(&self, quorum_timeout: Millis, clock_interval: Millis) -> Millis {
@@ -241,6 +246,7 @@ impl Proposer {
         };
         self.heartbeat_if_due(now, ballot, out);
         self.stamp_clock_if_due(now, out);
+        self.resend_confirm(now, out);
         let retransmit = self.config.retransmit_interval;
         let first_unchosen = self.first_unchosen;
         let acceptors: Vec<u32> = self.config.acceptors.clone();

@@ -30,6 +30,7 @@
 
 mod leader;
 mod queue;
+mod reads;
 mod register;
 
 use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
@@ -298,6 +299,8 @@ pub struct Proposer {
     /// Commands waiting for a slot (or for a leader to forward to).
     queue: CommandQueue,
     registers: BTreeMap<String, Register>,
+    /// Reads waiting for a read index (see `reads.rs`).
+    reads: reads::Reads,
 }
 
 impl Proposer {
@@ -320,6 +323,7 @@ impl Proposer {
             learner_snapshots: BTreeMap::new(),
             queue: CommandQueue::default(),
             registers: BTreeMap::new(),
+            reads: reads::Reads::default(),
         };
         proposer.reset_election_timer(now);
         proposer
@@ -430,6 +434,12 @@ impl Proposer {
             Message::ProposeInstance { name, value } if from.role == Role::Learner => {
                 out = self.propose_instance(now, name, value);
             }
+            Message::ReadIndex { id } if from.role == Role::Learner => {
+                self.handle_read_index(now, from, id, &mut out);
+            }
+            Message::Confirmed { ballot, round } if from.role == Role::Acceptor => {
+                self.handle_confirmed(now, from, ballot, round, &mut out);
+            }
             _ => {}
         }
         out
@@ -470,7 +480,12 @@ impl Proposer {
             }
             Phase::Leading(leading) => self
                 .next_heartbeat
-                .min(leading.next_deadline(quorum, self.config.clock_interval)),
+                .min(leading.next_deadline(quorum, self.config.clock_interval))
+                .min(
+                    self.reads
+                        .next_deadline(self.config.retransmit_interval)
+                        .unwrap_or(Millis::MAX),
+                ),
         };
         let registers = self.registers.values().map(|r| r.retry_at).min();
         earliest(Some(phase), registers)
@@ -654,6 +669,7 @@ impl Proposer {
 
     fn step_down(&mut self) {
         self.requeue_in_flight();
+        self.drop_reads();
         self.phase = Phase::Follower;
         self.leader = None;
     }

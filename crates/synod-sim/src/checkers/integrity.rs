@@ -106,7 +106,9 @@ impl Integrity {
                     fail(format!("delivered instance {name:?} twice"))
                 }
             }
-            Delivery::SnapshotChunk(_) | Delivery::ServeSnapshot { .. } => Ok(()),
+            Delivery::SnapshotChunk(_)
+            | Delivery::ServeSnapshot { .. }
+            | Delivery::ReadReady { .. } => Ok(()),
         }
     }
 }

@@ -681,6 +681,30 @@ mod tests {
         l.handle(0, LEADER, Message::Decided { slot, value })
     }
 
+    #[test]
+    fn a_ready_read_is_delivered_once_every_slot_below_its_index_is_applied() {
+        let mut l = Learner::new(config(), LearnerState::default());
+        let is_read = |out: &Output<LearnerWrite>, id: u64| {
+            out.deliver.iter().any(|d| *d == Delivery::ReadReady { id })
+        };
+        let ready = l.handle(0, LEADER, Message::ReadReady { id: 5, index: 2 });
+        assert!(!is_read(&ready, 5), "slots 0 and 1 are not applied");
+        let out = decided(&mut l, 1, Value::Noop);
+        assert!(!is_read(&out, 5), "slot 0 is missing");
+        let out = decided(&mut l, 0, Value::Noop);
+        assert_eq!(delivered_slots(&out), vec![0, 1]);
+        assert!(is_read(&out, 5), "after the slots it waited for");
+        assert_eq!(out.deliver.last(), Some(&Delivery::ReadReady { id: 5 }));
+        let now = l.handle(0, LEADER, Message::ReadReady { id: 6, index: 1 });
+        assert!(is_read(&now, 6), "already applied: at once");
+        let learner = RoleId::learner(2);
+        let forged = l.handle(0, learner, Message::ReadReady { id: 7, index: 0 });
+        assert!(
+            forged.deliver.is_empty(),
+            "only a proposer makes a read ready"
+        );
+    }
+
     fn delivered_slots(out: &Output<LearnerWrite>) -> Vec<Slot> {
         out.deliver
             .iter()

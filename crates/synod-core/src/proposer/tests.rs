@@ -1267,3 +1267,116 @@ fn a_leader_stamps_its_clock_every_interval_even_with_a_full_window() {
         assert!(stamps(&quiet.tick(now)).is_empty());
     }
 }
+
+/// The `ReadReady`s `out` sends: (learner, id, index).
+fn ready_reads(out: &Output<ProposerWrite>) -> Vec<(RoleId, u64, Slot)> {
+    out.send
+        .iter()
+        .filter_map(|o| match o.message {
+            Message::ReadReady { id, index } => Some((o.to, id, index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The confirmation round `out` sends, if any.
+fn confirm_round(out: &Output<ProposerWrite>) -> Option<u64> {
+    out.send.iter().find_map(|o| match o.message {
+        Message::Confirm { round, .. } => Some(round),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_read_index_is_the_next_slot_once_a_quorum_confirms_the_ballot() {
+    let (mut p, ballot) = leader();
+    p.submit(1_000, vec![command(1)]).unwrap(); // slot 0 in flight
+    let learner = RoleId::learner(1);
+    let asked = p.handle(1_000, learner, Message::ReadIndex { id: 7 });
+    let round = confirm_round(&asked).expect("a confirmation round");
+    // A read arriving while the round is out waits for the next one.
+    let later = p.handle(1_001, learner, Message::ReadIndex { id: 8 });
+    assert_eq!(confirm_round(&later), None);
+    let confirmed = |p: &mut Proposer, a: u32, round: u64| {
+        p.handle(
+            1_002,
+            RoleId::acceptor(a),
+            Message::Confirmed { ballot, round },
+        )
+    };
+    assert!(
+        ready_reads(&confirmed(&mut p, 1, round)).is_empty(),
+        "one is no quorum"
+    );
+    let done = confirmed(&mut p, 2, round);
+    assert_eq!(ready_reads(&done), vec![(learner, 7, 1)], "past slot 0");
+    let next = confirm_round(&done).expect("the waiting read's round");
+    assert!(next > round);
+    confirmed(&mut p, 1, next);
+    assert_eq!(
+        ready_reads(&confirmed(&mut p, 3, next)),
+        vec![(learner, 8, 1)]
+    );
+}
+
+#[test]
+fn a_leader_superseded_at_the_acceptors_never_makes_a_read_ready() {
+    let (mut p, ballot) = leader();
+    let learner = RoleId::learner(1);
+    let asked = p.handle(1_000, learner, Message::ReadIndex { id: 7 });
+    let round = confirm_round(&asked).unwrap();
+    let mut acceptor = crate::Acceptor::new(1, crate::AcceptorState::default());
+    // The acceptor promised a newer leader meanwhile: it refuses to confirm.
+    let newer = Ballot::new(ballot.round + 1, 2);
+    acceptor.handle(
+        RoleId::proposer(2),
+        Message::Prepare {
+            ballot: newer,
+            from_slot: 0,
+        },
+    );
+    let answer = acceptor.handle(RoleId::proposer(ME), Message::Confirm { ballot, round });
+    assert_eq!(
+        answer.send[0].message,
+        Message::Nack {
+            ballot,
+            promised: newer
+        }
+    );
+    let out = p.handle(1_001, RoleId::acceptor(1), answer.send[0].message.clone());
+    assert!(ready_reads(&out).is_empty());
+    assert_eq!(p.leading_ballot(), None, "it stepped down");
+    // A confirmation of the old round arriving late answers nothing.
+    for a in [2, 3] {
+        let late = p.handle(
+            1_002,
+            RoleId::acceptor(a),
+            Message::Confirmed { ballot, round },
+        );
+        assert!(ready_reads(&late).is_empty());
+    }
+    // And a follower ignores read requests (the learner asks another).
+    let ignored = p.handle(1_003, learner, Message::ReadIndex { id: 9 });
+    assert!(confirm_round(&ignored).is_none() && ready_reads(&ignored).is_empty());
+}
+
+#[test]
+fn an_unanswered_confirmation_is_resent_to_the_silent_acceptors() {
+    let (mut p, ballot) = leader();
+    let asked = p.handle(1_000, RoleId::learner(1), Message::ReadIndex { id: 1 });
+    let round = confirm_round(&asked).unwrap();
+    p.handle(
+        1_000,
+        RoleId::acceptor(1),
+        Message::Confirmed { ballot, round },
+    );
+    assert!(p.next_deadline().unwrap() <= 1_100);
+    let resent = p.tick(1_100);
+    let to: Vec<RoleId> = resent
+        .send
+        .iter()
+        .filter(|o| matches!(o.message, Message::Confirm { .. }))
+        .map(|o| o.to)
+        .collect();
+    assert_eq!(to, vec![RoleId::acceptor(2), RoleId::acceptor(3)]);
+}

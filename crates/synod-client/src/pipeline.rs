@@ -95,6 +95,21 @@ impl Pipeline {
         Ok(self.seq)
     }
 
+    /// Like [`queue_query`](Self::queue_query) for a linearizable read
+    /// outside the log ([`Request::Read`], read index).
+    pub async fn queue_read(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
+        self.seq += 1;
+        let read = Request::Read {
+            tag: self.seq,
+            payload,
+        };
+        self.connection
+            .feed(wire::encode(&read))
+            .await
+            .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))?;
+        Ok(self.seq)
+    }
+
     /// Send every queued command.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         SinkExt::<bytes::Bytes>::flush(&mut self.connection)

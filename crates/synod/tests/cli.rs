@@ -483,7 +483,7 @@ fn bench_local_runs_a_mixed_load_and_writes_its_json_and_svg() {
             "--window",
             "4",
             "--mix",
-            "put=50,get=20,cas=20,sget=10",
+            "put=50,get=20,cas=10,sget=10,rget=10",
             "--keys",
             "20",
             "--duration",
@@ -507,7 +507,7 @@ fn bench_local_runs_a_mixed_load_and_writes_its_json_and_svg() {
     );
     let latency = &result["latency_ms"];
     assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
-    assert_eq!(json["setup"]["mix"], "put=50,get=20,cas=20,sget=10");
+    assert_eq!(json["setup"]["mix"], "put=50,get=20,cas=10,sget=10,rget=10");
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(prefix.with_extension("json")).unwrap()).unwrap();
     assert_eq!(written, json);

@@ -34,11 +34,13 @@ pub struct Mix {
     pub cas: u32,
     /// Serializable gets: queries to the node's learner, outside the log.
     pub sget: u32,
+    /// Read-index gets: linearizable, outside the log.
+    pub rget: u32,
 }
 
 impl Mix {
     fn total(&self) -> u32 {
-        self.put + self.get + self.cas + self.sget
+        self.put + self.get + self.cas + self.sget + self.rget
     }
 }
 
@@ -52,6 +54,7 @@ impl std::str::FromStr for Mix {
             get: 0,
             cas: 0,
             sget: 0,
+            rget: 0,
         };
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((op, weight)) = part.split_once('=') else {
@@ -66,7 +69,8 @@ impl std::str::FromStr for Mix {
                 "get" => mix.get = weight,
                 "cas" => mix.cas = weight,
                 "sget" => mix.sget = weight,
-                other => bail!("unknown operation {other:?} (put, get, cas, sget)"),
+                "rget" => mix.rget = weight,
+                other => bail!("unknown operation {other:?} (put, get, cas, sget, rget)"),
             }
         }
         if mix.total() == 0 {
@@ -92,7 +96,11 @@ impl Workload {
     fn next(&self, rng: &mut impl Rng) -> (Op, KvCommand) {
         let key = format!("bench-{}", rng.random_range(0..self.keys)).into_bytes();
         let pick = rng.random_range(0..self.mix.total());
-        if pick >= self.mix.put + self.mix.get + self.mix.cas {
+        let logged = self.mix.put + self.mix.get + self.mix.cas;
+        if pick >= logged + self.mix.sget {
+            return (Op::ReadIndexGet, KvCommand::Get { key });
+        }
+        if pick >= logged {
             return (Op::ServedGet, KvCommand::Get { key });
         }
         let command = if pick < self.mix.put {
@@ -258,6 +266,7 @@ impl Task {
         let (op, command) = self.workload.next(&mut self.rng);
         let seq = match op {
             Op::ServedGet => pipeline.queue_query(command.encode()).await?,
+            Op::ReadIndexGet => pipeline.queue_read(command.encode()).await?,
             _ => pipeline.queue(command.encode()).await?,
         };
         in_flight.insert(seq, (intended, op));
@@ -303,6 +312,8 @@ enum Op {
     Cas,
     /// A get outside the log.
     ServedGet,
+    /// A linearizable get outside the log (read index).
+    ReadIndexGet,
 }
 
 impl Op {
@@ -320,8 +331,8 @@ fn outcome(op: Op, payload: &[u8]) -> Result<&'static str, &'static str> {
     match (op, KvResponse::decode(payload)) {
         (Op::Put | Op::Cas, Ok(KvResponse::Done)) => Ok("done"),
         (Op::Cas, Ok(KvResponse::CasFailed { .. })) => Ok("cas_failed"),
-        (Op::Get | Op::ServedGet, Ok(KvResponse::Value(_))) => Ok("value"),
-        (Op::Get | Op::ServedGet, Ok(KvResponse::NotFound)) => Ok("not_found"),
+        (Op::Get | Op::ServedGet | Op::ReadIndexGet, Ok(KvResponse::Value(_))) => Ok("value"),
+        (Op::Get | Op::ServedGet | Op::ReadIndexGet, Ok(KvResponse::NotFound)) => Ok("not_found"),
         (_, Ok(KvResponse::TooLarge { .. })) => Err("too_large"),
         (_, Ok(_)) | (_, Err(_)) => Err("malformed_answer"),
     }
@@ -364,7 +375,8 @@ mod tests {
                 put: 80,
                 get: 15,
                 cas: 5,
-                sget: 0
+                sget: 0,
+                rget: 0
             }
         );
         assert_eq!("get=1".parse::<Mix>().unwrap().put, 0);
@@ -376,7 +388,7 @@ mod tests {
     #[test]
     fn commands_follow_the_mix_and_stay_in_the_key_space() {
         let workload = Workload {
-            mix: "put=60,get=20,cas=10,sget=10".parse().unwrap(),
+            mix: "put=50,get=20,cas=10,sget=10,rget=10".parse().unwrap(),
             keys: 50,
             value: vec![7; 16],
         };
@@ -399,7 +411,8 @@ mod tests {
             *counts.entry(op).or_insert(0) += 1;
         }
         let share = |op| f64::from(counts[&op]) / 10_000.0;
-        assert!((share(Op::Put) - 0.6).abs() < 0.03, "{counts:?}");
+        assert!((share(Op::Put) - 0.5).abs() < 0.03, "{counts:?}");
+        assert!((share(Op::ReadIndexGet) - 0.1).abs() < 0.03, "{counts:?}");
         assert!((share(Op::ServedGet) - 0.1).abs() < 0.03, "{counts:?}");
         assert!((share(Op::Get) - 0.2).abs() < 0.03, "{counts:?}");
         assert!((share(Op::Cas) - 0.1).abs() < 0.03, "{counts:?}");

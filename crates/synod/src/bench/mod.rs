@@ -5,7 +5,8 @@
 //! - open loop: `--rate R` commands per second in total on a fixed
 //!   schedule, latency measured from each command's intended send time;
 //! - the op mix (`--mix put=80,get=20,cas=0`; `sget`: serializable gets,
-//!   outside the log), `--keys`, `--value-size`,
+//!   outside the log; `rget`: read-index gets, linearizable outside the
+//!   log), `--keys`, `--value-size`,
 //!   `--duration`, `--warmup`;
 //! - against `--endpoints`/`--config` (default: the local `synod up`), or
 //!   `--local`, which starts the built-in three-replica cluster in this
@@ -224,8 +225,8 @@ fn report(
         "value_size": args.value_size,
         "keys": args.keys,
         "mix": format!(
-            "put={},get={},cas={},sget={}",
-            args.mix.put, args.mix.get, args.mix.cas, args.mix.sget
+            "put={},get={},cas={},sget={},rget={}",
+            args.mix.put, args.mix.get, args.mix.cas, args.mix.sget, args.mix.rget
         ),
         "endpoints": config.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "local": args.local,

@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 pub enum Call {
     /// Set the key to this value.
     Put(String),
-    /// Read the key.
+    /// Read the key (through the log).
     Get,
+    /// Read the key by read index (linearizable, outside the log): checked
+    /// exactly like `Get`.
+    ReadIndexGet,
     /// Set the key to `new` if its value is `expected` (`None`: absent).
     Cas {
         /// The value it must have.

@@ -115,7 +115,7 @@ fn reduce<'a>(ops: &[&'a Op]) -> Vec<&'a Op> {
     }
     let written = |op: &Op| match &op.call {
         Call::Put(v) | Call::Cas { new: v, .. } => Some(v.clone()),
-        Call::Get | Call::Lock(_) | Call::Unlock(_) => None,
+        Call::Get | Call::ReadIndexGet | Call::Lock(_) | Call::Unlock(_) => None,
     };
     ops.iter()
         .copied()
@@ -358,7 +358,7 @@ impl Register {
 fn step(op: &Op, intern: &mut impl FnMut(&Option<String>) -> Value) -> Step {
     match (&op.call, &op.outcome) {
         (Call::Put(v), _) => Step::Put(intern(&Some(v.clone()))),
-        (Call::Get, Outcome::Value(v)) => Step::Read(intern(v)),
+        (Call::Get | Call::ReadIndexGet, Outcome::Value(v)) => Step::Read(intern(v)),
         (Call::Cas { expected, new }, outcome) => {
             let (expected, new) = (intern(expected), intern(&Some(new.clone())));
             match outcome {
@@ -396,7 +396,7 @@ fn step(op: &Op, intern: &mut impl FnMut(&Option<String>) -> Value) -> Step {
                 _ => Step::UnlockMaybe { owner: caller },
             }
         }
-        (Call::Get, _) => Step::Read(u32::MAX),
+        (Call::Get | Call::ReadIndexGet, _) => Step::Read(u32::MAX),
     }
 }
 

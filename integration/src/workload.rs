@@ -264,8 +264,12 @@ impl ClientRun {
         let registers = self.workload.registers_at(self.history.now());
         let key = registers[self.rng.random_range(0..registers.len())].clone();
         let roll = self.rng.random_range(0..100);
-        let call = if roll < 40 {
+        // Half the reads through the log, half by read index: both are
+        // checked against the same linearizable register.
+        let call = if roll < 20 {
             Call::Get
+        } else if roll < 40 {
+            Call::ReadIndexGet
         } else if roll < 75 {
             Call::Put(self.fresh_value())
         } else {
@@ -299,6 +303,11 @@ pub async fn execute(client: &mut Client, key: &str, call: &Call) -> Outcome {
             Err(_) => Outcome::Unknown,
         },
         Call::Get => match client.get(key).await {
+            Ok(value) => Outcome::Value(Some(text(value))),
+            Err(ClientError::NotFound) => Outcome::Value(None),
+            Err(_) => Outcome::Unknown,
+        },
+        Call::ReadIndexGet => match client.get_read_index(key).await {
             Ok(value) => Outcome::Value(Some(text(value))),
             Err(ClientError::NotFound) => Outcome::Value(None),
             Err(_) => Outcome::Unknown,

@@ -430,10 +430,10 @@ pub async fn run(command: ClientCommand, target: Target, local: &SynodConfig) ->
         }
         ClientCommand::Observe { name, count } => {
             let observed = crate::lock_cmd::observe(&mut client, &name, count, target.json).await;
-            return match observed {
+            match observed {
                 Ok(()) => Ok(()),
                 Err(error) => print(Err(Failed { error, writes }), target.json),
-            };
+            }
         }
         command => run_one(command, client, writes, target.json).await,
     }

@@ -684,9 +684,8 @@ mod tests {
     #[test]
     fn a_ready_read_is_delivered_once_every_slot_below_its_index_is_applied() {
         let mut l = Learner::new(config(), LearnerState::default());
-        let is_read = |out: &Output<LearnerWrite>, id: u64| {
-            out.deliver.iter().any(|d| *d == Delivery::ReadReady { id })
-        };
+        let is_read =
+            |out: &Output<LearnerWrite>, id: u64| out.deliver.contains(&Delivery::ReadReady { id });
         let ready = l.handle(0, LEADER, Message::ReadReady { id: 5, index: 2 });
         assert!(!is_read(&ready, 5), "slots 0 and 1 are not applied");
         let out = decided(&mut l, 1, Value::Noop);

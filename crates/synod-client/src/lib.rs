@@ -790,11 +790,7 @@ impl Client {
     /// outside the log (`StateMachine::query`): serializable, it may miss
     /// the latest writes. Another node is tried if this one cannot answer.
     pub async fn query(&mut self, request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        if self.config.endpoints.is_empty() {
-            return Err(ClientError::Unavailable("no endpoints configured".into()));
-        }
-        self.query_tag += 1;
-        let tag = self.query_tag;
+        let tag = self.next_tag()?;
         self.ask(Ask::Query {
             tag,
             payload: &request,
@@ -805,16 +801,21 @@ impl Client {
     /// Read `request` linearizably outside the log (read index; see
     /// [`Client::get_read_index`]), from whichever node answers.
     pub async fn read(&mut self, request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        if self.config.endpoints.is_empty() {
-            return Err(ClientError::Unavailable("no endpoints configured".into()));
-        }
-        self.query_tag += 1;
-        let tag = self.query_tag;
+        let tag = self.next_tag()?;
         self.ask(Ask::Read {
             tag,
             payload: &request,
         })
         .await
+    }
+
+    /// The tag of this client's next query, read or register request.
+    fn next_tag(&mut self) -> Result<u64, ClientError> {
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable("no endpoints configured".into()));
+        }
+        self.query_tag += 1;
+        Ok(self.query_tag)
     }
 
     /// Propose `value` for the decide-once register `name` (single-decree
@@ -843,11 +844,7 @@ impl Client {
         if name.is_empty() {
             return Err(ClientError::Invalid("the register name is empty".into()));
         }
-        if self.config.endpoints.is_empty() {
-            return Err(ClientError::Unavailable("no endpoints configured".into()));
-        }
-        self.query_tag += 1;
-        let tag = self.query_tag;
+        let tag = self.next_tag()?;
         self.ask(Ask::Decide { tag, name, value }).await
     }
 

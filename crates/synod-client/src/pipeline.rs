@@ -83,28 +83,26 @@ impl Pipeline {
     /// far); its tag counts with the commands' sequence numbers, so its
     /// [`Answer::seq`] is the number returned here.
     pub async fn queue_query(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
-        self.seq += 1;
-        let query = Request::Query {
-            tag: self.seq,
-            payload,
-        };
-        self.connection
-            .feed(wire::encode(&query))
+        self.queue_tagged(|tag| Request::Query { tag, payload })
             .await
-            .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))?;
-        Ok(self.seq)
     }
 
     /// Like [`queue_query`](Self::queue_query) for a linearizable read
     /// outside the log ([`Request::Read`], read index).
     pub async fn queue_read(&mut self, payload: Vec<u8>) -> Result<u64, ClientError> {
+        self.queue_tagged(|tag| Request::Read { tag, payload })
+            .await
+    }
+
+    /// Queue the request `make` builds with the next sequence number as
+    /// its tag.
+    async fn queue_tagged(
+        &mut self,
+        make: impl FnOnce(u64) -> Request,
+    ) -> Result<u64, ClientError> {
         self.seq += 1;
-        let read = Request::Read {
-            tag: self.seq,
-            payload,
-        };
         self.connection
-            .feed(wire::encode(&read))
+            .feed(wire::encode(&make(self.seq)))
             .await
             .map_err(|e: std::io::Error| ClientError::Unavailable(e.to_string()))?;
         Ok(self.seq)

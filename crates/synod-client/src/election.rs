@@ -85,6 +85,26 @@ impl Client {
         })
     }
 
+    /// Make election `name`'s leader step down, from anywhere: its value is
+    /// deleted and its lease revoked, so the next candidate in line is
+    /// elected. The leader learns it when its next keep-alive finds no
+    /// lease ([`Leadership::lost`]). False if nobody leads.
+    pub async fn resign_leader(&mut self, name: &str) -> Result<bool, ClientError> {
+        let key = election_key(name);
+        let state = self.lock_info(&key).await?;
+        if state.holder.is_none() || state.lease == 0 {
+            return Ok(false);
+        }
+        match self.delete(&key).await {
+            Ok(()) | Err(ClientError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        match self.revoke(state.lease).await {
+            Ok(()) | Err(ClientError::NoLease { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The value of election `name`'s leader (through the log);
     /// [`ClientError::NotFound`] if none leads (or the new leader has not
     /// proclaimed yet).

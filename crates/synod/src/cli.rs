@@ -182,6 +182,10 @@ pub enum ClientCommand {
     },
     /// Print the value of election NAME's leader (exit 3 if none).
     Leader { name: String },
+    /// Make election NAME's leader step down (its lease is revoked; the
+    /// next candidate is elected, and the old leader's `synod campaign`
+    /// exits 6). Exit 3 if nobody leads.
+    Resign { name: String },
     /// Print election NAME's leader, then every change (a new leader's
     /// value, or `(no leader)`), until --count lines or Ctrl-C.
     Observe {
@@ -492,6 +496,11 @@ async fn run_one(
             .await
             .map(|v| self::value(&v)),
         ClientCommand::Leader { name } => client.leader(&name).await.map(|v| value(&v)),
+        ClientCommand::Resign { name } => match client.resign_leader(&name).await {
+            Ok(true) => Ok(done()),
+            Ok(false) => Err(ClientError::NotFound),
+            Err(e) => Err(e),
+        },
         ClientCommand::Decided { name } => match client.decided(&name).await {
             Ok(Some(v)) => Ok(value(&v)),
             Ok(None) => Err(ClientError::NotFound),

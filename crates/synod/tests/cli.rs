@@ -711,11 +711,25 @@ fn an_election_hands_over_when_its_leader_is_killed_and_observers_see_every_chan
     assert_eq!(next_line(&observed), "bob");
     assert!(observer.wait().unwrap().success());
 
+    // `synod resign` from elsewhere ends bob's term; carol, in line, leads.
+    let (mut carol, carol_says) = spawn_lines(&["campaign", "web", "carol", "--ttl", "5s"]);
+    assert_eq!(ok(&["resign", "web"]), "OK");
+    let carol_elected = next_line(&carol_says);
+    assert!(
+        carol_elected.starts_with("elected: carol"),
+        "{carol_elected}"
+    );
+    assert_eq!(
+        bob.wait().unwrap().code(),
+        Some(6),
+        "bob lost the leadership"
+    );
+
     // Ctrl-C resigns.
     let _ = Command::new("kill")
-        .args(["-INT", &bob.id().to_string()])
+        .args(["-INT", &carol.id().to_string()])
         .status();
-    assert!(bob.wait().unwrap().success(), "a resignation exits 0");
+    assert!(carol.wait().unwrap().success(), "a resignation exits 0");
     let (status, _, _) = run_with(&["leader", "web"], &[], b"");
     assert_eq!(status, 3, "nobody leads after the resignation");
 }

@@ -565,6 +565,9 @@ impl Learner {
 
     /// Deliver every read whose index is applied.
     fn release_reads(&mut self, out: &mut Output<LearnerWrite>) {
+        if self.reads.is_empty() {
+            return;
+        }
         let waiting = self.reads.split_off(&(self.next_delivery + 1));
         let ready = std::mem::replace(&mut self.reads, waiting);
         for id in ready.into_values().flatten() {

@@ -277,14 +277,15 @@ impl Proposer {
     /// held back behind a full window would make the log's clock lag.
     fn stamp_clock_if_due(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         let interval = self.config.clock_interval;
+        let due = matches!(&self.phase, Phase::Leading(l) if interval > 0 && now >= l.next_clock);
+        if !due {
+            return;
+        }
         let first_unchosen = self.first_unchosen;
         let acceptors: Vec<RoleId> = self.acceptor_ids().collect();
         let Phase::Leading(leading) = &mut self.phase else {
             return;
         };
-        if interval == 0 || now < leading.next_clock {
-            return;
-        }
         leading.next_clock = now.saturating_add(interval);
         let slot = leading.next_slot;
         leading.next_slot += 1;

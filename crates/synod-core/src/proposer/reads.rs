@@ -141,13 +141,16 @@ impl Proposer {
     /// answered, every retransmit interval.
     pub(super) fn resend_confirm(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         let retransmit = self.config.retransmit_interval;
-        let acceptors = self.config.acceptors.clone();
-        let Some(round) = self.reads.round.as_mut() else {
-            return;
-        };
-        if now < round.sent_at.saturating_add(retransmit) {
+        let due = self
+            .reads
+            .round
+            .as_ref()
+            .is_some_and(|round| now >= round.sent_at.saturating_add(retransmit));
+        if !due {
             return;
         }
+        let acceptors = &self.config.acceptors;
+        let round = self.reads.round.as_mut().expect("due");
         round.sent_at = now;
         let confirm = Message::Confirm {
             ballot: round.ballot,

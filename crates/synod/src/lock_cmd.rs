@@ -87,18 +87,15 @@ pub struct LockRequest {
 /// Take the lock; without a command print the token and lease and leave
 /// the lock to its TTL; with one, hold it while the command runs.
 pub async fn lock(client: &mut Client, request: LockRequest, as_json: bool) -> Result<i32> {
-    let held = client
+    let mut held = client
         .lock_leased(
             request.name.as_bytes(),
             &request.owner,
             request.ttl,
             request.wait,
         )
-        .await;
-    let mut held = match held {
-        Ok(held) => held,
-        Err(error) => return Err(anyhow::Error::new(error)),
-    };
+        .await
+        .map_err(anyhow::Error::new)?;
     let (token, lease) = (held.token(), held.lease());
     if request.command.is_empty() {
         let text = format!(

@@ -342,19 +342,7 @@ impl Gateway {
         let deadline = Instant::now() + self.submit_timeout;
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
-            let proposers = match attempt {
-                0 => vec![learner.leader.get()],
-                _ => self.all_proposers.clone(),
-            };
-            let asks = proposers
-                .into_iter()
-                .map(|to| Outbound {
-                    from: learner.id,
-                    to: RoleId::proposer(to),
-                    message: Message::ReadIndex { id },
-                })
-                .collect();
-            self.router.do_send(OutboundBatch(asks));
+            self.to_proposers(learner, &Message::ReadIndex { id }, attempt > 0);
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match tokio::time::timeout(wait, &mut answer).await {
@@ -432,15 +420,21 @@ impl Gateway {
         if self.propose_instance(name, value.to_vec()) {
             return;
         }
-        let proposers = match everywhere {
-            true => self.all_proposers.clone(),
-            false => vec![learner.leader.get()],
-        };
         let message = Message::ProposeInstance {
             name: name.to_owned(),
             value: value.to_vec(),
         };
-        let proposals = proposers
+        self.to_proposers(learner, &message, everywhere);
+    }
+
+    /// Send `message` from the learner to its leader hint, or (with
+    /// `everywhere`) to every proposer.
+    fn to_proposers(&self, learner: &LearnerPort, message: &Message, everywhere: bool) {
+        let proposers = match everywhere {
+            true => self.all_proposers.clone(),
+            false => vec![learner.leader.get()],
+        };
+        let batch = proposers
             .into_iter()
             .map(|to| Outbound {
                 from: learner.id,
@@ -448,7 +442,7 @@ impl Gateway {
                 message: message.clone(),
             })
             .collect();
-        self.router.do_send(OutboundBatch(proposals));
+        self.router.do_send(OutboundBatch(batch));
     }
 
     /// The value chosen for single-decree instance `name`, if the local

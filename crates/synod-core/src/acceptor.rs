@@ -425,7 +425,7 @@ mod tests {
     const LEADER: RoleId = RoleId::proposer(1);
 
     fn value(n: u64) -> Value {
-        Value::Batch(vec![Command {
+        Value::batch(vec![Command {
             id: CommandId { client: n, seq: 0 },
             payload: vec![n as u8],
         }])

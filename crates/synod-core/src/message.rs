@@ -341,7 +341,7 @@ mod tests {
             encode(&Message::Accept {
                 ballot,
                 slot: 3,
-                value: Value::Batch(vec![command]),
+                value: Value::batch(vec![command]),
                 chosen_upto: 6
             }),
             [2, 2, 1, 3, 1, 1, 4, 5, 2, 0xaa, 0xbb, 6]
@@ -402,7 +402,7 @@ mod tests {
             accepted: vec![AcceptedEntry {
                 slot: 4,
                 ballot: Ballot::new(8, 1),
-                value: Value::Batch(vec![Command {
+                value: Value::batch(vec![Command {
                     id: crate::CommandId { client: 1, seq: 2 },
                     payload: b"put".to_vec(),
                 }]),
@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn size_bounds_never_underestimate() {
-        let value = Value::Batch(
+        let value = Value::batch(
             (0..50)
                 .map(|n| Command {
                     id: crate::CommandId {

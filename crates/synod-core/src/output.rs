@@ -27,8 +27,9 @@ pub struct Outgoing {
     pub message: Message,
 }
 
-/// What a learner hands its host once durable: slots and instances for the
-/// state machine, in order, and the snapshot bytes it stages or serves.
+/// What a learner hands its host: slots and instances for the state
+/// machine, in order (at once: they are chosen), and the snapshot bytes it
+/// stages or serves (once the learner's writes before them are durable).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// `slot` is the next slot in order; `commands` are its commands that were
@@ -85,11 +86,26 @@ pub enum Delivery {
     },
 }
 
+impl Delivery {
+    /// Whether this hands on a chosen value (a slot, a read that waited
+    /// for slots, a decided instance): such a value is on the disks of a
+    /// phase-2 quorum of acceptors before any learner hears of it, so the
+    /// host may apply it before the learner's own copy is durable.
+    /// Snapshot work waits for the learner's writes like its messages do.
+    pub fn is_chosen(&self) -> bool {
+        match self {
+            Delivery::Slot { .. } | Delivery::ReadReady { .. } | Delivery::Instance { .. } => true,
+            Delivery::SnapshotChunk(_) | Delivery::ServeSnapshot { .. } => false,
+        }
+    }
+}
+
 /// The effects of one handler call, in the order the caller must carry them
 /// out.
 ///
 /// **Persist, then send.** Everything in `persist` must be durable before any
-/// of `send` or `deliver` is released, and writes must become durable in the
+/// of `send` or `deliver` is released (except deliveries of chosen values,
+/// see [`Delivery::is_chosen`]), and writes must become durable in the
 /// order handlers emitted them. A caller that batches writes (group commit)
 /// releases held messages in emission order once the covering write has
 /// completed; a message emitted with an empty `persist` may still depend on

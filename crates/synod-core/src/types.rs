@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A position in the replicated log.
 pub type Slot = u64;
@@ -139,8 +140,10 @@ impl Command {
 pub enum Value {
     /// Tag 0: fills a hole left by an earlier leader; applies nothing.
     Noop,
-    /// Tag 1: a batch of client commands, applied in order.
-    Batch(Vec<Command>),
+    /// Tag 1: a batch of client commands, applied in order. Shared, so
+    /// that sending one value to every acceptor and learner copies a
+    /// pointer, not the commands (the wire form is the plain list).
+    Batch(#[serde(with = "shared_commands")] Arc<Vec<Command>>),
     /// Tag 2: the leader's clock, read when it proposed this slot: how
     /// time enters the log (see [`ClockStamp`]). Applies no command.
     Clock(ClockStamp),
@@ -164,7 +167,33 @@ pub struct ClockStamp {
     pub millis: Millis,
 }
 
+/// A batch's commands on the wire: the plain list (what `Vec<Command>`
+/// would be), read into one shared allocation.
+mod shared_commands {
+    use super::Command;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<S: Serializer>(
+        commands: &Arc<Vec<Command>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        commands.as_slice().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<Vec<Command>>, D::Error> {
+        Vec::deserialize(deserializer).map(Arc::new)
+    }
+}
+
 impl Value {
+    /// A batch of `commands`.
+    pub fn batch(commands: Vec<Command>) -> Self {
+        Value::Batch(Arc::new(commands))
+    }
+
     /// An upper bound of the bytes this value takes on the wire.
     pub fn encoded_len(&self) -> usize {
         let commands: usize = self.commands().iter().map(Command::encoded_len).sum();

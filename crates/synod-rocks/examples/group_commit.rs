@@ -91,7 +91,7 @@ fn accept(slot: u64) -> Vec<Write> {
     let write = AcceptorWrite::Accept {
         slot,
         ballot: Ballot::new(1, 1),
-        value: Value::Batch(vec![command]),
+        value: Value::batch(vec![command]),
     };
     vec![write.into()]
 }

@@ -41,7 +41,7 @@ fn rocks() -> Rocks {
 }
 
 fn value(n: u64) -> Value {
-    Value::Batch(vec![Command {
+    Value::batch(vec![Command {
         id: CommandId { client: n, seq: 1 },
         payload: vec![n as u8; 64],
     }])

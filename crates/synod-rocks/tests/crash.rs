@@ -38,7 +38,7 @@ fn batch(id: u64) -> Vec<Write> {
             AcceptorWrite::Accept {
                 slot,
                 ballot: Ballot::new(id, 0),
-                value: Value::Batch(vec![command]),
+                value: Value::batch(vec![command]),
             }
             .into()
         })

@@ -160,7 +160,7 @@ fn accept(slot: u64, payload: usize) -> AcceptorWrite {
     AcceptorWrite::Accept {
         slot,
         ballot: Ballot::new(1, 1),
-        value: Value::Batch(vec![synod_core::Command {
+        value: Value::batch(vec![synod_core::Command {
             id: synod_core::CommandId {
                 client: 1,
                 seq: slot,
@@ -299,7 +299,7 @@ fn a_full_disk_fails_the_write_and_poisons_the_store() {
         return;
     };
     let mut store = RocksStore::open(disk.path()).unwrap();
-    let big = Value::Batch(vec![synod_core::Command {
+    let big = Value::batch(vec![synod_core::Command {
         id: synod_core::CommandId { client: 1, seq: 1 },
         payload: vec![0x42; 256 * 1024],
     }]);

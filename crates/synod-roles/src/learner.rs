@@ -1,7 +1,10 @@
 //! The learner: the shared shell plus a [`StateMachine`]. Decisions are
-//! persisted by the shell; once durable, slots are applied in order, each
-//! command's response goes to whoever waits for it ([`WatchCommand`]), and
-//! every decision is streamed to subscribers ([`Subscribe`]).
+//! persisted by the shell and applied in slot order as they arrive, without
+//! waiting for the learner's own copy to be synced (a decided value is
+//! already durable at a phase-2 quorum of acceptors; see
+//! `Delivery::is_chosen`); each command's response goes to whoever waits
+//! for it ([`WatchCommand`]), and every decision is streamed to subscribers
+//! ([`Subscribe`]).
 //!
 //! **Snapshots.** With a [`SnapshotDir`], the learner snapshots after every
 //! `every` applied commands, at a moment when nothing is pending (so the

@@ -51,24 +51,35 @@ impl Pipeline {
     }
 
     /// Take one handler's output.
+    ///
+    /// Deliveries of chosen values ([`Delivery::is_chosen`]) are released
+    /// at once, in order, ahead of everything held: a chosen value is
+    /// already on the disks of a phase-2 quorum of acceptors, so applying
+    /// it need not wait for this learner's own copy (lost in a crash, the
+    /// copy is learned again, and the same value re-applied to the state
+    /// machine rebuilt at restart).
     pub fn run<W: Into<Write>>(&mut self, out: Output<W>) -> Step {
+        let (chosen, held): (Vec<Delivery>, Vec<Delivery>) =
+            out.deliver.into_iter().partition(Delivery::is_chosen);
+        let mut release: Vec<Effect> = chosen.into_iter().map(Effect::Deliver).collect();
         let effects: Vec<Effect> = out
             .send
             .into_iter()
             .map(Effect::Send)
-            .chain(out.deliver.into_iter().map(Effect::Deliver))
+            .chain(held.into_iter().map(Effect::Deliver))
             .collect();
         if out.persist.is_empty() {
+            release.extend(self.outbox.without_write(effects));
             return Step {
                 submit: None,
-                release: self.outbox.without_write(effects),
+                release,
             };
         }
         let ticket = self.outbox.after_write(effects);
         let writes = out.persist.into_iter().map(Into::into).collect();
         Step {
             submit: Some((ticket, writes)),
-            release: Vec::new(),
+            release,
         }
     }
 
@@ -132,6 +143,41 @@ mod tests {
         assert!(behind.release.is_empty(), "waits behind the pending write");
         assert_eq!(targets(&pipeline.durable(ticket)), [2, 3]);
         assert_eq!(pipeline.pending_writes(), 0);
+    }
+
+    #[test]
+    fn chosen_values_are_applied_without_waiting_for_the_learners_copy() {
+        let mut pipeline = Pipeline::new();
+        let mut out: Output<synod_core::LearnerWrite> = Output::new();
+        out.persist.push(synod_core::LearnerWrite::Applied(1));
+        let slot = Delivery::Slot {
+            slot: 0,
+            commands: Vec::new(),
+            opened: Vec::new(),
+            expired: Vec::new(),
+            clock: None,
+        };
+        let chunk = Delivery::ServeSnapshot {
+            to: RoleId::learner(2),
+            upto: 1,
+            offset: 0,
+            max_bytes: 1,
+        };
+        out.deliver = vec![slot.clone(), chunk.clone()];
+        out.send(
+            RoleId::proposer(1),
+            Message::CatchUp {
+                from_slot: 1,
+                to_slot: 2,
+                escalate: false,
+            },
+        );
+        let step = pipeline.run(out);
+        assert_eq!(step.release, [Effect::Deliver(slot)], "applied at once");
+        let (ticket, _) = step.submit.expect("the learner's own copy is written");
+        let held = pipeline.durable(ticket);
+        assert!(matches!(held[0], Effect::Send(_)), "messages still wait");
+        assert_eq!(held[1], Effect::Deliver(chunk), "and so does snapshot work");
     }
 
     #[test]

@@ -30,7 +30,7 @@ fn full_page() -> Message {
                 payload: vec![0x5a; PAYLOAD],
             })
             .collect();
-        let value = Value::Batch(commands);
+        let value = Value::batch(commands);
         bytes += AcceptedEntry::encoded_len(&value);
         accepted.push(AcceptedEntry {
             slot,

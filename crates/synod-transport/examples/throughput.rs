@@ -50,7 +50,7 @@ fn message(slot: u64) -> Message {
     Message::Accept {
         ballot: Ballot::new(1, 1),
         slot,
-        value: Value::Batch(vec![command]),
+        value: Value::batch(vec![command]),
         chosen_upto: slot,
     }
 }

@@ -470,7 +470,7 @@ async fn a_message_too_large_for_a_frame_is_counted_and_the_link_goes_on() {
     let link = link_to(server.address, &stats);
     let huge = Message::Decided {
         slot: 1,
-        value: synod_core::Value::Batch(vec![synod_core::Command {
+        value: synod_core::Value::batch(vec![synod_core::Command {
             id: synod_core::CommandId { client: 1, seq: 1 },
             payload: vec![0; 5 * 1024 * 1024],
         }]),

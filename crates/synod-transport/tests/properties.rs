@@ -28,7 +28,7 @@ fn command() -> impl Strategy<Value = Command> {
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Noop),
-        prop::collection::vec(command(), 0..4).prop_map(Value::Batch)
+        prop::collection::vec(command(), 0..4).prop_map(Value::batch)
     ]
 }
 

@@ -668,7 +668,7 @@ mod tests {
     }
 
     fn batch(client: u64) -> Value {
-        Value::Batch(vec![command(client, 1)])
+        Value::batch(vec![command(client, 1)])
     }
 
     /// The session opened by the first command of slot `slot`.
@@ -677,7 +677,7 @@ mod tests {
     }
 
     fn open() -> Value {
-        Value::Batch(vec![command(42, OPEN_SESSION)])
+        Value::batch(vec![command(42, OPEN_SESSION)])
     }
 
     fn decided(l: &mut Learner, slot: Slot, value: Value) -> Output<LearnerWrite> {
@@ -795,7 +795,7 @@ mod tests {
             decided(
                 &mut l,
                 slot,
-                Value::Batch(vec![command(session_of(0), slot - 1)]),
+                Value::batch(vec![command(session_of(0), slot - 1)]),
             );
         }
         let snapshot = l.snapshot();
@@ -818,7 +818,7 @@ mod tests {
         let mut state = l.state().clone();
         state.apply(&LearnerWrite::Decided {
             slot: 5,
-            value: Value::Batch(vec![
+            value: Value::batch(vec![
                 command(session_of(0), 1), // applied in slot 2
                 command(session_of(1), 1),
             ]),

@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn batch(client: u64) -> Value {
-        Value::Batch(vec![Command {
+        Value::batch(vec![Command {
             id: CommandId { client, seq: 1 },
             payload: vec![],
         }])

@@ -203,7 +203,7 @@ impl Proposer {
             };
             let slot = leading.next_slot;
             leading.next_slot += 1;
-            let value = Value::Batch(batch);
+            let value = Value::batch(batch);
             let accept = Message::Accept {
                 ballot: leading.ballot,
                 slot,

@@ -96,8 +96,8 @@ fn leader_adopts_highest_ballot_value_and_fills_holes_with_noops() {
     let Message::Prepare { ballot, .. } = out.send[0].message else {
         panic!()
     };
-    let old = Value::Batch(vec![command(1)]);
-    let newer = Value::Batch(vec![command(2)]);
+    let old = Value::batch(vec![command(1)]);
+    let newer = Value::batch(vec![command(2)]);
     let entry = |slot, round, value: &Value| AcceptedEntry {
         slot,
         ballot: Ballot::new(round, 2),
@@ -169,7 +169,7 @@ fn leader_batches_commands_within_the_pipeline_window() {
     );
     let decided = Message::Decided {
         slot: 0,
-        value: Value::Batch(vec![command(0), command(1)]),
+        value: Value::batch(vec![command(0), command(1)]),
     };
     assert!(messages(&out).contains(&(RoleId::learner(1), decided)));
     assert!(
@@ -714,7 +714,7 @@ fn accept_resends_back_off() {
 }
 
 fn batch_of(client: u64) -> Value {
-    Value::Batch(vec![command(client)])
+    Value::batch(vec![command(client)])
 }
 
 fn page(
@@ -1079,7 +1079,7 @@ fn the_decided_cache_is_bounded_by_bytes() {
         },
     );
     let cached = asked.send.len();
-    let one = Value::Batch(vec![command(0)]).encoded_len();
+    let one = Value::batch(vec![command(0)]).encoded_len();
     assert!(
         cached >= 1 && cached * one <= 300 + one,
         "{cached} slots of {one} bytes kept"
@@ -1171,7 +1171,7 @@ fn nothing_below_a_reported_trim_point_is_proposed_or_recovered() {
                 accepted: vec![AcceptedEntry {
                     slot: 12,
                     ballot: Ballot::new(1, 2),
-                    value: Value::Batch(vec![command(1)]),
+                    value: Value::batch(vec![command(1)]),
                 }],
                 from_slot: 0,
                 next: None,

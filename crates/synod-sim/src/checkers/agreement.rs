@@ -55,7 +55,7 @@ mod tests {
     use synod_core::{Command, CommandId};
 
     fn batch(client: u64) -> Value {
-        Value::Batch(vec![Command {
+        Value::batch(vec![Command {
             id: CommandId { client, seq: 0 },
             payload: vec![],
         }])

@@ -73,7 +73,7 @@ mod tests {
         v.proposed_command(CommandId { client: 1, seq: 0 }, b"a");
         v.proposed_instance("x", b"v");
         assert!(
-            v.decided_slot(&Value::Batch(vec![command(1, b"a")]))
+            v.decided_slot(&Value::batch(vec![command(1, b"a")]))
                 .is_ok()
         );
         assert!(v.decided_slot(&Value::Noop).is_ok());
@@ -86,11 +86,11 @@ mod tests {
         v.proposed_command(CommandId { client: 1, seq: 0 }, b"a");
         v.proposed_instance("x", b"v");
         assert!(
-            v.decided_slot(&Value::Batch(vec![command(2, b"a")]))
+            v.decided_slot(&Value::batch(vec![command(2, b"a")]))
                 .is_err()
         );
         assert!(
-            v.decided_slot(&Value::Batch(vec![command(1, b"forged")]))
+            v.decided_slot(&Value::batch(vec![command(1, b"forged")]))
                 .is_err()
         );
         assert!(v.decided_instance("x", b"w").is_err());

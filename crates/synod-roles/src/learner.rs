@@ -26,10 +26,10 @@
 //! snapshot: never a mix.
 
 use crate::driver::{Hooks, RoleActor};
+use crate::leader_hint::LeaderHint;
 use crate::status::{LearnerStatus, RoleStatus};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -63,9 +63,9 @@ pub struct Applier<M> {
     subscribers: Vec<mpsc::Sender<Decision>>,
     progress: Progress,
     snapshots: Option<Snapshots>,
-    /// The proposer whose `Decided` came last: the leader, as far as this
-    /// learner can tell (shared with the node's gateway).
-    leader: Rc<Cell<u32>>,
+    /// The leader, as far as this learner can tell (shared with the
+    /// node's gateway).
+    leader: Rc<LeaderHint>,
     /// Who waits for the decision of a single-decree instance.
     instance_waiters: HashMap<String, Vec<oneshot::Sender<Vec<u8>>>>,
     prune_instance_waiters_at: usize,
@@ -153,10 +153,11 @@ impl<M: StateMachine> Applier<M> {
         }
     }
 
-    /// Keep the index of the proposer that sent the latest `Decided` in
-    /// `leader`, a hint of where to send commands (until the first
-    /// decision it holds what the caller put there).
-    pub fn with_leader_hint(mut self, leader: Rc<Cell<u32>>) -> Self {
+    /// Keep in `leader` the proposer leading with the highest ballot this
+    /// learner has heard a heartbeat from: a hint of where to send
+    /// commands (until the first heartbeat it holds what the caller put
+    /// there).
+    pub fn with_leader_hint(mut self, leader: Rc<LeaderHint>) -> Self {
         self.leader = leader;
         self
     }
@@ -451,8 +452,8 @@ fn write_body<M: StateMachine>(
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {
     fn inbound(&mut self, from: RoleId, message: &Message) {
-        if from.role == Role::Proposer && matches!(message, Message::Decided { .. }) {
-            self.leader.set(from.index);
+        if let (Role::Proposer, Message::Heartbeat { ballot, .. }) = (from.role, message) {
+            self.leader.heard(from.index, *ballot);
         }
     }
 

@@ -21,11 +21,13 @@
 #![deny(missing_docs)]
 
 mod driver;
+mod leader_hint;
 mod learner;
 mod proposer;
 mod status;
 
 pub use driver::{Core, GetStatus, Hooks, NoHooks, RoleActor, Stop};
+pub use leader_hint::LeaderHint;
 pub use learner::{
     Applier, InstanceValue, LearnerActor, Query, ReadAt, SnapshotEvery, Subscribe, TakeSnapshot,
     WatchCommand, WatchCommands, WatchInstance,

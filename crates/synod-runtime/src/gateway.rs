@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
 use synod_roles::{
-    AcceptorStatus, GetStatus, InstanceValue, LearnerStatus, ProposeInstance, ProposerStatus,
-    Query, ReadAt, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand, WatchCommands,
-    WatchInstance,
+    AcceptorStatus, GetStatus, InstanceValue, LeaderHint, LearnerStatus, ProposeInstance,
+    ProposerStatus, Query, ReadAt, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand,
+    WatchCommands, WatchInstance,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::intake::{Destination, Intake};
@@ -37,8 +38,8 @@ pub struct NodeStatus {
     /// Role instances that have stopped (after a failed disk write, say)
     /// while the node goes on serving with the rest.
     pub stopped: Vec<RoleId>,
-    /// Commands this node's gateway sent again after `paxos.submit_retry`
-    /// passed without an answer.
+    /// Commands this node's gateway sent again: after `paxos.submit_retry`
+    /// passed without an answer, or when the leader changed.
     pub resends: u64,
     /// Commands this node's gateway saw answered.
     pub commands_answered: u64,
@@ -69,9 +70,9 @@ pub(crate) struct LearnerPort {
     pub(crate) watch_instance: Recipient<WatchInstance>,
     pub(crate) instance_value: Recipient<InstanceValue>,
     pub(crate) read_at: Recipient<ReadAt>,
-    /// The proposer that sent the learner its latest decision: where a
-    /// node without a proposer forwards commands.
-    pub(crate) leader: Rc<Cell<u32>>,
+    /// The proposer the learner last heard leading: where a node without
+    /// a proposer forwards commands.
+    pub(crate) leader: Rc<LeaderHint>,
 }
 
 /// The gateway's own client session.
@@ -117,7 +118,7 @@ pub(crate) struct Gateway {
     pub(crate) max_instances: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
-    /// Commands sent again after `submit_retry` without an answer.
+    /// Commands sent again (after `submit_retry`, or at a leader change).
     pub(crate) resends: Cell<u64>,
     /// Commands answered, and how long each took.
     pub(crate) answered: Answered,
@@ -241,22 +242,23 @@ impl Gateway {
         // lost, and every copy is more bytes for the leader to push.
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
+            let leader_changed = learner.leader.changed();
             if attempt > 0 {
                 self.resends.set(self.resends.get() + 1);
                 self.send_command(learner, command.clone()).await?;
             }
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
-            match tokio::time::timeout(wait, &mut response).await {
-                Ok(Ok(answer)) => {
+            match answer_within(wait, leader_changed, &mut response).await {
+                Some(Ok(answer)) => {
                     self.answered.record(started.elapsed());
                     return answer;
                 }
-                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
-                Err(_) if Instant::now() >= deadline => {
+                Some(Err(_)) => return Err(SubmitError::ShuttingDown),
+                None if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
                 }
-                Err(_) => continue,
+                None => continue,
             }
         }
         unreachable!("the loop returns")
@@ -342,17 +344,18 @@ impl Gateway {
         let deadline = Instant::now() + self.submit_timeout;
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
+            let leader_changed = learner.leader.changed();
             self.to_proposers(learner, &Message::ReadIndex { id }, attempt > 0);
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
-            match tokio::time::timeout(wait, &mut answer).await {
-                Ok(Ok(Some(answer))) => return Ok(answer),
-                Ok(Ok(None)) => return Err(SubmitError::NoQueries),
-                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
-                Err(_) if Instant::now() >= deadline => {
+            match answer_within(wait, leader_changed, &mut answer).await {
+                Some(Ok(Some(answer))) => return Ok(answer),
+                Some(Ok(None)) => return Err(SubmitError::NoQueries),
+                Some(Err(_)) => return Err(SubmitError::ShuttingDown),
+                None if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
                 }
-                Err(_) => continue,
+                None => continue,
             }
         }
         unreachable!("the loop returns")
@@ -399,16 +402,17 @@ impl Gateway {
             if let Ok(answer) = decided.try_recv() {
                 return Ok(answer); // decided before: no proposal needed
             }
+            let leader_changed = learner.leader.changed();
             self.propose_anywhere(learner, &name, &value, attempt > 0);
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
-            match tokio::time::timeout(wait, &mut decided).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
-                Err(_) if Instant::now() >= deadline => {
+            match answer_within(wait, leader_changed, &mut decided).await {
+                Some(Ok(answer)) => return Ok(answer),
+                Some(Err(_)) => return Err(SubmitError::ShuttingDown),
+                None if Instant::now() >= deadline => {
                     return Err(SubmitError::Timeout(self.submit_timeout));
                 }
-                Err(_) => continue,
+                None => continue,
             }
         }
         unreachable!("the loop returns")
@@ -499,6 +503,22 @@ impl Gateway {
         for role in &self.roles {
             let _ = role.stop.send(Stop).await;
         }
+    }
+}
+
+/// The answer on `response`, or `None` once `wait` has passed or the
+/// leader has changed: what was sent may have gone to a leader that is
+/// gone, so the caller sends it again now rather than after
+/// `submit_retry` (copies are safe: a command id is applied once).
+async fn answer_within<T>(
+    wait: Duration,
+    leader_changed: Notified<'_>,
+    response: &mut oneshot::Receiver<T>,
+) -> Option<Result<T, oneshot::error::RecvError>> {
+    tokio::select! {
+        answer = response => Some(answer),
+        () = tokio::time::sleep(wait) => None,
+        () = leader_changed => None,
     }
 }
 

@@ -13,18 +13,17 @@
 //!                  the flush task        each command told Ok / Busy / ShuttingDown
 //! ```
 //!
-//! Only a command's first send goes through here; resends after
-//! `submit_retry` go one by one (they are rare and must not wait). On a
-//! node without a proposer, first sends go to the proposer that sent the
-//! local learner its latest decision, the leader: with proposer-1 down,
-//! only commands sent before the first decision wait for `submit_retry`.
+//! Only a command's first send goes through here; resends (after
+//! `submit_retry`, or at once when the leader changes) go one by one. On a
+//! node without a proposer, first sends go to the proposer the local
+//! learner last heard leading ([`LeaderHint`]).
 
 use actix::prelude::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use synod_api::SubmitError;
 use synod_core::{Command, Message, RoleId, chunk_by_bytes};
-use synod_roles::{Submit, WatchCommand, WatchCommands};
+use synod_roles::{LeaderHint, Submit, WatchCommand, WatchCommands};
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::oneshot;
 
@@ -44,7 +43,7 @@ pub(crate) enum Destination {
     Remote {
         router: Addr<Router>,
         from: RoleId,
-        to: Rc<Cell<u32>>,
+        to: Rc<LeaderHint>,
         max_bytes: usize,
     },
 }

@@ -29,8 +29,8 @@ use synod_core::{
 };
 use synod_rocks::RocksBackend;
 use synod_roles::{
-    AcceptorActor, Applier, Core, Hooks, LearnerActor, NoHooks, ProposerActor, ProposerHooks,
-    RoleActor, SnapshotEvery,
+    AcceptorActor, Applier, Core, Hooks, LeaderHint, LearnerActor, NoHooks, ProposerActor,
+    ProposerHooks, RoleActor, SnapshotEvery,
 };
 use synod_storage::{
     Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
@@ -542,7 +542,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 let state = store.load_learner()?;
                 let (core, applier) = learner(config, role, state, snapshots, machine())?;
                 let first_proposer = config.instances(Role::Proposer).first().copied();
-                let leader = Rc::new(Cell::new(first_proposer.unwrap_or(0)));
+                let leader = Rc::new(LeaderHint::new(first_proposer.unwrap_or(0)));
                 let applier = applier.with_leader_hint(Rc::clone(&leader));
                 let actor: Addr<LearnerActor<S, M>> =
                     spawn_role(core, applier, writer(store), router);

@@ -46,11 +46,18 @@ struct Window {
     contiguous: u64,
     above: BTreeSet<u64>,
     active: Slot,
+    /// The slot this session is filed under in `by_activity` (at most
+    /// `active`: refiled only when it reaches the front).
+    listed: Slot,
 }
 
 impl Window {
     /// Record `seq`; false if it was applied before (a retry decided again).
     fn insert(&mut self, seq: u64) -> bool {
+        if seq == self.contiguous + 1 && self.above.is_empty() {
+            self.contiguous = seq; // in order: the common case
+            return true;
+        }
         if seq <= self.contiguous || !self.above.insert(seq) {
             return false;
         }
@@ -66,12 +73,24 @@ impl Window {
 }
 
 /// Every live session's window.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Sessions {
     windows: HashMap<u64, Window>,
-    /// (last active slot, session), idlest first.
+    /// (slot listed, session), one entry per session, refiled lazily: a
+    /// session's entry is its `listed` slot, which may be older than its
+    /// last active slot. Only the front is ever brought up to date (see
+    /// `idlest`), so a command costs no reordering.
     by_activity: BTreeSet<(Slot, u64)>,
 }
+
+impl PartialEq for Sessions {
+    /// The same sessions in the same state, however lazily filed.
+    fn eq(&self, other: &Self) -> bool {
+        self.records() == other.records()
+    }
+}
+
+impl Eq for Sessions {}
 
 /// One session in a snapshot: id, last active slot, contiguous, above.
 pub(super) type SessionRecord = (u64, Slot, u64, Vec<u64>);
@@ -92,9 +111,7 @@ impl Sessions {
                 filtered.expired.push(command.id);
                 continue;
             };
-            self.by_activity.remove(&(window.active, command.id.client));
             window.active = slot;
-            self.by_activity.insert((slot, command.id.client));
             if window.insert(command.id.seq) {
                 filtered.apply.push(command.clone());
             }
@@ -107,6 +124,7 @@ impl Sessions {
         let session = slot.checked_mul(1 << INDEX_BITS)? | index;
         let window = Window {
             active: slot,
+            listed: slot,
             ..Window::default()
         };
         self.windows.insert(session, window);
@@ -117,13 +135,33 @@ impl Sessions {
     /// Forget the sessions idle for more than `horizon` slots as of `slot`,
     /// then the idlest beyond `max`.
     pub(super) fn expire(&mut self, slot: Slot, horizon: Slot, max: usize) {
-        while let Some(&(active, session)) = self.by_activity.first() {
+        while let Some((active, session)) = self.idlest() {
             let idle = slot.saturating_sub(active) > horizon;
             if !idle && self.windows.len() <= max {
                 break;
             }
             self.by_activity.pop_first();
             self.windows.remove(&session);
+        }
+    }
+
+    /// The session idle longest (ties: the lowest id) and its last active
+    /// slot, with its entry at the front of `by_activity`. Entries ahead
+    /// of it that are out of date are refiled first: each is at most its
+    /// session's `active`, so the first up-to-date entry is the idlest.
+    fn idlest(&mut self) -> Option<(Slot, u64)> {
+        loop {
+            let &(listed, session) = self.by_activity.first()?;
+            let window = self
+                .windows
+                .get_mut(&session)
+                .expect("one entry per session");
+            if window.active == listed {
+                return Some((listed, session));
+            }
+            self.by_activity.pop_first();
+            window.listed = window.active;
+            self.by_activity.insert((window.active, session));
         }
     }
 
@@ -158,6 +196,7 @@ impl Sessions {
                 contiguous: *contiguous,
                 above: above.iter().copied().collect(),
                 active: *active,
+                listed: *active,
             };
             sessions.windows.insert(*id, window);
             sessions.by_activity.insert((*active, *id));
@@ -169,6 +208,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn command(client: u64, seq: u64) -> Command {
         Command {
@@ -235,6 +275,37 @@ mod tests {
         sessions.expire(3, 1_000, 1);
         assert!(sessions.windows.contains_key(&old), "used at slot 3");
         assert!(!sessions.windows.contains_key(&newer));
+    }
+
+    #[test]
+    fn lazy_filing_expires_exactly_the_idlest() {
+        // Against a plain model: every session's last active slot.
+        let mut sessions = Sessions::default();
+        let mut model: BTreeMap<u64, Slot> = BTreeMap::new();
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for slot in 1..3_000u64 {
+            if rng.next_u64() % 3 == 0 || model.is_empty() {
+                model.insert(open(&mut sessions, slot), slot);
+            } else {
+                let ids: Vec<u64> = model.keys().copied().collect();
+                let s = ids[(rng.next_u64() % ids.len() as u64) as usize];
+                sessions.filter(slot, &[command(s, slot)]);
+                model.insert(s, slot);
+            }
+            let (horizon, max) = (200, 40);
+            sessions.expire(slot, horizon, max);
+            model.retain(|_, active| slot - *active <= horizon);
+            while model.len() > max {
+                let (&s, _) = model.iter().min_by_key(|(s, a)| (**a, **s)).unwrap();
+                model.remove(&s);
+            }
+            let kept: BTreeMap<u64, Slot> = sessions
+                .windows
+                .iter()
+                .map(|(s, w)| (*s, w.active))
+                .collect();
+            assert_eq!(kept, model, "at slot {slot}");
+        }
     }
 
     #[test]

@@ -14,7 +14,11 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 synod=${SYNOD:-$repo/target/release/synod}
 config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
 if [[ -z $node ]]; then
-    node=$("$synod" status --config "$config" | awk '/^[^ ]/ {n=$1} /leading with ballot/ {print n; exit}')
+    # "cluster X: Healthy; leader proposer-3 (ballot 1.3); ..." then one
+    # "  NODE: up; proposer-3, acceptor-3, ..." line per node.
+    status=$("$synod" status --config "$config" || true)
+    leader=$(sed -n '1s/.*; leader \(proposer-[0-9]*\) .*/\1/p' <<<"$status")
+    [[ -n $leader ]] && node=$(grep -E "^  [^ ]+: up; (.*, )?$leader(,|$)" <<<"$status" | head -1 | awk '{print $1}' | tr -d :)
     [[ -n $node ]] || { echo "no leader found; name the node" >&2; exit 1; }
 fi
 pid=$(pgrep -f -- "node --config $config --node $node( --init)?\$" | head -1)

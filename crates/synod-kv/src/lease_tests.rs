@@ -477,7 +477,7 @@ fn a_restored_snapshot_with_leases_continues_exactly_like_the_original() {
         // locks themselves.
         for (id, lease) in original.leases.iter() {
             for key in &lease.keys {
-                assert_eq!(original.data[key].lease, id, "seed {seed}");
+                assert_eq!(original.data.get(key).unwrap().lease, id, "seed {seed}");
             }
             for (name, owner) in &lease.locks {
                 let lock = &original.locks[name];

@@ -44,6 +44,7 @@
 
 mod client_table;
 mod history;
+mod keymap;
 mod lease;
 mod locks;
 mod range;
@@ -56,6 +57,7 @@ pub use txn::{Compare, CompareOp, Target, TxnOp};
 
 use client_table::ClientTable;
 use history::History;
+use keymap::KeyMap;
 use lease::Leases;
 use locks::LockRecord;
 use serde::{Deserialize, Serialize};
@@ -490,7 +492,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct KvStore {
     limits: KvLimits,
-    data: BTreeMap<Vec<u8>, Entry>,
+    data: KeyMap<Entry>,
     locks: BTreeMap<Vec<u8>, LockRecord>,
     /// Commands applied so far: the log-order clock for revisions, tokens
     /// and eviction.
@@ -513,7 +515,7 @@ impl KvStore {
     pub fn new(limits: KvLimits) -> Self {
         Self {
             limits,
-            data: BTreeMap::new(),
+            data: KeyMap::default(),
             locks: BTreeMap::new(),
             applied: 0,
             clients: ClientTable::new(limits.responses_per_client, limits.max_clients),
@@ -668,7 +670,7 @@ impl KvStore {
                     version: 1,
                     lease,
                 };
-                self.data.insert(key.clone(), entry);
+                self.data.insert(&key, entry);
                 0
             }
         };

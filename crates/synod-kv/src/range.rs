@@ -65,7 +65,7 @@ impl KvStore {
         };
         let mut matching = self
             .data
-            .range::<[u8], _>((start, Bound::Unbounded))
+            .range_from(start)
             .take_while(|(key, _)| key.starts_with(prefix));
         let mut entries = Vec::new();
         let mut bytes = 0;

@@ -215,7 +215,7 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
             clients: clients.len() as u64,
         },
     )?;
-    for (key, entry) in &store.data {
+    for (key, entry) in store.data.iter() {
         let record = RecordOut::KeyLeased {
             key,
             value: &entry.value,
@@ -337,7 +337,7 @@ pub(crate) fn read(store: &KvStore, input: &mut dyn Read) -> Result<KvStore, Sna
                 ));
             }
         };
-        restored.data.insert(key, entry);
+        restored.data.insert(&key, entry);
     }
     for _ in 0..locks {
         let (name, record) = read_lock(format, input)?;
@@ -430,7 +430,7 @@ fn read_leases(store: &mut KvStore, input: &mut dyn Read) -> Result<(), Snapshot
         .data
         .iter()
         .filter(|(_, entry)| entry.lease != 0)
-        .map(|(key, entry)| (entry.lease, key.clone()))
+        .map(|(key, entry)| (entry.lease, key.to_vec()))
         .collect();
     for (lease, key) in keys {
         let Some(lease) = store.leases.get_mut(lease) else {

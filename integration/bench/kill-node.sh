@@ -28,5 +28,7 @@ echo "$(date +%T.%3N) SIGKILL $node (pid $pid)"
 kill -KILL "$pid"
 sleep "$pause"
 cd "$dir"
-"$synod" node --config "$config" --node "$node" >>"$dir/$node.log" 2>&1 &
+# Without the caller's other descriptors: a restarted node holding, say,
+# the pipe that tells cluster.sh to stop would keep that cluster running.
+(exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; exec "$synod" node --config "$config" --node "$node" >>"$dir/$node.log" 2>&1) &
 echo "$(date +%T.%3N) restarted $node (pid $!)"

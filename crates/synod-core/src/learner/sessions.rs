@@ -284,7 +284,7 @@ mod tests {
         let mut model: BTreeMap<u64, Slot> = BTreeMap::new();
         let mut rng = crate::rng::SplitMix64::new(7);
         for slot in 1..3_000u64 {
-            if rng.next_u64() % 3 == 0 || model.is_empty() {
+            if rng.next_u64().is_multiple_of(3) || model.is_empty() {
                 model.insert(open(&mut sessions, slot), slot);
             } else {
                 let ids: Vec<u64> = model.keys().copied().collect();

@@ -13,6 +13,7 @@ use synod_kv::KvStore;
 use synod_runtime::{Bootstrap, Node, SynodConfig};
 use synod_testkit::TestCluster;
 use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -288,6 +289,12 @@ async fn raw_connection(node: &Node) -> (Raw, Option<Reply>) {
 
 /// Pipelines `count` submits on one connection and reads every reply.
 async fn burst(node: &Node, count: u64) {
+    burst_then(node, count, false).await;
+}
+
+/// `burst`, closing the connection's sending side after the submits when
+/// `half_close`: the answers must still come, then the end of the stream.
+async fn burst_then(node: &Node, count: u64, half_close: bool) {
     let (mut raw, welcome) = raw_connection(node).await;
     assert!(
         matches!(welcome, Some(Reply::Welcome { .. })),
@@ -308,6 +315,9 @@ async fn burst(node: &Node, count: u64) {
         raw.feed(wire::encode(&submit)).await.unwrap();
     }
     SinkExt::<bytes::Bytes>::flush(&mut raw).await.unwrap();
+    if half_close {
+        raw.get_mut().shutdown().await.unwrap();
+    }
     let mut answered = BTreeSet::new();
     while answered.len() < ids.len() {
         let frame = raw.next().await.expect("open").unwrap();
@@ -317,6 +327,22 @@ async fn burst(node: &Node, count: u64) {
         }
     }
     assert_eq!(answered, ids);
+    if half_close {
+        assert!(
+            raw.next().await.is_none(),
+            "the node closes once all is answered"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_client_that_stops_sending_still_gets_every_answer() {
+    let root = TempDir::new().unwrap();
+    let nodes = cluster(&config(&root, None)).await;
+    burst_then(&nodes[0], 200, true).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
 }
 
 #[actix_rt::test]

@@ -21,7 +21,8 @@
 
 use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::io::Read;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use synod_api::wire::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -43,9 +45,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HELLO_FRAME_MAX: usize = 4096;
 /// Most client connections waiting for their hello at once.
 pub const MAX_UNAUTHENTICATED: usize = 64;
-/// Replies waiting to be written per connection before the connection
-/// stops reading new requests.
-const REPLY_QUEUE: usize = 1024;
+/// Backup chunks (of `BACKUP_CHUNK` bytes) read ahead of the connection's
+/// writes.
+const BACKUP_QUEUE: usize = 4;
 
 /// What a client must present, and what the port serves at once.
 pub(crate) struct ClientPort {
@@ -170,63 +172,104 @@ async fn serve(
         .map_err(|e| e.to_string())?;
     drop(waiting);
     framed.codec_mut().set_max_frame_length(MAX_CLIENT_FRAME);
-    let (mut sink, mut frames) = framed.split();
+    let (sink, frames) = framed.split();
+    serve_requests(gateway, port, sink, frames).await
+}
 
-    // Requests are served concurrently, at most `max_in_flight` at once;
-    // replies leave through one writer.
-    let max_in_flight = port.limits.max_in_flight;
-    let in_flight = Arc::new(Semaphore::new(max_in_flight));
-    let (replies, mut outgoing) = mpsc::channel::<Reply>(REPLY_QUEUE);
-    let writer = actix::spawn(async move {
-        let mut ready = Vec::new();
-        // Every reply ready now goes out in one write: one syscall per
-        // wakeup, not per reply.
-        while outgoing.recv_many(&mut ready, REPLY_QUEUE).await > 0 {
-            for reply in ready.drain(..) {
-                if sink.feed(encode_reply(&reply)).await.is_err() {
-                    return;
+type ClientFrames = SplitStream<Framed<synod_tls::BoxStream, LengthDelimitedCodec>>;
+type ClientSink = SplitSink<Framed<synod_tls::BoxStream, LengthDelimitedCodec>, bytes::Bytes>;
+
+/// Serve one authenticated connection's requests, at most `max_in_flight`
+/// at once. They all run inside this one task: a request in service is a
+/// future in `serving`, polled when its answer arrives, not a task, a
+/// channel and a wakeup of its own. Every answer ready at a wakeup goes out
+/// in one write; while a write waits for the client to read, no new
+/// request is read either.
+async fn serve_requests(
+    gateway: Rc<Gateway>,
+    port: &ClientPort,
+    mut sink: ClientSink,
+    mut frames: ClientFrames,
+) -> Result<(), String> {
+    let (max_in_flight, idle_timeout) = (port.limits.max_in_flight, port.limits.idle_timeout);
+    let mut serving = FuturesUnordered::new();
+    // A backup streams its chunks through here.
+    let (chunks, mut chunk_queue) = mpsc::channel::<Reply>(BACKUP_QUEUE);
+    // One timer for the connection, not one per frame: when it fires, the
+    // connection is idle if nothing is in service and nothing was heard
+    // for `idle_timeout`; otherwise it is set again.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut last_heard = Instant::now();
+    // Until the client closes its side; what it asked before is still
+    // answered.
+    let mut reading = true;
+    loop {
+        if !reading && serving.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            Some(reply) = serving.next(), if !serving.is_empty() => {
+                let mut ready: Vec<Reply> = Option::<Reply>::into_iter(reply).collect();
+                while let Some(Some(reply)) = serving.next().now_or_never() {
+                    ready.extend(reply);
                 }
+                write_replies(&mut sink, ready).await?;
             }
-            if sink.flush().await.is_err() {
-                return;
+            Some(chunk) = chunk_queue.recv() => write_replies(&mut sink, vec![chunk]).await?,
+            frame = frames.next(), if reading && serving.len() < max_in_flight => {
+                let request = match frame {
+                    None => {
+                        reading = false;
+                        continue;
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Ok(frame)) => decode_request(&frame)
+                        .map_err(|e| format!("malformed request: {e}"))?,
+                };
+                last_heard = Instant::now();
+                serving.push(serve_one(Rc::clone(&gateway), request, chunks.clone()));
+                port.stats.peak_in_flight.fetch_max(serving.len(), Ordering::Relaxed);
+            }
+            () = &mut idle => {
+                let now = Instant::now();
+                if serving.is_empty() && now >= last_heard + idle_timeout {
+                    port.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // Quiet, but still waiting for answers: not idle.
+                let from = if serving.is_empty() { last_heard } else { now };
+                idle.as_mut().reset(from + idle_timeout);
             }
         }
-    });
-    let idle_timeout = port.limits.idle_timeout;
-    loop {
-        let frame = match tokio::time::timeout(idle_timeout, frames.next()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            // Quiet, but still waiting for answers: not idle.
-            Err(_) if in_flight.available_permits() < max_in_flight => continue,
-            Err(_) => {
-                port.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        };
-        let frame = frame.map_err(|e| e.to_string())?;
-        let request = decode_request(&frame).map_err(|e| format!("malformed request: {e}"))?;
-        let permit = Arc::clone(&in_flight)
-            .acquire_owned()
+    }
+}
+
+/// One request's reply (none for a backup, which streams its chunks).
+async fn serve_one(
+    gateway: Rc<Gateway>,
+    request: Request,
+    chunks: mpsc::Sender<Reply>,
+) -> Option<Reply> {
+    if request == Request::Backup {
+        stream_backup(&gateway, &chunks).await;
+        return None;
+    }
+    Some(answer(&gateway, request).await)
+}
+
+/// Write `replies` in one flush: one syscall per wakeup, not per reply.
+async fn write_replies(sink: &mut ClientSink, replies: Vec<Reply>) -> Result<(), String> {
+    if replies.is_empty() {
+        return Ok(());
+    }
+    for reply in replies {
+        sink.feed(encode_reply(&reply))
             .await
             .map_err(|e| e.to_string())?;
-        let serving = max_in_flight - in_flight.available_permits();
-        port.stats
-            .peak_in_flight
-            .fetch_max(serving, Ordering::Relaxed);
-        let (gateway, replies) = (Rc::clone(&gateway), replies.clone());
-        actix::spawn(async move {
-            if request == Request::Backup {
-                stream_backup(&gateway, &replies).await;
-            } else {
-                let _ = replies.send(answer(&gateway, request).await).await;
-            }
-            drop(permit);
-        });
     }
-    drop(replies);
-    let _ = writer.await;
-    Ok(())
+    sink.flush().await.map_err(|e| e.to_string())
 }
 
 fn check_hello(
@@ -383,8 +426,11 @@ fn decode_request(frame: &[u8]) -> Result<Request, postcard::Error> {
     postcard::from_bytes(frame)
 }
 
+/// One allocation at the reply's size (a batch of replies grows no
+/// buffer step by step).
 fn encode_reply(reply: &Reply) -> bytes::Bytes {
-    postcard::to_stdvec(reply)
+    let len = postcard::experimental::serialized_size(reply).expect("sizing a reply cannot fail");
+    postcard::to_extend(reply, Vec::with_capacity(len))
         .expect("encoding into a Vec cannot fail")
         .into()
 }

@@ -12,7 +12,7 @@
 //! configured maximum closes the connection before anything is allocated.
 
 use crate::error::TransportError;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use synod_core::RoleId;
 use tokio_util::codec::LengthDelimitedCodec;
@@ -49,24 +49,27 @@ pub fn frame_codec(max_frame_len: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Encode `envelope` as a complete frame (length prefix included).
+/// Encode `envelope` as a complete frame (length prefix included). The
+/// size is computed first, so the frame is allocated once at its length
+/// and one over `max_frame_len` is refused before any of it is written.
 pub fn encode_frame<M: Serialize>(
     envelope: &Envelope<'_, M>,
     max_frame_len: usize,
 ) -> Result<Bytes, TransportError> {
-    let mut frame = BytesMut::with_capacity(64);
-    frame.put_u32(0);
-    let mut writer = frame.writer();
-    postcard::to_io(envelope, &mut writer).map_err(|e| TransportError::Malformed(e.to_string()))?;
-    let mut frame = writer.into_inner();
-    let len = frame.len() - 4;
+    let malformed = |e: postcard::Error| TransportError::Malformed(e.to_string());
+    let len = postcard::experimental::serialized_size(envelope).map_err(malformed)?;
     if len > max_frame_len {
         return Err(TransportError::Malformed(format!(
             "frame of {len} bytes exceeds the {max_frame_len}-byte limit"
         )));
     }
-    frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(frame.freeze())
+    let prefix = u32::try_from(len)
+        .map_err(|_| TransportError::Malformed(format!("a frame of {len} bytes")))?;
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&prefix.to_be_bytes());
+    let frame = postcard::to_extend(envelope, frame).map_err(malformed)?;
+    debug_assert_eq!(frame.len(), 4 + len);
+    Ok(Bytes::from(frame))
 }
 
 /// Decode a frame payload (without its length prefix).

@@ -518,6 +518,36 @@ fn bench_local_runs_a_mixed_load_and_writes_its_json_and_svg() {
 }
 
 #[test]
+fn bench_open_loop_sends_on_its_schedule_and_no_more() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--local",
+        "--clients",
+        "2",
+        "--rate",
+        "400",
+        "--duration",
+        "2s",
+        "--warmup",
+        "500ms",
+        "--json",
+    ];
+    let json: serde_json::Value = serde_json::from_str(&ok_in(dir.path(), &args)).unwrap();
+    let result = &json["result"];
+    assert_eq!(result["errors"], serde_json::json!({}), "{result}");
+    // 400/s for 2 s: 800 on schedule. A client that catches up sends what
+    // was due, never more (a few answered just past either edge of the
+    // window move the count a little).
+    let ops = result["ops"].as_u64().unwrap();
+    assert!(
+        (400..=880).contains(&ops),
+        "{ops} commands at 400/s for 2 s"
+    );
+}
+
+#[test]
 fn bench_against_an_unreachable_cluster_counts_the_errors_and_fails() {
     let out = synod(&[
         "bench",

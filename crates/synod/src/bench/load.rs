@@ -237,9 +237,7 @@ impl Task {
                     }
                 }
                 () = sleep_until(scheduled), if open => {
-                    let interval = self.pace.schedule.map_or(Duration::ZERO, |(_, i)| i);
-                    self.next_send = Some(scheduled + interval);
-                    if self.send(&mut pipeline, &mut in_flight, scheduled).await.is_err() {
+                    if self.send_due(&mut pipeline, &mut in_flight, scheduled).await.is_err() {
                         return self.lost(&mut in_flight);
                     }
                 }
@@ -255,6 +253,31 @@ impl Task {
                 return Finished::Done;
             }
         }
+    }
+
+    /// Open loop: send every command whose time has come (from
+    /// `scheduled` on), each with its own intended time, as one write. A
+    /// client behind its schedule catches up in one write, not one per
+    /// command; the latency still counts from each intended time.
+    async fn send_due(
+        &mut self,
+        pipeline: &mut Pipeline,
+        in_flight: &mut HashMap<u64, (Instant, Op)>,
+        scheduled: Instant,
+    ) -> Result<(), ClientError> {
+        let interval = self.pace.schedule.map_or(Duration::ZERO, |(_, i)| i);
+        let now = Instant::now();
+        let mut due = scheduled;
+        loop {
+            self.send(pipeline, in_flight, due).await?;
+            due += interval;
+            let more = due <= now && due < self.clock.end && in_flight.len() < self.pace.window;
+            if !more || interval.is_zero() {
+                break;
+            }
+        }
+        self.next_send = Some(due);
+        Ok(())
     }
 
     async fn send(

@@ -211,7 +211,7 @@ async fn serve_requests(
         tokio::select! {
             biased;
             Some(reply) = serving.next(), if !serving.is_empty() => {
-                let mut ready: Vec<Reply> = Option::<Reply>::into_iter(reply).collect();
+                let mut ready = Vec::from_iter(reply); // none for a backup
                 while let Some(Some(reply)) = serving.next().now_or_never() {
                     ready.extend(reply);
                 }

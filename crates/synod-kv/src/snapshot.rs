@@ -183,11 +183,22 @@ enum RecordOut<'a> {
     },
 }
 
-fn write_record(out: &mut dyn Write, record: &RecordOut<'_>) -> std::io::Result<()> {
-    let bytes = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
-    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(&bytes)
+/// Writes records to a snapshot stream, each encoded into one buffer kept
+/// for the next (a snapshot has a record per key and per change).
+struct RecordWriter<'a> {
+    out: &'a mut dyn Write,
+    scratch: Vec<u8>,
+}
+
+impl RecordWriter<'_> {
+    fn put(&mut self, record: &RecordOut<'_>) -> std::io::Result<()> {
+        self.scratch.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        self.scratch = postcard::to_extend(record, scratch).map_err(std::io::Error::other)?;
+        let len = u32::try_from(self.scratch.len()).map_err(std::io::Error::other)?;
+        self.out.write_all(&len.to_le_bytes())?;
+        self.out.write_all(&self.scratch)
+    }
 }
 
 fn read_record(input: &mut dyn Read) -> Result<Record, SnapshotError> {
@@ -204,17 +215,18 @@ fn read_record(input: &mut dyn Read) -> Result<Record, SnapshotError> {
 
 /// Write `store` to `out`.
 pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()> {
-    let clients = store.clients.entries();
-    write_record(
+    let mut out = RecordWriter {
         out,
-        &RecordOut::Header {
-            format: FORMAT,
-            applied: store.applied,
-            keys: store.data.len() as u64,
-            locks: store.locks.len() as u64,
-            clients: clients.len() as u64,
-        },
-    )?;
+        scratch: Vec::new(),
+    };
+    let clients = store.clients.entries();
+    out.put(&RecordOut::Header {
+        format: FORMAT,
+        applied: store.applied,
+        keys: store.data.len() as u64,
+        locks: store.locks.len() as u64,
+        clients: clients.len() as u64,
+    })?;
     for (key, entry) in store.data.iter() {
         let record = RecordOut::KeyLeased {
             key,
@@ -224,7 +236,7 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
             version: entry.version,
             lease: entry.lease,
         };
-        write_record(out, &record)?;
+        out.put(&record)?;
     }
     for (name, lock) in &store.locks {
         let record = RecordOut::LockLeased {
@@ -238,40 +250,34 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
                 .map(|w| (w.owner.as_str(), w.lease))
                 .collect(),
         };
-        write_record(out, &record)?;
+        out.put(&record)?;
     }
     for (client, last_used, responses) in clients {
         let responses = responses.iter().map(|(s, r)| (*s, r.as_slice())).collect();
-        write_record(
-            out,
-            &RecordOut::Client {
-                client,
-                last_used,
-                responses,
-            },
-        )?;
+        out.put(&RecordOut::Client {
+            client,
+            last_used,
+            responses,
+        })?;
     }
     let history = &store.history;
     let (horizon, changes) = (history.horizon(), history.len() as u64);
-    write_record(out, &RecordOut::History { horizon, changes })?;
+    out.put(&RecordOut::History { horizon, changes })?;
     for change in history.changes() {
-        write_record(out, &RecordOut::Change(change))?;
+        out.put(&RecordOut::Change(change))?;
     }
     let leases = &store.leases;
     let clock = leases.clock;
-    write_record(
-        out,
-        &RecordOut::Leases {
-            clock: clock.last,
-            now: clock.now,
-            count: leases.len() as u64,
-        },
-    )?;
+    out.put(&RecordOut::Leases {
+        clock: clock.last,
+        now: clock.now,
+        count: leases.len() as u64,
+    })?;
     for (id, lease) in leases.iter() {
         let (ttl, deadline) = (lease.ttl, lease.deadline);
-        write_record(out, &RecordOut::Lease { id, ttl, deadline })?;
+        out.put(&RecordOut::Lease { id, ttl, deadline })?;
     }
-    write_record(out, &RecordOut::End)
+    out.put(&RecordOut::End)
 }
 
 /// Read a store with `store`'s limits from `input`.
@@ -486,14 +492,18 @@ pub(crate) fn write_format_one(out: &mut dyn Write, n: u64) -> std::io::Result<(
         locks: 0,
         clients: 0,
     };
-    write_record(out, &header)?;
+    let mut out = RecordWriter {
+        out,
+        scratch: Vec::new(),
+    };
+    out.put(&header)?;
     for i in 0..n {
         let key = format!("k{i}");
         let record = RecordOut::Key {
             key: key.as_bytes(),
             value: b"v",
         };
-        write_record(out, &record)?;
+        out.put(&record)?;
     }
-    write_record(out, &RecordOut::End)
+    out.put(&RecordOut::End)
 }

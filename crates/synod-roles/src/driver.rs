@@ -11,6 +11,10 @@
 //!   actor sleeps exactly as long as the core has nothing to do;
 //! - **a failed write stops the actor**: a role that cannot trust its
 //!   state must not speak;
+//! - **blocking work off the actor**: what a role hands off at an idle
+//!   moment (the learner's snapshot file) runs on tokio's blocking pool,
+//!   and its result comes back to the actor ([`Hooks::finished`]), in
+//!   order with everything else the actor does;
 //! - [`Stop`] and [`GetStatus`].
 
 use actix::prelude::*;
@@ -27,8 +31,18 @@ pub trait Core: RoleCore<Write: Into<Write>> + Unpin + 'static {}
 
 impl<R: RoleCore<Write: Into<Write>> + Unpin + 'static> Core for R {}
 
+/// Blocking work a role hands off its actor at an idle moment
+/// ([`Hooks::idle`]); what it returns comes back to [`Hooks::finished`].
+pub type Jobs<T> = Vec<Job<T>>;
+
+/// One of a role's [`Jobs`].
+pub type Job<T> = Box<dyn FnOnce() -> T + Send>;
+
 /// What a role adds to the shared shell.
 pub trait Hooks<R>: Unpin + 'static {
+    /// What the role's [`Jobs`] report back with.
+    type Finished: Send + 'static;
+
     /// `delivery` is durable: hand it on (the learner applies it, stages
     /// or serves snapshot bytes). What it returns is carried out next; an
     /// error means the role can no longer trust its state and stops.
@@ -65,12 +79,28 @@ pub trait Hooks<R>: Unpin + 'static {
 
     /// Every output so far has been carried out (no write pending, so every
     /// delivery has been handed on): the moment a learner may snapshot.
-    fn idle(&mut self, core: &mut R) -> Output<R::Write>
+    /// Work pushed onto `jobs` runs off the actor.
+    fn idle(&mut self, core: &mut R, jobs: &mut Jobs<Self::Finished>) -> Output<R::Write>
     where
         R: RoleCore,
     {
-        let _ = core;
+        let _ = (core, jobs);
         Output::new()
+    }
+
+    /// A job handed off in [`Hooks::idle`] is done. What it returns is
+    /// carried out next; an error means the role can no longer trust its
+    /// state and stops.
+    fn finished(
+        &mut self,
+        core: &mut R,
+        finished: Self::Finished,
+    ) -> Result<Output<R::Write>, String>
+    where
+        R: RoleCore,
+    {
+        let _ = (core, finished);
+        Ok(Output::new())
     }
 }
 
@@ -80,6 +110,8 @@ pub trait Hooks<R>: Unpin + 'static {
 pub struct NoHooks;
 
 impl<R: Report> Hooks<R> for NoHooks {
+    type Finished = ();
+
     fn status(&self, core: &R) -> RoleStatus {
         core.report()
     }
@@ -211,6 +243,44 @@ where
         self.core.id()
     }
 
+    /// Every output so far has been carried out: the role's idle moment,
+    /// then what was held for it. Call only when the writes are settled.
+    pub(crate) fn idle(&mut self, ctx: &mut Context<Self>) {
+        let mut jobs = Jobs::new();
+        let out = self.hooks.idle(&mut self.core, &mut jobs);
+        if !out.is_empty() {
+            self.emit(out, ctx);
+        }
+        for job in jobs {
+            self.off_the_actor(job, ctx);
+        }
+        self.take_held(ctx);
+    }
+
+    /// Run `job` on the blocking pool and hand its result to the hooks
+    /// back on the actor; an idle moment follows if nothing is pending
+    /// then (a caller may be waiting for the next job).
+    fn off_the_actor(&mut self, job: Job<H::Finished>, ctx: &mut Context<Self>) {
+        let running = actix::fut::wrap_future(tokio::task::spawn_blocking(job));
+        ctx.spawn(running.map(|joined, actor: &mut Self, ctx| {
+            let result = joined
+                .map_err(|e| format!("a job off the actor failed: {e}"))
+                .and_then(|finished| actor.hooks.finished(&mut actor.core, finished));
+            match result {
+                Ok(out) => {
+                    actor.emit(out, ctx);
+                    if actor.writes_settled() {
+                        actor.idle(ctx);
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(role = %actor.role(), %reason, "this role stops");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
     /// Give the core what was held for the idle moment, in arrival order.
     fn take_held(&mut self, ctx: &mut Context<Self>) {
         while let Some(inbound) = self.held.pop_front() {
@@ -276,12 +346,8 @@ where
             Ok(()) => {
                 let ready = self.pipeline.durable(durable.ticket);
                 self.release(ready, ctx);
-                if self.pipeline.pending_writes() == 0 {
-                    let out = self.hooks.idle(&mut self.core);
-                    if !out.is_empty() {
-                        self.emit(out, ctx);
-                    }
-                    self.take_held(ctx);
+                if self.writes_settled() {
+                    self.idle(ctx);
                 }
             }
             Err(error) => {

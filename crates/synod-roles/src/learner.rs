@@ -13,8 +13,11 @@
 //! (its end, the exactly-once filter), the applied log's digest and count,
 //! then the state machine's own bytes ([`restore`] reads it back). On start
 //! the node restores the latest snapshot and replays only the log after it.
-//! The snapshot is written in the actor, synchronously: the learner pauses
-//! for as long as the state machine takes to write and the disk to sync.
+//! The learner pauses only while the state machine serializes itself into
+//! memory (one snapshot's bytes at a time); the file is written, hashed and
+//! synced on the blocking pool while the learner goes on, and only once it
+//! is durable is it installed, the log compacted below it and whoever asked
+//! for it answered ([`SnapshotWritten`]). One snapshot is written at a time.
 //!
 //! **Snapshot transfer.** The same directory serves peers: a chunk asked
 //! for is read from the latest snapshot file ([`Delivery::ServeSnapshot`]).
@@ -25,7 +28,7 @@
 //! anywhere in between leaves the old snapshot and log, or the new
 //! snapshot: never a mix.
 
-use crate::driver::{Hooks, RoleActor};
+use crate::driver::{Hooks, Jobs, RoleActor};
 use crate::leader_hint::LeaderHint;
 use crate::status::{LearnerStatus, RoleStatus};
 use actix::prelude::*;
@@ -34,6 +37,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 use synod_core::{
     CommandId, Delivery, Learner, LearnerSnapshot, LearnerWrite, Message, Output, Role, RoleId,
@@ -47,6 +51,9 @@ pub type LearnerActor<S, M> = RoleActor<Learner, S, Applier<M>>;
 
 /// Where the answer to one command goes.
 type Waiter = oneshot::Sender<Result<Vec<u8>, SubmitError>>;
+
+/// Who waits for a snapshot ([`TakeSnapshot`]).
+type SnapshotWaiter = oneshot::Sender<Result<Snapshot, String>>;
 
 /// Waiter count below which abandoned waiters are not pruned.
 const MIN_PRUNE: usize = 1024;
@@ -115,16 +122,59 @@ struct Snapshots {
     /// Snapshots fetched from peers and installed.
     fetched: u64,
     /// Callers of [`TakeSnapshot`] waiting for the next one.
-    waiting: Vec<oneshot::Sender<Result<Snapshot, String>>>,
+    waiting: Vec<SnapshotWaiter>,
+    /// A snapshot file being written off the actor.
+    writing: Option<Writing>,
 }
 
+/// A snapshot file being written off the actor.
+struct Writing {
+    /// The callers it answers once installed.
+    waiting: Vec<SnapshotWaiter>,
+    /// When the learner began to serialize it.
+    started: Instant,
+    /// How long the learner paused to serialize it.
+    serializing: Duration,
+}
+
+/// A snapshot file written off the learner's actor, durable but not yet
+/// installed (or why it could not be written).
+pub struct SnapshotWritten(Result<Snapshot, StorageError>);
+
 impl Snapshots {
+    fn new(dir: SnapshotDir, every: SnapshotEvery) -> Self {
+        Self {
+            dir,
+            every,
+            since: 0,
+            since_bytes: 0,
+            current: None,
+            incoming: None,
+            fetched: 0,
+            waiting: Vec::new(),
+            writing: None,
+        }
+    }
+
     /// A snapshot is due: enough commands or bytes applied since the last,
-    /// or a caller asked for one.
+    /// or a caller asked for one; and none is being written.
     fn due(&self) -> bool {
         let by_count = self.every.commands > 0 && self.since >= self.every.commands;
         let by_bytes = self.every.bytes > 0 && self.since_bytes >= self.every.bytes;
-        by_count || by_bytes || !self.waiting.is_empty()
+        (by_count || by_bytes || !self.waiting.is_empty()) && self.writing.is_none()
+    }
+
+    /// Install a snapshot written off the actor, unless a newer one (fetched
+    /// from a peer) was installed meanwhile: the installed one either way.
+    fn install_written(&mut self, written: Snapshot) -> Result<Snapshot, StorageError> {
+        if let Some(newer) = self.current.as_ref().filter(|c| c.upto > written.upto) {
+            let newer = newer.clone();
+            self.dir.discard(written);
+            return Ok(newer);
+        }
+        let installed = self.dir.promote(written)?;
+        self.current = Some(installed.clone());
+        Ok(installed)
     }
 }
 
@@ -165,16 +215,7 @@ impl<M: StateMachine> Applier<M> {
     /// Keep snapshots in `dir`: take one as often as `every` says, serve
     /// the latest to peers, stage theirs.
     pub fn with_snapshots(mut self, dir: SnapshotDir, every: SnapshotEvery) -> Self {
-        self.snapshots = Some(Snapshots {
-            dir,
-            every,
-            since: 0,
-            since_bytes: 0,
-            current: None,
-            incoming: None,
-            fetched: 0,
-            waiting: Vec::new(),
-        });
+        self.snapshots = Some(Snapshots::new(dir, every));
         self
     }
 
@@ -268,12 +309,13 @@ impl<M: StateMachine> Applier<M> {
         self.waiters.insert(watch.id, watch.reply);
     }
 
-    /// Write a snapshot of everything applied, then compact the log below
-    /// it: when `every` commands were applied since the last, or when a
-    /// caller asked for one ([`TakeSnapshot`]).
-    fn snapshot(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
+    /// Serialize everything applied and hand the file's writing to `jobs`
+    /// ([`Applier::written`] installs it): when `every` commands were
+    /// applied since the last, or when a caller asked for one
+    /// ([`TakeSnapshot`]).
+    fn snapshot(&mut self, core: &Learner, jobs: &mut Jobs<SnapshotWritten>) {
         let Some(snapshots) = self.snapshots.as_mut().filter(|s| s.due()) else {
-            return Output::new();
+            return;
         };
         snapshots.since = 0;
         snapshots.since_bytes = 0;
@@ -282,24 +324,58 @@ impl<M: StateMachine> Applier<M> {
             progress: self.progress,
         };
         let upto = header.learner.upto;
-        let machine = &self.machine;
-        let written = snapshots
-            .dir
-            .install(upto, |out| write_body(out, &header, machine));
-        match written {
+        let started = Instant::now();
+        let last_len = snapshots.current.as_ref().map_or(0, |c| c.len);
+        let mut body = Vec::with_capacity(usize::try_from(last_len).unwrap_or(0));
+        if let Err(error) = write_body(&mut body, &header, &self.machine) {
+            // The log stays whole; the next attempt comes after `every`
+            // more commands.
+            tracing::error!(learner = %core.id(), %error, "snapshot failed");
+            for waiter in snapshots.waiting.drain(..) {
+                let _ = waiter.send(Err(error.to_string()));
+            }
+            return;
+        }
+        snapshots.writing = Some(Writing {
+            waiting: std::mem::take(&mut snapshots.waiting),
+            started,
+            serializing: started.elapsed(),
+        });
+        let dir = snapshots.dir.clone();
+        jobs.push(Box::new(move || {
+            SnapshotWritten(dir.write(upto, |out| out.write_all(&body)))
+        }));
+    }
+
+    /// The snapshot file handed off in [`Applier::snapshot`] is written:
+    /// install it, answer who asked for it, and compact the log below it.
+    fn written(&mut self, core: &mut Learner, written: SnapshotWritten) -> Output<LearnerWrite> {
+        let Some(snapshots) = self.snapshots.as_mut() else {
+            return Output::new();
+        };
+        let Some(writing) = snapshots.writing.take() else {
+            return Output::new();
+        };
+        match written.0.and_then(|w| snapshots.install_written(w)) {
             Ok(snapshot) => {
-                tracing::info!(learner = %core.id(), upto, bytes = snapshot.len, "snapshot installed");
-                for waiter in snapshots.waiting.drain(..) {
+                tracing::info!(
+                    learner = %core.id(),
+                    upto = snapshot.upto,
+                    bytes = snapshot.len,
+                    serialize_ms = writing.serializing.as_secs_f64() * 1e3,
+                    total_ms = writing.started.elapsed().as_secs_f64() * 1e3,
+                    "snapshot installed"
+                );
+                for waiter in writing.waiting {
                     let _ = waiter.send(Ok(snapshot.clone()));
                 }
-                snapshots.current = Some(snapshot);
-                core.compact(upto)
+                core.compact(snapshot.upto)
             }
             Err(error) => {
                 // The log stays whole; the next attempt comes after `every`
                 // more commands.
                 tracing::error!(learner = %core.id(), %error, "snapshot failed");
-                for waiter in snapshots.waiting.drain(..) {
+                for waiter in writing.waiting {
                     let _ = waiter.send(Err(error.to_string()));
                 }
                 Output::new()
@@ -451,6 +527,8 @@ fn write_body<M: StateMachine>(
 }
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {
+    type Finished = SnapshotWritten;
+
     fn inbound(&mut self, from: RoleId, message: &Message) {
         if let (Role::Proposer, Message::Heartbeat { ballot, .. }) = (from.role, message) {
             self.leader.heard(from.index, *ballot);
@@ -516,8 +594,21 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
         self.snapshots.as_ref().is_some_and(Snapshots::due)
     }
 
-    fn idle(&mut self, core: &mut Learner) -> Output<LearnerWrite> {
-        self.snapshot(core)
+    fn idle(
+        &mut self,
+        core: &mut Learner,
+        jobs: &mut Jobs<SnapshotWritten>,
+    ) -> Output<LearnerWrite> {
+        self.snapshot(core, jobs);
+        Output::new()
+    }
+
+    fn finished(
+        &mut self,
+        core: &mut Learner,
+        written: SnapshotWritten,
+    ) -> Result<Output<LearnerWrite>, String> {
+        Ok(self.written(core, written))
     }
 }
 
@@ -581,8 +672,7 @@ impl<S: Store, M: StateMachine> Handler<TakeSnapshot> for LearnerActor<S, M> {
         };
         snapshots.waiting.push(reply);
         if self.writes_settled() {
-            let out = self.hooks.snapshot(&mut self.core);
-            self.emit(out, ctx);
+            self.idle(ctx);
         }
     }
 }
@@ -701,5 +791,43 @@ impl<S: Store, M: StateMachine> Handler<Subscribe> for LearnerActor<S, M> {
 
     fn handle(&mut self, Subscribe(sender): Subscribe, _: &mut Context<Self>) {
         self.hooks.subscribers.push(sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshots_in(dir: &std::path::Path) -> Snapshots {
+        Snapshots::new(SnapshotDir::open(dir).unwrap(), SnapshotEvery::default())
+    }
+
+    #[test]
+    fn a_snapshot_written_behind_a_newer_install_is_discarded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut snapshots = snapshots_in(tmp.path());
+        let written = snapshots
+            .dir
+            .write(10, |out| out.write_all(b"ten"))
+            .unwrap();
+        let fetched = snapshots
+            .dir
+            .install(20, |out| out.write_all(b"twenty"))
+            .unwrap();
+        snapshots.current = Some(fetched.clone());
+        assert_eq!(snapshots.install_written(written).unwrap(), fetched);
+        assert_eq!(snapshots.current, Some(fetched.clone()));
+        assert_eq!(snapshots.dir.latest().unwrap(), Some(fetched));
+        let leftovers = std::fs::read_dir(tmp.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "only the fetched snapshot is left");
+
+        let written = snapshots
+            .dir
+            .write(30, |out| out.write_all(b"thirty"))
+            .unwrap();
+        let installed = snapshots.install_written(written).unwrap();
+        assert_eq!(installed.upto, 30);
+        assert_eq!(snapshots.current, Some(installed.clone()));
+        assert_eq!(snapshots.dir.latest().unwrap(), Some(installed));
     }
 }

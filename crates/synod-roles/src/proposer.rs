@@ -25,6 +25,8 @@ pub struct ProposerHooks {
 }
 
 impl Hooks<Proposer> for ProposerHooks {
+    type Finished = ();
+
     fn status(&self, core: &Proposer) -> RoleStatus {
         let mut report = core.report();
         if let RoleStatus::Proposer(status) = &mut report {

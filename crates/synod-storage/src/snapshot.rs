@@ -74,18 +74,42 @@ impl SnapshotDir {
         upto: Slot,
         body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Snapshot, StorageError> {
+        let written = self.write(upto, body)?;
+        self.promote(written)
+    }
+
+    /// Write a snapshot covering every slot below `upto` to a durable file
+    /// beside the installed ones, without installing it: [`promote`] it,
+    /// or [`discard`] it. Needs no access to the role's state, so it can
+    /// run on another thread while the role goes on.
+    ///
+    /// [`promote`]: SnapshotDir::promote
+    /// [`discard`]: SnapshotDir::discard
+    pub fn write(
+        &self,
+        upto: Slot,
+        body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Snapshot, StorageError> {
         let tmp = self.path_of(upto).with_extension("tmp");
         let (len, digest) = write_file(&tmp, upto, body).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             write_failed(&tmp, &e)
         })?;
-        let written = Snapshot {
+        Ok(Snapshot {
             upto,
             len,
             digest,
             path: tmp,
-        };
-        self.promote(written)
+        })
+    }
+
+    /// Remove a snapshot [`write`](SnapshotDir::write) wrote that will not
+    /// be installed (a newer one was installed meanwhile). An installed
+    /// snapshot is never removed here.
+    pub fn discard(&self, written: Snapshot) {
+        if written.path.extension().is_some_and(|e| e == "tmp") {
+            let _ = fs::remove_file(&written.path);
+        }
     }
 
     /// Move a durable, verified snapshot file (written by `install`, or
@@ -424,6 +448,29 @@ mod tests {
             files(tmp.path(), "tmp").unwrap().is_empty(),
             "leftovers removed"
         );
+    }
+
+    #[test]
+    fn a_written_snapshot_counts_only_once_promoted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        let installed = install(&dir, 5, b"five");
+        let written = dir.write(9, |out| out.write_all(b"nine")).unwrap();
+        assert_eq!(dir.latest().unwrap(), Some(installed.clone()), "not yet");
+        dir.discard(installed.clone());
+        assert_eq!(
+            dir.latest().unwrap(),
+            Some(installed),
+            "never an installed one"
+        );
+        dir.discard(written);
+        assert!(files(tmp.path(), "tmp").unwrap().is_empty(), "discarded");
+        let written = dir.write(12, |out| out.write_all(b"twelve")).unwrap();
+        let promoted = dir.promote(written).unwrap();
+        let latest = dir.latest().unwrap().unwrap();
+        assert_eq!((latest.upto, body_of(&latest)), (12, b"twelve".to_vec()));
+        assert_eq!(latest, promoted);
+        assert_eq!(files(tmp.path(), "snap").unwrap().len(), 1);
     }
 
     /// Copy `snapshot` into `to` through `receive`, `chunk` bytes at a time,

@@ -25,4 +25,4 @@ mod machine;
 pub mod wire;
 
 pub use error::SubmitError;
-pub use machine::{Decision, SnapshotError, StateMachine};
+pub use machine::{Decision, SnapshotError, SnapshotImage, StateMachine};

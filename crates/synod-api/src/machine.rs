@@ -50,10 +50,30 @@ pub trait StateMachine: Unpin + 'static {
     /// Write the whole state, as of the last command applied, to `out`.
     fn snapshot(&self, out: &mut dyn Write) -> std::io::Result<()>;
 
+    /// The whole state as of the last command applied, to be written later
+    /// (the learner writes it off its actor, while it applies what comes
+    /// next): what [`StateMachine::snapshot`] would write, byte for byte.
+    /// The default writes it into memory now. A machine that can share
+    /// the parts of its state that no command changes again (sealed
+    /// chunks of a history, say) returns them instead, so the learner
+    /// pauses only for what it must copy.
+    fn snapshot_image(&self) -> SnapshotImage {
+        let mut bytes = Vec::new();
+        let written = self.snapshot(&mut bytes);
+        Box::new(move |out: &mut dyn Write| {
+            written?;
+            out.write_all(&bytes)
+        })
+    }
+
     /// Replace the whole state with the snapshot read from `input`. On an
     /// error the machine may be left in any state; the learner discards it.
     fn restore(&mut self, input: &mut dyn Read) -> Result<(), SnapshotError>;
 }
+
+/// A state machine's snapshot taken at one point of the log and written
+/// later, on any thread ([`StateMachine::snapshot_image`]).
+pub type SnapshotImage = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
 
 /// A snapshot could not be restored.
 #[derive(Debug)]

@@ -11,6 +11,7 @@
 use crate::{KvResponse, MAX_LIST_ENTRIES};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// One change to one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,10 +35,106 @@ impl Change {
     }
 }
 
+/// Changes per sealed chunk of the history.
+const CHUNK: usize = 1024;
+
+/// The changes kept, oldest first, in chunks: every full chunk is sealed
+/// and never changes again, so a snapshot takes the history by sharing
+/// them (a pointer each) and writes it off the learner's actor. Cloning
+/// copies only the open chunk (fewer than [`CHUNK`] changes).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Changes {
+    /// Full chunks, oldest first.
+    sealed: VecDeque<Arc<[Change]>>,
+    /// Changes at the front of `sealed[0]` already dropped.
+    skip: usize,
+    /// The newest changes, fewer than `CHUNK`.
+    open: VecDeque<Change>,
+    len: usize,
+}
+
+impl Changes {
+    fn from_vec(changes: Vec<Change>) -> Self {
+        let mut chunks = Self::default();
+        for change in changes {
+            chunks.push_back(change);
+        }
+        chunks
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_back(&mut self, change: Change) {
+        self.open.push_back(change);
+        self.len += 1;
+        if self.open.len() == CHUNK {
+            self.sealed.push_back(self.open.drain(..).collect());
+        }
+    }
+
+    fn front(&self) -> Option<&Change> {
+        match self.sealed.front() {
+            Some(chunk) => chunk.get(self.skip),
+            None => self.open.front(),
+        }
+    }
+
+    /// Drop the oldest change; its size.
+    fn pop_front(&mut self) -> Option<usize> {
+        let size = self.front()?.size();
+        self.len -= 1;
+        match self.sealed.front() {
+            Some(chunk) if self.skip + 1 == chunk.len() => {
+                self.sealed.pop_front();
+                self.skip = 0;
+            }
+            Some(_) => self.skip += 1,
+            None => {
+                self.open.pop_front();
+            }
+        }
+        Some(size)
+    }
+
+    /// The changes as runs of contiguous memory, oldest first.
+    fn slices(&self) -> impl Iterator<Item = &[Change]> {
+        let (front, back) = self.open.as_slices();
+        let skip = self.skip;
+        let sealed = self.sealed.iter().enumerate();
+        sealed
+            .map(move |(i, chunk)| if i == 0 { &chunk[skip..] } else { &chunk[..] })
+            .chain([front, back])
+    }
+
+    /// Every change, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Change> {
+        self.slices().flatten()
+    }
+
+    /// The changes from revision `from` on, oldest first: whole chunks
+    /// before it are skipped, the first one kept is found by bisection.
+    fn from_revision(&self, from: u64) -> impl Iterator<Item = &Change> {
+        self.slices()
+            .filter(move |s| s.last().is_some_and(|c| c.revision >= from))
+            .flat_map(move |s| &s[s.partition_point(|c| c.revision < from)..])
+    }
+}
+
+impl PartialEq for Changes {
+    /// The same changes, however they are chunked.
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Changes {}
+
 /// The recent changes, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct History {
-    changes: VecDeque<Change>,
+    changes: Changes,
     bytes: usize,
     /// Every change from this revision on is kept.
     horizon: u64,
@@ -57,7 +154,7 @@ pub(crate) struct Since<'a> {
 impl History {
     pub(crate) fn new(max_changes: usize, max_bytes: usize) -> Self {
         Self {
-            changes: VecDeque::new(),
+            changes: Changes::default(),
             bytes: 0,
             horizon: 1,
             max_changes,
@@ -69,7 +166,7 @@ impl History {
     pub(crate) fn restored(mut self, horizon: u64, changes: Vec<Change>) -> Self {
         self.horizon = horizon;
         self.bytes = changes.iter().map(Change::size).sum();
-        self.changes = changes.into();
+        self.changes = Changes::from_vec(changes);
         self
     }
 
@@ -78,12 +175,10 @@ impl History {
         self.horizon
     }
 
-    pub(crate) fn changes(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.changes.len()
+    /// The changes kept: shared with the history (a clone copies the open
+    /// chunk only), for a snapshot to write later.
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// Keep `change`, then drop the oldest revisions past the bounds.
@@ -100,8 +195,7 @@ impl History {
             return;
         };
         while self.changes.front().is_some_and(|c| c.revision == oldest) {
-            let dropped = self.changes.pop_front().expect("checked above");
-            self.bytes -= dropped.size();
+            self.bytes -= self.changes.pop_front().expect("checked above");
         }
         self.horizon = oldest + 1;
     }
@@ -127,10 +221,9 @@ impl History {
             0 => MAX_LIST_ENTRIES,
             n => n.min(MAX_LIST_ENTRIES),
         } as usize;
-        let start = self.changes.partition_point(|c| c.revision < ask.from);
         let matching = self
             .changes
-            .range(start..)
+            .from_revision(ask.from)
             .filter(|c| c.key.starts_with(ask.prefix));
         let mut changes: Vec<Change> = Vec::new();
         let mut bytes = 0;
@@ -152,6 +245,90 @@ impl History {
             changes,
             next: now,
             more: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain list the chunks must behave like.
+    #[derive(Default)]
+    struct Model {
+        changes: VecDeque<Change>,
+        bytes: usize,
+        horizon: u64,
+    }
+
+    impl Model {
+        fn record(&mut self, change: Change, max_changes: usize, max_bytes: usize) {
+            self.bytes += change.size();
+            self.changes.push_back(change);
+            while self.changes.len() > max_changes || self.bytes > max_bytes {
+                let oldest = self.changes[0].revision;
+                while self.changes.front().is_some_and(|c| c.revision == oldest) {
+                    self.bytes -= self.changes.pop_front().unwrap().size();
+                }
+                self.horizon = oldest + 1;
+            }
+        }
+    }
+
+    /// SplitMix64: reproducible draws without a dependency.
+    fn draw(state: &mut u64, below: u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % below
+    }
+
+    #[test]
+    fn chunked_changes_keep_what_a_plain_list_keeps() {
+        let mut state = 7;
+        for max_changes in [1, 3, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+            let max_bytes = 40 * max_changes + draw(&mut state, 2_000) as usize;
+            let mut history = History::new(max_changes, max_bytes);
+            let mut model = Model {
+                horizon: 1,
+                ..Model::default()
+            };
+            let mut revision = 1;
+            for _ in 0..5 * CHUNK {
+                revision += draw(&mut state, 2); // some revisions change several keys
+                let value =
+                    (draw(&mut state, 4) > 0).then(|| vec![0; draw(&mut state, 40) as usize]);
+                let change = Change {
+                    revision,
+                    key: format!("k{}", draw(&mut state, 50)).into_bytes(),
+                    value,
+                };
+                history.record(change.clone());
+                model.record(change, max_changes, max_bytes);
+                assert!(history.changes().iter().eq(model.changes.iter()));
+                assert_eq!(history.changes().len(), model.changes.len());
+                assert_eq!(
+                    (history.bytes, history.horizon),
+                    (model.bytes, model.horizon)
+                );
+                let from = revision.saturating_sub(draw(&mut state, 3 * CHUNK as u64));
+                let expected = model.changes.iter().filter(|c| c.revision >= from);
+                assert!(
+                    history.changes.from_revision(from).eq(expected),
+                    "from {from}"
+                );
+            }
+            let copy = history.changes().clone();
+            history.record(Change {
+                revision: revision + 1,
+                key: b"after".to_vec(),
+                value: None,
+            });
+            assert!(
+                copy.iter().eq(model.changes.iter()),
+                "a clone keeps its changes"
+            );
         }
     }
 }

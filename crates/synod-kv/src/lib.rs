@@ -854,6 +854,12 @@ impl StateMachine for KvStore {
         snapshot::write(self, out)
     }
 
+    /// The same bytes, with the watch history's sealed chunks shared
+    /// rather than encoded on the learner's actor.
+    fn snapshot_image(&self) -> synod_api::SnapshotImage {
+        snapshot::image(self)
+    }
+
     fn restore(&mut self, input: &mut dyn std::io::Read) -> Result<(), SnapshotError> {
         *self = snapshot::read(self, input)?;
         Ok(())

@@ -22,11 +22,12 @@
 //! rebuilt from the keys' and locks' records.
 
 use crate::client_table::ClientTable;
+use crate::history::Changes;
 use crate::locks::{LockRecord, Waiter};
 use crate::{Change, Entry, KvStore};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use synod_api::SnapshotError;
+use synod_api::{SnapshotError, SnapshotImage};
 use synod_core::Ballot;
 
 /// The snapshot format this build writes.
@@ -190,7 +191,14 @@ struct RecordWriter<'a> {
     scratch: Vec<u8>,
 }
 
-impl RecordWriter<'_> {
+impl<'a> RecordWriter<'a> {
+    fn new(out: &'a mut dyn Write) -> Self {
+        Self {
+            out,
+            scratch: Vec::new(),
+        }
+    }
+
     fn put(&mut self, record: &RecordOut<'_>) -> std::io::Result<()> {
         self.scratch.clear();
         let scratch = std::mem::take(&mut self.scratch);
@@ -215,10 +223,33 @@ fn read_record(input: &mut dyn Read) -> Result<Record, SnapshotError> {
 
 /// Write `store` to `out`.
 pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut out = RecordWriter {
-        out,
-        scratch: Vec::new(),
-    };
+    let mut out = RecordWriter::new(out);
+    write_head(store, &mut out)?;
+    write_history(store.history.horizon(), store.history.changes(), &mut out)?;
+    write_tail(store, &mut out)
+}
+
+/// `store`'s snapshot as [`write`] would write it, to be written later on
+/// any thread: the records before and after the watch history are encoded
+/// now, the history's sealed chunks are shared (most of a snapshot's
+/// bytes when the key space is small) and encoded when it is written.
+pub(crate) fn image(store: &KvStore) -> SnapshotImage {
+    let mut head = Vec::new();
+    let mut tail = Vec::new();
+    let encoded = write_head(store, &mut RecordWriter::new(&mut head))
+        .and_then(|()| write_tail(store, &mut RecordWriter::new(&mut tail)));
+    let horizon = store.history.horizon();
+    let changes = store.history.changes().clone();
+    Box::new(move |out: &mut dyn Write| {
+        encoded?;
+        out.write_all(&head)?;
+        write_history(horizon, &changes, &mut RecordWriter::new(out))?;
+        out.write_all(&tail)
+    })
+}
+
+/// The header, keys, locks and client table.
+fn write_head(store: &KvStore, out: &mut RecordWriter<'_>) -> std::io::Result<()> {
     let clients = store.clients.entries();
     out.put(&RecordOut::Header {
         format: FORMAT,
@@ -260,12 +291,28 @@ pub(crate) fn write(store: &KvStore, out: &mut dyn Write) -> std::io::Result<()>
             responses,
         })?;
     }
-    let history = &store.history;
-    let (horizon, changes) = (history.horizon(), history.len() as u64);
-    out.put(&RecordOut::History { horizon, changes })?;
-    for change in history.changes() {
+    Ok(())
+}
+
+/// The watch history: its horizon and count, then each change.
+fn write_history(
+    horizon: u64,
+    changes: &Changes,
+    out: &mut RecordWriter<'_>,
+) -> std::io::Result<()> {
+    let count = changes.len() as u64;
+    out.put(&RecordOut::History {
+        horizon,
+        changes: count,
+    })?;
+    for change in changes.iter() {
         out.put(&RecordOut::Change(change))?;
     }
+    Ok(())
+}
+
+/// The log's clock and the leases, then the end.
+fn write_tail(store: &KvStore, out: &mut RecordWriter<'_>) -> std::io::Result<()> {
     let leases = &store.leases;
     let clock = leases.clock;
     out.put(&RecordOut::Leases {

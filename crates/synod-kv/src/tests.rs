@@ -845,6 +845,46 @@ fn the_history_holds_every_change_in_revision_order() {
     assert_eq!((page.len(), more), (2, false), "a revision is never split");
 }
 
+/// The image the learner writes off its actor is the snapshot's bytes at
+/// the moment it was taken, however the store changes after.
+#[test]
+fn a_snapshot_image_writes_the_snapshot_as_of_when_it_was_taken() {
+    let limits = KvLimits {
+        watch_history: 5_000, // several sealed chunks, trimmed as it goes
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    let mut seq = 0;
+    let mut apply = |s: &mut KvStore, n: u64| {
+        for _ in 0..n {
+            seq += 1;
+            let key = format!("k{}", seq % 300);
+            let kv = match seq % 7 {
+                0 => KvCommand::Delete {
+                    key: key.into_bytes(),
+                },
+                _ => put(&key, &format!("v{seq}")),
+            };
+            run(s, seq, kv);
+        }
+    };
+    apply(&mut s, 7_300);
+    assert!(s.history.changes().len() > 4_000, "the history is full");
+    let expected = snapshot_of(&s);
+    let image = s.snapshot_image();
+    apply(&mut s, 2_100); // seals, trims and drops chunks the image holds
+    let mut written = Vec::new();
+    image(&mut written).unwrap();
+    assert!(written == expected, "the image wrote other bytes");
+    assert_ne!(snapshot_of(&s), expected, "the store moved on");
+    let mut again = KvStore::new(limits);
+    again.restore(&mut &written[..]).unwrap();
+    assert!(
+        snapshot_of(&again) == expected,
+        "restored, it writes the same"
+    );
+}
+
 #[test]
 fn a_trimmed_history_says_compacted_and_keeps_whole_revisions() {
     let limits = KvLimits {
@@ -874,7 +914,7 @@ fn a_trimmed_history_says_compacted_and_keeps_whole_revisions() {
     let kept = |s: &KvStore| {
         (
             s.history.horizon(),
-            s.history.changes().cloned().collect::<Vec<_>>(),
+            s.history.changes().iter().cloned().collect::<Vec<_>>(),
         )
     };
     assert_eq!(kept(&again), kept(&s), "the history is in the snapshot");

@@ -13,9 +13,11 @@
 //! (its end, the exactly-once filter), the applied log's digest and count,
 //! then the state machine's own bytes ([`restore`] reads it back). On start
 //! the node restores the latest snapshot and replays only the log after it.
-//! The learner pauses only while the state machine serializes itself into
-//! memory (one snapshot's bytes at a time); the file is written, hashed and
-//! synced on the blocking pool while the learner goes on, and only once it
+//! The learner pauses only while the state machine takes an image of itself
+//! ([`StateMachine::snapshot_image`]: by default its bytes in memory; the
+//! KV store shares its watch history's sealed chunks instead); the image
+//! is encoded into the file, hashed and synced on the blocking pool while
+//! the learner goes on, and only once it
 //! is durable is it installed, the log compacted below it and whoever asked
 //! for it answered ([`SnapshotWritten`]). One snapshot is written at a time.
 //!
@@ -35,7 +37,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
@@ -325,17 +327,19 @@ impl<M: StateMachine> Applier<M> {
         };
         let upto = header.learner.upto;
         let started = Instant::now();
-        let last_len = snapshots.current.as_ref().map_or(0, |c| c.len);
-        let mut body = Vec::with_capacity(usize::try_from(last_len).unwrap_or(0));
-        if let Err(error) = write_body(&mut body, &header, &self.machine) {
-            // The log stays whole; the next attempt comes after `every`
-            // more commands.
-            tracing::error!(learner = %core.id(), %error, "snapshot failed");
-            for waiter in snapshots.waiting.drain(..) {
-                let _ = waiter.send(Err(error.to_string()));
+        let header = match encode_header(&header) {
+            Ok(header) => header,
+            Err(error) => {
+                // The log stays whole; the next attempt comes after `every`
+                // more commands.
+                tracing::error!(learner = %core.id(), %error, "snapshot failed");
+                for waiter in snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Err(error.to_string()));
+                }
+                return;
             }
-            return;
-        }
+        };
+        let image = self.machine.snapshot_image();
         snapshots.writing = Some(Writing {
             waiting: std::mem::take(&mut snapshots.waiting),
             started,
@@ -343,7 +347,10 @@ impl<M: StateMachine> Applier<M> {
         });
         let dir = snapshots.dir.clone();
         jobs.push(Box::new(move || {
-            SnapshotWritten(dir.write(upto, |out| out.write_all(&body)))
+            SnapshotWritten(dir.write(upto, |out| {
+                out.write_all(&header)?;
+                image(out)
+            }))
         }));
     }
 
@@ -514,16 +521,14 @@ enum Staging {
     Dropped,
 }
 
-fn write_body<M: StateMachine>(
-    out: &mut dyn Write,
-    header: &Header,
-    machine: &M,
-) -> std::io::Result<()> {
+/// The learner's part of a snapshot file, framed: its length, then it.
+fn encode_header(header: &Header) -> std::io::Result<Vec<u8>> {
     let header = postcard::to_stdvec(header).map_err(std::io::Error::other)?;
     let len = u32::try_from(header.len()).map_err(std::io::Error::other)?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(&header)?;
-    machine.snapshot(out)
+    let mut framed = Vec::with_capacity(4 + header.len());
+    framed.extend_from_slice(&len.to_le_bytes());
+    framed.extend_from_slice(&header);
+    Ok(framed)
 }
 
 impl<M: StateMachine> Hooks<Learner> for Applier<M> {

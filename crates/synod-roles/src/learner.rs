@@ -109,6 +109,33 @@ pub struct SnapshotEvery {
     pub commands: u64,
     /// Bytes of applied command payloads.
     pub bytes: u64,
+    /// Where this learner's schedule starts among its peers'.
+    pub stagger: Stagger,
+}
+
+/// Learners that apply the same log on the same schedule would all
+/// snapshot at the same slot, and every node would spend its CPU and disk
+/// on it at once. Learner `place` of `of` starts `place / of` of the way
+/// into its first period, so their snapshots are spread evenly over it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stagger {
+    /// This learner's position among its peers, from 0.
+    pub place: u64,
+    /// How many learners there are (0 or 1: no stagger).
+    pub of: u64,
+}
+
+impl SnapshotEvery {
+    /// The commands and bytes counted as already applied when a schedule
+    /// starts (see [`Stagger`]).
+    fn head_start(&self) -> (u64, u64) {
+        let Stagger { place, of } = self.stagger;
+        if of < 2 {
+            return (0, 0);
+        }
+        let share = |period: u64| period / of * (place % of);
+        (share(self.commands), share(self.bytes))
+    }
 }
 
 struct Snapshots {
@@ -145,11 +172,12 @@ pub struct SnapshotWritten(Result<Snapshot, StorageError>);
 
 impl Snapshots {
     fn new(dir: SnapshotDir, every: SnapshotEvery) -> Self {
+        let (since, since_bytes) = every.head_start();
         Self {
             dir,
             every,
-            since: 0,
-            since_bytes: 0,
+            since,
+            since_bytes,
             current: None,
             incoming: None,
             fetched: 0,
@@ -456,8 +484,8 @@ impl<M: StateMachine> Applier<M> {
             .promote(staged)
             .map_err(|e| format!("installing the snapshot fetched up to slot {upto}: {e}"))?;
         snapshots.current = Some(installed);
-        snapshots.since = 0;
-        snapshots.since_bytes = 0;
+        // The peer just snapshotted here: keep this learner's place apart.
+        (snapshots.since, snapshots.since_bytes) = snapshots.every.head_start();
         snapshots.fetched += 1;
         self.answer_restored_waiters();
         tracing::info!(learner = %core.id(), upto, "installed a snapshot fetched from a peer");
@@ -805,6 +833,26 @@ mod tests {
 
     fn snapshots_in(dir: &std::path::Path) -> Snapshots {
         Snapshots::new(SnapshotDir::open(dir).unwrap(), SnapshotEvery::default())
+    }
+
+    #[test]
+    fn learners_start_their_snapshot_schedules_spread_over_one_period() {
+        let every = |place, of| SnapshotEvery {
+            commands: 90_000,
+            bytes: 300,
+            stagger: Stagger { place, of },
+        };
+        let starts: Vec<_> = (0..3).map(|place| every(place, 3).head_start()).collect();
+        assert_eq!(starts, [(0, 0), (30_000, 100), (60_000, 200)]);
+        assert_eq!(every(0, 1).head_start(), (0, 0), "one learner: no stagger");
+        assert_eq!(every(4, 0).head_start(), (0, 0), "no count: no stagger");
+        let tmp = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::new(SnapshotDir::open(tmp.path()).unwrap(), every(2, 3));
+        assert_eq!((snapshots.since, snapshots.since_bytes), (60_000, 200));
+        assert!(
+            !snapshots.due(),
+            "the first comes after the rest of the period"
+        );
     }
 
     #[test]

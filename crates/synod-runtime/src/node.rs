@@ -30,7 +30,7 @@ use synod_core::{
 use synod_rocks::RocksBackend;
 use synod_roles::{
     AcceptorActor, Applier, Core, Hooks, LeaderHint, LearnerActor, NoHooks, ProposerActor,
-    ProposerHooks, RoleActor, SnapshotEvery,
+    ProposerHooks, RoleActor, SnapshotEvery, Stagger,
 };
 use synod_storage::{
     Backend, Bootstrap, GroupCommit, GroupLimits, RoleStore, SnapshotDir, StorageError, StoreOwner,
@@ -395,9 +395,14 @@ fn learner<M: StateMachine>(
     let learner_config = learner_config(config, role.index);
     let mut applier = Applier::new(machine);
     if let Some(dir) = &snapshots {
+        let learners = &learner_config.learners;
         let every = SnapshotEvery {
             commands: config.storage.snapshot_every,
             bytes: config.storage.snapshot_every_bytes,
+            stagger: Stagger {
+                place: learners.iter().filter(|&&l| l < role.index).count() as u64,
+                of: learners.len() as u64,
+            },
         };
         applier = applier.with_snapshots(dir.clone(), every);
     }

@@ -115,7 +115,7 @@ impl Changes {
 
     /// The changes from revision `from` on, oldest first: whole chunks
     /// before it are skipped, the first one kept is found by bisection.
-    fn from_revision(&self, from: u64) -> impl Iterator<Item = &Change> {
+    fn starting_at(&self, from: u64) -> impl Iterator<Item = &Change> {
         self.slices()
             .filter(move |s| s.last().is_some_and(|c| c.revision >= from))
             .flat_map(move |s| &s[s.partition_point(|c| c.revision < from)..])
@@ -223,7 +223,7 @@ impl History {
         } as usize;
         let matching = self
             .changes
-            .from_revision(ask.from)
+            .starting_at(ask.from)
             .filter(|c| c.key.starts_with(ask.prefix));
         let mut changes: Vec<Change> = Vec::new();
         let mut bytes = 0;
@@ -315,7 +315,7 @@ mod tests {
                 let from = revision.saturating_sub(draw(&mut state, 3 * CHUNK as u64));
                 let expected = model.changes.iter().filter(|c| c.revision >= from);
                 assert!(
-                    history.changes.from_revision(from).eq(expected),
+                    history.changes.starting_at(from).eq(expected),
                     "from {from}"
                 );
             }

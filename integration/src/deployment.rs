@@ -198,6 +198,12 @@ impl Deployment {
         }
     }
 
+    /// Start `node` with `--init` next time, as a node that gains a role
+    /// it never hosted before (the missing store is created).
+    pub fn init_on_next_start(&mut self, node: &str) {
+        self.initialized.remove(node);
+    }
+
     /// [`Deployment::start_nodes`], saying which node did not become
     /// ready (and how its log ends) instead of panicking.
     pub fn try_start_nodes(&mut self, nodes: &[String]) -> Result<(), String> {
@@ -325,6 +331,12 @@ impl Deployment {
     pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config).unwrap();
         std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
+    /// Everything `node` has written to its log (stderr) so far, across
+    /// its restarts.
+    pub fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(node_log_path(self.dir.path(), node)).unwrap_or_default()
     }
 
     /// `node`'s data directory.

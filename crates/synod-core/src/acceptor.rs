@@ -95,6 +95,14 @@ pub struct AcceptorState {
 }
 
 impl AcceptorState {
+    /// The highest ballot promised, for the log or any instance (every
+    /// accepted ballot is also promised). A scan of the instances, which
+    /// are bounded; asked only by proposers starting on empty stores.
+    pub fn highest_promise(&self) -> Ballot {
+        let instances = self.instances.values().map(|vote| vote.promised);
+        instances.fold(self.promised, Ballot::max)
+    }
+
     /// Apply one write. Storage implementations and the acceptor itself use
     /// this one definition, so memory and disk cannot disagree.
     pub fn apply(&mut self, write: &AcceptorWrite) {
@@ -201,8 +209,20 @@ impl Acceptor {
             } => self.handle_instance_accept(from, name, ballot, value),
             Message::Trim { below } => self.handle_trim(below),
             Message::Confirm { ballot, round } => self.handle_confirm(from, ballot, round),
+            Message::RoundQuery => self.handle_round_query(from),
             _ => Output::new(),
         }
+    }
+
+    /// A proposer with an empty store asks for the highest ballot promised
+    /// here, log or instance, so that it starts above every round it may
+    /// have used before. Nothing changes here; the answer leaves after
+    /// every write before it is durable, like any reply.
+    fn handle_round_query(&mut self, from: RoleId) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        let promised = self.state.highest_promise();
+        out.send(from, Message::RoundReport { promised });
+        out
     }
 
     /// A leader checks it still leads: confirmed unless a higher ballot was
@@ -433,6 +453,33 @@ mod tests {
 
     fn acceptor() -> Acceptor {
         Acceptor::new(1, AcceptorState::default())
+    }
+
+    #[test]
+    fn a_round_query_reports_the_highest_promise_of_the_log_and_every_instance() {
+        let mut a = acceptor();
+        let report = |a: &mut Acceptor| {
+            let out = a.handle(LEADER, Message::RoundQuery);
+            assert!(out.persist.is_empty(), "a query writes nothing");
+            out.send[0].message.clone()
+        };
+        let promised = |round, proposer| Message::RoundReport {
+            promised: Ballot::new(round, proposer),
+        };
+        assert_eq!(report(&mut a), promised(0, 0));
+        let prepare = |ballot, name: &str| Message::InstancePrepare {
+            name: name.into(),
+            ballot,
+        };
+        a.handle(LEADER, prepare(Ballot::new(7, 2), "a"));
+        a.handle(LEADER, prepare(Ballot::new(3, 1), "b"));
+        assert_eq!(report(&mut a), promised(7, 2));
+        let log = Message::Prepare {
+            ballot: Ballot::new(9, 1),
+            from_slot: 0,
+        };
+        a.handle(LEADER, log);
+        assert_eq!(report(&mut a), promised(9, 1));
     }
 
     #[test]

@@ -275,6 +275,18 @@ pub enum Message {
         /// Serve once applied up to here.
         index: Slot,
     },
+    /// Tag 27, proposer → acceptors: what is the highest ballot you
+    /// promised, for the log or any single-decree instance? A proposer
+    /// whose store holds no round asks before it takes its first ballot
+    /// (it may have used rounds in a life whose store is gone). Nothing is
+    /// written.
+    RoundQuery,
+    /// Tag 28, acceptor → proposer: the answer to [`Message::RoundQuery`],
+    /// released only once every promise it reports is durable.
+    RoundReport {
+        /// The highest ballot this acceptor promised (log or instance).
+        promised: Ballot,
+    },
 }
 
 impl Message {
@@ -308,6 +320,8 @@ impl Message {
             Message::Confirm { .. } => "confirm",
             Message::Confirmed { .. } => "confirmed",
             Message::ReadReady { .. } => "read-ready",
+            Message::RoundQuery => "round-query",
+            Message::RoundReport { .. } => "round-report",
         }
     }
 }
@@ -380,6 +394,9 @@ mod tests {
         assert_eq!(encode(&confirm)[0], 24);
         assert_eq!(encode(&Message::Confirmed { ballot, round: 4 })[0], 25);
         assert_eq!(encode(&Message::ReadReady { id: 3, index: 9 }), [26, 3, 9]);
+        assert_eq!(encode(&Message::RoundQuery), [27]);
+        let report = Message::RoundReport { promised: ballot };
+        assert_eq!(encode(&report), [28, 2, 1]);
         assert_eq!(
             encode(&Message::SnapshotChunk {
                 upto: 1,

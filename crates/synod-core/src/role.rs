@@ -73,6 +73,11 @@ impl RoleCore for Proposer {
         Proposer::id(self)
     }
 
+    /// Ask the acceptors for their promises if the store holds no round.
+    fn start(&mut self, now: Millis) -> Output<ProposerWrite> {
+        Proposer::start(self, now)
+    }
+
     fn handle(&mut self, now: Millis, from: RoleId, message: Message) -> Output<ProposerWrite> {
         Proposer::handle(self, now, from, message)
     }

@@ -39,7 +39,7 @@ pub use config::{
     SynodConfig, TlsSettings, TransportSettings, check_ranges, parse_role,
 };
 pub use gateway::NodeStatus;
-pub use node::{Node, NodeError, created_stores};
+pub use node::{Node, NodeError, created_stores, stray_stores};
 pub use router::Router;
 pub use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 pub use synod_storage::{Backend, Bootstrap, MemoryBackend};

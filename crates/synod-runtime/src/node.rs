@@ -9,7 +9,7 @@
 
 use crate::admin::{self, AdminActor, NodeMetrics};
 use crate::client_server::{self, ClientPortStats};
-use crate::config::SynodConfig;
+use crate::config::{SynodConfig, parse_role};
 use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
 use crate::router::MessageCounts;
 use crate::router::{RegisterRole, Router, StopRouter};
@@ -333,6 +333,16 @@ fn open_stores<B: Backend>(
     let node = config.nodes.get(name).ok_or_else(|| {
         NodeError::UnknownNode(name.to_owned(), config.nodes.keys().cloned().collect())
     })?;
+    for role in stray_stores(config, name) {
+        let path = role_dir(&node.data_dir, role);
+        tracing::warn!(
+            %role,
+            path = %path.display(),
+            "a store for {role} is in this node's data directory, but the placement no longer \
+             puts {role} on node {name:?}: it is not used. If {role} moved to another node, \
+             remove this directory once the move is done"
+        );
+    }
     let mut stores = Vec::new();
     for role in config.roles_on(name) {
         let owner = store_owner(config, name, role);
@@ -364,6 +374,32 @@ pub fn created_stores(config: &SynodConfig, name: &str) -> Vec<RoleId> {
         .into_iter()
         .filter(|role| RocksBackend.exists(&node.data_dir, *role))
         .collect()
+}
+
+/// Role stores in node `name`'s data directory that no node sharing that
+/// directory hosts: left behind when the placement moved a role away (or
+/// dropped it). They are never opened; the node warns about each.
+pub fn stray_stores(config: &SynodConfig, name: &str) -> Vec<RoleId> {
+    let Some(node) = config.nodes.get(name) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&node.data_dir) else {
+        return Vec::new();
+    };
+    let hosted: Vec<RoleId> = config
+        .nodes
+        .iter()
+        .filter(|(_, other)| other.data_dir == node.data_dir)
+        .flat_map(|(other, _)| config.roles_on(other))
+        .collect();
+    let mut stray: Vec<RoleId> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| parse_role(entry.file_name().to_str()?))
+        .filter(|role| !hosted.contains(role))
+        .collect();
+    stray.sort();
+    stray
 }
 
 /// Whose store `role` on node `name` opens.

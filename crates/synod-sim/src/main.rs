@@ -58,6 +58,11 @@ struct Args {
     /// (the identity gate's negative control).
     #[arg(long)]
     adopt_wiped_acceptors: bool,
+    /// Acceptors answer round queries with a zero ballot (the negative
+    /// control for proposers restarted on wiped stores: must find
+    /// violations).
+    #[arg(long)]
+    forgetful_round_reports: bool,
     /// The quorums proposers count: majorities; flexible (each seed draws
     /// a safe non-majority system: counts or a grid, 4 to 9 acceptors); or
     /// unsafe (phase 1 + phase 2 = n, the negative control: must find
@@ -104,6 +109,7 @@ fn main() {
         unsafe_trim: args.unsafe_trim,
         resubmit_on_timeout: args.resubmit_on_timeout,
         adopt_wiped_acceptors: args.adopt_wiped_acceptors,
+        forgetful_round_reports: args.forgetful_round_reports,
         max_write_latency: args.max_write_latency,
         leases: args.leases || args.local_clock_leases,
         local_clock_leases: args.local_clock_leases,
@@ -129,6 +135,7 @@ fn main() {
     let installs: u64 = reports.iter().map(|r| r.installs).sum();
     let wipes: u64 = reports.iter().map(|r| r.wipes).sum();
     let acceptor_wipes: u64 = reports.iter().map(|r| r.acceptor_wipes).sum();
+    let proposer_wipes: u64 = reports.iter().map(|r| r.proposer_wipes).sum();
     let refused: u64 = reports.iter().map(|r| r.refused_starts).sum();
     let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
     let lease_expiries: u64 = reports.iter().map(|r| r.lease_expiries).sum();
@@ -162,6 +169,7 @@ fn main() {
     println!(
         "acceptor disks wiped: {acceptor_wipes}, acceptor starts refused by the identity gate: {refused}"
     );
+    println!("proposers restarted on a wiped store: {proposer_wipes}");
     println!("commands refused for an expired session (then resubmitted): {expiries}");
     if args.leases || args.local_clock_leases {
         println!(
@@ -231,6 +239,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.adopt_wiped_acceptors {
         frames += " --adopt-wiped-acceptors";
+    }
+    if args.forgetful_round_reports {
+        frames += " --forgetful-round-reports";
     }
     if args.leases {
         frames += " --leases";

@@ -20,9 +20,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
-    Acceptor, AcceptorWrite, Command, CommandId, Delivery, Learner, LearnerConfig, LearnerSnapshot,
-    LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Quorums, Role, RoleCore,
-    RoleId, Slot, wake_at,
+    Acceptor, AcceptorWrite, Ballot, Command, CommandId, Delivery, Learner, LearnerConfig,
+    LearnerSnapshot, LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Quorums,
+    Role, RoleCore, RoleId, Slot, wake_at,
 };
 use synod_storage::{
     AcceptorStore, Bootstrap, Effect, LearnerStore, MemoryBackend, MemoryStore, Pipeline,
@@ -76,6 +76,12 @@ pub struct SimOptions {
     /// breaks). Without it, the node refuses that acceptor and it stays
     /// down.
     pub adopt_wiped_acceptors: bool,
+    /// Acceptors answer a proposer's `RoundQuery` with a zero ballot, as
+    /// if nobody had promised anything (the negative control for round
+    /// discovery: a proposer restarted on a wiped store takes rounds it
+    /// used before, and proposes new values under ballots that carry old
+    /// ones).
+    pub forgetful_round_reports: bool,
     /// Which quorums the proposers count (majorities by default).
     pub quorums: SimQuorums,
     /// The lease workload: learners run the key/value state machine,
@@ -182,6 +188,7 @@ impl Default for SimOptions {
             unsafe_trim: false,
             resubmit_on_timeout: false,
             adopt_wiped_acceptors: false,
+            forgetful_round_reports: false,
             quorums: SimQuorums::Majority,
             leases: false,
             local_clock_leases: false,
@@ -220,6 +227,9 @@ pub struct SeedReport {
     pub wipes: u64,
     /// Acceptors whose disk was wiped while they were down.
     pub acceptor_wipes: u64,
+    /// Proposers restarted on a new empty store (their disk wiped while
+    /// they were down).
+    pub proposer_wipes: u64,
     /// Acceptor starts refused because the store was missing (each such
     /// acceptor stays down for good).
     pub refused_starts: u64,
@@ -444,6 +454,7 @@ struct World {
     /// Acceptors still to be wiped this seed (at most a minority).
     acceptor_wipes_left: u32,
     acceptor_wipes: u64,
+    proposer_wipes: u64,
     refused_starts: u64,
     /// Acceptors the identity gate refused: down for good.
     refused: BTreeSet<RoleId>,
@@ -521,6 +532,7 @@ impl World {
             wipes: 0,
             acceptor_wipes_left: 0,
             acceptor_wipes: 0,
+            proposer_wipes: 0,
             refused_starts: 0,
             refused: BTreeSet::new(),
             backend: MemoryBackend::new(),
@@ -617,6 +629,7 @@ impl World {
             installs: self.installs,
             wipes: self.wipes,
             acceptor_wipes: self.acceptor_wipes,
+            proposer_wipes: self.proposer_wipes,
             refused_starts: self.refused_starts,
             expiries: self.expiries,
             lease_expiries: self.lease_expiries,
@@ -718,6 +731,13 @@ impl World {
         if let Some(budget) = self.reply_budget() {
             config.reply_max_bytes = budget;
             config.batch_max_bytes = budget;
+        }
+        if self.wipe_on_start.remove(&node) {
+            // A proposer-only node restarted with `--init` on a new disk:
+            // safe, because the proposer discovers its rounds.
+            let replica = self.proposers.get_mut(&node.index).expect("exists");
+            replica.store = MemoryStore::new();
+            self.proposer_wipes += 1;
         }
         let state = self.proposers[&node.index].store.load_proposer();
         Proposer::new(config, state.expect("memory store"), self.now)
@@ -915,6 +935,14 @@ impl World {
             let text = format!("{message:?}");
             eprintln!("{now} {from} -> {node}: {}", &text[..text.len().min(150)]);
         }
+        let message = match message {
+            Message::RoundReport { .. } if self.options.forgetful_round_reports => {
+                Message::RoundReport {
+                    promised: Ballot::ZERO,
+                }
+            }
+            message => message,
+        };
         let Some(live) = self.live_mut::<R>(node) else {
             return; // a crashed node loses what it is sent
         };
@@ -1258,6 +1286,9 @@ impl World {
                 self.crash(node);
                 if node.role == Role::Learner && self.wipes_left > 0 && self.rng.random_bool(0.3) {
                     self.wipes_left -= 1;
+                    self.wipe_on_start.insert(node);
+                }
+                if node.role == Role::Proposer && self.rng.random_bool(0.9) {
                     self.wipe_on_start.insert(node);
                 }
                 if node.role == Role::Acceptor

@@ -52,6 +52,10 @@ fn snapshots_trims_transfers_wipes_and_session_expiries_happen_in_the_seeds() {
     assert!(sum(|r| r.trims) > 0, "no acceptor was trimmed");
     assert!(sum(|r| r.wipes) > 0, "no learner lost its disk");
     assert!(
+        sum(|r| r.proposer_wipes) > 0,
+        "no proposer restarted on an empty store"
+    );
+    assert!(
         sum(|r| r.installs) > 0,
         "no learner fetched a snapshot from a peer"
     );

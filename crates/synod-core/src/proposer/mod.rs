@@ -32,6 +32,7 @@ mod leader;
 mod queue;
 mod reads;
 mod register;
+mod rounds;
 
 use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
 use crate::message::{AcceptedEntry, Message};
@@ -43,6 +44,7 @@ use crate::types::{Ballot, Command, Millis, Role, RoleId, Slot, Value, chunk_by_
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
+use rounds::RoundFloor;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A durable change to a proposer's state.
@@ -273,8 +275,11 @@ pub struct Proposer {
     config: ProposerConfig,
     rng: SplitMix64,
     state: ProposerState,
-    /// The highest ballot seen anywhere (Nacks, heartbeats).
+    /// The highest ballot seen anywhere (Nacks, heartbeats, round reports).
     highest_seen: Ballot,
+    /// Whether a new ballot is sure to be above every round this proposer
+    /// used before (see `rounds.rs`).
+    round_floor: RoundFloor,
     phase: Phase,
     /// The leader this proposer follows, with its ballot.
     leader: Option<(u32, Ballot)>,
@@ -308,6 +313,7 @@ impl Proposer {
     pub fn new(config: ProposerConfig, state: ProposerState, now: Millis) -> Self {
         let mut proposer = Self {
             rng: SplitMix64::new(config.seed),
+            round_floor: RoundFloor::for_stored_round(state.max_round),
             config,
             state,
             highest_seen: Ballot::ZERO,
@@ -327,6 +333,15 @@ impl Proposer {
         };
         proposer.reset_election_timer(now);
         proposer
+    }
+
+    /// Once, at start: a proposer whose store holds no round asks the
+    /// acceptors for their highest promises at once, so that the answers
+    /// are in before its first election timeout (see `rounds.rs`).
+    pub fn start(&mut self, now: Millis) -> Output<ProposerWrite> {
+        let mut out = Output::new();
+        self.may_take_ballot(now, &mut out);
+        out
     }
 
     /// This proposer's id.
@@ -440,6 +455,9 @@ impl Proposer {
             Message::Confirmed { ballot, round } if from.role == Role::Acceptor => {
                 self.handle_confirmed(now, from, ballot, round, &mut out);
             }
+            Message::RoundReport { promised } if from.role == Role::Acceptor => {
+                self.handle_round_report(from, promised);
+            }
             _ => {}
         }
         out
@@ -450,8 +468,12 @@ impl Proposer {
         let mut out = Output::new();
         match &self.phase {
             Phase::Follower if now >= self.election_deadline => {
-                let from_slot = self.first_unchosen;
-                self.start_phase1(now, from_slot, from_slot, &mut out);
+                if self.may_take_ballot(now, &mut out) {
+                    let from_slot = self.first_unchosen;
+                    self.start_phase1(now, from_slot, from_slot, &mut out);
+                } else {
+                    self.election_deadline = now + self.config.retransmit_interval;
+                }
             }
             Phase::Follower => {}
             Phase::Preparing(_) => self.retransmit_prepare(now, &mut out),
@@ -496,6 +518,7 @@ impl Proposer {
     /// Take a fresh round above everything used or seen, persisting it
     /// before any message that carries it leaves.
     fn next_ballot(&mut self, out: &mut Output<ProposerWrite>) -> Ballot {
+        debug_assert!(self.knows_its_rounds(), "a ballot before round discovery");
         let round = self.state.max_round.max(self.highest_seen.round) + 1;
         let write = ProposerWrite::Round(round);
         self.state.apply(&write);

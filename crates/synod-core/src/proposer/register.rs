@@ -65,6 +65,13 @@ impl Proposer {
 
     /// A fresh ballot for `name` and a new phase 1.
     fn restart_register(&mut self, now: Millis, name: &str, out: &mut Output<ProposerWrite>) {
+        if !self.may_take_ballot(now, out) {
+            let retry_at = now + self.config.retransmit_interval;
+            if let Some(register) = self.registers.get_mut(name) {
+                register.retry_at = retry_at;
+            }
+            return;
+        }
         let ballot = self.next_ballot(out);
         let timeout = self.register_timeout();
         let Some(register) = self.registers.get_mut(name) else {

@@ -19,8 +19,23 @@ fn command(client: u64) -> Command {
     }
 }
 
+/// A proposer resuming from `state` at time 0. One whose store holds no
+/// round is taken past round discovery: acceptors 1 and 2 (a phase-2
+/// quorum) report that they promised nothing.
+fn proposer_on(c: ProposerConfig, state: ProposerState, now: Millis) -> Proposer {
+    let mut p = Proposer::new(c, state, now);
+    for a in [1, 2] {
+        let report = Message::RoundReport {
+            promised: Ballot::ZERO,
+        };
+        p.handle(now, RoleId::acceptor(a), report);
+    }
+    assert!(p.knows_its_rounds());
+    p
+}
+
 fn follower() -> Proposer {
-    Proposer::new(config(), ProposerState::default(), 0)
+    proposer_on(config(), ProposerState::default(), 0)
 }
 
 fn messages(out: &Output<ProposerWrite>) -> Vec<(RoleId, Message)> {
@@ -34,7 +49,7 @@ fn leader() -> (Proposer, Ballot) {
 
 /// [`leader`] with config `c`.
 fn leader_with(c: ProposerConfig) -> (Proposer, Ballot) {
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let mut p = proposer_on(c, ProposerState::default(), 0);
     let out = p.tick(1_000);
     let Message::Prepare { ballot, .. } = out.send[0].message else {
         panic!("no prepare")
@@ -84,9 +99,73 @@ fn election_timeout_persists_round_before_prepare() {
 
 #[test]
 fn restarted_proposer_never_reuses_a_round() {
-    let mut p = Proposer::new(config(), ProposerState { max_round: 41 }, 0);
+    let mut p = proposer_on(config(), ProposerState { max_round: 41 }, 0);
     let out = p.tick(1_000);
     assert_eq!(out.persist, vec![ProposerWrite::Round(42)]);
+}
+
+fn round_report(round: u64, proposer: u32) -> Message {
+    Message::RoundReport {
+        promised: Ballot::new(round, proposer),
+    }
+}
+
+#[test]
+fn a_proposer_on_an_empty_store_starts_above_every_round_a_phase2_quorum_promised() {
+    let mut p = Proposer::new(config(), ProposerState::default(), 0);
+    let asked = |out: &Output<ProposerWrite>| {
+        let queries: Vec<_> = messages(out)
+            .into_iter()
+            .filter(|(_, m)| *m == Message::RoundQuery)
+            .map(|(to, _)| to)
+            .collect();
+        queries == [1, 2, 3].map(RoleId::acceptor)
+    };
+    assert!(asked(&p.start(0)), "it asks every acceptor at start");
+    assert!(!p.knows_its_rounds());
+
+    // The election timeout passes: no ballot yet, the question again.
+    let out = p.tick(1_000);
+    assert!(out.persist.is_empty(), "no round taken: {out:?}");
+    assert!(asked(&out));
+    // One answer is not a phase-2 quorum.
+    p.handle(1_000, RoleId::acceptor(1), round_report(7, ME));
+    let out = p.tick(1_050);
+    assert!(out.persist.is_empty() && out.send.is_empty(), "{out:?}");
+    // A second acceptor makes a quorum; the first round is above both.
+    p.handle(1_050, RoleId::acceptor(3), round_report(4, 2));
+    assert!(p.knows_its_rounds());
+    let out = p.tick(1_100);
+    assert_eq!(out.persist, vec![ProposerWrite::Round(8)]);
+    assert!(matches!(
+        out.send[0].message,
+        Message::Prepare { ballot, .. } if ballot == Ballot::new(8, ME)
+    ));
+}
+
+#[test]
+fn a_register_on_an_empty_store_waits_for_round_discovery() {
+    let mut p = Proposer::new(config(), ProposerState::default(), 0);
+    p.start(0);
+    let out = p.propose_instance(0, "x".into(), b"v".to_vec());
+    assert!(out.persist.is_empty() && out.send.is_empty(), "{out:?}");
+    p.handle(10, RoleId::acceptor(2), round_report(3, 2));
+    p.handle(10, RoleId::acceptor(3), round_report(5, ME));
+    let deadline = p.next_deadline().expect("the register retries");
+    let out = p.tick(deadline);
+    assert_eq!(out.persist, vec![ProposerWrite::Round(6)]);
+    let prepare = Message::InstancePrepare {
+        name: "x".into(),
+        ballot: Ballot::new(6, ME),
+    };
+    assert!(messages(&out).contains(&(RoleId::acceptor(1), prepare)));
+}
+
+#[test]
+fn a_proposer_whose_store_holds_a_round_asks_nothing() {
+    let mut p = Proposer::new(config(), ProposerState { max_round: 3 }, 0);
+    assert!(p.knows_its_rounds());
+    assert!(p.start(0).is_empty());
 }
 
 #[test]
@@ -185,7 +264,7 @@ fn byte_limit_caps_a_batch_but_one_large_command_still_goes() {
     let mut c = config();
     c.batch_max_bytes = 10;
     c.batch_max_commands = 100;
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let mut p = proposer_on(c, ProposerState::default(), 0);
     let out = p.tick(1_000);
     let Message::Prepare { ballot, .. } = out.send[0].message else {
         panic!()
@@ -290,7 +369,7 @@ fn leader_heartbeats_and_followers_stay_quiet() {
         }
     )));
 
-    let mut f = Proposer::new(
+    let mut f = proposer_on(
         ProposerConfig::new(2, vec![1, 2], vec![1, 2, 3], vec![1]),
         ProposerState::default(),
         0,
@@ -362,7 +441,7 @@ fn commands_queued_without_a_leader_are_forwarded_once_one_is_known() {
 fn full_queue_answers_busy() {
     let mut c = config();
     c.queue_limit = 1;
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let mut p = proposer_on(c, ProposerState::default(), 0);
     assert!(p.submit(0, vec![command(1)]).is_ok());
     assert_eq!(p.submit(0, vec![command(2)]), Err(Busy));
 }
@@ -629,7 +708,7 @@ fn a_leader_that_hears_a_majority_keeps_its_ballot() {
 
 #[test]
 fn a_candidate_without_promises_gives_up_and_follows_a_live_leader() {
-    let mut p = Proposer::new(config(), ProposerState { max_round: 5 }, 0);
+    let mut p = proposer_on(config(), ProposerState { max_round: 5 }, 0);
     let timeout = p.config.quorum_timeout;
     p.tick(1_000); // campaigns with round 6; no acceptor answers
     let lower = Ballot::new(3, 2);
@@ -970,7 +1049,7 @@ fn an_escalated_catch_up_below_the_watermark_recovers_a_window_of_slots() {
 fn a_long_queue_is_forwarded_in_messages_of_at_most_a_batch() {
     let mut c = config();
     c.batch_max_bytes = 100;
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let mut p = proposer_on(c, ProposerState::default(), 0);
     p.handle(
         0,
         RoleId::proposer(2),
@@ -1226,7 +1305,7 @@ fn stamps(out: &Output<ProposerWrite>) -> Vec<(Slot, ClockStamp)> {
 fn a_leader_stamps_its_clock_every_interval_even_with_a_full_window() {
     let mut c = config();
     c.clock_interval = 500;
-    let mut p = Proposer::new(c, ProposerState::default(), 0);
+    let mut p = proposer_on(c, ProposerState::default(), 0);
     let out = p.tick(1_000);
     let Message::Prepare { ballot, .. } = out.send[0].message else {
         panic!("no prepare")

@@ -409,6 +409,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ballot_encodes_its_epoch_beside_its_proposer_and_orders_by_it_first() {
+        // Epoch 0: the two varints of the ballot before epochs existed.
+        assert_eq!(postcard::to_stdvec(&Ballot::new(300, 2)).unwrap(), [0xac, 0x02, 2]);
+        let later = Ballot::in_epoch(1, 1, 1);
+        let bytes = postcard::to_stdvec(&later).unwrap();
+        assert_eq!(postcard::from_bytes::<Ballot>(&bytes).unwrap(), later);
+        let most = Ballot::in_epoch(u32::MAX, u64::MAX, u32::MAX);
+        let bytes = postcard::to_stdvec(&most).unwrap();
+        assert_eq!(postcard::from_bytes::<Ballot>(&bytes).unwrap(), most);
+        assert!(bytes.len() <= 2 * VARINT_MAX);
+        assert!(later > Ballot::new(u64::MAX, u32::MAX));
+        assert_eq!(later.to_string(), "1:1.1");
+        assert_eq!(Ballot::new(3, 2).to_string(), "3.2");
+    }
+
+    #[test]
     fn messages_round_trip() {
         let message = Message::Promise {
             ballot: Ballot::new(9, 3),

@@ -188,6 +188,10 @@ pub enum Value {
     /// Tag 2: the leader's clock, read when it proposed this slot: how
     /// time enters the log (see [`ClockStamp`]). Applies no command.
     Clock(ClockStamp),
+    /// Tag 3: a stop sign: the epoch ends at this slot and the next slots
+    /// are decided by this configuration (see [`crate::Membership`]).
+    /// Applies no command.
+    Reconfigure(Box<crate::Membership>),
 }
 
 /// A leader's clock reading, proposed every `clock_interval` while it
@@ -239,17 +243,19 @@ impl Value {
     pub fn encoded_len(&self) -> usize {
         let commands: usize = self.commands().iter().map(Command::encoded_len).sum();
         // A clock stamp: the ballot's two integers and the reading.
-        let stamp = match self {
+        let extra = match self {
             Value::Clock(_) => 3 * VARINT_MAX,
+            // The epoch, the acceptor count and ids, the quorum system.
+            Value::Reconfigure(m) => (m.acceptors.len() + 5) * VARINT_MAX,
             _ => 0,
         };
-        1 + VARINT_MAX + commands + stamp
+        1 + VARINT_MAX + commands + extra
     }
 
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop | Value::Clock(_) => &[],
+            Value::Noop | Value::Clock(_) | Value::Reconfigure(_) => &[],
             Value::Batch(commands) => commands,
         }
     }

@@ -1,0 +1,84 @@
+//! Configurations of the acceptors, changed through the log.
+//!
+//! Epoch 0 is the set of acceptors the cluster started with. A
+//! [`crate::Value::Reconfigure`] chosen in slot `s` is a *stop sign*: it
+//! ends its epoch at `s`, and every slot after `s` is decided by the next
+//! epoch's acceptors, with ballots of the next epoch (which are above
+//! every ballot of the earlier one, see [`crate::Ballot`]).
+//!
+//! What keeps one log across epochs (the proposer enforces it):
+//! - the leader that proposes a stop sign puts it above every slot it has
+//!   proposed or adopted, and proposes nothing after it;
+//! - a leader whose phase 1 adopts a stop sign at `s` proposes nothing
+//!   above `s`, unless a value above `s` was accepted in a higher ballot
+//!   than the stop sign: then that stop sign was never chosen, and the
+//!   leader proposes a no-op in its place;
+//! - no leader reports a stop sign's slot as chosen (`chosen_upto`,
+//!   `decided_upto` and the trim point stop at it), so every phase 1 of
+//!   the epoch reads it;
+//! - the next epoch starts only once every slot up to the stop sign is
+//!   chosen, and its leaders never propose below its first slot.
+//! So no value of an epoch is chosen after its stop sign, and the next
+//! epoch decides every slot after it.
+
+use crate::quorum::Quorums;
+use crate::types::Slot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One configuration: the acceptors that vote and which sets of them are
+/// quorums.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The epoch this configuration is; epoch 0 is the initial one.
+    pub epoch: u32,
+    /// Acceptor ids, ascending.
+    pub acceptors: Vec<u32>,
+    /// The quorum system over them.
+    pub quorums: Quorums,
+}
+
+impl Membership {
+    /// The configuration a cluster starts with.
+    pub fn initial(acceptors: Vec<u32>, quorums: Quorums) -> Self {
+        Self {
+            epoch: 0,
+            acceptors,
+            quorums,
+        }
+    }
+
+    /// Whether promises from `answered` complete phase 1.
+    pub fn phase1(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase1(&self.acceptors, answered)
+    }
+
+    /// Whether acceptances from `answered` choose a value.
+    pub fn phase2(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase2(&self.acceptors, answered)
+    }
+
+    /// Why this configuration cannot follow `current`, if it cannot.
+    pub fn check_after(&self, current: &Membership) -> Result<(), String> {
+        if self.epoch != current.epoch + 1 {
+            return Err(format!(
+                "epoch {} does not follow the current epoch {}",
+                self.epoch, current.epoch
+            ));
+        }
+        if self.acceptors.is_empty() || !self.acceptors.is_sorted_by(|a, b| a < b) {
+            return Err("acceptor ids must be distinct, ascending and not empty".into());
+        }
+        self.quorums.check(self.acceptors.len())
+    }
+}
+
+/// The configuration a proposer works in and the first slot it decides.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Epoch {
+    /// The configuration.
+    pub membership: Membership,
+    /// The first slot of the epoch: one past the previous epoch's stop
+    /// sign (0 for epoch 0).
+    pub start: Slot,
+}

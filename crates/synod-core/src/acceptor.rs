@@ -204,6 +204,15 @@ impl Acceptor {
     /// Handle one message from `from`. Messages an acceptor does not take are
     /// ignored.
     pub fn handle(&mut self, from: RoleId, message: Message) -> Output<AcceptorWrite> {
+        if let Some(ballot) = Self::ballot_of(&message)
+            && ballot.epoch > self.known_epoch()
+        {
+            // Vote only in epochs it knows, so that it can name the
+            // configuration of any ballot it promised: ask the sender.
+            let mut out = Output::new();
+            out.send(from, Message::EpochQuery);
+            return out;
+        }
         match message {
             Message::Prepare { ballot, from_slot } => self.handle_prepare(from, ballot, from_slot),
             Message::Accept {
@@ -231,11 +240,27 @@ impl Acceptor {
         }
     }
 
+    /// The latest epoch this acceptor was told of (0: the initial one).
+    fn known_epoch(&self) -> u32 {
+        self.state.epoch.as_ref().map_or(0, |e| e.membership.epoch)
+    }
+
+    /// The ballot a vote-changing message carries.
+    fn ballot_of(message: &Message) -> Option<Ballot> {
+        match message {
+            Message::Prepare { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::InstancePrepare { ballot, .. }
+            | Message::InstanceAccept { ballot, .. }
+            | Message::Trim { ballot, .. } => Some(*ballot),
+            _ => None,
+        }
+    }
+
     /// A leader announces an epoch: keep the latest.
     fn handle_epoch_info(&mut self, epoch: Epoch) -> Output<AcceptorWrite> {
         let mut out = Output::new();
-        let known = self.state.epoch.as_ref().map_or(0, |e| e.membership.epoch);
-        if epoch.membership.epoch > known {
+        if epoch.membership.epoch > self.known_epoch() {
             self.write(&mut out, AcceptorWrite::Epoch(epoch));
         }
         out

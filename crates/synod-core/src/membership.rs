@@ -73,6 +73,11 @@ impl Membership {
     }
 }
 
+/// Past configurations an [`Epoch`] remembers, to read the slots they
+/// decided for a learner that missed them (older ones are left to peer
+/// learners' snapshots).
+pub const MAX_PAST_EPOCHS: usize = 8;
+
 /// The configuration a proposer works in and the first slot it decides.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Epoch {
@@ -81,4 +86,43 @@ pub struct Epoch {
     /// The first slot of the epoch: one past the previous epoch's stop
     /// sign (0 for epoch 0).
     pub start: Slot,
+    /// The configurations before it, latest first, each with its first
+    /// slot (at most [`MAX_PAST_EPOCHS`]).
+    pub past: Vec<(Slot, Membership)>,
+}
+
+impl Epoch {
+    /// The first epoch: `membership` from slot 0.
+    pub fn initial(membership: Membership) -> Self {
+        Self {
+            membership,
+            start: 0,
+            past: Vec::new(),
+        }
+    }
+
+    /// The epoch after this one: `membership` from `start`.
+    pub fn next(&self, membership: Membership, start: Slot) -> Self {
+        let mut past = vec![(self.start, self.membership.clone())];
+        past.extend(self.past.iter().cloned());
+        past.truncate(MAX_PAST_EPOCHS);
+        Self {
+            membership,
+            start,
+            past,
+        }
+    }
+
+    /// The past configuration that decided `slot`, and the first slot of
+    /// the one after it, if this epoch remembers it.
+    pub fn decided_by(&self, slot: Slot) -> Option<(&Membership, Slot)> {
+        let mut end = self.start;
+        for (start, membership) in &self.past {
+            if slot >= *start && slot < end {
+                return Some((membership, end));
+            }
+            end = *start;
+        }
+        None
+    }
 }

@@ -964,7 +964,7 @@ impl World {
     fn handle<R: Placed>(&mut self, node: RoleId, from: RoleId, message: Message) {
         let now = self.now;
         if std::env::var("SIM_TRACE").is_ok()
-            && self.healed_at.is_some()
+            && (self.healed_at.is_some() || std::env::var("SIM_TRACE_ALL").is_ok())
             && (node.role == Role::Proposer || from.role == Role::Proposer)
         {
             let text = format!("{message:?}");

@@ -87,18 +87,20 @@ impl Proposer {
             .collect();
         for (slot, ballot) in stops {
             let outranked = adopted.range(slot + 1..).any(|(_, (b, _))| *b > ballot);
-            if outranked {
+            let Some((_, Value::Reconfigure(next))) = adopted.get(&slot) else {
+                unreachable!("listed above");
+            };
+            let follows = next.epoch == ballot.epoch + 1;
+            if outranked || !follows {
                 adopted.insert(slot, (ballot, Value::Noop));
                 continue;
             }
+            let next = (**next).clone();
             let above: Vec<Slot> = adopted.range(slot + 1..).map(|(s, _)| *s).collect();
             for s in above {
                 adopted.remove(&s);
             }
-            let Some((_, Value::Reconfigure(next))) = adopted.get(&slot) else {
-                unreachable!("listed above");
-            };
-            return Some((slot, (**next).clone()));
+            return Some((slot, next));
         }
         None
     }
@@ -116,10 +118,7 @@ impl Proposer {
         if self.first_unchosen <= *slot {
             return;
         }
-        let epoch = Epoch {
-            membership: next.clone(),
-            start: slot + 1,
-        };
+        let epoch = self.epoch.next(next.clone(), slot + 1);
         // The acceptors of both epochs keep it for proposers that ask.
         let old: Vec<u32> = self.epoch.membership.acceptors.clone();
         let told = old.into_iter().chain(next.acceptors.iter().copied());

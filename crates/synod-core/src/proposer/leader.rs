@@ -15,6 +15,8 @@ pub(super) struct Leading {
     in_flight: BTreeMap<Slot, InFlight>,
     /// When the next clock stamp is due.
     next_clock: Millis,
+    /// A read of slots an earlier epoch decided (see `recovery.rs`).
+    pub(super) old_read: Option<super::recovery::OldRead>,
 }
 
 impl Leading {
@@ -127,6 +129,7 @@ impl Proposer {
             next_slot: end,
             in_flight,
             next_clock: now,
+            old_read: None,
         });
         self.next_heartbeat = now;
         self.leader = Some((self.config.id, ballot));
@@ -360,11 +363,19 @@ impl Proposer {
             out.broadcast(self.acceptor_ids(), &trim);
         }
         if self.epoch.membership.epoch > 0 {
-            // So that every acceptor can tell a proposer that missed it.
+            // So that every acceptor of this and the remembered earlier
+            // epochs can tell a proposer that missed the change (or lost
+            // its store) which configuration is current.
             let info = Message::EpochInfo {
                 epoch: self.epoch.clone(),
             };
-            out.broadcast(self.acceptor_ids(), &info);
+            let past = self.epoch.past.iter().map(|(_, m)| &m.acceptors);
+            let all: BTreeSet<u32> = std::iter::once(&self.epoch.membership.acceptors)
+                .chain(past)
+                .flatten()
+                .copied()
+                .collect();
+            out.broadcast(all.into_iter().map(RoleId::acceptor), &info);
         }
     }
 
@@ -479,8 +490,13 @@ impl Proposer {
             _ => true,
         };
         // Below the trim point the acceptors hold nothing to recover: the
-        // learner fetches a peer's snapshot instead.
-        let trimmed = from_slot < self.trimmed_below.max(self.epoch.start);
+        // learner fetches a peer's snapshot instead. Below this epoch's
+        // first slot, the epoch that decided the slot is read.
+        let trimmed = from_slot < self.trimmed_below;
+        if escalate && missing && !trimmed && from_slot < self.epoch.start {
+            self.read_old_slots(now, from_slot, known_end, out);
+            return;
+        }
         if escalate && missing && !in_flight && !trimmed {
             let window = self.config.pipeline_window as u64;
             let recover_end = known_end.min(from_slot.saturating_add(window));

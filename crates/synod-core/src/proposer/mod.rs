@@ -32,6 +32,7 @@ mod epochs;
 mod leader;
 mod queue;
 mod reads;
+mod recovery;
 mod register;
 mod rounds;
 
@@ -261,9 +262,11 @@ impl Preparing {
     }
 
     /// Keep the value accepted in the highest ballot for each slot. This
-    /// is what keeps a chosen value chosen.
+    /// is what keeps a chosen value chosen. A value accepted in a ballot
+    /// of an earlier epoch is void here: every slot this epoch decides
+    /// comes after that epoch's stop sign, where nothing of it is chosen.
     fn adopt(&mut self, entry: AcceptedEntry) {
-        if !self.wanted(entry.slot) {
+        if !self.wanted(entry.slot) || entry.ballot.epoch < self.ballot.epoch {
             return;
         }
         match self.adopted.get(&entry.slot) {
@@ -332,9 +335,11 @@ impl Proposer {
         let mut proposer = Self {
             rng: SplitMix64::new(config.seed),
             round_floor: RoundFloor::for_stored_round(state.max_round),
-            epoch: state.epoch.clone().unwrap_or_else(|| Epoch {
-                membership: Membership::initial(config.acceptors.clone(), config.quorums),
-                start: 0,
+            epoch: state.epoch.clone().unwrap_or_else(|| {
+                Epoch::initial(Membership::initial(
+                    config.acceptors.clone(),
+                    config.quorums,
+                ))
             }),
             stop: None,
             config,
@@ -482,7 +487,7 @@ impl Proposer {
             Message::RoundReport { promised } if from.role == Role::Acceptor => {
                 self.handle_round_report(from, promised);
             }
-            Message::EpochQuery if from.role == Role::Proposer => {
+            Message::EpochQuery if from.role != Role::Learner => {
                 self.handle_epoch_query(from, &mut out);
             }
             Message::EpochInfo { epoch } if from.role != Role::Learner => {
@@ -638,6 +643,10 @@ impl Proposer {
         page: PromisePage,
         out: &mut Output<ProposerWrite>,
     ) {
+        if let Phase::Leading(_) = self.phase {
+            self.handle_old_read_page(now, from, ballot, page, out);
+            return;
+        }
         let Phase::Preparing(preparing) = &mut self.phase else {
             return;
         };

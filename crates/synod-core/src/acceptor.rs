@@ -865,10 +865,52 @@ mod tests {
     }
 
     #[test]
+    fn an_acceptor_votes_only_in_epochs_it_knows_and_tells_them_to_proposers() {
+        let mut a = acceptor();
+        let ballot = Ballot::in_epoch(1, 1, 1);
+        let prepare = Message::Prepare {
+            ballot,
+            from_slot: 0,
+        };
+        let out = a.handle(LEADER, prepare.clone());
+        assert!(out.persist.is_empty(), "no promise in an unknown epoch");
+        assert_eq!(out.send[0].message, Message::EpochQuery);
+        assert!(a.handle(LEADER, Message::EpochQuery).send.is_empty());
+
+        let epoch = Epoch::initial(crate::Membership::initial(
+            vec![1, 2, 3],
+            crate::Quorums::majority(3),
+        ))
+        .next(
+            crate::Membership {
+                epoch: 1,
+                acceptors: vec![1, 2, 4],
+                quorums: crate::Quorums::majority(3),
+            },
+            7,
+        );
+        let info = Message::EpochInfo {
+            epoch: epoch.clone(),
+        };
+        let out = a.handle(LEADER, info.clone());
+        assert_eq!(out.persist, vec![AcceptorWrite::Epoch(epoch.clone())]);
+        assert!(a.handle(LEADER, info.clone()).is_empty(), "known already");
+        assert!(matches!(
+            a.handle(LEADER, prepare).send[0].message,
+            Message::Promise { .. }
+        ));
+        let asked = a.handle(RoleId::proposer(2), Message::EpochQuery);
+        assert_eq!(asked.send[0].message, info);
+        let mut durable = AcceptorState::default();
+        durable.apply(&AcceptorWrite::Epoch(epoch.clone()));
+        assert_eq!(durable.epoch, Some(epoch));
+    }
+
+    #[test]
     fn a_trim_promises_the_leaders_ballot() {
         let mut a = acceptor();
         accept(&mut a, Ballot::new(1, 1), 0, 0);
-        let later = Ballot::in_epoch(1, 1, 2);
+        let later = Ballot::new(9, 2);
         let out = a.handle(
             LEADER,
             Message::Trim {
@@ -877,7 +919,7 @@ mod tests {
             },
         );
         assert_eq!(out.persist[0], AcceptorWrite::Promise(later));
-        let stale = accept(&mut a, Ballot::new(9, 1), 3, 0);
+        let stale = accept(&mut a, Ballot::new(8, 1), 3, 0);
         assert!(
             matches!(stale.send[0].message, Message::Nack { promised, .. } if promised == later)
         );

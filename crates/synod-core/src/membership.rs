@@ -126,3 +126,48 @@ impl Epoch {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(epoch: u32, acceptors: &[u32]) -> Membership {
+        Membership {
+            epoch,
+            acceptors: acceptors.to_vec(),
+            quorums: Quorums::majority(acceptors.len()),
+        }
+    }
+
+    #[test]
+    fn a_configuration_must_follow_the_current_one_and_be_well_formed() {
+        let current = members(0, &[1, 2, 3]);
+        assert!(members(1, &[2, 3, 4]).check_after(&current).is_ok());
+        assert!(members(2, &[2, 3, 4]).check_after(&current).is_err());
+        assert!(members(1, &[3, 2, 4]).check_after(&current).is_err());
+        assert!(members(1, &[2, 2, 4]).check_after(&current).is_err());
+        assert!(members(1, &[]).check_after(&current).is_err());
+        let mut unsafe_quorums = members(1, &[1, 2, 3, 4]);
+        unsafe_quorums.quorums = Quorums::Counts {
+            phase1: 2,
+            phase2: 2,
+        };
+        assert!(unsafe_quorums.check_after(&current).is_err());
+    }
+
+    #[test]
+    fn an_epoch_remembers_which_configuration_decided_each_earlier_slot() {
+        let mut epoch = Epoch::initial(members(0, &[1, 2, 3]));
+        assert_eq!(epoch.decided_by(0), None, "slot 0 is this epoch's own");
+        epoch = epoch.next(members(1, &[2, 3, 4]), 10);
+        epoch = epoch.next(members(2, &[3, 4, 5]), 20);
+        assert_eq!(epoch.decided_by(9), Some((&members(0, &[1, 2, 3]), 10)));
+        assert_eq!(epoch.decided_by(10), Some((&members(1, &[2, 3, 4]), 20)));
+        assert_eq!(epoch.decided_by(20), None);
+        for n in 3..20 {
+            epoch = epoch.next(members(n, &[1, 2, 3]), 10 * Slot::from(n));
+        }
+        assert_eq!(epoch.past.len(), MAX_PAST_EPOCHS, "bounded");
+        assert_eq!(epoch.decided_by(0), None, "forgotten: peers' snapshots");
+    }
+}

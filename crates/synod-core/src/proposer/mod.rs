@@ -827,4 +827,6 @@ impl Proposer {
 }
 
 #[cfg(test)]
+mod epoch_tests;
+#[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@
 //!   the epoch reads it;
 //! - the next epoch starts only once every slot up to the stop sign is
 //!   chosen, and its leaders never propose below its first slot.
+//!
 //! So no value of an epoch is chosen after its stop sign, and the next
 //! epoch decides every slot after it.
 

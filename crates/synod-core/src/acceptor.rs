@@ -17,9 +17,10 @@
 //! Accepts and is persisted with them), so a leader elected after a
 //! restart skips the chosen prefix.
 
+use crate::membership::Epoch;
 use crate::message::{AcceptedEntry, AcceptedRegister, Message};
 use crate::output::Output;
-use crate::types::{Ballot, ByteBudget, InstanceName, RoleId, Slot, Value};
+use crate::types::{Ballot, ByteBudget, InstanceName, Role, RoleId, Slot, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -58,6 +59,8 @@ pub enum AcceptorWrite {
     },
     /// Discard the accepted values below this slot; only rises.
     Trim(Slot),
+    /// The latest epoch (configuration) a leader announced; only rises.
+    Epoch(Epoch),
 }
 
 /// A value accepted for one slot.
@@ -92,6 +95,10 @@ pub struct AcceptorState {
     /// Accepted values below this slot were discarded (a leader's
     /// [`Message::Trim`]); nothing is stored below it again.
     pub trimmed_below: Slot,
+    /// The latest epoch a leader announced ([`Message::EpochInfo`]):
+    /// told to proposers that ask, so one that missed a reconfiguration
+    /// (or lost its store) finds the current configuration.
+    pub epoch: Option<Epoch>,
 }
 
 impl AcceptorState {
@@ -128,6 +135,12 @@ impl AcceptorState {
                 self.accepted = self.accepted.split_off(below);
             }
             AcceptorWrite::Trim(_) => {}
+            AcceptorWrite::Epoch(epoch) => {
+                let newer = |known: &Epoch| epoch.membership.epoch > known.membership.epoch;
+                if self.epoch.as_ref().is_none_or(newer) {
+                    self.epoch = Some(epoch.clone());
+                }
+            }
             AcceptorWrite::InstancePromise { name, ballot } => {
                 let vote = self.instances.entry(name.clone()).or_default();
                 vote.promised = vote.promised.max(*ballot);
@@ -191,6 +204,15 @@ impl Acceptor {
     /// Handle one message from `from`. Messages an acceptor does not take are
     /// ignored.
     pub fn handle(&mut self, from: RoleId, message: Message) -> Output<AcceptorWrite> {
+        if let Some(ballot) = Self::ballot_of(&message)
+            && ballot.epoch > self.known_epoch()
+        {
+            // Vote only in epochs it knows, so that it can name the
+            // configuration of any ballot it promised: ask the sender.
+            let mut out = Output::new();
+            out.send(from, Message::EpochQuery);
+            return out;
+        }
         match message {
             Message::Prepare { ballot, from_slot } => self.handle_prepare(from, ballot, from_slot),
             Message::Accept {
@@ -207,11 +229,50 @@ impl Acceptor {
                 ballot,
                 value,
             } => self.handle_instance_accept(from, name, ballot, value),
-            Message::Trim { below } => self.handle_trim(below),
+            Message::Trim { below, ballot } => self.handle_trim(below, ballot),
             Message::Confirm { ballot, round } => self.handle_confirm(from, ballot, round),
             Message::RoundQuery => self.handle_round_query(from),
+            Message::EpochInfo { epoch } if from.role == Role::Proposer => {
+                self.handle_epoch_info(epoch)
+            }
+            Message::EpochQuery if from.role == Role::Proposer => self.handle_epoch_query(from),
             _ => Output::new(),
         }
+    }
+
+    /// The latest epoch this acceptor was told of (0: the initial one).
+    fn known_epoch(&self) -> u32 {
+        self.state.epoch.as_ref().map_or(0, |e| e.membership.epoch)
+    }
+
+    /// The ballot a vote-changing message carries.
+    fn ballot_of(message: &Message) -> Option<Ballot> {
+        match message {
+            Message::Prepare { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::InstancePrepare { ballot, .. }
+            | Message::InstanceAccept { ballot, .. }
+            | Message::Trim { ballot, .. } => Some(*ballot),
+            _ => None,
+        }
+    }
+
+    /// A leader announces an epoch: keep the latest.
+    fn handle_epoch_info(&mut self, epoch: Epoch) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if epoch.membership.epoch > self.known_epoch() {
+            self.write(&mut out, AcceptorWrite::Epoch(epoch));
+        }
+        out
+    }
+
+    /// A proposer behind on epochs asks which is the latest.
+    fn handle_epoch_query(&mut self, from: RoleId) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if let Some(epoch) = self.state.epoch.clone() {
+            out.send(from, Message::EpochInfo { epoch });
+        }
+        out
     }
 
     /// A proposer with an empty store asks for the highest ballot promised
@@ -297,10 +358,16 @@ impl Acceptor {
     /// The leader's safe point: every slot below `below` is chosen and in
     /// every learner's durable snapshot, so the values can go. It marks
     /// them chosen too, so a later leader skips them.
-    fn handle_trim(&mut self, below: Slot) -> Output<AcceptorWrite> {
+    /// A leader trims below `below`, and this acceptor promises its
+    /// ballot: the trim may drop an epoch's stop sign, and a leader still
+    /// working in that epoch must not count on this acceptor after it.
+    fn handle_trim(&mut self, below: Slot, ballot: Ballot) -> Output<AcceptorWrite> {
         let mut out = Output::new();
         if below <= self.state.trimmed_below {
             return out;
+        }
+        if ballot > self.state.promised {
+            self.write(&mut out, AcceptorWrite::Promise(ballot));
         }
         if below > self.state.chosen_upto {
             self.write(&mut out, AcceptorWrite::Chosen(below));
@@ -744,14 +811,38 @@ mod tests {
         for slot in 0..6 {
             accept(&mut a, b1, slot, 0);
         }
-        let out = a.handle(LEADER, Message::Trim { below: 4 });
+        let out = a.handle(
+            LEADER,
+            Message::Trim {
+                below: 4,
+                ballot: b1,
+            },
+        );
         assert_eq!(
             out.persist,
             vec![AcceptorWrite::Chosen(4), AcceptorWrite::Trim(4)]
         );
         assert!(out.send.is_empty());
-        assert!(a.handle(LEADER, Message::Trim { below: 3 }).is_empty());
-        assert!(a.handle(LEADER, Message::Trim { below: 4 }).is_empty());
+        assert!(
+            a.handle(
+                LEADER,
+                Message::Trim {
+                    below: 3,
+                    ballot: b1
+                }
+            )
+            .is_empty()
+        );
+        assert!(
+            a.handle(
+                LEADER,
+                Message::Trim {
+                    below: 4,
+                    ballot: b1
+                }
+            )
+            .is_empty()
+        );
         let out = a.handle(
             LEADER,
             Message::Prepare {
@@ -774,9 +865,74 @@ mod tests {
     }
 
     #[test]
+    fn an_acceptor_votes_only_in_epochs_it_knows_and_tells_them_to_proposers() {
+        let mut a = acceptor();
+        let ballot = Ballot::in_epoch(1, 1, 1);
+        let prepare = Message::Prepare {
+            ballot,
+            from_slot: 0,
+        };
+        let out = a.handle(LEADER, prepare.clone());
+        assert!(out.persist.is_empty(), "no promise in an unknown epoch");
+        assert_eq!(out.send[0].message, Message::EpochQuery);
+        assert!(a.handle(LEADER, Message::EpochQuery).send.is_empty());
+
+        let epoch = Epoch::initial(crate::Membership::initial(
+            vec![1, 2, 3],
+            crate::Quorums::majority(3),
+        ))
+        .next(
+            crate::Membership {
+                epoch: 1,
+                acceptors: vec![1, 2, 4],
+                quorums: crate::Quorums::majority(3),
+            },
+            7,
+        );
+        let info = Message::EpochInfo {
+            epoch: epoch.clone(),
+        };
+        let out = a.handle(LEADER, info.clone());
+        assert_eq!(out.persist, vec![AcceptorWrite::Epoch(epoch.clone())]);
+        assert!(a.handle(LEADER, info.clone()).is_empty(), "known already");
+        assert!(matches!(
+            a.handle(LEADER, prepare).send[0].message,
+            Message::Promise { .. }
+        ));
+        let asked = a.handle(RoleId::proposer(2), Message::EpochQuery);
+        assert_eq!(asked.send[0].message, info);
+        let mut durable = AcceptorState::default();
+        durable.apply(&AcceptorWrite::Epoch(epoch.clone()));
+        assert_eq!(durable.epoch, Some(epoch));
+    }
+
+    #[test]
+    fn a_trim_promises_the_leaders_ballot() {
+        let mut a = acceptor();
+        accept(&mut a, Ballot::new(1, 1), 0, 0);
+        let later = Ballot::new(9, 2);
+        let out = a.handle(
+            LEADER,
+            Message::Trim {
+                below: 1,
+                ballot: later,
+            },
+        );
+        assert_eq!(out.persist[0], AcceptorWrite::Promise(later));
+        let stale = accept(&mut a, Ballot::new(8, 1), 3, 0);
+        assert!(
+            matches!(stale.send[0].message, Message::Nack { promised, .. } if promised == later)
+        );
+    }
+
+    #[test]
     fn an_accept_below_the_trim_point_is_neither_stored_nor_answered() {
         let mut a = acceptor();
-        a.handle(LEADER, Message::Trim { below: 10 });
+        let trim = Message::Trim {
+            below: 10,
+            ballot: Ballot::ZERO,
+        };
+        a.handle(LEADER, trim);
         let out = accept(&mut a, Ballot::new(1, 1), 3, 0);
         assert!(out.is_empty(), "{out:?}");
         assert!(a.state().accepted.is_empty());

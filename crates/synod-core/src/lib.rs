@@ -25,6 +25,7 @@
 
 mod acceptor;
 mod learner;
+mod membership;
 mod message;
 mod output;
 mod proposer;
@@ -38,9 +39,12 @@ pub use learner::{
     DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_HORIZON, Learner, LearnerConfig, LearnerSnapshot,
     LearnerState, LearnerWrite, OPEN_SESSION,
 };
+pub use membership::{Epoch, Membership};
 pub use message::{AcceptedEntry, AcceptedRegister, Message};
 pub use output::{Delivery, Outgoing, Output, SnapshotBytes};
-pub use proposer::{Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite};
+pub use proposer::{
+    Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite, ReconfigureError,
+};
 pub use quorum::Quorums;
 pub use rng::SplitMix64;
 pub use role::{MAX_SLEEP, RoleCore, wake_at};

@@ -4,6 +4,7 @@
 //! variant as its index). Tags are documented on each variant and are never
 //! reordered or reused: new messages go at the end.
 
+use crate::membership::Epoch;
 use crate::types::{Ballot, Command, InstanceName, Slot, VARINT_MAX, Value};
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +205,10 @@ pub enum Message {
     Trim {
         /// The new trim point.
         below: Slot,
+        /// The leader's ballot: the acceptor promises it too (so an
+        /// acceptor that dropped an epoch's stop sign refuses every leader
+        /// still working in that epoch).
+        ballot: Ballot,
     },
     /// Tag 19, learner → learner: the slots asked for are compacted into
     /// a snapshot covering every slot below `upto`; fetch it instead.
@@ -287,6 +292,16 @@ pub enum Message {
         /// The highest ballot this acceptor promised (log or instance).
         promised: Ballot,
     },
+    /// Tag 29, proposer → proposer: I heard a ballot of a later epoch
+    /// than mine; which configuration is it?
+    EpochQuery,
+    /// Tag 30, proposer → proposer: the epoch the sender works in (an
+    /// answer to [`Message::EpochQuery`], or to a leader of an earlier
+    /// epoch).
+    EpochInfo {
+        /// The configuration and its first slot.
+        epoch: Epoch,
+    },
 }
 
 impl Message {
@@ -322,6 +337,8 @@ impl Message {
             Message::ReadReady { .. } => "read-ready",
             Message::RoundQuery => "round-query",
             Message::RoundReport { .. } => "round-report",
+            Message::EpochQuery => "epoch-query",
+            Message::EpochInfo { .. } => "epoch-info",
         }
     }
 }
@@ -381,7 +398,8 @@ mod tests {
             encode(&Message::InstanceLearned { name: "x".into() }),
             [15, 1, b'x']
         );
-        assert_eq!(encode(&Message::Trim { below: 4 }), [18, 4]);
+        assert_eq!(encode(&Message::Trim { below: 4, ballot }), [18, 4, 2, 1]);
+        assert_eq!(encode(&Message::EpochQuery), [29]);
         assert_eq!(
             encode(&Message::ProposeInstance {
                 name: "r".into(),
@@ -406,6 +424,25 @@ mod tests {
             }),
             [21, 1, 2, 3, 1, 9]
         );
+    }
+
+    #[test]
+    fn a_ballot_encodes_its_epoch_beside_its_proposer_and_orders_by_it_first() {
+        // Epoch 0: the two varints of the ballot before epochs existed.
+        assert_eq!(
+            postcard::to_stdvec(&Ballot::new(300, 2)).unwrap(),
+            [0xac, 0x02, 2]
+        );
+        let later = Ballot::in_epoch(1, 1, 1);
+        let bytes = postcard::to_stdvec(&later).unwrap();
+        assert_eq!(postcard::from_bytes::<Ballot>(&bytes).unwrap(), later);
+        let most = Ballot::in_epoch(u32::MAX, u64::MAX, u32::MAX);
+        let bytes = postcard::to_stdvec(&most).unwrap();
+        assert_eq!(postcard::from_bytes::<Ballot>(&bytes).unwrap(), most);
+        assert!(bytes.len() <= 2 * VARINT_MAX);
+        assert!(later > Ballot::new(u64::MAX, u32::MAX));
+        assert_eq!(later.to_string(), "1:1.1");
+        assert_eq!(Ballot::new(3, 2).to_string(), "3.2");
     }
 
     #[test]

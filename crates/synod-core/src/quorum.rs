@@ -16,10 +16,11 @@
 //!   of every row, so it meets every row. With 3 × 3 acceptors both quorums
 //!   are 3 of 9, where majorities are 5.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The quorum system of one set of acceptors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Quorums {
     /// Any `phase1` acceptors promise; any `phase2` accept.
     Counts {

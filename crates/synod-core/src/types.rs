@@ -66,17 +66,27 @@ impl fmt::Display for RoleId {
     }
 }
 
-/// A ballot number: `(round, proposer)`, compared lexicographically.
+/// A ballot number: `(epoch, round, proposer)`, compared lexicographically.
 ///
-/// `Ord` and `Eq` are both derived over the same two fields, so two ballots
-/// are equal exactly when neither is greater. Distinct proposers can never
-/// produce equal ballots, and a proposer never reuses a round (it persists
-/// the highest round before using it).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+/// `Ord` and `Eq` are both derived over the same three fields, so two
+/// ballots are equal exactly when neither is greater. Distinct proposers
+/// can never produce equal ballots, and a proposer never reuses a round (it
+/// persists the highest round before using it, and one on an empty store
+/// first learns the highest round promised). The epoch is the
+/// configuration the ballot belongs to (see [`crate::Membership`]):
+/// compared first, so every ballot of a later configuration is above
+/// every ballot of an earlier one, and an acceptor that has promised one
+/// refuses every leader still working in an earlier configuration.
+///
+/// On the wire (and on disk) a ballot is two varints, the round and
+/// `epoch << 32 | proposer`: a ballot of epoch 0 encodes exactly as the
+/// two-field ballot before configurations existed, so older stores and
+/// snapshots read unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ballot {
-    /// Monotonic round number; compared first.
+    /// The configuration epoch; compared first.
+    pub epoch: u32,
+    /// Monotonic round number; compared next.
     pub round: u64,
     /// The proposer that owns this ballot; breaks ties between rounds.
     pub proposer: u32,
@@ -86,19 +96,50 @@ impl Ballot {
     /// The ballot below every real ballot. Acceptors start promised to it;
     /// real ballots have `round >= 1`.
     pub const ZERO: Ballot = Ballot {
+        epoch: 0,
         round: 0,
         proposer: 0,
     };
 
-    /// Ballot `round` owned by `proposer`.
+    /// Ballot `round` owned by `proposer`, in the first configuration.
     pub const fn new(round: u64, proposer: u32) -> Self {
-        Self { round, proposer }
+        Self::in_epoch(0, round, proposer)
+    }
+
+    /// Ballot `round` owned by `proposer`, in configuration `epoch`.
+    pub const fn in_epoch(epoch: u32, round: u64, proposer: u32) -> Self {
+        Self {
+            epoch,
+            round,
+            proposer,
+        }
     }
 }
 
 impl fmt::Display for Ballot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.epoch > 0 {
+            write!(f, "{}:", self.epoch)?;
+        }
         write!(f, "{}.{}", self.round, self.proposer)
+    }
+}
+
+impl Serialize for Ballot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let owner = u64::from(self.epoch) << 32 | u64::from(self.proposer);
+        (self.round, owner).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ballot {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (round, owner) = <(u64, u64)>::deserialize(deserializer)?;
+        Ok(Ballot {
+            epoch: (owner >> 32) as u32,
+            round,
+            proposer: owner as u32,
+        })
     }
 }
 
@@ -147,6 +188,10 @@ pub enum Value {
     /// Tag 2: the leader's clock, read when it proposed this slot: how
     /// time enters the log (see [`ClockStamp`]). Applies no command.
     Clock(ClockStamp),
+    /// Tag 3: a stop sign: the epoch ends at this slot and the next slots
+    /// are decided by this configuration (see [`crate::Membership`]).
+    /// Applies no command.
+    Reconfigure(Box<crate::Membership>),
 }
 
 /// A leader's clock reading, proposed every `clock_interval` while it
@@ -198,17 +243,19 @@ impl Value {
     pub fn encoded_len(&self) -> usize {
         let commands: usize = self.commands().iter().map(Command::encoded_len).sum();
         // A clock stamp: the ballot's two integers and the reading.
-        let stamp = match self {
+        let extra = match self {
             Value::Clock(_) => 3 * VARINT_MAX,
+            // The epoch, the acceptor count and ids, the quorum system.
+            Value::Reconfigure(m) => (m.acceptors.len() + 5) * VARINT_MAX,
             _ => 0,
         };
-        1 + VARINT_MAX + commands + stamp
+        1 + VARINT_MAX + commands + extra
     }
 
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop | Value::Clock(_) => &[],
+            Value::Noop | Value::Clock(_) | Value::Reconfigure(_) => &[],
             Value::Batch(commands) => commands,
         }
     }

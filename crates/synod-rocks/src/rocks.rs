@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `identity`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base` | versioned postcard |
+//! | `meta`      | `format`, `identity`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base`, `epoch`, `moved_to` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -28,8 +28,8 @@ use rocksdb::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use synod_core::{
-    AcceptedValue, AcceptorState, AcceptorWrite, Ballot, LearnerState, LearnerWrite, ProposerState,
-    ProposerWrite, RegisterVote, Slot,
+    AcceptedValue, AcceptorState, AcceptorWrite, Ballot, Epoch, LearnerState, LearnerWrite,
+    ProposerState, ProposerWrite, RegisterVote, Slot,
 };
 use synod_storage::{
     AcceptorStore, LearnerStore, ProposerStore, StorageError, Store, StoreStamp, Write,
@@ -49,8 +49,17 @@ const KEY_MAX_ROUND: &[u8] = b"max_round";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_BASE: &[u8] = b"base";
 const KEY_TRIM: &[u8] = b"trim";
+const KEY_EPOCH: &[u8] = b"epoch";
+const KEY_MOVED_TO: &[u8] = b"moved_to";
 const KEY_GROUP: &[u8] = b"group";
 const KEY_IDENTITY: &[u8] = b"identity";
+
+/// Whether `epoch` is later than `known` (epochs only move forward).
+fn later(epoch: &Epoch, known: &Option<Epoch>) -> bool {
+    known
+        .as_ref()
+        .is_none_or(|known| epoch.membership.epoch > known.membership.epoch)
+}
 
 /// The stamp as stored: cluster, node, role, incarnation.
 type StampRecord = (String, String, synod_core::RoleId, u64);
@@ -69,6 +78,10 @@ struct Meta {
     trim: Slot,
     /// The learner's compaction point.
     base: Slot,
+    /// The latest epoch an acceptor was told of.
+    epoch: Option<Epoch>,
+    /// The latest epoch a proposer moved to.
+    moved_to: Option<Epoch>,
     /// Groups written so far; the last one's number is its commit marker.
     group: u64,
 }
@@ -312,6 +325,8 @@ impl RocksStore {
             applied: self.get_meta(KEY_APPLIED)?,
             trim: self.get_meta(KEY_TRIM)?,
             base: self.get_meta(KEY_BASE)?,
+            epoch: self.get_meta(KEY_EPOCH)?,
+            moved_to: self.get_meta(KEY_MOVED_TO)?,
             group: self.load_group()?,
         })
     }
@@ -434,6 +449,12 @@ impl<'a> BatchBuilder<'a> {
                 self.meta.max_round = self.meta.max_round.max(*round);
                 self.put(META, KEY_MAX_ROUND, encode(&self.meta.max_round));
             }
+            Write::Proposer(ProposerWrite::Epoch(epoch)) => {
+                if later(epoch, &self.meta.moved_to) {
+                    self.meta.moved_to = Some(epoch.clone());
+                    self.put(META, KEY_MOVED_TO, encode(&self.meta.moved_to));
+                }
+            }
             Write::Learner(w) => self.learner(w)?,
         }
         Ok(())
@@ -520,6 +541,11 @@ impl<'a> BatchBuilder<'a> {
                     .delete_range_cf(cf, slot_key(0), slot_key(*below));
             }
             AcceptorWrite::Trim(_) => {}
+            AcceptorWrite::Epoch(epoch) if later(epoch, &self.meta.epoch) => {
+                self.meta.epoch = Some(epoch.clone());
+                self.put(META, KEY_EPOCH, encode(&self.meta.epoch));
+            }
+            AcceptorWrite::Epoch(_) => {}
         }
         Ok(())
     }
@@ -604,6 +630,7 @@ impl AcceptorStore for RocksStore {
             instances: self.scan_names(INSTANCES)?,
             chosen_upto: self.meta.chosen,
             trimmed_below: self.meta.trim,
+            epoch: self.meta.epoch.clone(),
         })
     }
 }
@@ -612,6 +639,7 @@ impl ProposerStore for RocksStore {
     fn load_proposer(&self) -> Result<ProposerState, StorageError> {
         Ok(ProposerState {
             max_round: self.meta.max_round,
+            epoch: self.meta.moved_to.clone(),
         })
     }
 }

@@ -3,7 +3,10 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use synod_core::{AcceptorWrite, Ballot, Command, CommandId, LearnerWrite, ProposerWrite, Value};
+use synod_core::{
+    AcceptorWrite, Ballot, Command, CommandId, Epoch, LearnerWrite, Membership, ProposerWrite,
+    Quorums, Value,
+};
 use synod_rocks::RocksStore;
 use synod_storage::{AcceptorStore, LearnerStore, MemoryStore, ProposerStore, Store, Write};
 use tempfile::TempDir;
@@ -221,6 +224,21 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
             value: vec![slot as u8],
         }
         .into(),
+        5 if rng.random_bool(0.2) => {
+            let epoch = Epoch {
+                membership: Membership {
+                    epoch: rng.random_range(1..5),
+                    acceptors: vec![1, 2, 4],
+                    quorums: Quorums::majority(3),
+                },
+                start: slot,
+                past: Vec::new(),
+            };
+            match rng.random_bool(0.5) {
+                true => AcceptorWrite::Epoch(epoch).into(),
+                false => ProposerWrite::Epoch(epoch).into(),
+            }
+        }
         5 => ProposerWrite::Round(rng.random_range(0..50)).into(),
         6 => LearnerWrite::Decided {
             slot,

@@ -63,6 +63,13 @@ struct Args {
     /// violations).
     #[arg(long)]
     forgetful_round_reports: bool,
+    /// Reconfigure the acceptors through the log during the faults.
+    #[arg(long)]
+    reconfigure: bool,
+    /// With --reconfigure, promise pages leave out stop signs (negative
+    /// control: must find violations).
+    #[arg(long)]
+    hide_stop_signs: bool,
     /// The quorums proposers count: majorities; flexible (each seed draws
     /// a safe non-majority system: counts or a grid, 4 to 9 acceptors); or
     /// unsafe (phase 1 + phase 2 = n, the negative control: must find
@@ -110,6 +117,8 @@ fn main() {
         resubmit_on_timeout: args.resubmit_on_timeout,
         adopt_wiped_acceptors: args.adopt_wiped_acceptors,
         forgetful_round_reports: args.forgetful_round_reports,
+        reconfigure: args.reconfigure || args.hide_stop_signs,
+        hide_stop_signs: args.hide_stop_signs,
         max_write_latency: args.max_write_latency,
         leases: args.leases || args.local_clock_leases,
         local_clock_leases: args.local_clock_leases,
@@ -136,6 +145,8 @@ fn main() {
     let wipes: u64 = reports.iter().map(|r| r.wipes).sum();
     let acceptor_wipes: u64 = reports.iter().map(|r| r.acceptor_wipes).sum();
     let proposer_wipes: u64 = reports.iter().map(|r| r.proposer_wipes).sum();
+    let reconfigurations: u64 = reports.iter().map(|r| r.reconfigurations).sum();
+    let epochs: u64 = reports.iter().map(|r| u64::from(r.epoch)).sum();
     let refused: u64 = reports.iter().map(|r| r.refused_starts).sum();
     let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
     let lease_expiries: u64 = reports.iter().map(|r| r.lease_expiries).sum();
@@ -170,6 +181,11 @@ fn main() {
         "acceptor disks wiped: {acceptor_wipes}, acceptor starts refused by the identity gate: {refused}"
     );
     println!("proposers restarted on a wiped store: {proposer_wipes}");
+    if args.reconfigure || args.hide_stop_signs {
+        println!(
+            "reconfigurations proposed: {reconfigurations}, epochs reached (summed over seeds): {epochs}"
+        );
+    }
     println!("commands refused for an expired session (then resubmitted): {expiries}");
     if args.leases || args.local_clock_leases {
         println!(
@@ -242,6 +258,12 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.forgetful_round_reports {
         frames += " --forgetful-round-reports";
+    }
+    if args.reconfigure {
+        frames += " --reconfigure";
+    }
+    if args.hide_stop_signs {
+        frames += " --hide-stop-signs";
     }
     if args.leases {
         frames += " --leases";

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use synod_core::{
     Acceptor, AcceptorWrite, Ballot, Command, CommandId, Delivery, Learner, LearnerConfig,
-    LearnerSnapshot, LearnerWrite, Message, Millis, Output, Proposer, ProposerConfig, Quorums,
-    Role, RoleCore, RoleId, Slot, wake_at,
+    LearnerSnapshot, LearnerWrite, Membership, Message, Millis, Output, Proposer, ProposerConfig,
+    Quorums, Role, RoleCore, RoleId, Slot, wake_at,
 };
 use synod_storage::{
     AcceptorStore, Bootstrap, Effect, LearnerStore, MemoryBackend, MemoryStore, Pipeline,
@@ -82,6 +82,16 @@ pub struct SimOptions {
     /// used before, and proposes new values under ballots that carry old
     /// ones).
     pub forgetful_round_reports: bool,
+    /// The acceptors are reconfigured through the log during the faults:
+    /// two spare acceptors run beside the first ones, and leaders are
+    /// asked every 0.5–2.5 s to replace, add or remove one (3 to 5
+    /// members, majorities). Register workloads are left out: instances
+    /// are not carried across epochs yet.
+    pub reconfigure: bool,
+    /// Acceptors' promise pages leave out stop signs (the negative
+    /// control for reconfiguration: a leader of an ended epoch then
+    /// proposes after its stop sign, and agreement must break).
+    pub hide_stop_signs: bool,
     /// Which quorums the proposers count (majorities by default).
     pub quorums: SimQuorums,
     /// The lease workload: learners run the key/value state machine,
@@ -189,6 +199,8 @@ impl Default for SimOptions {
             resubmit_on_timeout: false,
             adopt_wiped_acceptors: false,
             forgetful_round_reports: false,
+            reconfigure: false,
+            hide_stop_signs: false,
             quorums: SimQuorums::Majority,
             leases: false,
             local_clock_leases: false,
@@ -230,6 +242,10 @@ pub struct SeedReport {
     /// Proposers restarted on a new empty store (their disk wiped while
     /// they were down).
     pub proposer_wipes: u64,
+    /// Stop signs leaders were asked to propose.
+    pub reconfigurations: u64,
+    /// The highest epoch a proposer reached.
+    pub epoch: u32,
     /// Acceptor starts refused because the store was missing (each such
     /// acceptor stays down for good).
     pub refused_starts: u64,
@@ -280,6 +296,8 @@ enum Event {
         client: u64,
     },
     CheckDone,
+    /// Ask the leader to propose the next configuration.
+    Reconfigure,
 }
 
 /// A role instance: its durable store and, while it runs, its core behind
@@ -455,6 +473,7 @@ struct World {
     acceptor_wipes_left: u32,
     acceptor_wipes: u64,
     proposer_wipes: u64,
+    reconfigurations: u64,
     refused_starts: u64,
     /// Acceptors the identity gate refused: down for good.
     refused: BTreeSet<RoleId>,
@@ -533,6 +552,7 @@ impl World {
             acceptor_wipes_left: 0,
             acceptor_wipes: 0,
             proposer_wipes: 0,
+            reconfigurations: 0,
             refused_starts: 0,
             refused: BTreeSet::new(),
             backend: MemoryBackend::new(),
@@ -550,6 +570,13 @@ impl World {
         }
         world.wipes_left = u32::from(world.shape.learners >= 2);
         world.acceptor_wipes_left = world.tolerated_failures() as u32;
+        if world.options.reconfigure {
+            // Kept out of reconfiguration runs: wiped acceptors (down for
+            // good) could become a majority of a later configuration, and
+            // registers are not carried across epochs yet.
+            world.acceptor_wipes_left = 0;
+            world.shape.instances = 0;
+        }
         world.populate();
         world
     }
@@ -559,7 +586,8 @@ impl World {
             self.proposers.insert(id, Replica::new());
             self.start(RoleId::proposer(id));
         }
-        for id in 1..=self.shape.acceptors {
+        let spares = if self.options.reconfigure { 2 } else { 0 };
+        for id in 1..=self.shape.acceptors + spares {
             let node = RoleId::acceptor(id);
             let store = self
                 .open_store(node, Bootstrap::New)
@@ -595,6 +623,10 @@ impl World {
         }
         let first_fault = self.rng.random_range(0..=self.shape.fault_every);
         self.schedule(first_fault, Event::Chaos);
+        if self.options.reconfigure {
+            let at = self.rng.random_range(500..=2_500);
+            self.schedule(at, Event::Reconfigure);
+        }
         self.schedule(fault_end, Event::Heal);
     }
 
@@ -630,6 +662,8 @@ impl World {
             wipes: self.wipes,
             acceptor_wipes: self.acceptor_wipes,
             proposer_wipes: self.proposer_wipes,
+            reconfigurations: self.reconfigurations,
+            epoch: self.highest_epoch(),
             refused_starts: self.refused_starts,
             expiries: self.expiries,
             lease_expiries: self.lease_expiries,
@@ -667,6 +701,7 @@ impl World {
             Event::Mend(id) => self.network.mend(id),
             Event::Heal => self.heal(),
             Event::FinalWrite { client } => self.final_write(client),
+            Event::Reconfigure => self.reconfigure(),
             Event::CheckDone => {
                 self.done = self.all_done();
                 self.schedule(self.now + DONE_CHECK, Event::CheckDone);
@@ -929,7 +964,7 @@ impl World {
     fn handle<R: Placed>(&mut self, node: RoleId, from: RoleId, message: Message) {
         let now = self.now;
         if std::env::var("SIM_TRACE").is_ok()
-            && self.healed_at.is_some()
+            && (self.healed_at.is_some() || std::env::var("SIM_TRACE_ALL").is_ok())
             && (node.role == Role::Proposer || from.role == Role::Proposer)
         {
             let text = format!("{message:?}");
@@ -939,6 +974,24 @@ impl World {
             Message::RoundReport { .. } if self.options.forgetful_round_reports => {
                 Message::RoundReport {
                     promised: Ballot::ZERO,
+                }
+            }
+            Message::Promise {
+                ballot,
+                from_slot,
+                mut accepted,
+                next,
+                chosen_upto,
+                trimmed_below,
+            } if self.options.hide_stop_signs => {
+                accepted.retain(|e| !matches!(e.value, synod_core::Value::Reconfigure(_)));
+                Message::Promise {
+                    ballot,
+                    from_slot,
+                    accepted,
+                    next,
+                    chosen_upto,
+                    trimmed_below,
                 }
             }
             message => message,
@@ -981,7 +1034,10 @@ impl World {
             .keys()
             .map(|a| synod_core::Outgoing {
                 to: RoleId::acceptor(*a),
-                message: Message::Trim { below },
+                message: Message::Trim {
+                    below,
+                    ballot: proposer.leading_ballot().expect("leads"),
+                },
             })
             .collect();
         self.send_all(node, trims);
@@ -1264,6 +1320,76 @@ impl World {
         self.schedule(self.now + wait, Event::Instance { name, value });
     }
 
+    // ---- reconfiguration ----------------------------------------------------
+
+    /// The highest epoch any proposer works in.
+    fn highest_epoch(&self) -> u32 {
+        let cores = self.proposers.values().filter_map(|r| r.core());
+        cores.map(|p| p.epoch().membership.epoch).max().unwrap_or(0)
+    }
+
+    /// Ask a leader (of the latest epoch) to propose the next
+    /// configuration: one acceptor replaced, added or removed.
+    fn reconfigure(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let next_at = self.now + self.rng.random_range(500..=2_500);
+        self.schedule(next_at, Event::Reconfigure);
+        let leader = self
+            .proposers
+            .iter()
+            .filter_map(|(id, r)| Some((*id, r.core()?)))
+            .filter(|(_, p)| p.leading_ballot().is_some())
+            .max_by_key(|(_, p)| p.epoch().membership.epoch)
+            .map(|(id, p)| (id, p.epoch().membership.clone()));
+        let Some((leader, current)) = leader else {
+            return;
+        };
+        let next = self.next_membership(&current);
+        let node = RoleId::proposer(leader);
+        let now = self.now;
+        let live = self.live_mut::<Proposer>(node).expect("leading");
+        if let Ok(out) = live.core.reconfigure(now, next) {
+            self.reconfigurations += 1;
+            self.process::<Proposer>(node, out);
+        }
+    }
+
+    /// `current` with one acceptor replaced, added or removed (3 to 5
+    /// members, majority quorums).
+    fn next_membership(&mut self, current: &Membership) -> Membership {
+        let members: BTreeSet<u32> = current.acceptors.iter().copied().collect();
+        let spares: Vec<u32> = self
+            .acceptors
+            .keys()
+            .copied()
+            .filter(|a| !members.contains(a))
+            .collect();
+        let mut next = members.clone();
+        let gone = *members.iter().choose(&mut self.rng).expect("members");
+        let added = spares.iter().choose(&mut self.rng).copied();
+        match (self.rng.random_range(0..3), added) {
+            (0, _) if members.len() > 3 => {
+                next.remove(&gone);
+            }
+            (1, Some(added)) if members.len() < 5 => {
+                next.insert(added);
+            }
+            (_, Some(added)) => {
+                next.remove(&gone);
+                next.insert(added);
+            }
+            (_, None) => {}
+        }
+        let acceptors: Vec<u32> = next.into_iter().collect();
+        Membership {
+            epoch: current.epoch + 1,
+            quorums: Quorums::majority(acceptors.len()),
+            acceptors,
+        }
+    }
+
     // ---- faults -------------------------------------------------------------
 
     fn all_nodes(&self) -> Vec<RoleId> {
@@ -1348,7 +1474,12 @@ impl World {
             )
             .copied()
             .collect();
-        let tolerated = self.tolerated_failures();
+        // Under reconfiguration the final members are not known here: every
+        // acceptor runs.
+        let tolerated = match self.options.reconfigure {
+            true => 0,
+            false => self.tolerated_failures(),
+        };
         let down = self
             .rng
             .random_range(0..=tolerated)

@@ -326,3 +326,38 @@ fn negative_control_leases_expired_by_a_local_clock_diverge() {
         "learners that expire leases by their own clocks must disagree"
     );
 }
+
+fn reconfiguring() -> SimOptions {
+    SimOptions {
+        reconfigure: true,
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn acceptors_reconfigured_through_the_log_stay_safe_and_live() {
+    assert_safe_and_live(0..FIXED_SEEDS / 2, &reconfiguring());
+    let reports: Vec<_> = (0..FIXED_SEEDS / 2)
+        .map(|seed| run_seed(seed, &reconfiguring()))
+        .collect();
+    let epochs: u64 = reports.iter().map(|r| u64::from(r.epoch)).sum();
+    let deep = reports.iter().filter(|r| r.epoch >= 3).count();
+    assert!(epochs >= FIXED_SEEDS, "only {epochs} epochs reached");
+    assert!(deep >= 10, "only {deep} seeds reached epoch 3");
+}
+
+#[test]
+fn negative_control_a_phase_1_blind_to_stop_signs_breaks_agreement() {
+    let options = SimOptions {
+        hide_stop_signs: true,
+        ..reconfiguring()
+    };
+    let caught = (0..FIXED_SEEDS).find_map(|seed| {
+        let (_, violation) = run_seed(seed, &options).violation?;
+        (violation.property == "agreement").then_some(seed)
+    });
+    assert!(
+        caught.is_some(),
+        "a leader that does not see an epoch's stop sign must break agreement"
+    );
+}

@@ -15,12 +15,20 @@ pub(super) struct Leading {
     in_flight: BTreeMap<Slot, InFlight>,
     /// When the next clock stamp is due.
     next_clock: Millis,
+    /// A read of slots an earlier epoch decided (see `recovery.rs`).
+    pub(super) old_read: Option<super::recovery::OldRead>,
 }
 
 impl Leading {
     /// The slot the next proposal takes.
     pub(super) fn next_slot(&self) -> Slot {
         self.next_slot
+    }
+
+    /// Take the next slot for a new proposal.
+    pub(super) fn take_slot(&mut self) -> Slot {
+        self.next_slot += 1;
+        self.next_slot - 1
     }
 
     /// The earliest Accept resend or quorum give-up among the slots in
@@ -74,23 +82,31 @@ impl Proposer {
     pub(super) fn become_leader(
         &mut self,
         now: Millis,
-        preparing: Preparing,
+        mut preparing: Preparing,
         out: &mut Output<ProposerWrite>,
     ) {
         let ballot = preparing.ballot;
+        let floor = preparing.floor();
+        let mut adopted = std::mem::take(&mut preparing.adopted);
+        // The epoch may end at a stop sign: nothing is proposed after it.
+        let stop = Self::end_of_epoch(&mut adopted);
         // Chosen slots need no proposal: every slot below `chosen` is
         // decided, and the promises covered everything from there up.
         // Nor do trimmed ones: their values are only in learners' snapshots.
-        let resume = preparing.chosen.max(preparing.recover_end);
+        let mut resume = preparing.chosen.max(preparing.recover_end);
         self.first_unchosen = self.first_unchosen.max(preparing.chosen);
         self.trimmed_below = self.trimmed_below.max(preparing.trimmed);
-        let end = preparing
-            .adopted
+        let mut end = adopted
             .last_key_value()
             .map_or(resume, |(slot, _)| (slot + 1).max(resume));
-        let start = preparing.from_slot.max(preparing.trimmed);
+        if let Some((slot, _)) = &stop {
+            end = slot + 1;
+            resume = resume.min(end);
+        }
+        self.stop = stop;
+        let watermark = self.watermark();
+        let start = preparing.from_slot.max(floor);
         let slots = (start..preparing.recover_end.min(resume)).chain(resume..end);
-        let mut adopted = preparing.adopted;
         let mut in_flight = BTreeMap::new();
         for slot in slots {
             let value = adopted.remove(&slot).map_or(Value::Noop, |(_, v)| v);
@@ -100,7 +116,7 @@ impl Proposer {
                     ballot,
                     slot,
                     value: value.clone(),
-                    chosen_upto: self.first_unchosen,
+                    chosen_upto: watermark,
                 },
             );
             in_flight.insert(
@@ -113,6 +129,7 @@ impl Proposer {
             next_slot: end,
             in_flight,
             next_clock: now,
+            old_read: None,
         });
         self.next_heartbeat = now;
         self.leader = Some((self.config.id, ballot));
@@ -139,7 +156,7 @@ impl Proposer {
             return;
         };
         entry.accepted_by.insert(from.index);
-        if !self.config.phase2_quorum(&entry.accepted_by) {
+        if !self.epoch.membership.phase2(&entry.accepted_by) {
             return;
         }
         let value = leading.in_flight.remove(&slot).expect("present").value;
@@ -151,6 +168,7 @@ impl Proposer {
             },
         );
         self.record_decided(slot, value);
+        self.enter_next_epoch_if_ready(now, out);
         self.propose_queued(now, out);
     }
 
@@ -186,6 +204,9 @@ impl Proposer {
     /// payload bytes in flight, so queued bulk data never delays heartbeats
     /// and votes by more than that much.
     pub(super) fn propose_queued(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
+        if self.stop.is_some() {
+            return; // the epoch ends: commands wait for the next one
+        }
         loop {
             let Phase::Leading(leading) = &self.phase else {
                 return;
@@ -198,21 +219,37 @@ impl Proposer {
                 return;
             }
             let batch = self.take_batch();
+            let watermark = self.watermark();
             let Phase::Leading(leading) = &mut self.phase else {
                 return;
             };
-            let slot = leading.next_slot;
-            leading.next_slot += 1;
+            let slot = leading.take_slot();
+            let ballot = leading.ballot;
             let value = Value::batch(batch);
-            let accept = Message::Accept {
-                ballot: leading.ballot,
-                slot,
-                value: value.clone(),
-                chosen_upto: self.first_unchosen,
-            };
-            let entry = InFlight::new(value, now, self.config.retransmit_interval);
+            self.send_new_accept(now, ballot, slot, value, watermark, out);
+        }
+    }
+
+    /// Propose `value` in `slot` (just taken) with the leading `ballot`.
+    pub(super) fn send_new_accept(
+        &mut self,
+        now: Millis,
+        ballot: Ballot,
+        slot: Slot,
+        value: Value,
+        chosen_upto: Slot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let accept = Message::Accept {
+            ballot,
+            slot,
+            value: value.clone(),
+            chosen_upto,
+        };
+        out.broadcast(self.acceptor_ids(), &accept);
+        let entry = InFlight::new(value, now, self.config.retransmit_interval);
+        if let Phase::Leading(leading) = &mut self.phase {
             leading.in_flight.insert(slot, entry);
-            out.broadcast(self.acceptor_ids(), &accept);
         }
     }
 
@@ -248,8 +285,8 @@ impl Proposer {
         self.stamp_clock_if_due(now, out);
         self.resend_confirm(now, out);
         let retransmit = self.config.retransmit_interval;
-        let first_unchosen = self.first_unchosen;
-        let acceptors: Vec<u32> = self.config.acceptors.clone();
+        let first_unchosen = self.watermark();
+        let acceptors: Vec<u32> = self.epoch.membership.acceptors.clone();
         let Phase::Leading(leading) = &mut self.phase else {
             return;
         };
@@ -278,30 +315,21 @@ impl Proposer {
     fn stamp_clock_if_due(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         let interval = self.config.clock_interval;
         let due = matches!(&self.phase, Phase::Leading(l) if interval > 0 && now >= l.next_clock);
-        if !due {
+        if !due || self.stop.is_some() {
             return;
         }
-        let first_unchosen = self.first_unchosen;
-        let acceptors: Vec<RoleId> = self.acceptor_ids().collect();
+        let watermark = self.watermark();
         let Phase::Leading(leading) = &mut self.phase else {
             return;
         };
         leading.next_clock = now.saturating_add(interval);
-        let slot = leading.next_slot;
-        leading.next_slot += 1;
+        let slot = leading.take_slot();
+        let ballot = leading.ballot;
         let value = Value::Clock(ClockStamp {
-            ballot: leading.ballot,
+            ballot,
             millis: now,
         });
-        let accept = Message::Accept {
-            ballot: leading.ballot,
-            slot,
-            value: value.clone(),
-            chosen_upto: first_unchosen,
-        };
-        let entry = InFlight::new(value, now, self.config.retransmit_interval);
-        leading.in_flight.insert(slot, entry);
-        out.broadcast(acceptors, &accept);
+        self.send_new_accept(now, ballot, slot, value, watermark, out);
     }
 
     /// Tell the other proposers and the learners who leads and how far
@@ -322,7 +350,7 @@ impl Proposer {
             .collect();
         let heartbeat = Message::Heartbeat {
             ballot,
-            decided_upto: self.first_unchosen,
+            decided_upto: self.watermark(),
         };
         out.broadcast(targets, &heartbeat);
         if self.trimmed_below > 0 {
@@ -330,8 +358,24 @@ impl Proposer {
             // Trim (or was down) catches up; acceptors ignore repeats.
             let trim = Message::Trim {
                 below: self.trimmed_below,
+                ballot,
             };
             out.broadcast(self.acceptor_ids(), &trim);
+        }
+        if self.epoch.membership.epoch > 0 {
+            // So that every acceptor of this and the remembered earlier
+            // epochs can tell a proposer that missed the change (or lost
+            // its store) which configuration is current.
+            let info = Message::EpochInfo {
+                epoch: self.epoch.clone(),
+            };
+            let past = self.epoch.past.iter().map(|(_, m)| &m.acceptors);
+            let all: BTreeSet<u32> = std::iter::once(&self.epoch.membership.acceptors)
+                .chain(past)
+                .flatten()
+                .copied()
+                .collect();
+            out.broadcast(all.into_iter().map(RoleId::acceptor), &info);
         }
     }
 
@@ -364,10 +408,17 @@ impl Proposer {
             .map(|l| self.learner_snapshots.get(l).copied().unwrap_or(0))
             .min()
             .unwrap_or(0)
-            .min(self.first_unchosen);
+            .min(self.watermark());
+        let Some(ballot) = self.leading_ballot() else {
+            return;
+        };
         if safe > self.trimmed_below {
             self.trimmed_below = safe;
-            out.broadcast(self.acceptor_ids(), &Message::Trim { below: safe });
+            let trim = Message::Trim {
+                below: safe,
+                ballot,
+            };
+            out.broadcast(self.acceptor_ids(), &trim);
         }
     }
 
@@ -439,8 +490,13 @@ impl Proposer {
             _ => true,
         };
         // Below the trim point the acceptors hold nothing to recover: the
-        // learner fetches a peer's snapshot instead.
+        // learner fetches a peer's snapshot instead. Below this epoch's
+        // first slot, the epoch that decided the slot is read.
         let trimmed = from_slot < self.trimmed_below;
+        if escalate && missing && !trimmed && from_slot < self.epoch.start {
+            self.read_old_slots(now, from_slot, known_end, out);
+            return;
+        }
         if escalate && missing && !in_flight && !trimmed {
             let window = self.config.pipeline_window as u64;
             let recover_end = known_end.min(from_slot.saturating_add(window));

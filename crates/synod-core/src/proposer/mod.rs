@@ -28,19 +28,23 @@
 //! single-decree instances ([`register`]); this file holds the state, the
 //! dispatch and the election.
 
+mod epochs;
 mod leader;
 mod queue;
 mod reads;
+mod recovery;
 mod register;
 mod rounds;
 
 use crate::acceptor::DEFAULT_REPLY_MAX_BYTES;
+use crate::membership::{Epoch, Membership};
 use crate::message::{AcceptedEntry, Message};
 use crate::output::Output;
 use crate::quorum::Quorums;
 use crate::rng::SplitMix64;
 use crate::role::earliest;
 use crate::types::{Ballot, Command, Millis, Role, RoleId, Slot, Value, chunk_by_bytes};
+pub use epochs::ReconfigureError;
 use leader::Leading;
 use queue::CommandQueue;
 use register::Register;
@@ -52,6 +56,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum ProposerWrite {
     /// The highest round this proposer has used (or is about to use).
     Round(u64),
+    /// The proposer moved to a later epoch (configuration).
+    Epoch(Epoch),
 }
 
 /// Everything a proposer keeps across a restart.
@@ -59,6 +65,8 @@ pub enum ProposerWrite {
 pub struct ProposerState {
     /// The highest round ever used; a restarted proposer starts above it.
     pub max_round: u64,
+    /// The latest epoch it moved to (`None`: the initial configuration).
+    pub epoch: Option<Epoch>,
 }
 
 impl ProposerState {
@@ -66,6 +74,12 @@ impl ProposerState {
     pub fn apply(&mut self, write: &ProposerWrite) {
         match write {
             ProposerWrite::Round(round) => self.max_round = self.max_round.max(*round),
+            ProposerWrite::Epoch(epoch) => {
+                let newer = |known: &Epoch| epoch.membership.epoch > known.membership.epoch;
+                if self.epoch.as_ref().is_none_or(newer) {
+                    self.epoch = Some(epoch.clone());
+                }
+            }
         }
     }
 }
@@ -77,7 +91,8 @@ pub struct ProposerConfig {
     pub id: u32,
     /// Every proposer id (including this one).
     pub proposers: Vec<u32>,
-    /// Every acceptor id.
+    /// Every acceptor id of the initial configuration (epoch 0; later
+    /// ones come through the log).
     pub acceptors: Vec<u32>,
     /// Every learner id.
     pub learners: Vec<u32>,
@@ -114,8 +129,8 @@ pub struct ProposerConfig {
     /// Most bytes of decided values one catch-up answer carries (at least
     /// one slot always goes).
     pub reply_max_bytes: usize,
-    /// Which sets of acceptors are quorums in each phase (majorities
-    /// unless configured otherwise).
+    /// Which sets of the initial acceptors are quorums in each phase
+    /// (majorities unless configured otherwise).
     pub quorums: Quorums,
     /// How often the leader proposes its clock reading
     /// ([`crate::Value::Clock`]), for state machines that need time; 0:
@@ -151,16 +166,6 @@ impl ProposerConfig {
             seed: u64::from(id),
             acceptors,
         }
-    }
-
-    /// Whether promises from `answered` complete phase 1.
-    fn phase1_quorum(&self, answered: &BTreeSet<u32>) -> bool {
-        self.quorums.phase1(&self.acceptors, answered)
-    }
-
-    /// Whether acceptances from `answered` choose a value.
-    fn phase2_quorum(&self, answered: &BTreeSet<u32>) -> bool {
-        self.quorums.phase2(&self.acceptors, answered)
     }
 }
 
@@ -211,6 +216,9 @@ struct Preparing {
     /// Some acceptor discarded its values below this slot (the highest
     /// trim point reported): those slots are chosen and never proposed.
     trimmed: Slot,
+    /// The first slot of this proposer's epoch: slots below it belong to
+    /// earlier epochs, are chosen, and are never proposed here.
+    epoch_start: Slot,
     /// Per acceptor that answered: the next slot its promise must still
     /// report on, or `None` once it has reported on every slot.
     cursors: BTreeMap<u32, Option<Slot>>,
@@ -232,15 +240,20 @@ struct Preparing {
 }
 
 impl Preparing {
+    /// Below this slot nothing is proposed: trimmed, or an earlier epoch's.
+    fn floor(&self) -> Slot {
+        self.trimmed.max(self.epoch_start)
+    }
+
     fn wanted(&self, slot: Slot) -> bool {
-        slot >= self.trimmed && (slot < self.recover_end || slot >= self.chosen)
+        slot >= self.floor() && (slot < self.recover_end || slot >= self.chosen)
     }
 
     /// The next slot to ask an acceptor for once it reported up to `next`:
     /// never below the trim point; past the recovery range, jump over the
     /// chosen prefix.
     fn skip_chosen(&self, next: Slot) -> Slot {
-        let next = next.max(self.trimmed);
+        let next = next.max(self.floor());
         if next >= self.recover_end {
             next.max(self.chosen)
         } else {
@@ -249,9 +262,11 @@ impl Preparing {
     }
 
     /// Keep the value accepted in the highest ballot for each slot. This
-    /// is what keeps a chosen value chosen.
+    /// is what keeps a chosen value chosen. A value accepted in a ballot
+    /// of an earlier epoch is void here: every slot this epoch decides
+    /// comes after that epoch's stop sign, where nothing of it is chosen.
     fn adopt(&mut self, entry: AcceptedEntry) {
-        if !self.wanted(entry.slot) {
+        if !self.wanted(entry.slot) || entry.ballot.epoch < self.ballot.epoch {
             return;
         }
         match self.adopted.get(&entry.slot) {
@@ -280,6 +295,12 @@ pub struct Proposer {
     /// Whether a new ballot is sure to be above every round this proposer
     /// used before (see `rounds.rs`).
     round_floor: RoundFloor,
+    /// The configuration this proposer works in, and its first slot.
+    epoch: Epoch,
+    /// The stop sign of this epoch that this proposer knows of (it
+    /// proposed or adopted it): its slot and the next configuration.
+    /// Nothing is proposed after it (see `epochs.rs`).
+    stop: Option<(Slot, Membership)>,
     phase: Phase,
     /// The leader this proposer follows, with its ballot.
     leader: Option<(u32, Ballot)>,
@@ -314,6 +335,13 @@ impl Proposer {
         let mut proposer = Self {
             rng: SplitMix64::new(config.seed),
             round_floor: RoundFloor::for_stored_round(state.max_round),
+            epoch: state.epoch.clone().unwrap_or_else(|| {
+                Epoch::initial(Membership::initial(
+                    config.acceptors.clone(),
+                    config.quorums,
+                ))
+            }),
+            stop: None,
             config,
             state,
             highest_seen: Ballot::ZERO,
@@ -331,6 +359,7 @@ impl Proposer {
             registers: BTreeMap::new(),
             reads: reads::Reads::default(),
         };
+        proposer.first_unchosen = proposer.epoch.start;
         proposer.reset_election_timer(now);
         proposer
     }
@@ -458,6 +487,12 @@ impl Proposer {
             Message::RoundReport { promised } if from.role == Role::Acceptor => {
                 self.handle_round_report(from, promised);
             }
+            Message::EpochQuery if from.role != Role::Learner => {
+                self.handle_epoch_query(from, &mut out);
+            }
+            Message::EpochInfo { epoch } if from.role != Role::Learner => {
+                self.handle_epoch_info(now, epoch, &mut out);
+            }
             _ => {}
         }
         out
@@ -468,7 +503,12 @@ impl Proposer {
         let mut out = Output::new();
         match &self.phase {
             Phase::Follower if now >= self.election_deadline => {
-                if self.may_take_ballot(now, &mut out) {
+                if self.behind_an_epoch() {
+                    // A later epoch exists: learn it before campaigning.
+                    let ask = self.epoch_askees();
+                    out.broadcast(ask, &Message::EpochQuery);
+                    self.reset_election_timer(now);
+                } else if self.may_take_ballot(now, &mut out) {
                     let from_slot = self.first_unchosen;
                     self.start_phase1(now, from_slot, from_slot, &mut out);
                 } else {
@@ -523,7 +563,7 @@ impl Proposer {
         let write = ProposerWrite::Round(round);
         self.state.apply(&write);
         out.persist.push(write);
-        Ballot::new(round, self.config.id)
+        Ballot::in_epoch(self.epoch.membership.epoch, round, self.config.id)
     }
 
     /// Campaign for every slot from `from_slot` up; slots below
@@ -545,6 +585,7 @@ impl Proposer {
             recover_end,
             chosen: self.first_unchosen,
             trimmed: self.trimmed_below,
+            epoch_start: self.epoch.start,
             cursors: BTreeMap::new(),
             adopted: BTreeMap::new(),
             progressed: now,
@@ -576,7 +617,7 @@ impl Proposer {
         preparing.last_sent = now;
         preparing.resend_after =
             doubled_wait(preparing.resend_after, self.config.retransmit_interval);
-        for acceptor in &self.config.acceptors {
+        for acceptor in &self.epoch.membership.acceptors {
             let cursor = match preparing.cursors.get(acceptor) {
                 None => preparing.from_slot,
                 Some(Some(cursor)) => *cursor,
@@ -602,6 +643,10 @@ impl Proposer {
         page: PromisePage,
         out: &mut Output<ProposerWrite>,
     ) {
+        if let Phase::Leading(_) = self.phase {
+            self.handle_old_read_page(now, from, ballot, page, out);
+            return;
+        }
         let Phase::Preparing(preparing) = &mut self.phase else {
             return;
         };
@@ -635,7 +680,7 @@ impl Proposer {
             out.send(from, Message::Prepare { ballot, from_slot });
             return;
         }
-        if self.config.phase1_quorum(&preparing.complete_promises()) {
+        if self.epoch.membership.phase1(&preparing.complete_promises()) {
             let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower)
             else {
                 unreachable!()
@@ -670,6 +715,10 @@ impl Proposer {
         out: &mut Output<ProposerWrite>,
     ) {
         self.highest_seen = self.highest_seen.max(ballot);
+        if ballot.epoch != self.epoch.membership.epoch {
+            self.other_epoch(from, ballot, out);
+            return;
+        }
         self.first_unchosen = self.first_unchosen.max(decided_upto);
         let own = match &self.phase {
             Phase::Preparing(p) => Some(p.ballot),
@@ -756,7 +805,11 @@ impl Proposer {
     }
 
     fn acceptor_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
-        self.config.acceptors.iter().map(|a| RoleId::acceptor(*a))
+        self.epoch
+            .membership
+            .acceptors
+            .iter()
+            .map(|a| RoleId::acceptor(*a))
     }
 
     fn learner_ids(&self) -> impl Iterator<Item = RoleId> + '_ {
@@ -773,5 +826,7 @@ impl Proposer {
     }
 }
 
+#[cfg(test)]
+mod epoch_tests;
 #[cfg(test)]
 mod tests;

@@ -123,7 +123,7 @@ impl Proposer {
             return;
         }
         current.confirmed.insert(from.index);
-        if !self.config.phase2_quorum(&current.confirmed) {
+        if !self.epoch.membership.phase2(&current.confirmed) {
             return;
         }
         let done = self.reads.round.take().expect("checked above");
@@ -149,7 +149,7 @@ impl Proposer {
         if !due {
             return;
         }
-        let acceptors = &self.config.acceptors;
+        let acceptors = &self.epoch.membership.acceptors;
         let round = self.reads.round.as_mut().expect("due");
         round.sent_at = now;
         let confirm = Message::Confirm {

@@ -114,8 +114,9 @@ impl Proposer {
         }
         promises.insert(from.index, accepted);
         if !self
-            .config
-            .phase1_quorum(&promises.keys().copied().collect())
+            .epoch
+            .membership
+            .phase1(&promises.keys().copied().collect())
         {
             return;
         }
@@ -152,7 +153,7 @@ impl Proposer {
             return;
         }
         accepted_by.insert(from.index);
-        if !self.config.phase2_quorum(accepted_by) {
+        if !self.epoch.membership.phase2(accepted_by) {
             return;
         }
         let value = std::mem::take(value);

@@ -79,8 +79,9 @@ impl Proposer {
         };
         reports.insert(from.index, promised);
         if !self
-            .config
-            .phase2_quorum(&reports.keys().copied().collect())
+            .epoch
+            .membership
+            .phase2(&reports.keys().copied().collect())
         {
             return;
         }

@@ -99,7 +99,14 @@ fn election_timeout_persists_round_before_prepare() {
 
 #[test]
 fn restarted_proposer_never_reuses_a_round() {
-    let mut p = proposer_on(config(), ProposerState { max_round: 41 }, 0);
+    let mut p = proposer_on(
+        config(),
+        ProposerState {
+            max_round: 41,
+            ..Default::default()
+        },
+        0,
+    );
     let out = p.tick(1_000);
     assert_eq!(out.persist, vec![ProposerWrite::Round(42)]);
 }
@@ -163,7 +170,14 @@ fn a_register_on_an_empty_store_waits_for_round_discovery() {
 
 #[test]
 fn a_proposer_whose_store_holds_a_round_asks_nothing() {
-    let mut p = Proposer::new(config(), ProposerState { max_round: 3 }, 0);
+    let mut p = Proposer::new(
+        config(),
+        ProposerState {
+            max_round: 3,
+            ..Default::default()
+        },
+        0,
+    );
     assert!(p.knows_its_rounds());
     assert!(p.start(0).is_empty());
 }
@@ -708,7 +722,14 @@ fn a_leader_that_hears_a_majority_keeps_its_ballot() {
 
 #[test]
 fn a_candidate_without_promises_gives_up_and_follows_a_live_leader() {
-    let mut p = proposer_on(config(), ProposerState { max_round: 5 }, 0);
+    let mut p = proposer_on(
+        config(),
+        ProposerState {
+            max_round: 5,
+            ..Default::default()
+        },
+        0,
+    );
     let timeout = p.config.quorum_timeout;
     p.tick(1_000); // campaigns with round 6; no acceptor answers
     let lower = Ballot::new(3, 2);
@@ -1186,7 +1207,7 @@ fn trims(out: &Output<ProposerWrite>) -> Vec<(RoleId, Slot)> {
     out.send
         .iter()
         .filter_map(|o| match o.message {
-            Message::Trim { below } => Some((o.to, below)),
+            Message::Trim { below, .. } => Some((o.to, below)),
             _ => None,
         })
         .collect()

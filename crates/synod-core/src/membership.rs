@@ -1,0 +1,174 @@
+//! Configurations of the acceptors, changed through the log.
+//!
+//! Epoch 0 is the set of acceptors the cluster started with. A
+//! [`crate::Value::Reconfigure`] chosen in slot `s` is a *stop sign*: it
+//! ends its epoch at `s`, and every slot after `s` is decided by the next
+//! epoch's acceptors, with ballots of the next epoch (which are above
+//! every ballot of the earlier one, see [`crate::Ballot`]).
+//!
+//! What keeps one log across epochs (the proposer enforces it):
+//! - the leader that proposes a stop sign puts it above every slot it has
+//!   proposed or adopted, and proposes nothing after it;
+//! - a leader whose phase 1 adopts a stop sign at `s` proposes nothing
+//!   above `s`, unless a value above `s` was accepted in a higher ballot
+//!   than the stop sign: then that stop sign was never chosen, and the
+//!   leader proposes a no-op in its place;
+//! - no leader reports a stop sign's slot as chosen (`chosen_upto`,
+//!   `decided_upto` and the trim point stop at it), so every phase 1 of
+//!   the epoch reads it;
+//! - the next epoch starts only once every slot up to the stop sign is
+//!   chosen, and its leaders never propose below its first slot.
+//!
+//! So no value of an epoch is chosen after its stop sign, and the next
+//! epoch decides every slot after it.
+
+use crate::quorum::Quorums;
+use crate::types::Slot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One configuration: the acceptors that vote and which sets of them are
+/// quorums.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The epoch this configuration is; epoch 0 is the initial one.
+    pub epoch: u32,
+    /// Acceptor ids, ascending.
+    pub acceptors: Vec<u32>,
+    /// The quorum system over them.
+    pub quorums: Quorums,
+}
+
+impl Membership {
+    /// The configuration a cluster starts with.
+    pub fn initial(acceptors: Vec<u32>, quorums: Quorums) -> Self {
+        Self {
+            epoch: 0,
+            acceptors,
+            quorums,
+        }
+    }
+
+    /// Whether promises from `answered` complete phase 1.
+    pub fn phase1(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase1(&self.acceptors, answered)
+    }
+
+    /// Whether acceptances from `answered` choose a value.
+    pub fn phase2(&self, answered: &BTreeSet<u32>) -> bool {
+        self.quorums.phase2(&self.acceptors, answered)
+    }
+
+    /// Why this configuration cannot follow `current`, if it cannot.
+    pub fn check_after(&self, current: &Membership) -> Result<(), String> {
+        if self.epoch != current.epoch + 1 {
+            return Err(format!(
+                "epoch {} does not follow the current epoch {}",
+                self.epoch, current.epoch
+            ));
+        }
+        if self.acceptors.is_empty() || !self.acceptors.is_sorted_by(|a, b| a < b) {
+            return Err("acceptor ids must be distinct, ascending and not empty".into());
+        }
+        self.quorums.check(self.acceptors.len())
+    }
+}
+
+/// Past configurations an [`Epoch`] remembers, to read the slots they
+/// decided for a learner that missed them (older ones are left to peer
+/// learners' snapshots).
+pub const MAX_PAST_EPOCHS: usize = 8;
+
+/// The configuration a proposer works in and the first slot it decides.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Epoch {
+    /// The configuration.
+    pub membership: Membership,
+    /// The first slot of the epoch: one past the previous epoch's stop
+    /// sign (0 for epoch 0).
+    pub start: Slot,
+    /// The configurations before it, latest first, each with its first
+    /// slot (at most [`MAX_PAST_EPOCHS`]).
+    pub past: Vec<(Slot, Membership)>,
+}
+
+impl Epoch {
+    /// The first epoch: `membership` from slot 0.
+    pub fn initial(membership: Membership) -> Self {
+        Self {
+            membership,
+            start: 0,
+            past: Vec::new(),
+        }
+    }
+
+    /// The epoch after this one: `membership` from `start`.
+    pub fn next(&self, membership: Membership, start: Slot) -> Self {
+        let mut past = vec![(self.start, self.membership.clone())];
+        past.extend(self.past.iter().cloned());
+        past.truncate(MAX_PAST_EPOCHS);
+        Self {
+            membership,
+            start,
+            past,
+        }
+    }
+
+    /// The past configuration that decided `slot`, and the first slot of
+    /// the one after it, if this epoch remembers it.
+    pub fn decided_by(&self, slot: Slot) -> Option<(&Membership, Slot)> {
+        let mut end = self.start;
+        for (start, membership) in &self.past {
+            if slot >= *start && slot < end {
+                return Some((membership, end));
+            }
+            end = *start;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(epoch: u32, acceptors: &[u32]) -> Membership {
+        Membership {
+            epoch,
+            acceptors: acceptors.to_vec(),
+            quorums: Quorums::majority(acceptors.len()),
+        }
+    }
+
+    #[test]
+    fn a_configuration_must_follow_the_current_one_and_be_well_formed() {
+        let current = members(0, &[1, 2, 3]);
+        assert!(members(1, &[2, 3, 4]).check_after(&current).is_ok());
+        assert!(members(2, &[2, 3, 4]).check_after(&current).is_err());
+        assert!(members(1, &[3, 2, 4]).check_after(&current).is_err());
+        assert!(members(1, &[2, 2, 4]).check_after(&current).is_err());
+        assert!(members(1, &[]).check_after(&current).is_err());
+        let mut unsafe_quorums = members(1, &[1, 2, 3, 4]);
+        unsafe_quorums.quorums = Quorums::Counts {
+            phase1: 2,
+            phase2: 2,
+        };
+        assert!(unsafe_quorums.check_after(&current).is_err());
+    }
+
+    #[test]
+    fn an_epoch_remembers_which_configuration_decided_each_earlier_slot() {
+        let mut epoch = Epoch::initial(members(0, &[1, 2, 3]));
+        assert_eq!(epoch.decided_by(0), None, "slot 0 is this epoch's own");
+        epoch = epoch.next(members(1, &[2, 3, 4]), 10);
+        epoch = epoch.next(members(2, &[3, 4, 5]), 20);
+        assert_eq!(epoch.decided_by(9), Some((&members(0, &[1, 2, 3]), 10)));
+        assert_eq!(epoch.decided_by(10), Some((&members(1, &[2, 3, 4]), 20)));
+        assert_eq!(epoch.decided_by(20), None);
+        for n in 3..20 {
+            epoch = epoch.next(members(n, &[1, 2, 3]), 10 * Slot::from(n));
+        }
+        assert_eq!(epoch.past.len(), MAX_PAST_EPOCHS, "bounded");
+        assert_eq!(epoch.decided_by(0), None, "forgotten: peers' snapshots");
+    }
+}

@@ -1,0 +1,318 @@
+//! Reconfiguration: stop signs, epochs, and reading an earlier epoch.
+
+use super::*;
+use crate::types::CommandId;
+
+const ME: u32 = 1;
+
+fn config() -> ProposerConfig {
+    let mut c = ProposerConfig::new(ME, vec![1, 2], vec![1, 2, 3], vec![1]);
+    c.pipeline_window = 4;
+    c.batch_max_commands = 1;
+    c
+}
+
+fn command(client: u64) -> Command {
+    Command {
+        id: CommandId { client, seq: 1 },
+        payload: vec![client as u8],
+    }
+}
+
+fn next_membership() -> Membership {
+    Membership {
+        epoch: 1,
+        acceptors: vec![2, 3, 4],
+        quorums: Quorums::majority(3),
+    }
+}
+
+fn messages(out: &Output<ProposerWrite>) -> Vec<(RoleId, Message)> {
+    out.send.iter().map(|o| (o.to, o.message.clone())).collect()
+}
+
+/// A proposer past round discovery on `state`.
+fn proposer_on(state: ProposerState) -> Proposer {
+    let mut p = Proposer::new(config(), state, 0);
+    for a in [1, 2, 3, 4] {
+        let report = Message::RoundReport {
+            promised: Ballot::ZERO,
+        };
+        p.handle(0, RoleId::acceptor(a), report);
+    }
+    p
+}
+
+/// Campaign and get promise pages (one each) from acceptors `from`,
+/// reporting `accepted` from acceptor `from[0]` only.
+fn elect(p: &mut Proposer, from: &[u32], accepted: Vec<AcceptedEntry>) -> Output<ProposerWrite> {
+    let out = p.tick(10_000);
+    let Some(Message::Prepare { ballot, from_slot }) =
+        out.send.iter().map(|o| o.message.clone()).next()
+    else {
+        panic!("no prepare: {out:?}")
+    };
+    let mut last = Output::new();
+    for (i, a) in from.iter().enumerate() {
+        let page = Message::Promise {
+            ballot,
+            from_slot,
+            accepted: if i == 0 { accepted.clone() } else { vec![] },
+            next: None,
+            chosen_upto: 0,
+            trimmed_below: 0,
+        };
+        last = p.handle(10_000, RoleId::acceptor(*a), page);
+    }
+    assert!(p.leading_ballot().is_some(), "not elected");
+    last
+}
+
+fn accepts(out: &Output<ProposerWrite>) -> BTreeMap<Slot, (Value, Slot)> {
+    out.send
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::Accept {
+                slot,
+                value,
+                chosen_upto,
+                ..
+            } => Some((*slot, (value.clone(), *chosen_upto))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accepted_by(
+    p: &mut Proposer,
+    slots: std::ops::Range<Slot>,
+    acceptors: &[u32],
+) -> Output<ProposerWrite> {
+    let ballot = p.leading_ballot().expect("leads");
+    let mut out = Output::new();
+    for slot in slots {
+        for a in acceptors {
+            let o = p.handle(
+                10_000,
+                RoleId::acceptor(*a),
+                Message::Accepted { ballot, slot },
+            );
+            out.persist.extend(o.persist);
+            out.send.extend(o.send);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_stop_sign_goes_after_everything_in_flight_and_nothing_follows_it() {
+    let mut p = proposer_on(ProposerState::default());
+    elect(&mut p, &[1, 2], vec![]);
+    let out = p
+        .submit(10_000, vec![command(1), command(2)])
+        .expect("queued");
+    assert_eq!(accepts(&out).keys().copied().collect::<Vec<_>>(), [0, 1]);
+    let out = p.reconfigure(10_000, next_membership()).expect("leader");
+    let sent = accepts(&out);
+    assert!(matches!(sent[&2].0, Value::Reconfigure(_)), "{sent:?}");
+    assert_eq!(
+        p.reconfigure(10_000, next_membership()),
+        Err(ReconfigureError::InProgress)
+    );
+    let out = p.submit(10_000, vec![command(3)]).expect("queued");
+    assert!(accepts(&out).is_empty(), "nothing after the stop sign");
+
+    // Slots 0 and 1 decided: the watermark stops at the stop sign's slot.
+    accepted_by(&mut p, 0..2, &[1, 2]);
+    assert_eq!(p.watermark(), 2);
+    assert_eq!(p.epoch().membership.epoch, 0);
+
+    // The stop sign decided: epoch 1 from slot 3, announced to the
+    // acceptors of both epochs, and a campaign there at once.
+    let out = accepted_by(&mut p, 2..3, &[1, 2]);
+    let moved = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)))
+        .next(next_membership(), 3);
+    assert!(out.persist.contains(&ProposerWrite::Epoch(moved.clone())));
+    assert_eq!(p.epoch(), &moved);
+    let sent = messages(&out);
+    for a in [1, 2, 3, 4] {
+        let info = Message::EpochInfo {
+            epoch: moved.clone(),
+        };
+        assert!(sent.contains(&(RoleId::acceptor(a), info)), "acceptor {a}");
+    }
+    let prepares: Vec<(RoleId, Ballot, Slot)> = sent
+        .iter()
+        .filter_map(|(to, m)| match m {
+            Message::Prepare { ballot, from_slot } => Some((*to, *ballot, *from_slot)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(prepares.len(), 3, "{prepares:?}");
+    for (to, ballot, from_slot) in prepares {
+        assert!([2, 3, 4].contains(&to.index));
+        assert_eq!((ballot.epoch, from_slot), (1, 3));
+    }
+}
+
+fn entry(slot: Slot, round: u64, value: Value) -> AcceptedEntry {
+    AcceptedEntry {
+        slot,
+        ballot: Ballot::new(round, 2),
+        value,
+    }
+}
+
+fn stop_sign() -> Value {
+    Value::Reconfigure(Box::new(next_membership()))
+}
+
+#[test]
+fn a_phase_1_that_adopts_a_stop_sign_proposes_nothing_after_it() {
+    let mut p = proposer_on(ProposerState::default());
+    let reported = vec![
+        entry(0, 2, Value::batch(vec![command(1)])),
+        entry(1, 3, stop_sign()),
+        entry(2, 2, Value::batch(vec![command(2)])),
+    ];
+    let out = elect(&mut p, &[1, 2], reported);
+    let sent = accepts(&out);
+    assert_eq!(sent.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(sent[&1].0, stop_sign());
+    assert!(sent.values().all(|(_, chosen_upto)| *chosen_upto <= 1));
+    let out = p.submit(10_000, vec![command(3)]).expect("queued");
+    assert!(accepts(&out).is_empty());
+}
+
+#[test]
+fn a_stop_sign_outranked_by_a_value_after_it_was_never_chosen_and_becomes_a_noop() {
+    let mut p = proposer_on(ProposerState::default());
+    let later = Value::batch(vec![command(2)]);
+    let reported = vec![entry(1, 2, stop_sign()), entry(2, 3, later.clone())];
+    let out = elect(&mut p, &[1, 2], reported);
+    let sent = accepts(&out);
+    assert_eq!(sent[&1].0, Value::Noop);
+    assert_eq!(sent[&2].0, later);
+    assert!(p.submit(10_000, vec![command(3)]).is_ok());
+}
+
+#[test]
+fn a_stop_sign_for_an_epoch_that_does_not_follow_is_void() {
+    let mut p = proposer_on(ProposerState::default());
+    let mut skipping = next_membership();
+    skipping.epoch = 2;
+    let reported = vec![entry(0, 2, Value::Reconfigure(Box::new(skipping)))];
+    let out = elect(&mut p, &[1, 2], reported);
+    assert_eq!(accepts(&out)[&0].0, Value::Noop);
+}
+
+fn in_epoch_1(start: Slot) -> ProposerState {
+    let first = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
+    ProposerState {
+        max_round: 5,
+        epoch: Some(first.next(next_membership(), start)),
+    }
+}
+
+#[test]
+fn a_later_epoch_campaigns_with_its_acceptors_from_its_first_slot_and_voids_earlier_values() {
+    let mut p = proposer_on(in_epoch_1(3));
+    assert_eq!(p.first_unchosen(), 3);
+    let old = AcceptedEntry {
+        slot: 4,
+        ballot: Ballot::new(9, 2),
+        value: Value::batch(vec![command(7)]),
+    };
+    let out = elect(&mut p, &[2, 4], vec![old]);
+    let ballot = p.leading_ballot().expect("leads");
+    assert_eq!(ballot.epoch, 1);
+    assert!(accepts(&out).is_empty(), "the epoch-0 value at 4 is void");
+    let out = p.submit(10_000, vec![command(1)]).expect("queued");
+    let sent: Vec<RoleId> = out.send.iter().map(|o| o.to).collect();
+    assert_eq!(sent, [2, 3, 4].map(RoleId::acceptor));
+    assert_eq!(accepts(&out).keys().copied().collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn a_proposer_behind_an_epoch_asks_before_it_campaigns_and_moves_to_it() {
+    let mut p = proposer_on(ProposerState::default());
+    let nack = Message::Nack {
+        ballot: Ballot::new(1, ME),
+        promised: Ballot::in_epoch(1, 2, 2),
+    };
+    p.handle(0, RoleId::acceptor(1), nack);
+    let out = p.tick(10_000);
+    assert!(out.persist.is_empty(), "no round taken: {out:?}");
+    assert!(messages(&out).contains(&(RoleId::proposer(2), Message::EpochQuery)));
+    assert!(messages(&out).contains(&(RoleId::acceptor(1), Message::EpochQuery)));
+    let epoch = in_epoch_1(3).epoch.expect("set");
+    let out = p.handle(
+        10_000,
+        RoleId::acceptor(2),
+        Message::EpochInfo {
+            epoch: epoch.clone(),
+        },
+    );
+    assert_eq!(out.persist, vec![ProposerWrite::Epoch(epoch)]);
+    let deadline = p.next_deadline().expect("an election timer");
+    let out = p.tick(deadline);
+    assert!(matches!(
+        out.send[0].message,
+        Message::Prepare { ballot, from_slot: 3 } if ballot.epoch == 1
+    ));
+}
+
+#[test]
+fn a_learner_missing_a_slot_of_an_earlier_epoch_gets_it_from_that_epochs_acceptors() {
+    let mut p = proposer_on(in_epoch_1(3));
+    elect(&mut p, &[2, 4], vec![]);
+    let ballot = p.leading_ballot().expect("leads");
+    let ask = Message::CatchUp {
+        from_slot: 1,
+        to_slot: 3,
+        escalate: true,
+    };
+    let out = p.handle(10_000, RoleId::learner(1), ask);
+    let prepares: Vec<RoleId> = out.send.iter().map(|o| o.to).collect();
+    assert_eq!(
+        prepares,
+        [1, 2, 3].map(RoleId::acceptor),
+        "epoch 0's acceptors"
+    );
+    let old = |slot, round, client| AcceptedEntry {
+        slot,
+        ballot: Ballot::new(round, 2),
+        value: Value::batch(vec![command(client)]),
+    };
+    let page = |accepted| Message::Promise {
+        ballot,
+        from_slot: 1,
+        accepted,
+        next: None,
+        chosen_upto: 0,
+        trimmed_below: 0,
+    };
+    let first = p.handle(
+        10_000,
+        RoleId::acceptor(1),
+        page(vec![old(1, 1, 5), old(2, 2, 6)]),
+    );
+    assert!(
+        first.send.is_empty(),
+        "one acceptor is not a phase-1 quorum"
+    );
+    let out = p.handle(10_000, RoleId::acceptor(3), page(vec![old(1, 3, 7)]));
+    let decided: Vec<(Slot, Value)> = out
+        .send
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::Decided { slot, value } => Some((*slot, value.clone())),
+            _ => None,
+        })
+        .collect();
+    let expected = vec![
+        (1, Value::batch(vec![command(7)])),
+        (2, Value::batch(vec![command(6)])),
+    ];
+    assert_eq!(decided, expected, "the highest ballot of each slot");
+}

@@ -1,0 +1,211 @@
+//! Reconfiguration: stop signs, and moving to the next epoch.
+//!
+//! The rules that keep one log across epochs are in the docs of
+//! [`crate::Membership`]; this file carries them out:
+//! - [`Proposer::reconfigure`] puts the stop sign in the leader's next slot
+//!   (above everything it proposed or adopted) and stops proposing;
+//! - [`Proposer::end_of_epoch`] finds, among the values a phase 1 adopted,
+//!   the stop sign the epoch ends at, turning dead ones into no-ops;
+//! - [`Proposer::watermark`] never reports a stop sign's slot as chosen;
+//! - once every slot up to the stop sign is decided, the leader moves to
+//!   the next epoch and campaigns there at once; other proposers learn the
+//!   epoch from its heartbeats (`EpochQuery` / `EpochInfo`).
+
+use super::{Phase, Proposer, ProposerWrite};
+use crate::membership::{Epoch, Membership};
+use crate::message::Message;
+use crate::output::Output;
+use crate::types::{Ballot, Millis, RoleId, Slot, Value};
+use std::collections::BTreeMap;
+
+/// Why a reconfiguration was not proposed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReconfigureError {
+    /// This proposer does not lead; ask the leader.
+    NotLeader,
+    /// A stop sign of this epoch is already proposed.
+    InProgress,
+    /// The configuration cannot follow the current one.
+    Invalid(String),
+}
+
+impl Proposer {
+    /// The configuration this proposer works in, and its first slot.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// Propose `next` as the configuration after this epoch: a stop sign
+    /// in the next slot. Nothing is proposed after it; once every slot up
+    /// to it is decided, this leader moves to the next epoch.
+    pub fn reconfigure(
+        &mut self,
+        now: Millis,
+        next: Membership,
+    ) -> Result<Output<ProposerWrite>, ReconfigureError> {
+        next.check_after(&self.epoch.membership)
+            .map_err(ReconfigureError::Invalid)?;
+        if self.stop.is_some() {
+            return Err(ReconfigureError::InProgress);
+        }
+        let watermark = self.watermark();
+        let Phase::Leading(leading) = &mut self.phase else {
+            return Err(ReconfigureError::NotLeader);
+        };
+        let slot = leading.take_slot();
+        let ballot = leading.ballot;
+        let value = Value::Reconfigure(Box::new(next.clone()));
+        let mut out = Output::new();
+        self.stop = Some((slot, next));
+        self.send_new_accept(now, ballot, slot, value, watermark, &mut out);
+        Ok(out)
+    }
+
+    /// Every slot below this is chosen, as this proposer may report it:
+    /// its first unchosen slot, but never past a stop sign it knows, so
+    /// that every phase 1 of the epoch reads the stop sign.
+    pub(super) fn watermark(&self) -> Slot {
+        match &self.stop {
+            Some((slot, _)) => self.first_unchosen.min(*slot),
+            None => self.first_unchosen,
+        }
+    }
+
+    /// Among the values a phase 1 adopted, the stop sign this epoch ends
+    /// at, if any: the lowest one that no value above it outranks. A stop
+    /// sign outranked by a value accepted above it in a higher ballot was
+    /// never chosen (a leader whose phase 1 met a chosen stop sign
+    /// proposes nothing above it), so it becomes a no-op. Values above
+    /// the end are dropped: none of them can have been chosen.
+    pub(super) fn end_of_epoch(
+        adopted: &mut BTreeMap<Slot, (Ballot, Value)>,
+    ) -> Option<(Slot, Membership)> {
+        let stops: Vec<(Slot, Ballot)> = adopted
+            .iter()
+            .filter(|(_, (_, value))| matches!(value, Value::Reconfigure(_)))
+            .map(|(slot, (ballot, _))| (*slot, *ballot))
+            .collect();
+        for (slot, ballot) in stops {
+            let outranked = adopted.range(slot + 1..).any(|(_, (b, _))| *b > ballot);
+            let Some((_, Value::Reconfigure(next))) = adopted.get(&slot) else {
+                unreachable!("listed above");
+            };
+            let follows = next.epoch == ballot.epoch + 1;
+            if outranked || !follows {
+                adopted.insert(slot, (ballot, Value::Noop));
+                continue;
+            }
+            let next = (**next).clone();
+            let above: Vec<Slot> = adopted.range(slot + 1..).map(|(s, _)| *s).collect();
+            for s in above {
+                adopted.remove(&s);
+            }
+            return Some((slot, next));
+        }
+        None
+    }
+
+    /// Every slot up to the stop sign is decided: move to the next epoch
+    /// and, if leading, campaign there at once.
+    pub(super) fn enter_next_epoch_if_ready(
+        &mut self,
+        now: Millis,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let Some((slot, next)) = &self.stop else {
+            return;
+        };
+        if self.first_unchosen <= *slot {
+            return;
+        }
+        let epoch = self.epoch.next(next.clone(), slot + 1);
+        // The acceptors of both epochs keep it for proposers that ask.
+        let old: Vec<u32> = self.epoch.membership.acceptors.clone();
+        let told = old.into_iter().chain(next.acceptors.iter().copied());
+        let told: std::collections::BTreeSet<u32> = told.collect();
+        let info = Message::EpochInfo {
+            epoch: epoch.clone(),
+        };
+        out.broadcast(told.into_iter().map(RoleId::acceptor), &info);
+        let was_leading = matches!(self.phase, Phase::Leading(_));
+        self.enter_epoch(now, epoch, out);
+        if was_leading && self.may_take_ballot(now, out) {
+            let from = self.first_unchosen;
+            self.start_phase1(now, from, from, out);
+        }
+    }
+
+    /// Work in `epoch` from now on (persisted first): any ballot of the
+    /// earlier one ends.
+    pub(super) fn enter_epoch(
+        &mut self,
+        now: Millis,
+        epoch: Epoch,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let write = ProposerWrite::Epoch(epoch.clone());
+        self.state.apply(&write);
+        out.persist.push(write);
+        self.first_unchosen = self.first_unchosen.max(epoch.start);
+        self.epoch = epoch;
+        self.stop = None;
+        self.step_down();
+        self.reset_election_timer(now);
+    }
+
+    /// A heartbeat or Nack carried a ballot of another epoch. A later one:
+    /// ask the sender (a heartbeat's leader) or every proposer which
+    /// configuration it is, and campaign no more meanwhile. An earlier
+    /// one: tell its leader.
+    pub(super) fn other_epoch(
+        &mut self,
+        from: RoleId,
+        ballot: Ballot,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        let own = self.epoch.membership.epoch;
+        if ballot.epoch > own {
+            let ask: Vec<RoleId> = match from.role {
+                crate::types::Role::Proposer => vec![from],
+                _ => self.epoch_askees(),
+            };
+            out.broadcast(ask, &Message::EpochQuery);
+        } else if ballot.epoch < own && from.role == crate::types::Role::Proposer {
+            let epoch = self.epoch.clone();
+            out.send(from, Message::EpochInfo { epoch });
+        }
+    }
+
+    /// Who may know a later epoch: the other proposers, and this epoch's
+    /// acceptors (leaders announce each new epoch to the acceptors of the
+    /// old and the new one).
+    pub(super) fn epoch_askees(&self) -> Vec<RoleId> {
+        self.other_proposer_ids()
+            .chain(self.acceptor_ids())
+            .collect()
+    }
+
+    /// Whether a ballot of a later epoch than this proposer's was seen: it
+    /// must learn that epoch before it campaigns again.
+    pub(super) fn behind_an_epoch(&self) -> bool {
+        self.highest_seen.epoch > self.epoch.membership.epoch
+    }
+
+    pub(super) fn handle_epoch_query(&mut self, from: RoleId, out: &mut Output<ProposerWrite>) {
+        if self.epoch.membership.epoch > 0 {
+            let epoch = self.epoch.clone();
+            out.send(from, Message::EpochInfo { epoch });
+        }
+    }
+
+    pub(super) fn handle_epoch_info(
+        &mut self,
+        now: Millis,
+        epoch: Epoch,
+        out: &mut Output<ProposerWrite>,
+    ) {
+        if epoch.membership.epoch > self.epoch.membership.epoch {
+            self.enter_epoch(now, epoch, out);
+        }
+    }
+}

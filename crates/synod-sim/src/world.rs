@@ -970,37 +970,28 @@ impl World {
             let text = format!("{message:?}");
             eprintln!("{now} {from} -> {node}: {}", &text[..text.len().min(150)]);
         }
-        let message = match message {
-            Message::RoundReport { .. } if self.options.forgetful_round_reports => {
-                Message::RoundReport {
-                    promised: Ballot::ZERO,
-                }
-            }
-            Message::Promise {
-                ballot,
-                from_slot,
-                mut accepted,
-                next,
-                chosen_upto,
-                trimmed_below,
-            } if self.options.hide_stop_signs => {
-                accepted.retain(|e| !matches!(e.value, synod_core::Value::Reconfigure(_)));
-                Message::Promise {
-                    ballot,
-                    from_slot,
-                    accepted,
-                    next,
-                    chosen_upto,
-                    trimmed_below,
-                }
-            }
-            message => message,
-        };
+        let mut message = message;
+        self.apply_controls(&mut message);
         let Some(live) = self.live_mut::<R>(node) else {
             return; // a crashed node loses what it is sent
         };
         let out = live.core.handle(now, from, message);
         self.process::<R>(node, out);
+    }
+
+    /// What the negative controls do to a message on its way in:
+    /// acceptors' round reports forget every promise, promise pages leave
+    /// out stop signs.
+    fn apply_controls(&self, message: &mut Message) {
+        match message {
+            Message::RoundReport { promised } if self.options.forgetful_round_reports => {
+                *promised = Ballot::ZERO;
+            }
+            Message::Promise { accepted, .. } if self.options.hide_stop_signs => {
+                accepted.retain(|e| !matches!(e.value, synod_core::Value::Reconfigure(_)));
+            }
+            _ => {}
+        }
     }
 
     fn tick<R: Placed>(&mut self, node: RoleId, incarnation: u64) {

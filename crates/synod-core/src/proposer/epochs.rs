@@ -153,24 +153,19 @@ impl Proposer {
         self.reset_election_timer(now);
     }
 
-    /// A heartbeat or Nack carried a ballot of another epoch. A later one:
-    /// ask the sender (a heartbeat's leader) or every proposer which
-    /// configuration it is, and campaign no more meanwhile. An earlier
-    /// one: tell its leader.
-    pub(super) fn other_epoch(
+    /// A heartbeat from proposer `from` carried a ballot of another epoch.
+    /// A later one: ask it which configuration that is (and campaign no
+    /// more meanwhile, see [`Proposer::behind_an_epoch`]). An earlier
+    /// one: tell it the current configuration.
+    pub(super) fn heartbeat_of_other_epoch(
         &mut self,
         from: RoleId,
         ballot: Ballot,
         out: &mut Output<ProposerWrite>,
     ) {
-        let own = self.epoch.membership.epoch;
-        if ballot.epoch > own {
-            let ask: Vec<RoleId> = match from.role {
-                crate::types::Role::Proposer => vec![from],
-                _ => self.epoch_askees(),
-            };
-            out.broadcast(ask, &Message::EpochQuery);
-        } else if ballot.epoch < own && from.role == crate::types::Role::Proposer {
+        if ballot.epoch > self.epoch.membership.epoch {
+            out.send(from, Message::EpochQuery);
+        } else {
             let epoch = self.epoch.clone();
             out.send(from, Message::EpochInfo { epoch });
         }

@@ -191,6 +191,65 @@ struct PromisePage {
     trimmed_below: Slot,
 }
 
+/// Where each acceptor stands in a paged promise that reports on slots
+/// from `start` up: the next slot it must still report on, or `None` once
+/// it has reported on everything asked (phase 1, and the old-epoch read of
+/// `recovery.rs`).
+#[derive(Clone, Debug)]
+struct PageCursors {
+    start: Slot,
+    cursors: BTreeMap<u32, Option<Slot>>,
+}
+
+impl PageCursors {
+    fn new(start: Slot) -> Self {
+        Self {
+            start,
+            cursors: BTreeMap::new(),
+        }
+    }
+
+    /// The slot to ask `acceptor` for next, or `None` if its report is
+    /// complete.
+    fn pending(&self, acceptor: u32) -> Option<Slot> {
+        self.cursors
+            .get(&acceptor)
+            .copied()
+            .unwrap_or(Some(self.start))
+    }
+
+    /// The slots `page` from `acceptor` newly reports on, or `None` if it
+    /// starts past what is still wanted from it or adds nothing (a
+    /// duplicate, or a complete report).
+    fn fresh(&self, acceptor: u32, page: &PromisePage) -> Option<std::ops::Range<Slot>> {
+        let cursor = self.pending(acceptor)?;
+        let end = page.next.unwrap_or(Slot::MAX);
+        (page.from_slot <= cursor && cursor < end).then_some(cursor..end)
+    }
+
+    /// `acceptor` reported up to `next` (`None`: everything asked).
+    fn advance(&mut self, acceptor: u32, next: Option<Slot>) {
+        self.cursors.insert(acceptor, next);
+    }
+
+    /// The acceptors whose report is complete.
+    fn complete(&self) -> BTreeSet<u32> {
+        let complete = self.cursors.iter().filter(|(_, c)| c.is_none());
+        complete.map(|(acceptor, _)| *acceptor).collect()
+    }
+}
+
+/// Keep the value accepted in the highest ballot for its slot (the first
+/// one reported, between equal ballots).
+fn keep_highest(adopted: &mut BTreeMap<Slot, (Ballot, Value)>, entry: AcceptedEntry) {
+    match adopted.get(&entry.slot) {
+        Some((ballot, _)) if *ballot >= entry.ballot => {}
+        _ => {
+            adopted.insert(entry.slot, (entry.ballot, entry.value));
+        }
+    }
+}
+
 /// `submit` refused the commands: the queue is at its limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Busy;
@@ -219,9 +278,8 @@ struct Preparing {
     /// The first slot of this proposer's epoch: slots below it belong to
     /// earlier epochs, are chosen, and are never proposed here.
     epoch_start: Slot,
-    /// Per acceptor that answered: the next slot its promise must still
-    /// report on, or `None` once it has reported on every slot.
-    cursors: BTreeMap<u32, Option<Slot>>,
+    /// Where each acceptor's promise pages have got to.
+    pages: PageCursors,
     /// The highest-ballot value reported for each slot still wanted.
     adopted: BTreeMap<Slot, (Ballot, Value)>,
     /// When a page last advanced (or phase 1 began).
@@ -266,21 +324,9 @@ impl Preparing {
     /// of an earlier epoch is void here: every slot this epoch decides
     /// comes after that epoch's stop sign, where nothing of it is chosen.
     fn adopt(&mut self, entry: AcceptedEntry) {
-        if !self.wanted(entry.slot) || entry.ballot.epoch < self.ballot.epoch {
-            return;
+        if self.wanted(entry.slot) && entry.ballot.epoch >= self.ballot.epoch {
+            keep_highest(&mut self.adopted, entry);
         }
-        match self.adopted.get(&entry.slot) {
-            Some((ballot, _)) if *ballot >= entry.ballot => {}
-            _ => {
-                self.adopted.insert(entry.slot, (entry.ballot, entry.value));
-            }
-        }
-    }
-
-    /// The acceptors whose every promise page arrived.
-    fn complete_promises(&self) -> BTreeSet<u32> {
-        let complete = self.cursors.iter().filter(|(_, c)| c.is_none());
-        complete.map(|(acceptor, _)| *acceptor).collect()
     }
 }
 
@@ -586,7 +632,7 @@ impl Proposer {
             chosen: self.first_unchosen,
             trimmed: self.trimmed_below,
             epoch_start: self.epoch.start,
-            cursors: BTreeMap::new(),
+            pages: PageCursors::new(from_slot),
             adopted: BTreeMap::new(),
             progressed: now,
             last_sent: now,
@@ -618,10 +664,8 @@ impl Proposer {
         preparing.resend_after =
             doubled_wait(preparing.resend_after, self.config.retransmit_interval);
         for acceptor in &self.epoch.membership.acceptors {
-            let cursor = match preparing.cursors.get(acceptor) {
-                None => preparing.from_slot,
-                Some(Some(cursor)) => *cursor,
-                Some(None) => continue, // its promise is complete
+            let Some(cursor) = preparing.pages.pending(*acceptor) else {
+                continue; // its promise is complete
             };
             let message = Message::Prepare {
                 ballot: preparing.ballot,
@@ -653,34 +697,28 @@ impl Proposer {
         if preparing.ballot != ballot {
             return;
         }
-        let cursor = match preparing.cursors.get(&from.index) {
-            None => preparing.from_slot,
-            Some(Some(cursor)) => *cursor,
-            Some(None) => return, // already complete
-        };
-        let end = page.next.unwrap_or(Slot::MAX);
-        if page.from_slot > cursor || end <= cursor {
+        let Some(fresh) = preparing.pages.fresh(from.index, &page) else {
             return;
-        }
+        };
         preparing.trimmed = preparing.trimmed.max(page.trimmed_below);
         preparing.chosen = preparing
             .chosen
             .max(page.chosen_upto)
             .max(preparing.trimmed);
         for entry in page.accepted {
-            if (cursor..end).contains(&entry.slot) {
+            if fresh.contains(&entry.slot) {
                 preparing.adopt(entry);
             }
         }
         let next = page.next.map(|next| preparing.skip_chosen(next));
-        preparing.cursors.insert(from.index, next);
+        preparing.pages.advance(from.index, next);
         preparing.progressed = now;
         preparing.resend_after = self.config.retransmit_interval;
         if let Some(from_slot) = next {
             out.send(from, Message::Prepare { ballot, from_slot });
             return;
         }
-        if self.epoch.membership.phase1(&preparing.complete_promises()) {
+        if self.epoch.membership.phase1(&preparing.pages.complete()) {
             let Phase::Preparing(preparing) = std::mem::replace(&mut self.phase, Phase::Follower)
             else {
                 unreachable!()
@@ -716,7 +754,7 @@ impl Proposer {
     ) {
         self.highest_seen = self.highest_seen.max(ballot);
         if ballot.epoch != self.epoch.membership.epoch {
-            self.other_epoch(from, ballot, out);
+            self.heartbeat_of_other_epoch(from, ballot, out);
             return;
         }
         self.first_unchosen = self.first_unchosen.max(decided_upto);

@@ -12,12 +12,12 @@
 //! and the leader sends it as decided, without a phase 2. Slots those
 //! acceptors trimmed are in learners' snapshots instead.
 
-use super::{Phase, PromisePage, Proposer, ProposerWrite};
+use super::{PageCursors, Phase, PromisePage, Proposer, ProposerWrite, keep_highest};
 use crate::membership::Membership;
 use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, Millis, RoleId, Slot, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A read of `[from, end)` from the acceptors of the epoch that decided it.
 #[derive(Clone, Debug)]
@@ -25,9 +25,8 @@ pub(super) struct OldRead {
     membership: Membership,
     from: Slot,
     end: Slot,
-    /// Per acceptor that answered: the next slot it must report on, or
-    /// `None` once it has reported on the whole range.
-    cursors: BTreeMap<u32, Option<Slot>>,
+    /// Where each acceptor's pages have got to (complete at `end`).
+    pages: PageCursors,
     adopted: BTreeMap<Slot, (Ballot, Value)>,
     /// The highest trim point reported: nothing below it can be read.
     trimmed: Slot,
@@ -77,7 +76,7 @@ impl Proposer {
             membership,
             from,
             end,
-            cursors: BTreeMap::new(),
+            pages: PageCursors::new(from),
             adopted: BTreeMap::new(),
             trimmed: 0,
             progressed: now,
@@ -105,40 +104,23 @@ impl Proposer {
         if leading.ballot != ballot || !read.membership.acceptors.contains(&from.index) {
             return;
         }
-        let cursor = match read.cursors.get(&from.index) {
-            None => read.from,
-            Some(Some(cursor)) => *cursor,
-            Some(None) => return,
-        };
-        let page_end = page.next.unwrap_or(Slot::MAX);
-        if page.from_slot > cursor || page_end <= cursor {
+        let Some(fresh) = read.pages.fresh(from.index, &page) else {
             return;
-        }
+        };
         read.trimmed = read.trimmed.max(page.trimmed_below);
         read.progressed = now;
         for entry in page.accepted {
-            let in_range = (cursor..page_end).contains(&entry.slot) && entry.slot < read.end;
-            let higher = read
-                .adopted
-                .get(&entry.slot)
-                .is_none_or(|(known, _)| entry.ballot > *known);
-            if in_range && higher {
-                read.adopted.insert(entry.slot, (entry.ballot, entry.value));
+            if fresh.contains(&entry.slot) && entry.slot < read.end {
+                keep_highest(&mut read.adopted, entry);
             }
         }
         let next = page.next.filter(|next| *next < read.end);
-        read.cursors.insert(from.index, next);
+        read.pages.advance(from.index, next);
         if let Some(from_slot) = next {
             out.send(from, Message::Prepare { ballot, from_slot });
             return;
         }
-        let complete: BTreeSet<u32> = read
-            .cursors
-            .iter()
-            .filter(|(_, cursor)| cursor.is_none())
-            .map(|(acceptor, _)| *acceptor)
-            .collect();
-        if !read.membership.phase1(&complete) {
+        if !read.membership.phase1(&read.pages.complete()) {
             return;
         }
         let read = leading.old_read.take().expect("checked above");

@@ -18,7 +18,7 @@
 //! restart skips the chosen prefix.
 
 use crate::membership::Epoch;
-use crate::message::{AcceptedEntry, AcceptedRegister, Message};
+use crate::message::{AcceptedEntry, AcceptedRegister, CarriedVote, CarryPage, Message};
 use crate::output::Output;
 use crate::types::{Ballot, ByteBudget, InstanceName, Role, RoleId, Slot, Value};
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,9 @@ pub enum AcceptorWrite {
     Trim(Slot),
     /// The latest epoch (configuration) a leader announced; only rises.
     Epoch(Epoch),
+    /// Every instance vote of the epochs before this one was carried into
+    /// it: instance votes in it are open here. Only rises.
+    InstancesOpen(u32),
 }
 
 /// A value accepted for one slot.
@@ -99,6 +102,11 @@ pub struct AcceptorState {
     /// told to proposers that ask, so one that missed a reconfiguration
     /// (or lost its store) finds the current configuration.
     pub epoch: Option<Epoch>,
+    /// The latest epoch whose carry completed ([`Message::InstanceCarry`]):
+    /// instance ballots of a later epoch wait, so no instance is decided
+    /// in an epoch before the values the earlier one may have chosen are
+    /// there (see `proposer/carry.rs`).
+    pub instances_open: u32,
 }
 
 impl AcceptorState {
@@ -144,6 +152,9 @@ impl AcceptorState {
             AcceptorWrite::InstancePromise { name, ballot } => {
                 let vote = self.instances.entry(name.clone()).or_default();
                 vote.promised = vote.promised.max(*ballot);
+            }
+            AcceptorWrite::InstancesOpen(epoch) => {
+                self.instances_open = self.instances_open.max(*epoch);
             }
             AcceptorWrite::InstanceAccept {
                 name,
@@ -221,6 +232,17 @@ impl Acceptor {
                 value,
                 chosen_upto,
             } => self.handle_accept(from, ballot, slot, value, chosen_upto),
+            Message::InstancePrepare { name, ballot }
+            | Message::InstanceAccept { name, ballot, .. }
+                if ballot.epoch < self.known_epoch() =>
+            {
+                self.refuse_earlier_epoch(from, name, ballot)
+            }
+            Message::InstancePrepare { ballot, .. } | Message::InstanceAccept { ballot, .. }
+                if ballot.epoch > self.state.instances_open =>
+            {
+                Output::new() // not carried here yet: the proposer retries
+            }
             Message::InstancePrepare { name, ballot } => {
                 self.handle_instance_prepare(from, name, ballot)
             }
@@ -229,6 +251,18 @@ impl Acceptor {
                 ballot,
                 value,
             } => self.handle_instance_accept(from, name, ballot, value),
+            Message::InstanceRead {
+                ballot,
+                from: first,
+            } if from.role == Role::Proposer => self.handle_instance_read(from, ballot, first),
+            Message::InstanceCarry {
+                ballot,
+                page,
+                votes,
+                open,
+            } if from.role == Role::Proposer => {
+                self.handle_instance_carry(from, (ballot, page), votes, open)
+            }
             Message::Trim { below, ballot } => self.handle_trim(below, ballot),
             Message::Confirm { ballot, round } => self.handle_confirm(from, ballot, round),
             Message::RoundQuery => self.handle_round_query(from),
@@ -252,7 +286,9 @@ impl Acceptor {
             | Message::Accept { ballot, .. }
             | Message::InstancePrepare { ballot, .. }
             | Message::InstanceAccept { ballot, .. }
-            | Message::Trim { ballot, .. } => Some(*ballot),
+            | Message::Trim { ballot, .. }
+            | Message::InstanceRead { ballot, .. }
+            | Message::InstanceCarry { ballot, .. } => Some(*ballot),
             _ => None,
         }
     }
@@ -495,6 +531,111 @@ impl Acceptor {
             self.write(&mut out, write);
         }
         out.send(from, Message::InstanceAccepted { name, ballot });
+        out
+    }
+
+    /// An instance ballot of an epoch before the one this acceptor knows:
+    /// refused with a promise of the known epoch, so the proposer learns
+    /// that a later epoch exists and asks which.
+    fn refuse_earlier_epoch(
+        &mut self,
+        from: RoleId,
+        name: InstanceName,
+        ballot: Ballot,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
+        let known = Ballot::in_epoch(self.known_epoch(), 0, 0);
+        let promised = vote.promised.max(known);
+        out.send(
+            from,
+            Message::InstanceNack {
+                name,
+                ballot,
+                promised,
+            },
+        );
+        out
+    }
+
+    /// The leader of a later epoch reads this acceptor's instance votes
+    /// from `first` on, one page of at most `reply_max_bytes`. This
+    /// acceptor knows that epoch (durably: the check in `handle`), so it
+    /// votes no more in earlier ones. A read for an epoch this acceptor
+    /// has left behind is ignored.
+    fn handle_instance_read(
+        &mut self,
+        from: RoleId,
+        ballot: Ballot,
+        first: InstanceName,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if ballot.epoch < self.known_epoch() {
+            return out;
+        }
+        let mut votes = Vec::new();
+        let mut budget = ByteBudget::new(self.reply_max_bytes);
+        let mut next = None;
+        let with_values = self.state.instances.range(first.clone()..);
+        for (name, vote) in with_values {
+            let Some(accepted) = &vote.accepted else {
+                continue;
+            };
+            let vote = CarriedVote {
+                name: name.clone(),
+                accepted: accepted.clone(),
+            };
+            if !budget.take(vote.encoded_len()) {
+                next = Some(name.clone());
+                break;
+            }
+            votes.push(vote);
+        }
+        let page = Message::InstanceVotes {
+            ballot,
+            from: first,
+            votes,
+            next,
+        };
+        out.send(from, page);
+        out
+    }
+
+    /// The leader of this acceptor's epoch carries instance values into
+    /// it: accept each in the carry's ballot unless a higher ballot was
+    /// promised for it (which holds the carried value already, see
+    /// `proposer/carry.rs`). `open` ends the carry.
+    fn handle_instance_carry(
+        &mut self,
+        from: RoleId,
+        (ballot, page): (Ballot, CarryPage),
+        votes: Vec<CarriedVote>,
+        open: bool,
+    ) -> Output<AcceptorWrite> {
+        let mut out = Output::new();
+        if ballot.epoch < self.known_epoch() {
+            return out;
+        }
+        for vote in votes {
+            let known = self.state.instances.get(&vote.name);
+            let promised = known.map_or(Ballot::ZERO, |v| v.promised);
+            let already = known
+                .and_then(|v| v.accepted.as_ref())
+                .is_some_and(|a| a.ballot == ballot);
+            if ballot >= promised && !already {
+                let write = AcceptorWrite::InstanceAccept {
+                    name: vote.name,
+                    ballot,
+                    value: vote.accepted.value,
+                };
+                self.write(&mut out, write);
+            }
+        }
+        if open && ballot.epoch > self.state.instances_open {
+            self.write(&mut out, AcceptorWrite::InstancesOpen(ballot.epoch));
+        }
+        let open = self.state.instances_open >= ballot.epoch;
+        out.send(from, Message::InstanceCarried { ballot, page, open });
         out
     }
 

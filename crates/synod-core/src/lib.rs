@@ -40,7 +40,7 @@ pub use learner::{
     LearnerState, LearnerWrite, OPEN_SESSION,
 };
 pub use membership::{Epoch, Membership};
-pub use message::{AcceptedEntry, AcceptedRegister, Message};
+pub use message::{AcceptedEntry, AcceptedRegister, CarriedVote, CarryPage, Message};
 pub use output::{Delivery, Outgoing, Output, SnapshotBytes};
 pub use proposer::{
     Busy, Proposer, ProposerConfig, ProposerState, ProposerWrite, ReconfigureError,

@@ -37,6 +37,36 @@ pub struct AcceptedRegister {
     pub value: Vec<u8>,
 }
 
+/// A single-decree instance's accepted value, as a carry reads it from the
+/// acceptors of an epoch and writes it to the next epoch's (see
+/// `proposer/carry.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CarriedVote {
+    /// The instance.
+    pub name: InstanceName,
+    /// What was accepted for it.
+    pub accepted: AcceptedRegister,
+}
+
+impl CarriedVote {
+    /// An upper bound of the bytes this vote takes on the wire, for the
+    /// page budgets.
+    pub fn encoded_len(&self) -> usize {
+        4 * VARINT_MAX + self.name.len() + self.accepted.value.len()
+    }
+}
+
+/// One page of one run of a carry: the run is a round the leader took
+/// for it (so no answer from an earlier run, or an earlier life, counts),
+/// and pages count from 1 within it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CarryPage {
+    /// The run (0: no run).
+    pub run: u64,
+    /// The page within the run.
+    pub page: u64,
+}
+
 /// Every message exchanged between role instances.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
@@ -302,6 +332,56 @@ pub enum Message {
         /// The configuration and its first slot.
         epoch: Epoch,
     },
+    /// Tag 31, leader → acceptors of the previous epoch: report your
+    /// single-decree votes for instances named `from` or later. `ballot`
+    /// is the carry's, of the new epoch: an acceptor answers only once it
+    /// knows that epoch (and so votes no more in the earlier one).
+    InstanceRead {
+        /// The carry's ballot (round 0 of the new epoch).
+        ballot: Ballot,
+        /// The first name wanted.
+        from: InstanceName,
+    },
+    /// Tag 32, acceptor → leader: one page of the answer to
+    /// [`Message::InstanceRead`].
+    InstanceVotes {
+        /// The carry's ballot.
+        ballot: Ballot,
+        /// The request's `from`.
+        from: InstanceName,
+        /// Every instance from `from` up to `next` with an accepted value.
+        votes: Vec<CarriedVote>,
+        /// Where the page stopped (ask again from here), or `None` if it
+        /// reports on every name from `from` on.
+        next: Option<InstanceName>,
+    },
+    /// Tag 33, leader → acceptors of the new epoch: accept these values
+    /// in the carry's ballot. With `open`, the carry is complete: this
+    /// acceptor may vote on instances in the new epoch. An empty carry
+    /// asks only whether it is open.
+    InstanceCarry {
+        /// The carry's ballot (round 0 of the new epoch, below every
+        /// ballot a proposer takes in it).
+        ballot: Ballot,
+        /// Which page of which run of the carry (0: none, an empty carry
+        /// that only asks), echoed in the answer.
+        page: CarryPage,
+        /// The values to accept.
+        votes: Vec<CarriedVote>,
+        /// Every instance is carried: open instance votes in the epoch.
+        open: bool,
+    },
+    /// Tag 34, acceptor → leader: the carry's values are durable here
+    /// (or a higher ballot holds them), and whether instance votes in the
+    /// epoch are open here.
+    InstanceCarried {
+        /// The carry's ballot.
+        ballot: Ballot,
+        /// The page answered.
+        page: CarryPage,
+        /// Instance votes in the carry's epoch are open here.
+        open: bool,
+    },
 }
 
 impl Message {
@@ -339,6 +419,10 @@ impl Message {
             Message::RoundReport { .. } => "round-report",
             Message::EpochQuery => "epoch-query",
             Message::EpochInfo { .. } => "epoch-info",
+            Message::InstanceRead { .. } => "instance-read",
+            Message::InstanceVotes { .. } => "instance-votes",
+            Message::InstanceCarry { .. } => "instance-carry",
+            Message::InstanceCarried { .. } => "instance-carried",
         }
     }
 }
@@ -413,6 +497,18 @@ mod tests {
         assert_eq!(encode(&Message::Confirmed { ballot, round: 4 })[0], 25);
         assert_eq!(encode(&Message::ReadReady { id: 3, index: 9 }), [26, 3, 9]);
         assert_eq!(encode(&Message::RoundQuery), [27]);
+        let read = Message::InstanceRead {
+            ballot,
+            from: "a".into(),
+        };
+        assert_eq!(encode(&read), [31, 2, 1, 1, b'a']);
+        let page = CarryPage { run: 3, page: 4 };
+        let carried = Message::InstanceCarried {
+            ballot,
+            page,
+            open: true,
+        };
+        assert_eq!(encode(&carried), [34, 2, 1, 3, 4, 1]);
         let report = Message::RoundReport { promised: ballot };
         assert_eq!(encode(&report), [28, 2, 1]);
         assert_eq!(
@@ -494,6 +590,14 @@ mod tests {
         );
         assert!(postcard::to_stdvec(&entry).unwrap().len() <= AcceptedEntry::encoded_len(&value));
         assert!(postcard::to_stdvec(&Value::Noop).unwrap().len() <= Value::Noop.encoded_len());
+        let vote = CarriedVote {
+            name: "n".repeat(300),
+            accepted: AcceptedRegister {
+                ballot: Ballot::in_epoch(u32::MAX, u64::MAX, u32::MAX),
+                value: vec![1; 200],
+            },
+        };
+        assert!(postcard::to_stdvec(&vote).unwrap().len() <= vote.encoded_len());
         let stamp = Value::Clock(crate::ClockStamp {
             ballot: Ballot::new(u64::MAX, u32::MAX),
             millis: u64::MAX,

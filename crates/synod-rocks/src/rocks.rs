@@ -4,7 +4,7 @@
 //!
 //! | family      | key                 | value                       |
 //! |-------------|---------------------|-----------------------------|
-//! | `meta`      | `format`, `identity`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base`, `epoch`, `moved_to` | versioned postcard |
+//! | `meta`      | `format`, `identity`, `promised`, `chosen`, `max_round`, `applied`, `trim`, `base`, `epoch`, `instances_open`, `moved_to`, `rounds_known_in` | versioned postcard |
 //! | `accepted`  | slot (u64 BE)       | `AcceptedValue`             |
 //! | `instances` | instance name       | `RegisterVote`              |
 //! | `decided`   | slot (u64 BE)       | `Value`                     |
@@ -51,6 +51,8 @@ const KEY_BASE: &[u8] = b"base";
 const KEY_TRIM: &[u8] = b"trim";
 const KEY_EPOCH: &[u8] = b"epoch";
 const KEY_MOVED_TO: &[u8] = b"moved_to";
+const KEY_INSTANCES_OPEN: &[u8] = b"instances_open";
+const KEY_ROUNDS_KNOWN_IN: &[u8] = b"rounds_known_in";
 const KEY_GROUP: &[u8] = b"group";
 const KEY_IDENTITY: &[u8] = b"identity";
 
@@ -80,8 +82,12 @@ struct Meta {
     base: Slot,
     /// The latest epoch an acceptor was told of.
     epoch: Option<Epoch>,
+    /// The latest epoch an acceptor's instance votes were carried into.
+    instances_open: u32,
     /// The latest epoch a proposer moved to.
     moved_to: Option<Epoch>,
+    /// The latest epoch a proposer discovered its rounds in.
+    rounds_known_in: u32,
     /// Groups written so far; the last one's number is its commit marker.
     group: u64,
 }
@@ -326,7 +332,9 @@ impl RocksStore {
             trim: self.get_meta(KEY_TRIM)?,
             base: self.get_meta(KEY_BASE)?,
             epoch: self.get_meta(KEY_EPOCH)?,
+            instances_open: self.get_meta(KEY_INSTANCES_OPEN)?,
             moved_to: self.get_meta(KEY_MOVED_TO)?,
+            rounds_known_in: self.get_meta(KEY_ROUNDS_KNOWN_IN)?,
             group: self.load_group()?,
         })
     }
@@ -455,6 +463,12 @@ impl<'a> BatchBuilder<'a> {
                     self.put(META, KEY_MOVED_TO, encode(&self.meta.moved_to));
                 }
             }
+            Write::Proposer(ProposerWrite::RoundsKnown(epoch)) => {
+                if *epoch > self.meta.rounds_known_in {
+                    self.meta.rounds_known_in = *epoch;
+                    self.put(META, KEY_ROUNDS_KNOWN_IN, encode(epoch));
+                }
+            }
             Write::Learner(w) => self.learner(w)?,
         }
         Ok(())
@@ -546,6 +560,11 @@ impl<'a> BatchBuilder<'a> {
                 self.put(META, KEY_EPOCH, encode(&self.meta.epoch));
             }
             AcceptorWrite::Epoch(_) => {}
+            AcceptorWrite::InstancesOpen(epoch) if *epoch > self.meta.instances_open => {
+                self.meta.instances_open = *epoch;
+                self.put(META, KEY_INSTANCES_OPEN, encode(epoch));
+            }
+            AcceptorWrite::InstancesOpen(_) => {}
         }
         Ok(())
     }
@@ -631,6 +650,7 @@ impl AcceptorStore for RocksStore {
             chosen_upto: self.meta.chosen,
             trimmed_below: self.meta.trim,
             epoch: self.meta.epoch.clone(),
+            instances_open: self.meta.instances_open,
         })
     }
 }
@@ -640,6 +660,7 @@ impl ProposerStore for RocksStore {
         Ok(ProposerState {
             max_round: self.meta.max_round,
             epoch: self.meta.moved_to.clone(),
+            rounds_known_in: self.meta.rounds_known_in,
         })
     }
 }

@@ -239,6 +239,8 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
                 false => ProposerWrite::Epoch(epoch).into(),
             }
         }
+        5 if rng.random_bool(0.3) => AcceptorWrite::InstancesOpen(rng.random_range(0..5)).into(),
+        5 if rng.random_bool(0.3) => ProposerWrite::RoundsKnown(rng.random_range(0..5)).into(),
         5 => ProposerWrite::Round(rng.random_range(0..50)).into(),
         6 => LearnerWrite::Decided {
             slot,

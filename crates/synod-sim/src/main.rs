@@ -70,6 +70,10 @@ struct Args {
     /// control: must find violations).
     #[arg(long)]
     hide_stop_signs: bool,
+    /// With --reconfigure, the carry of registers into a new epoch reads
+    /// no votes (negative control: must find violations).
+    #[arg(long)]
+    blind_carries: bool,
     /// The quorums proposers count: majorities; flexible (each seed draws
     /// a safe non-majority system: counts or a grid, 4 to 9 acceptors); or
     /// unsafe (phase 1 + phase 2 = n, the negative control: must find
@@ -117,8 +121,9 @@ fn main() {
         resubmit_on_timeout: args.resubmit_on_timeout,
         adopt_wiped_acceptors: args.adopt_wiped_acceptors,
         forgetful_round_reports: args.forgetful_round_reports,
-        reconfigure: args.reconfigure || args.hide_stop_signs,
+        reconfigure: args.reconfigure || args.hide_stop_signs || args.blind_carries,
         hide_stop_signs: args.hide_stop_signs,
+        blind_carries: args.blind_carries,
         max_write_latency: args.max_write_latency,
         leases: args.leases || args.local_clock_leases,
         local_clock_leases: args.local_clock_leases,
@@ -181,7 +186,7 @@ fn main() {
         "acceptor disks wiped: {acceptor_wipes}, acceptor starts refused by the identity gate: {refused}"
     );
     println!("proposers restarted on a wiped store: {proposer_wipes}");
-    if args.reconfigure || args.hide_stop_signs {
+    if args.reconfigure || args.hide_stop_signs || args.blind_carries {
         println!(
             "reconfigurations proposed: {reconfigurations}, epochs reached (summed over seeds): {epochs}"
         );
@@ -264,6 +269,9 @@ fn replay_command(seed: u64, args: &Args) -> String {
     }
     if args.hide_stop_signs {
         frames += " --hide-stop-signs";
+    }
+    if args.blind_carries {
+        frames += " --blind-carries";
     }
     if args.leases {
         frames += " --leases";

@@ -85,13 +85,17 @@ pub struct SimOptions {
     /// The acceptors are reconfigured through the log during the faults:
     /// two spare acceptors run beside the first ones, and leaders are
     /// asked every 0.5–2.5 s to replace, add or remove one (3 to 5
-    /// members, majorities). Register workloads are left out: instances
-    /// are not carried across epochs yet.
+    /// members, majorities). Registers are carried into each new epoch.
     pub reconfigure: bool,
     /// Acceptors' promise pages leave out stop signs (the negative
     /// control for reconfiguration: a leader of an ended epoch then
     /// proposes after its stop sign, and agreement must break).
     pub hide_stop_signs: bool,
+    /// The carry of registers into a new epoch reads nothing (the negative
+    /// control for the carry: acceptors of the new epoch vote on
+    /// instances with no knowledge of what the earlier epoch chose, and
+    /// agreement must break).
+    pub blind_carries: bool,
     /// Which quorums the proposers count (majorities by default).
     pub quorums: SimQuorums,
     /// The lease workload: learners run the key/value state machine,
@@ -201,6 +205,7 @@ impl Default for SimOptions {
             forgetful_round_reports: false,
             reconfigure: false,
             hide_stop_signs: false,
+            blind_carries: false,
             quorums: SimQuorums::Majority,
             leases: false,
             local_clock_leases: false,
@@ -572,10 +577,8 @@ impl World {
         world.acceptor_wipes_left = world.tolerated_failures() as u32;
         if world.options.reconfigure {
             // Kept out of reconfiguration runs: wiped acceptors (down for
-            // good) could become a majority of a later configuration, and
-            // registers are not carried across epochs yet.
+            // good) could become a majority of a later configuration.
             world.acceptor_wipes_left = 0;
-            world.shape.instances = 0;
         }
         world.populate();
         world
@@ -981,7 +984,7 @@ impl World {
 
     /// What the negative controls do to a message on its way in:
     /// acceptors' round reports forget every promise, promise pages leave
-    /// out stop signs.
+    /// out stop signs, carries read no votes.
     fn apply_controls(&self, message: &mut Message) {
         match message {
             Message::RoundReport { promised } if self.options.forgetful_round_reports => {
@@ -989,6 +992,10 @@ impl World {
             }
             Message::Promise { accepted, .. } if self.options.hide_stop_signs => {
                 accepted.retain(|e| !matches!(e.value, synod_core::Value::Reconfigure(_)));
+            }
+            Message::InstanceVotes { votes, next, .. } if self.options.blind_carries => {
+                votes.clear();
+                *next = None;
             }
             _ => {}
         }
@@ -1290,7 +1297,7 @@ impl World {
     }
 
     fn propose_instance(&mut self, name: String, value: Vec<u8>) {
-        // Proposed until every learner has it: a learner whose disk was
+        // Proposed while some learner lacks it: a learner whose disk was
         // wiped may have been the only one to learn it, and running the
         // instance again recovers the chosen value from the acceptors.
         let learned_everywhere = self.learners.keys().all(|l| {
@@ -1299,6 +1306,10 @@ impl World {
                 .is_some_and(|names| names.contains(&name))
         });
         if learned_everywhere {
+            // Looked at again later: a learner that crashes before its
+            // copy is durable forgets it, and the proposer announcing it
+            // may crash too.
+            self.schedule(self.now + 4 * CLIENT_RETRY, Event::Instance { name, value });
             return;
         }
         let node = RoleId::proposer(self.rng.random_range(1..=self.shape.proposers));

@@ -361,3 +361,19 @@ fn negative_control_a_phase_1_blind_to_stop_signs_breaks_agreement() {
         "a leader that does not see an epoch's stop sign must break agreement"
     );
 }
+
+#[test]
+fn negative_control_a_carry_that_reads_no_votes_decides_a_register_twice() {
+    let options = SimOptions {
+        blind_carries: true,
+        ..reconfiguring()
+    };
+    let caught = (0..4 * FIXED_SEEDS).find_map(|seed| {
+        let (_, violation) = run_seed(seed, &options).violation?;
+        (violation.property == "agreement").then_some(seed)
+    });
+    assert!(
+        caught.is_some(),
+        "a new epoch that knows nothing of the registers the old one chose must decide one twice"
+    );
+}

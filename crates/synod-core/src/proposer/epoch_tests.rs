@@ -43,6 +43,16 @@ fn proposer_on(state: ProposerState) -> Proposer {
     p
 }
 
+/// Acceptors `from` report that they promised nothing.
+fn report_rounds(p: &mut Proposer, from: &[u32]) {
+    for a in from {
+        let report = Message::RoundReport {
+            promised: Ballot::ZERO,
+        };
+        p.handle(10_000, RoleId::acceptor(*a), report);
+    }
+}
+
 /// Campaign and get promise pages (one each) from acceptors `from`,
 /// reporting `accepted` from acceptor `from[0]` only.
 fn elect(p: &mut Proposer, from: &[u32], accepted: Vec<AcceptedEntry>) -> Output<ProposerWrite> {
@@ -128,7 +138,8 @@ fn a_stop_sign_goes_after_everything_in_flight_and_nothing_follows_it() {
     assert_eq!(p.epoch().membership.epoch, 0);
 
     // The stop sign decided: epoch 1 from slot 3, announced to the
-    // acceptors of both epochs, and a campaign there at once.
+    // acceptors of both epochs, and a campaign there as soon as its
+    // acceptors reported the rounds used in it.
     let out = accepted_by(&mut p, 2..3, &[1, 2]);
     let moved = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)))
         .next(next_membership(), 3);
@@ -141,6 +152,11 @@ fn a_stop_sign_goes_after_everything_in_flight_and_nothing_follows_it() {
         };
         assert!(sent.contains(&(RoleId::acceptor(a), info)), "acceptor {a}");
     }
+    for a in [2, 3, 4] {
+        assert!(sent.contains(&(RoleId::acceptor(a), Message::RoundQuery)));
+    }
+    report_rounds(&mut p, &[2, 3]);
+    let sent = messages(&p.tick(10_100));
     let prepares: Vec<(RoleId, Ballot, Slot)> = sent
         .iter()
         .filter_map(|(to, m)| match m {
@@ -165,6 +181,38 @@ fn entry(slot: Slot, round: u64, value: Value) -> AcceptedEntry {
 
 fn stop_sign() -> Value {
     Value::Reconfigure(Box::new(next_membership()))
+}
+
+#[test]
+fn a_stop_sign_read_before_a_later_page_shows_its_slot_chosen_is_dropped() {
+    // Acceptor 1 holds a stop sign at slot 2 that lost: slot 2 was chosen
+    // with another value, and acceptor 2 says every slot below 3 is.
+    let mut p = proposer_on(ProposerState::default());
+    let out = p.tick(10_000);
+    let Some(Message::Prepare { ballot, from_slot }) =
+        out.send.iter().map(|o| o.message.clone()).next()
+    else {
+        panic!("no prepare: {out:?}")
+    };
+    let page = |accepted, chosen_upto| Message::Promise {
+        ballot,
+        from_slot,
+        accepted,
+        next: None,
+        chosen_upto,
+        trimmed_below: 0,
+    };
+    let stale = vec![entry(2, 1, stop_sign())];
+    p.handle(10_000, RoleId::acceptor(1), page(stale, 0));
+    let chosen = vec![entry(2, 2, Value::batch(vec![command(9)]))];
+    p.handle(10_000, RoleId::acceptor(2), page(chosen, 3));
+    assert!(p.leading_ballot().is_some());
+    let out = p.submit(10_000, vec![command(1)]).expect("queued");
+    assert_eq!(
+        accepts(&out).keys().copied().collect::<Vec<_>>(),
+        vec![3],
+        "the epoch goes on after slot 2"
+    );
 }
 
 #[test]
@@ -211,7 +259,61 @@ fn in_epoch_1(start: Slot) -> ProposerState {
     ProposerState {
         max_round: 5,
         epoch: Some(first.next(next_membership(), start)),
+        rounds_known_in: 1,
     }
+}
+
+#[test]
+fn a_proposer_discovers_its_rounds_again_in_each_epoch_it_enters() {
+    // Wiped, it discovered its rounds among epoch 0's acceptors; an
+    // earlier life may have used rounds in epoch 1, which they never saw.
+    let mut p = proposer_on(ProposerState::default());
+    assert!(p.knows_its_rounds());
+    let first = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
+    let epoch = first.next(next_membership(), 0);
+    let out = p.handle(10, RoleId::proposer(2), Message::EpochInfo { epoch });
+    assert!(
+        out.persist
+            .contains(&ProposerWrite::Epoch(p.epoch().clone()))
+    );
+    assert!(
+        !p.knows_its_rounds(),
+        "epoch 1's acceptors are not asked yet"
+    );
+    let out = p.tick(10_000);
+    let asked: BTreeSet<RoleId> = messages(&out)
+        .into_iter()
+        .filter(|(_, m)| *m == Message::RoundQuery)
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(asked, [2, 3, 4].map(RoleId::acceptor).into());
+    let used_before = Ballot::in_epoch(1, 40, ME);
+    let mut last = Output::new();
+    for a in [2, 4] {
+        let report = Message::RoundReport {
+            promised: used_before,
+        };
+        last = p.handle(10_000, RoleId::acceptor(a), report);
+    }
+    assert_eq!(last.persist, vec![ProposerWrite::RoundsKnown(1)]);
+    let out = p.tick(20_000);
+    let Some((_, Message::Prepare { ballot, .. })) = messages(&out).into_iter().next() else {
+        panic!("no campaign: {out:?}")
+    };
+    assert!(
+        ballot > used_before,
+        "{ballot} reuses a round of an earlier life"
+    );
+}
+
+#[test]
+fn a_restart_before_discovery_in_its_epoch_completed_asks_again() {
+    let mut state = in_epoch_1(3);
+    state.rounds_known_in = 0;
+    let p = Proposer::new(config(), state.clone(), 0);
+    assert!(!p.knows_its_rounds());
+    state.rounds_known_in = 1;
+    assert!(Proposer::new(config(), state, 0).knows_its_rounds());
 }
 
 #[test]
@@ -256,6 +358,9 @@ fn a_proposer_behind_an_epoch_asks_before_it_campaigns_and_moves_to_it() {
     assert_eq!(out.persist, vec![ProposerWrite::Epoch(epoch)]);
     let deadline = p.next_deadline().expect("an election timer");
     let out = p.tick(deadline);
+    assert_eq!(out.send[0].message, Message::RoundQuery, "epoch 1's rounds");
+    report_rounds(&mut p, &[2, 3]);
+    let out = p.tick(deadline + 100);
     assert!(matches!(
         out.send[0].message,
         Message::Prepare { ballot, from_slot: 3 } if ballot.epoch == 1

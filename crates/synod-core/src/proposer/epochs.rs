@@ -11,7 +11,7 @@
 //!   the next epoch and campaigns there at once; other proposers learn the
 //!   epoch from its heartbeats (`EpochQuery` / `EpochInfo`).
 
-use super::{Phase, Proposer, ProposerWrite};
+use super::{CarryState, Phase, Proposer, ProposerWrite, RoundFloor};
 use crate::membership::{Epoch, Membership};
 use crate::message::Message;
 use crate::output::Output;
@@ -25,6 +25,9 @@ pub enum ReconfigureError {
     NotLeader,
     /// A stop sign of this epoch is already proposed.
     InProgress,
+    /// The single-decree instances of the previous epoch are still being
+    /// carried into this one; its acceptors are needed until then.
+    CarryInProgress,
     /// The configuration cannot follow the current one.
     Invalid(String),
 }
@@ -47,6 +50,9 @@ impl Proposer {
             .map_err(ReconfigureError::Invalid)?;
         if self.stop.is_some() {
             return Err(ReconfigureError::InProgress);
+        }
+        if !self.instances_carried() {
+            return Err(ReconfigureError::CarryInProgress);
         }
         let watermark = self.watermark();
         let Phase::Leading(leading) = &mut self.phase else {
@@ -129,9 +135,15 @@ impl Proposer {
         out.broadcast(told.into_iter().map(RoleId::acceptor), &info);
         let was_leading = matches!(self.phase, Phase::Leading(_));
         self.enter_epoch(now, epoch, out);
-        if was_leading && self.may_take_ballot(now, out) {
+        if !was_leading {
+            return;
+        }
+        if self.may_take_ballot(now, out) {
             let from = self.first_unchosen;
             self.start_phase1(now, from, from, out);
+        } else {
+            // Campaign as soon as this epoch's rounds are discovered.
+            self.election_deadline = now;
         }
     }
 
@@ -150,6 +162,10 @@ impl Proposer {
         self.epoch = epoch;
         self.stop = None;
         self.step_down();
+        self.carry = CarryState::Unknown;
+        // An earlier life may have used rounds in this epoch: discover
+        // them from its acceptors before the first ballot (`rounds.rs`).
+        self.round_floor = RoundFloor::asking();
         self.reset_election_timer(now);
     }
 

@@ -88,6 +88,11 @@ impl Proposer {
         let ballot = preparing.ballot;
         let floor = preparing.floor();
         let mut adopted = std::mem::take(&mut preparing.adopted);
+        // A page read before a later one raised the chosen watermark may
+        // have adopted values of slots now known chosen: stale ones, and
+        // a stale stop sign among them would end the epoch at a slot
+        // chosen with another value.
+        adopted.retain(|slot, _| preparing.wanted(*slot));
         // The epoch may end at a stop sign: nothing is proposed after it.
         let stop = Self::end_of_epoch(&mut adopted);
         // Chosen slots need no proposal: every slot below `chosen` is
@@ -376,6 +381,7 @@ impl Proposer {
                 .copied()
                 .collect();
             out.broadcast(all.into_iter().map(RoleId::acceptor), &info);
+            self.tell_unopened(out);
         }
     }
 

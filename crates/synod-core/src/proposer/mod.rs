@@ -28,6 +28,7 @@
 //! single-decree instances ([`register`]); this file holds the state, the
 //! dispatch and the election.
 
+mod carry;
 mod epochs;
 mod leader;
 mod queue;
@@ -44,6 +45,7 @@ use crate::quorum::Quorums;
 use crate::rng::SplitMix64;
 use crate::role::earliest;
 use crate::types::{Ballot, Command, Millis, Role, RoleId, Slot, Value, chunk_by_bytes};
+use carry::CarryState;
 pub use epochs::ReconfigureError;
 use leader::Leading;
 use queue::CommandQueue;
@@ -58,6 +60,9 @@ pub enum ProposerWrite {
     Round(u64),
     /// The proposer moved to a later epoch (configuration).
     Epoch(Epoch),
+    /// Round discovery completed in this epoch (see `rounds.rs`); only
+    /// rises.
+    RoundsKnown(u32),
 }
 
 /// Everything a proposer keeps across a restart.
@@ -67,6 +72,10 @@ pub struct ProposerState {
     pub max_round: u64,
     /// The latest epoch it moved to (`None`: the initial configuration).
     pub epoch: Option<Epoch>,
+    /// The latest epoch in which it made sure its next round is above
+    /// every round it may have used in that epoch, in this life or an
+    /// earlier one (round discovery, see `rounds.rs`).
+    pub rounds_known_in: u32,
 }
 
 impl ProposerState {
@@ -80,7 +89,15 @@ impl ProposerState {
                     self.epoch = Some(epoch.clone());
                 }
             }
+            ProposerWrite::RoundsKnown(epoch) => {
+                self.rounds_known_in = self.rounds_known_in.max(*epoch);
+            }
         }
+    }
+
+    /// The epoch this proposer works in (0: the initial one).
+    pub fn epoch_number(&self) -> u32 {
+        self.epoch.as_ref().map_or(0, |e| e.membership.epoch)
     }
 }
 
@@ -347,6 +364,9 @@ pub struct Proposer {
     /// proposed or adopted it): its slot and the next configuration.
     /// Nothing is proposed after it (see `epochs.rs`).
     stop: Option<(Slot, Membership)>,
+    /// Whether the single-decree instances of earlier epochs are carried
+    /// into this one (see `carry.rs`).
+    carry: CarryState,
     phase: Phase,
     /// The leader this proposer follows, with its ballot.
     leader: Option<(u32, Ballot)>,
@@ -380,7 +400,7 @@ impl Proposer {
     pub fn new(config: ProposerConfig, state: ProposerState, now: Millis) -> Self {
         let mut proposer = Self {
             rng: SplitMix64::new(config.seed),
-            round_floor: RoundFloor::for_stored_round(state.max_round),
+            round_floor: RoundFloor::for_stored(&state),
             epoch: state.epoch.clone().unwrap_or_else(|| {
                 Epoch::initial(Membership::initial(
                     config.acceptors.clone(),
@@ -388,6 +408,7 @@ impl Proposer {
                 ))
             }),
             stop: None,
+            carry: CarryState::Unknown,
             config,
             state,
             highest_seen: Ballot::ZERO,
@@ -406,6 +427,9 @@ impl Proposer {
             reads: reads::Reads::default(),
         };
         proposer.first_unchosen = proposer.epoch.start;
+        if proposer.epoch.membership.epoch == 0 {
+            proposer.carry = CarryState::complete();
+        }
         proposer.reset_election_timer(now);
         proposer
     }
@@ -531,13 +555,25 @@ impl Proposer {
                 self.handle_confirmed(now, from, ballot, round, &mut out);
             }
             Message::RoundReport { promised } if from.role == Role::Acceptor => {
-                self.handle_round_report(from, promised);
+                self.handle_round_report(from, promised, &mut out);
             }
             Message::EpochQuery if from.role != Role::Learner => {
                 self.handle_epoch_query(from, &mut out);
             }
             Message::EpochInfo { epoch } if from.role != Role::Learner => {
                 self.handle_epoch_info(now, epoch, &mut out);
+            }
+            Message::InstanceVotes {
+                ballot,
+                from: first,
+                votes,
+                next,
+            } if from.role == Role::Acceptor => {
+                let page = (ballot, first, votes, next);
+                self.handle_instance_votes(now, from, page, &mut out);
+            }
+            Message::InstanceCarried { ballot, page, open } if from.role == Role::Acceptor => {
+                self.handle_instance_carried(now, from, (ballot, page), open, &mut out);
             }
             _ => {}
         }
@@ -565,6 +601,7 @@ impl Proposer {
             Phase::Preparing(_) => self.retransmit_prepare(now, &mut out),
             Phase::Leading(_) => self.tick_leader(now, &mut out),
         }
+        self.tick_carry(now, &mut out);
         self.tick_registers(now, &mut out);
         out
     }
@@ -596,6 +633,7 @@ impl Proposer {
                 ),
         };
         let registers = self.registers.values().map(|r| r.retry_at).min();
+        let registers = earliest(registers, self.carry_deadline());
         earliest(Some(phase), registers)
     }
 
@@ -778,6 +816,7 @@ impl Proposer {
     }
 
     fn step_down(&mut self) {
+        self.abandon_carry();
         self.requeue_in_flight();
         self.drop_reads();
         self.phase = Phase::Follower;

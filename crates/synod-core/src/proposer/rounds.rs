@@ -15,12 +15,19 @@
 //! and the first round taken is above it. (A ballot that only ever went
 //! out in Prepares may be used again: no accepted value carries it.)
 //!
+//! The quorums are the current epoch's, so the answer covers only the
+//! rounds used in that epoch: a proposer discovers its rounds again in
+//! each epoch it enters (an earlier life may have used rounds in a later
+//! epoch than the one a wiped proposer starts in). It persists the epoch
+//! it last discovered in (`ProposerWrite::RoundsKnown`), so a restart in
+//! the middle of an epoch change asks again too.
+//!
 //! Until the answers are in, the proposer starts no campaign and no
 //! register ballot; it asks again, at most once per retransmit interval,
 //! each time it wants one. Following a leader and forwarding commands need
 //! no ballot and go on meanwhile.
 
-use super::{Proposer, ProposerWrite};
+use super::{Proposer, ProposerState, ProposerWrite};
 use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, Millis, RoleId};
@@ -43,15 +50,21 @@ pub(super) enum RoundFloor {
 }
 
 impl RoundFloor {
-    /// The floor of a proposer resuming from a store whose highest round
-    /// is `max_round` (0: none recorded).
-    pub(super) fn for_stored_round(max_round: u64) -> Self {
-        match max_round {
-            0 => RoundFloor::Asking {
-                reports: BTreeMap::new(),
-                asked_at: None,
-            },
-            _ => RoundFloor::Known,
+    /// The floor of a proposer resuming from `state`: known if the store
+    /// recorded a round and discovery completed in its epoch.
+    pub(super) fn for_stored(state: &ProposerState) -> Self {
+        let known = state.max_round > 0 && state.rounds_known_in >= state.epoch_number();
+        match known {
+            true => RoundFloor::Known,
+            false => Self::asking(),
+        }
+    }
+
+    /// Not known yet: ask.
+    pub(super) fn asking() -> Self {
+        RoundFloor::Asking {
+            reports: BTreeMap::new(),
+            asked_at: None,
         }
     }
 }
@@ -73,7 +86,12 @@ impl Proposer {
 
     /// An acceptor's highest promise. Once a phase-2 quorum has answered,
     /// the highest of them is a floor for every new round.
-    pub(super) fn handle_round_report(&mut self, from: RoleId, promised: Ballot) {
+    pub(super) fn handle_round_report(
+        &mut self,
+        from: RoleId,
+        promised: Ballot,
+        out: &mut Output<ProposerWrite>,
+    ) {
         let RoundFloor::Asking { reports, .. } = &mut self.round_floor else {
             return;
         };
@@ -88,6 +106,9 @@ impl Proposer {
         let highest = reports.values().copied().max().unwrap_or(Ballot::ZERO);
         self.highest_seen = self.highest_seen.max(highest);
         self.round_floor = RoundFloor::Known;
+        let write = ProposerWrite::RoundsKnown(self.epoch.membership.epoch);
+        self.state.apply(&write);
+        out.persist.push(write);
     }
 
     /// Whether this proposer knows a round above every one it may have

@@ -104,3 +104,143 @@ async fn a_proposer_moved_to_another_node_on_an_empty_store_leads_above_its_old_
         "{old_node} warns about the store {role} left behind:\n{log}"
     );
 }
+
+/// `synod member ARGS --json` against the deployment's config (on the
+/// blocking pool, so the load goes on); its JSON answer.
+async fn member(deployment: &Deployment, args: &[&str]) -> serde_json::Value {
+    let config = deployment.config_path().to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let run = move || member_command(&config, &args);
+    tokio::task::spawn_blocking(run).await.expect("ran")
+}
+
+fn member_command(config: &std::path::Path, args: &[String]) -> serde_json::Value {
+    let output = std::process::Command::new(synod_integration::synod_binary())
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "--timeout", "60s", "member"])
+        .args(args)
+        .output()
+        .expect("synod runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "synod member {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn acceptors_of(members: &serde_json::Value) -> Vec<String> {
+    let list = members["acceptors"].as_array().expect("a list");
+    list.iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Writes keys `load-N` one after another until told to stop; the keys
+/// acknowledged.
+async fn write_until(
+    mut client: synod_client::Client,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let key = format!("load-{n}");
+        n += 1;
+        if client.put(key.as_bytes(), b"x").await.is_ok() {
+            acknowledged.push(key);
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() {
+    // Acceptor-only nodes a1..a5; a4 and a5 are standby (placed, not
+    // voting). Proposers and learners on n1, n2.
+    let cluster = TestCluster::new(
+        "it",
+        &[
+            ("n1", &["proposer-1", "learner-1"]),
+            ("n2", &["proposer-2", "learner-2"]),
+            ("a1", &["acceptor-1"]),
+            ("a2", &["acceptor-2"]),
+            ("a3", &["acceptor-3"]),
+            ("a4", &["acceptor-4"]),
+            ("a5", &["acceptor-5"]),
+        ],
+    )
+    .sections("[membership]\ninitial_acceptors = [1, 2, 3]");
+    let mut deployment = Deployment::new(cluster);
+    deployment.start_all();
+    let mut client = deployment.client();
+    let register = client.decide("owner", b"first").await.expect("decided");
+    assert_eq!(register, b"first");
+
+    let listed = member(&deployment, &["list"]).await;
+    assert_eq!(listed["epoch"], 0);
+    assert_eq!(
+        acceptors_of(&listed),
+        ["acceptor-1", "acceptor-2", "acceptor-3"]
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));
+
+    // Grow to five, then shrink back to three without acceptors 1 and 2.
+    let changes: [&[&str]; 4] = [
+        &["add", "acceptor-4"],
+        &["add", "acceptor-5"],
+        &["remove", "acceptor-1"],
+        &["remove", "acceptor-2"],
+    ];
+    let mut last = serde_json::Value::Null;
+    for change in changes {
+        last = member(&deployment, change).await;
+        assert_eq!(last["registers_carried"], true, "{change:?}: {last}");
+    }
+    assert_eq!(last["epoch"], 4);
+    assert_eq!(
+        acceptors_of(&last),
+        ["acceptor-3", "acceptor-4", "acceptor-5"]
+    );
+
+    // The removed acceptors are not needed any more.
+    deployment.stop("a1");
+    deployment.stop("a2");
+    let key = b"after-shrink";
+    client
+        .put(key, b"v")
+        .await
+        .expect("acknowledged by 3, 4, 5");
+
+    // Acceptor 3's disk is lost: it stays down, and acceptor 1 (whose
+    // node comes back) takes its place.
+    deployment.stop("a3");
+    std::fs::remove_dir_all(deployment.data_dir("a3")).expect("wiped");
+    deployment.start("a1");
+    let replaced = member(&deployment, &["replace", "acceptor-3", "acceptor-1"]).await;
+    assert_eq!(replaced["epoch"], 5);
+    assert_eq!(
+        acceptors_of(&replaced),
+        ["acceptor-1", "acceptor-4", "acceptor-5"]
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.expect("the writer");
+    assert!(
+        acknowledged.len() > 10,
+        "only {} writes",
+        acknowledged.len()
+    );
+    for key in &acknowledged {
+        let value = client.get(key.as_bytes()).await.expect("a read");
+        assert_eq!(value, b"x", "{key}");
+    }
+    assert_eq!(client.get(key).await.expect("a read"), b"v");
+    // The register chosen in epoch 0 keeps its value five epochs later.
+    let again = client.decide("owner", b"second").await.expect("decided");
+    assert_eq!(again, b"first");
+}

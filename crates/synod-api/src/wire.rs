@@ -96,6 +96,26 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+    /// Tag 7: the configuration this node's proposer works in, answered
+    /// [`Reply::Members`] (or [`Reply::Reconfiguring`] with a reason, on a
+    /// node without a proposer).
+    Members {
+        /// Matches the answer to the request.
+        tag: u64,
+    },
+    /// Tag 8: make `acceptors` the voting acceptors, as configuration
+    /// `epoch` (the one after the current). The node's proposer proposes
+    /// it if it leads, else forwards it to the leader; answered
+    /// [`Reply::Reconfiguring`]. The change is done once
+    /// [`Request::Members`] reports `epoch` with its instances carried.
+    Reconfigure {
+        /// Matches the answer to the request.
+        tag: u64,
+        /// The epoch the new configuration is (current + 1).
+        epoch: u32,
+        /// Its acceptor ids (each placed under `[roles]`).
+        acceptors: Vec<u32>,
+    },
 }
 
 /// Node → client.
@@ -171,6 +191,44 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
+    /// Tag 10: the answer to [`Request::Members`].
+    Members {
+        /// The request's tag.
+        tag: u64,
+        /// The configuration.
+        members: MembersReport,
+    },
+    /// Tag 11: the answer to [`Request::Reconfigure`] (and to
+    /// [`Request::Members`] on a node that cannot answer it): `None` if
+    /// the change went to the leader, else why not.
+    Reconfiguring {
+        /// The request's tag.
+        tag: u64,
+        /// Why the change was refused.
+        refused: Option<String>,
+    },
+}
+
+/// A proposer's view of the current configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersReport {
+    /// The proposer answering, e.g. `proposer-1`.
+    pub proposer: String,
+    /// The leader it knows.
+    pub leader: Option<u32>,
+    /// The configuration's epoch (0: the one the cluster started with).
+    pub epoch: u32,
+    /// The first slot it decides.
+    pub start: u64,
+    /// The acceptors that vote.
+    pub acceptors: Vec<u32>,
+    /// Its quorums, described.
+    pub quorums: String,
+    /// Every single-decree instance of earlier epochs is carried into it:
+    /// the earlier acceptors are no longer needed. Known to the leader
+    /// that carried them (a follower says `false` until it leads and
+    /// checks).
+    pub instances_carried: bool,
 }
 
 /// Bytes of snapshot file per [`Reply::BackupChunk`].
@@ -312,5 +370,17 @@ mod tests {
             payload: vec![9],
         };
         assert_eq!(bytes(&read), vec![6, 5, 1, 9]);
+        assert_eq!(bytes(&Request::Members { tag: 5 }), vec![7, 5]);
+        let change = Request::Reconfigure {
+            tag: 5,
+            epoch: 1,
+            acceptors: vec![2],
+        };
+        assert_eq!(bytes(&change), vec![8, 5, 1, 1, 2]);
+        let done = Reply::Reconfiguring {
+            tag: 5,
+            refused: None,
+        };
+        assert_eq!(bytes(&done), vec![11, 5, 0]);
     }
 }

@@ -38,7 +38,7 @@ use synod_core::CommandId;
 use synod_kv::{KvCommand, KvResponse};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use wire::{CLIENT_PROTOCOL_VERSION, Failure, Reply, Request, StatusReport};
+use wire::{CLIENT_PROTOCOL_VERSION, Failure, MembersReport, Reply, Request, StatusReport};
 
 /// What can go wrong for a client, named after the condition.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -644,6 +644,62 @@ impl Client {
             Ok(Ok(Reply::Status(report))) => Ok(report),
             Ok(Ok(other)) => Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
             Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout(self.config.attempt_timeout)),
+        }
+    }
+
+    /// The configuration the proposer of the node at `endpoint` works in
+    /// ([`ClientError::Refused`] from a node without a proposer).
+    pub async fn members_of(&self, endpoint: SocketAddr) -> Result<MembersReport, ClientError> {
+        match self
+            .one_request(endpoint, Request::Members { tag: 0 })
+            .await?
+        {
+            Reply::Members { members, .. } => Ok(members),
+            Reply::Reconfiguring {
+                refused: Some(reason),
+                ..
+            } => Err(ClientError::Refused(reason)),
+            other => Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Ask the node at `endpoint` for `acceptors` as configuration
+    /// `epoch` (the current one's plus one): its proposer proposes it if
+    /// it leads, else forwards it to the leader. `Ok` means it went to
+    /// the leader, not that it took effect: watch [`Client::members_of`].
+    pub async fn reconfigure_at(
+        &self,
+        endpoint: SocketAddr,
+        epoch: u32,
+        acceptors: Vec<u32>,
+    ) -> Result<(), ClientError> {
+        let request = Request::Reconfigure {
+            tag: 0,
+            epoch,
+            acceptors,
+        };
+        match self.one_request(endpoint, request).await? {
+            Reply::Reconfiguring { refused: None, .. } => Ok(()),
+            Reply::Reconfiguring {
+                refused: Some(reason),
+                ..
+            } => Err(ClientError::Refused(reason)),
+            other => Err(ClientError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Send one request on a fresh connection to `endpoint` and wait for
+    /// one reply.
+    async fn one_request(
+        &self,
+        endpoint: SocketAddr,
+        request: Request,
+    ) -> Result<Reply, ClientError> {
+        let mut connection = connect(&self.config, endpoint).await?;
+        send(&mut connection, &request).await?;
+        match tokio::time::timeout(self.config.attempt_timeout, receive(&mut connection)).await {
+            Ok(reply) => reply,
             Err(_) => Err(ClientError::Timeout(self.config.attempt_timeout)),
         }
     }

@@ -4,7 +4,7 @@
 //! variant as its index). Tags are documented on each variant and are never
 //! reordered or reused: new messages go at the end.
 
-use crate::membership::Epoch;
+use crate::membership::{Epoch, Membership};
 use crate::types::{Ballot, Command, InstanceName, Slot, VARINT_MAX, Value};
 use serde::{Deserialize, Serialize};
 
@@ -382,6 +382,14 @@ pub enum Message {
         /// Instance votes in the carry's epoch are open here.
         open: bool,
     },
+    /// Tag 35, proposer → leader: an operator asks for `next` as the
+    /// configuration after the current one (`synod member`). The leader
+    /// proposes it as a stop sign, unless it does not follow the current
+    /// epoch or a change is in progress; the operator watches the epoch.
+    Reconfigure {
+        /// The configuration asked for.
+        next: Membership,
+    },
 }
 
 impl Message {
@@ -423,6 +431,7 @@ impl Message {
             Message::InstanceVotes { .. } => "instance-votes",
             Message::InstanceCarry { .. } => "instance-carry",
             Message::InstanceCarried { .. } => "instance-carried",
+            Message::Reconfigure { .. } => "reconfigure",
         }
     }
 }

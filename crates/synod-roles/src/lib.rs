@@ -11,7 +11,7 @@
 //! | actor | core | adds |
 //! |---|---|---|
 //! | [`AcceptorActor`] | `Acceptor` | nothing ([`NoHooks`]): its replies leave once its vote is durable |
-//! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`]; logs elections and leader changes ([`ProposerHooks`]) |
+//! | [`ProposerActor`] | `Proposer` | client intake: [`Submit`], [`ProposeInstance`], [`Reconfigure`]; logs elections and leader changes ([`ProposerHooks`]) |
 //! | [`LearnerActor`] | `Learner` | a `StateMachine` ([`Applier`]): [`WatchCommand`]/[`WatchCommands`], [`WatchInstance`], [`InstanceValue`], [`Subscribe`] |
 //!
 //! ```text
@@ -32,7 +32,7 @@ pub use learner::{
     Applier, InstanceValue, LearnerActor, Query, ReadAt, SnapshotEvery, SnapshotWritten, Stagger,
     Subscribe, TakeSnapshot, WatchCommand, WatchCommands, WatchInstance,
 };
-pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Submit};
+pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Reconfigure, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};
 
 /// The acceptor actor: the shell with no hooks. Its Promise and Accepted

@@ -1,12 +1,13 @@
 //! The proposer: the shared shell plus client intake. Commands arrive as
 //! [`Submit`] (answered `Err(Busy)` when the queue is full, so callers back
-//! off), single-decree proposals as [`ProposeInstance`]. Every new round
+//! off), single-decree proposals as [`ProposeInstance`], configuration
+//! changes as [`Reconfigure`]. Every new round
 //! is persisted before the Prepare that carries it leaves.
 
 use crate::driver::{Hooks, RoleActor};
 use crate::status::{Report, RoleStatus};
 use actix::prelude::*;
-use synod_core::{Ballot, Busy, Command, Proposer};
+use synod_core::{Ballot, Busy, Command, Membership, Proposer, ReconfigureError};
 use synod_storage::Store;
 
 /// The proposer actor: the shell with [`ProposerHooks`], plus the intake
@@ -72,6 +73,28 @@ pub struct ProposeInstance {
     pub name: String,
     /// The proposed value.
     pub value: Vec<u8>,
+}
+
+/// An operator asks for the next configuration (`synod member`): the
+/// leader proposes it, a follower forwards it to the leader it knows.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReconfigureError>")]
+pub struct Reconfigure(pub Membership);
+
+impl<S: Store> Handler<Reconfigure> for ProposerActor<S> {
+    type Result = Result<(), ReconfigureError>;
+
+    fn handle(
+        &mut self,
+        Reconfigure(next): Reconfigure,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ReconfigureError> {
+        let epoch = next.epoch;
+        let out = self.core.request_reconfigure(self.now(), next)?;
+        tracing::info!(proposer = %self.core.id(), epoch, "configuration change asked for");
+        self.emit(out, ctx);
+        Ok(())
+    }
 }
 
 impl<S: Store> Handler<Submit> for ProposerActor<S> {

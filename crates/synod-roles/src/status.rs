@@ -2,7 +2,7 @@
 //! report from their cores alone ([`Report`]); the learner's hooks add
 //! what they count.
 
-use synod_core::{Acceptor, Ballot, Proposer, RoleId, Slot};
+use synod_core::{Acceptor, Ballot, Epoch, Proposer, RoleId, Slot};
 
 /// A proposer's view of leadership.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,12 @@ pub struct ProposerStatus {
     pub elections_won: u64,
     /// Times the leader it knows changed since the node started.
     pub leader_changes: u64,
+    /// The configuration it works in (the acceptors that vote) and the
+    /// slot it took effect at.
+    pub epoch: Epoch,
+    /// Every single-decree instance of earlier epochs is carried into
+    /// this one (so the previous acceptors are no longer needed).
+    pub instances_carried: bool,
 }
 
 /// An acceptor's promise and votes.
@@ -94,6 +100,8 @@ impl Report for Proposer {
             max_round: self.state().max_round,
             elections_won: 0,
             leader_changes: 0,
+            epoch: self.epoch().clone(),
+            instances_carried: self.instances_carried(),
         })
     }
 }

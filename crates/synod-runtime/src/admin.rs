@@ -235,8 +235,8 @@ impl AdminActor {
             })
             .map(|(role, _)| role.index)
             .collect();
-        let quorums = self.config.quorum_system();
-        let ids: Vec<u32> = acceptors.iter().map(|(role, _)| role.index).collect();
+        let latest = crate::health::NodeReport::latest_membership([report]);
+        let (ids, quorums) = crate::health::voting(&self.config, latest);
         if !quorums.phase2(&ids, &reachable) {
             reasons.push(format!(
                 "{} of {} acceptors reachable; {}",

@@ -333,6 +333,21 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
             }
         }
         Request::Status => Reply::Status(report(gateway.status().await)),
+        Request::Members { tag } => match gateway.members().await {
+            Ok(members) => Reply::Members { tag, members },
+            Err(reason) => Reply::Reconfiguring {
+                tag,
+                refused: Some(reason),
+            },
+        },
+        Request::Reconfigure {
+            tag,
+            epoch,
+            acceptors,
+        } => Reply::Reconfiguring {
+            tag,
+            refused: gateway.reconfigure(epoch, acceptors).await.err(),
+        },
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),
         },

@@ -40,6 +40,9 @@ pub struct SynodConfig {
     /// Quorum sizes per phase (majorities when absent).
     #[serde(default)]
     pub quorums: QuorumSettings,
+    /// Which placed acceptors vote from the start.
+    #[serde(default)]
+    pub membership: MembershipSettings,
     /// Storage limits.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -74,6 +77,21 @@ pub struct SynodConfig {
 pub struct TlsSettings {
     /// The CA certificate(s) (PEM) that signed every node's certificate.
     pub ca_file: PathBuf,
+}
+
+/// `[membership]`: the acceptors of the first configuration (epoch 0).
+/// Acceptors placed under `[roles]` but not listed are *standby*: their
+/// nodes run them and every node routes to them, but they vote only once
+/// `synod member add` put them in a configuration. Later configurations
+/// come from the log, never from this file; this list must never change
+/// after the cluster's first start (every proposer that starts on an
+/// empty store reads epoch 0 from it).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSettings {
+    /// Acceptor ids (`acceptor-N`'s N) voting from the start; absent:
+    /// every placed acceptor.
+    pub initial_acceptors: Option<Vec<u32>>,
 }
 
 /// `[log]`: what the `synod` binary logs, and how.
@@ -494,10 +512,8 @@ impl SynodConfig {
         }
         self.check_addresses(&mut errors);
         let placement = self.check_roles(&mut errors);
-        let acceptors = placement
-            .keys()
-            .filter(|r| r.role == Role::Acceptor)
-            .count();
+        self.check_membership(&placement, &mut errors);
+        let acceptors = self.initial_acceptors().len();
         for (role, name) in [
             (Role::Proposer, "proposer"),
             (Role::Acceptor, "acceptor"),
@@ -520,7 +536,7 @@ impl SynodConfig {
             );
             problem(&mut warnings, "quorums", msg);
         }
-        if acceptors > 0 && acceptors % 2 == 0 && !self.quorums.is_set() {
+        if acceptors > 0 && acceptors.is_multiple_of(2) && !self.quorums.is_set() {
             let msg = format!(
                 "{acceptors} acceptors tolerate no more failures than {}; use an odd count",
                 acceptors - 1
@@ -649,9 +665,47 @@ impl SynodConfig {
         }
     }
 
-    /// The quorum system of this cluster's acceptors.
+    /// The quorum system of this cluster's first configuration (and of
+    /// every later one of the same size, see `synod member`).
     pub fn quorum_system(&self) -> synod_core::Quorums {
-        self.quorums.quorums(self.instances(Role::Acceptor).len())
+        self.quorums.quorums(self.initial_acceptors().len())
+    }
+
+    /// The acceptors of the first configuration (epoch 0): the
+    /// `[membership]` list, else every placed acceptor.
+    pub fn initial_acceptors(&self) -> Vec<u32> {
+        match &self.membership.initial_acceptors {
+            Some(ids) => {
+                let set: BTreeSet<u32> = ids.iter().copied().collect();
+                set.into_iter().collect()
+            }
+            None => self.instances(Role::Acceptor),
+        }
+    }
+
+    /// `[membership]` names placed acceptors, each once.
+    fn check_membership(&self, placement: &BTreeMap<RoleId, String>, errors: &mut Vec<Problem>) {
+        let Some(ids) = &self.membership.initial_acceptors else {
+            return;
+        };
+        let field = "membership.initial_acceptors";
+        let distinct: BTreeSet<u32> = ids.iter().copied().collect();
+        if ids.is_empty() || distinct.len() != ids.len() {
+            let message = "must list distinct acceptor ids, at least one".to_owned();
+            errors.push(Problem {
+                field: field.into(),
+                message,
+            });
+        }
+        for id in distinct {
+            if !placement.contains_key(&RoleId::acceptor(id)) {
+                let message = format!("lists {id}, but acceptor-{id} is not placed under [roles]");
+                errors.push(Problem {
+                    field: field.into(),
+                    message,
+                });
+            }
+        }
     }
 
     /// Parse the placement, reporting bad role names, duplicates and
@@ -895,6 +949,8 @@ impl SynodConfig {
             settings.push((format!("roles.{role}"), node.clone()));
         }
         settings.push(("quorums".into(), format!("{:?}", self.quorum_system())));
+        let initial = format!("{:?}", self.initial_acceptors());
+        settings.push(("membership.initial_acceptors".into(), initial));
         let p = &self.paxos;
         settings.push((
             "paxos.session_horizon".into(),

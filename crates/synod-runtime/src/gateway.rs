@@ -7,12 +7,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use synod_api::wire::MembersReport;
 use synod_api::{Decision, SubmitError};
-use synod_core::{Command, CommandId, Message, OPEN_SESSION, RoleId};
+use synod_core::{Command, CommandId, Membership, Message, OPEN_SESSION, Role, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, InstanceValue, LeaderHint, LearnerStatus, ProposeInstance,
-    ProposerStatus, Query, ReadAt, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot, WatchCommand,
-    WatchCommands, WatchInstance,
+    ProposerStatus, Query, ReadAt, Reconfigure, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot,
+    WatchCommand, WatchCommands, WatchInstance,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
@@ -58,6 +59,15 @@ pub(crate) struct RunningRole {
 pub(crate) struct ProposerPort {
     pub(crate) submit: Recipient<Submit>,
     pub(crate) propose: Recipient<ProposeInstance>,
+    pub(crate) reconfigure: Recipient<Reconfigure>,
+}
+
+/// What a configuration change may name, from the config file: the
+/// acceptors placed (every node routes to them), and the quorum settings
+/// applied to the new size.
+pub(crate) struct MembershipRules {
+    pub(crate) placed_acceptors: Vec<u32>,
+    pub(crate) quorums: crate::config::QuorumSettings,
 }
 
 /// The local learner answers come from.
@@ -118,6 +128,8 @@ pub(crate) struct Gateway {
     pub(crate) max_instances: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
+    /// What `synod member` may ask for.
+    pub(crate) membership: MembershipRules,
     /// Commands sent again (after `submit_retry`, or at a leader change).
     pub(crate) resends: Cell<u64>,
     /// Commands answered, and how long each took.
@@ -471,6 +483,59 @@ impl Gateway {
             value,
         });
         true
+    }
+
+    /// The configuration the local proposer works in.
+    pub(crate) async fn members(&self) -> Result<MembersReport, String> {
+        let proposer = self.roles.iter().find(|r| r.id.role == Role::Proposer);
+        let proposer = proposer.ok_or("this node runs no proposer; ask a node that does")?;
+        let status = proposer.status.send(GetStatus).await;
+        let Ok(RoleStatus::Proposer(status)) = status else {
+            return Err(format!("{} has stopped", proposer.id));
+        };
+        let membership = &status.epoch.membership;
+        let size = membership.acceptors.len();
+        Ok(MembersReport {
+            proposer: status.id.to_string(),
+            leader: status.leader,
+            epoch: membership.epoch,
+            start: status.epoch.start,
+            acceptors: membership.acceptors.clone(),
+            quorums: membership.quorums.describe_phase2(size),
+            instances_carried: status.instances_carried,
+        })
+    }
+
+    /// Ask for `acceptors` as configuration `epoch`: checked against the
+    /// placement and the quorum settings here, then proposed by the local
+    /// proposer if it leads, else forwarded to the leader.
+    pub(crate) async fn reconfigure(&self, epoch: u32, acceptors: Vec<u32>) -> Result<(), String> {
+        let port = self
+            .proposer
+            .as_ref()
+            .ok_or("this node runs no proposer; ask a node that does")?;
+        let rules = &self.membership;
+        if let Some(id) = acceptors
+            .iter()
+            .find(|a| !rules.placed_acceptors.contains(a))
+        {
+            return Err(format!(
+                "acceptor-{id} is not placed under [roles]: place it on a node in every node's config and restart them first"
+            ));
+        }
+        let mut acceptors = acceptors;
+        acceptors.sort_unstable();
+        acceptors.dedup();
+        let quorums = rules.quorums.quorums(acceptors.len());
+        let next = Membership {
+            epoch,
+            acceptors,
+            quorums,
+        };
+        match port.reconfigure.send(Reconfigure(next)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("the proposer has stopped".into()),
+        }
     }
 
     pub(crate) async fn status(&self) -> NodeStatus {

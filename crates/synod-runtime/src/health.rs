@@ -65,6 +65,33 @@ pub struct ProposerReport {
     pub elections_won: u64,
     /// Times the leader it knows changed since its node started.
     pub leader_changes: u64,
+    /// The configuration it works in: which acceptors vote, and their
+    /// quorums (absent in reports of older nodes).
+    #[serde(default)]
+    pub membership: Option<synod_core::Membership>,
+}
+
+impl NodeReport {
+    /// The latest configuration among `reports`' proposers, if any says.
+    pub fn latest_membership<'a>(
+        reports: impl IntoIterator<Item = &'a NodeReport>,
+    ) -> Option<synod_core::Membership> {
+        let proposers = reports.into_iter().flat_map(|r| &r.proposers);
+        let memberships = proposers.filter_map(|p| p.membership.as_ref());
+        memberships.max_by_key(|m| m.epoch).cloned()
+    }
+}
+
+/// The voting acceptors and their quorums: the latest configuration a
+/// proposer reported, else the config file's first one.
+pub(crate) fn voting(
+    config: &SynodConfig,
+    latest: Option<synod_core::Membership>,
+) -> (Vec<u32>, Quorums) {
+    match latest {
+        Some(membership) => (membership.acceptors, membership.quorums),
+        None => (config.initial_acceptors(), config.quorum_system()),
+    }
 }
 
 /// An acceptor's line of a [`NodeReport`].
@@ -118,6 +145,7 @@ impl NodeReport {
                     max_round: p.max_round,
                     elections_won: p.elections_won,
                     leader_changes: p.leader_changes,
+                    membership: Some(p.epoch.membership.clone()),
                 })
                 .collect(),
             acceptors: status
@@ -271,8 +299,11 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         }
     }
     let roles = role_states(config, &probes, &mut problems);
-    let quorums = config.quorum_system();
-    let acceptor_ids = config.instances(Role::Acceptor);
+    let answered = probes.values().filter_map(|probe| match probe {
+        Probe::Answered { report } => Some(report),
+        _ => None,
+    });
+    let (acceptor_ids, quorums) = voting(config, NodeReport::latest_membership(answered));
     let up_ids: BTreeSet<u32> = roles
         .iter()
         .filter(|r| r.up)

@@ -35,8 +35,8 @@ pub use backup::{Restored, restore_backup, restore_backup_on_disk};
 pub use client_server::ClientPortStats;
 pub use config::{
     AppSection, ClientSettings, ClusterConfig, ConfigSource, LoadError, LogFormat, LogSettings,
-    MAX_DURATION, NodeConfig, PaxosConfig, Problem, QuorumSettings, Range, StorageConfig,
-    SynodConfig, TlsSettings, TransportSettings, check_ranges, parse_role,
+    MAX_DURATION, MembershipSettings, NodeConfig, PaxosConfig, Problem, QuorumSettings, Range,
+    StorageConfig, SynodConfig, TlsSettings, TransportSettings, check_ranges, parse_role,
 };
 pub use gateway::NodeStatus;
 pub use node::{Node, NodeError, created_stores, stray_stores};

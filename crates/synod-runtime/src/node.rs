@@ -575,6 +575,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
                 started.proposer.get_or_insert_with(|| ProposerPort {
                     submit: actor.clone().recipient(),
                     propose: actor.clone().recipient(),
+                    reconfigure: actor.clone().recipient(),
                 });
                 started.add(role, &actor);
                 actor.recipient()
@@ -664,6 +665,10 @@ fn gateway(
         max_command_bytes: config.paxos.max_command_bytes,
         max_instances: config.paxos.max_instances,
         intake,
+        membership: crate::gateway::MembershipRules {
+            placed_acceptors: config.instances(Role::Acceptor),
+            quorums: config.quorums.clone(),
+        },
         resends: Cell::new(0),
         answered: crate::gateway::Answered::new(latency),
     }
@@ -744,7 +749,7 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
     let mut c = ProposerConfig::new(
         id,
         config.instances(Role::Proposer),
-        config.instances(Role::Acceptor),
+        config.initial_acceptors(),
         config.instances(Role::Learner),
     );
     c.batch_max_commands = p.batch_max_commands;

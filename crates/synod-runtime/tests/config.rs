@@ -365,13 +365,18 @@ fn one_node_may_not_use_a_wildcard_address_twice() {
     );
 }
 
-/// `BASE` with five acceptors and `quorums` as the `[quorums]` section.
-fn five_acceptors(quorums: &str) -> String {
+/// `BASE` with acceptors 4 and 5 placed too, and `section` appended.
+fn with_five_placed(section: &str) -> String {
     let text = BASE.replace(
         "acceptor-3 = \"n3\"",
         "acceptor-3 = \"n3\"\nacceptor-4 = \"n1\"\nacceptor-5 = \"n2\"",
     );
-    format!("{text}\n[quorums]\n{quorums}\n")
+    format!("{text}\n{section}\n")
+}
+
+/// `BASE` with five acceptors and `quorums` as the `[quorums]` section.
+fn five_acceptors(quorums: &str) -> String {
+    with_five_placed(&format!("[quorums]\n{quorums}"))
 }
 
 #[test]
@@ -439,4 +444,49 @@ fn an_even_acceptor_count_with_flexible_quorums_does_not_warn_but_a_fragile_syst
         &warnings(&fragile),
         &["quorums", "losing one acceptor"]
     ));
+}
+
+/// `BASE` with standby acceptors 4 and 5 and `membership` as the
+/// `[membership]` section.
+fn standby_acceptors(membership: &str) -> String {
+    with_five_placed(&format!("[membership]\n{membership}"))
+}
+
+#[test]
+fn initial_acceptors_set_the_first_configuration_and_its_quorums() {
+    let (config, warnings) = load(&standby_acceptors("initial_acceptors = [3, 1, 2]")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.initial_acceptors(), vec![1, 2, 3]);
+    assert_eq!(config.quorum_system(), synod_core::Quorums::majority(3));
+    assert_eq!(
+        config.instances(synod_core::Role::Acceptor),
+        vec![1, 2, 3, 4, 5],
+        "standby acceptors are placed"
+    );
+    let (all, _) = load(&standby_acceptors("")).unwrap();
+    assert_eq!(all.initial_acceptors(), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn initial_acceptors_must_be_placed_and_distinct() {
+    let found = problems(&standby_acceptors("initial_acceptors = [1, 2, 9]"));
+    assert!(
+        has(
+            &found,
+            &["membership.initial_acceptors", "acceptor-9 is not placed"]
+        ),
+        "{found:?}"
+    );
+    let found = problems(&standby_acceptors("initial_acceptors = [1, 1, 2]"));
+    assert!(
+        has(&found, &["membership.initial_acceptors", "distinct"]),
+        "{found:?}"
+    );
+    let found = problems(&standby_acceptors("initial_acceptors = []"));
+    assert!(has(&found, &["membership.initial_acceptors"]), "{found:?}");
+    let found = problems(&standby_acceptors("initial = [1]"));
+    assert!(
+        has(&found, &["initial"]),
+        "unknown keys are errors: {found:?}"
+    );
 }

@@ -7,6 +7,8 @@
 //!   data under `./data`.
 //! - `synod put/get/delete/cas/txn/list/lock/unlock/status`: the key/value client
 //!   (see `cli.rs`), against `synod up` by default.
+//! - `synod member list|add|remove|replace`: which acceptors vote
+//!   (`member.rs`).
 //! - `synod bench`: a load generator with HDR latency percentiles (`bench/`).
 //! - `synod snapshot save FILE` (a backup of a running cluster, consistent
 //!   at one slot) and `synod snapshot restore FILE --config F` (seed a new
@@ -32,6 +34,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod cli;
 mod lock_cmd;
+mod member;
 mod settings;
 mod status;
 mod txn_syntax;
@@ -73,6 +76,10 @@ enum Commands {
     /// Back a cluster up, or seed a new one from a backup.
     #[command(subcommand)]
     Snapshot(cli::SnapshotCommand),
+    /// Show or change which acceptors vote (through the log, while the
+    /// cluster serves).
+    #[command(subcommand)]
+    Member(member::MemberCommand),
     /// Load a cluster and measure throughput and latency.
     Bench(bench::BenchArgs),
     #[command(flatten)]
@@ -178,6 +185,10 @@ async fn run(cli: Cli, node_config: Option<(SynodConfig, KvLimits)>) -> Result<(
         Commands::Snapshot(command) => {
             let (local, _) = settings::load(None, Overrides::None)?;
             cli::snapshot(command, cli.target, &local).await
+        }
+        Commands::Member(command) => {
+            let (local, _) = settings::load(None, Overrides::None)?;
+            member::run(command, cli.target, &local).await
         }
         Commands::Bench(_) => unreachable!("run before the actix system starts"),
     }

@@ -421,3 +421,37 @@ fn a_learner_missing_a_slot_of_an_earlier_epoch_gets_it_from_that_epochs_accepto
     ];
     assert_eq!(decided, expected, "the highest ballot of each slot");
 }
+
+#[test]
+fn a_follower_forwards_a_reconfiguration_to_the_leader_which_proposes_it() {
+    let mut follower = proposer_on(ProposerState::default());
+    let heartbeat = Message::Heartbeat {
+        ballot: Ballot::new(9, 2),
+        decided_upto: 0,
+    };
+    follower.handle(0, RoleId::proposer(2), heartbeat);
+    let out = follower
+        .request_reconfigure(10, next_membership())
+        .expect("forwarded");
+    let forwarded = Message::Reconfigure {
+        next: next_membership(),
+    };
+    assert_eq!(
+        messages(&out),
+        vec![(RoleId::proposer(2), forwarded.clone())]
+    );
+    let wrong = Membership {
+        epoch: 3,
+        ..next_membership()
+    };
+    assert!(matches!(
+        follower.request_reconfigure(10, wrong),
+        Err(ReconfigureError::Invalid(_))
+    ));
+
+    let mut leader = proposer_on(ProposerState::default());
+    elect(&mut leader, &[1, 2], Vec::new());
+    let out = leader.handle(10_000, RoleId::proposer(2), forwarded);
+    let stop = accepts(&out);
+    assert_eq!(stop.values().next().map(|(v, _)| v), Some(&stop_sign()));
+}

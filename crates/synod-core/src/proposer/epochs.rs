@@ -32,6 +32,24 @@ pub enum ReconfigureError {
     Invalid(String),
 }
 
+impl std::fmt::Display for ReconfigureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReconfigureError::NotLeader => write!(f, "no leader is known yet; try again"),
+            ReconfigureError::InProgress => {
+                write!(f, "a configuration change is in progress; wait for it")
+            }
+            ReconfigureError::CarryInProgress => write!(
+                f,
+                "the registers are still being carried into this configuration; wait for it"
+            ),
+            ReconfigureError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReconfigureError {}
+
 impl Proposer {
     /// The configuration this proposer works in, and its first slot.
     pub fn epoch(&self) -> &Epoch {
@@ -64,6 +82,27 @@ impl Proposer {
         let mut out = Output::new();
         self.stop = Some((slot, next));
         self.send_new_accept(now, ballot, slot, value, watermark, &mut out);
+        Ok(out)
+    }
+
+    /// An operator asks for `next`: proposed here if this proposer leads,
+    /// else forwarded to the leader it knows (which answers nothing: the
+    /// operator watches the epoch).
+    pub fn request_reconfigure(
+        &mut self,
+        now: Millis,
+        next: Membership,
+    ) -> Result<Output<ProposerWrite>, ReconfigureError> {
+        if matches!(self.phase, Phase::Leading(_)) {
+            return self.reconfigure(now, next);
+        }
+        let follows = next.check_after(&self.epoch.membership);
+        follows.map_err(ReconfigureError::Invalid)?;
+        let Some((leader, _)) = self.leader else {
+            return Err(ReconfigureError::NotLeader);
+        };
+        let mut out = Output::new();
+        out.send(RoleId::proposer(leader), Message::Reconfigure { next });
         Ok(out)
     }
 

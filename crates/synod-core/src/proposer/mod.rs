@@ -572,6 +572,11 @@ impl Proposer {
                 let page = (ballot, first, votes, next);
                 self.handle_instance_votes(now, from, page, &mut out);
             }
+            Message::Reconfigure { next } if from.role == Role::Proposer => {
+                if let Ok(proposed) = self.reconfigure(now, next) {
+                    out = proposed;
+                }
+            }
             Message::InstanceCarried { ballot, page, open } if from.role == Role::Acceptor => {
                 self.handle_instance_carried(now, from, (ballot, page), open, &mut out);
             }

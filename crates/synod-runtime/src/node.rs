@@ -560,7 +560,9 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
         let writer = |store| GroupCommit::spawn_observed(store, path, limits, observer);
         let recipient: Recipient<Inbound<Message>> = match role.role {
             Role::Acceptor => {
-                let core = Acceptor::new(role.index, store.load_acceptor()?)
+                let state = store.load_acceptor()?;
+                warn_if_removed(role, &state);
+                let core = Acceptor::new(role.index, state)
                     .with_reply_max_bytes(config.paxos.reply_max_bytes);
                 let actor: Addr<AcceptorActor<S>> =
                     spawn_role(core, NoHooks, writer(store), router);
@@ -738,6 +740,22 @@ fn transport_config(config: &SynodConfig, name: &str) -> Result<TransportConfig,
         transport.tls = Some(synod_tls::NodeTls::load(&files).map_err(NodeError::Tls)?);
     }
     Ok(transport)
+}
+
+/// An acceptor a configuration change removed starts as any other (the
+/// carry into the next epoch may still read it), but says what to do.
+fn warn_if_removed(role: RoleId, state: &synod_core::AcceptorState) {
+    let Some(epoch) = &state.epoch else {
+        return;
+    };
+    if !epoch.membership.acceptors.contains(&role.index) {
+        tracing::warn!(
+            acceptor = %role,
+            epoch = epoch.membership.epoch,
+            since_slot = epoch.start,
+            "not a member of the latest configuration it was told of; once `synod member list` shows the registers carried, take it off [roles] and delete its store"
+        );
+    }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -1330,29 +1330,32 @@ impl World {
         cores.map(|p| p.epoch().membership.epoch).max().unwrap_or(0)
     }
 
-    /// Ask a leader (of the latest epoch) to propose the next
-    /// configuration: one acceptor replaced, added or removed.
+    /// Ask a proposer (of the latest epoch) for the next configuration:
+    /// one acceptor replaced, added or removed.
     fn reconfigure(&mut self) {
         if self.healed_at.is_some() {
             return;
         }
         let next_at = self.now + self.rng.random_range(500..=2_500);
         self.schedule(next_at, Event::Reconfigure);
-        let leader = self
+        // As an operator would: ask any live proposer of the latest epoch,
+        // which proposes the change if it leads and forwards it otherwise.
+        let live: Vec<(u32, Membership)> = self
             .proposers
             .iter()
-            .filter_map(|(id, r)| Some((*id, r.core()?)))
-            .filter(|(_, p)| p.leading_ballot().is_some())
-            .max_by_key(|(_, p)| p.epoch().membership.epoch)
-            .map(|(id, p)| (id, p.epoch().membership.clone()));
-        let Some((leader, current)) = leader else {
+            .filter_map(|(id, r)| Some((*id, r.core()?.epoch().membership.clone())))
+            .collect();
+        let Some(latest) = live.iter().map(|(_, m)| m.epoch).max() else {
             return;
         };
+        let asked: Vec<&(u32, Membership)> =
+            live.iter().filter(|(_, m)| m.epoch == latest).collect();
+        let (asked, current) = asked[self.rng.random_range(0..asked.len())].clone();
         let next = self.next_membership(&current);
-        let node = RoleId::proposer(leader);
+        let node = RoleId::proposer(asked);
         let now = self.now;
-        let live = self.live_mut::<Proposer>(node).expect("leading");
-        if let Ok(out) = live.core.reconfigure(now, next) {
+        let live = self.live_mut::<Proposer>(node).expect("live");
+        if let Ok(out) = live.core.request_reconfigure(now, next) {
             self.reconfigurations += 1;
             self.process::<Proposer>(node, out);
         }

@@ -57,6 +57,9 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
             add(&without, acceptor_id(new)?)?
         }
     };
+    if let Some(warning) = fault_tolerance_warning(acceptors.len()) {
+        eprintln!("synod: warning: {warning}");
+    }
     let epoch = current.epoch + 1;
     let wait = target.timeout.unwrap_or(DEFAULT_WAIT);
     let deadline = Instant::now() + wait;
@@ -90,6 +93,21 @@ fn acceptor_id(text: &str) -> Result<u32> {
     match parse_role(text) {
         Some(role) if role.role == synod_core::Role::Acceptor => Ok(role.index),
         _ => bail!("{text:?} is not an acceptor; name one as acceptor-N"),
+    }
+}
+
+/// What an operator should know about `n` acceptors with majorities
+/// (as the config check says for the first configuration).
+fn fault_tolerance_warning(n: usize) -> Option<String> {
+    match n {
+        1 | 2 => Some(format!(
+            "{n} acceptor(s) survive no failure; use at least 3"
+        )),
+        _ if n.is_multiple_of(2) => Some(format!(
+            "{n} acceptors tolerate no more failures than {}; an odd count is better",
+            n - 1
+        )),
+        _ => None,
     }
 }
 
@@ -240,5 +258,9 @@ mod tests {
         assert_eq!(remove(&[1, 2, 3], 2).unwrap(), vec![1, 3]);
         assert!(remove(&[1, 3], 2).is_err());
         assert!(remove(&[1], 1).is_err());
+        assert!(fault_tolerance_warning(2).is_some());
+        assert!(fault_tolerance_warning(4).is_some());
+        assert!(fault_tolerance_warning(3).is_none());
+        assert!(fault_tolerance_warning(5).is_none());
     }
 }

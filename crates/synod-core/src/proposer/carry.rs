@@ -19,7 +19,8 @@
 //!   phases in the carry ballot.
 //!
 //! Nothing is ever decided in a carry ballot (it is never announced), so
-//! two carries racing (a leader change mid-carry) can only disagree on
+//! two carries racing (a leader change mid-carry, or a proposer whose
+//! registers wait carrying beside the leader) can only disagree on
 //! instances the previous epoch did not choose. A proposer that finds any
 //! acceptor of E open knows the carry completed and skips it. The next
 //! reconfiguration waits for the carry ([`Proposer::reconfigure`]), so the
@@ -102,12 +103,16 @@ impl Proposer {
         ids.into_iter().map(RoleId::acceptor).collect()
     }
 
-    /// A leader that does not know the carry complete starts it: the
-    /// first read, and an empty carry that asks the acceptors whether
-    /// someone completed it already.
+    /// A leader, or a proposer with registers waiting, that does not know
+    /// the carry complete starts it: the first read, and an empty carry
+    /// that asks the acceptors whether someone completed it already. (A
+    /// leader that completed a carry may be cut off before its `open`
+    /// arrives; any proposer may carry, see the module docs.)
     pub(super) fn start_carry_if_needed(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         let leading = matches!(self.phase, Phase::Leading(_));
-        if !leading || !matches!(self.carry, CarryState::Unknown) {
+        let waiting = !self.registers.is_empty();
+        let unknown = matches!(self.carry, CarryState::Unknown);
+        if !(leading || waiting) || !unknown || !self.knows_its_rounds() {
             return;
         }
         let ballot = self.carry_ballot();
@@ -139,6 +144,25 @@ impl Proposer {
         self.carry = CarryState::Running(carry);
     }
 
+    /// A proposer that does not know whether the carry into its epoch
+    /// completed asks the acceptors (an empty carry): one that is open
+    /// says so, and the proposer then opens the others. So registers do
+    /// not depend on the leader alone to spread `open` (a leader cut off
+    /// from the acceptors, with nothing outstanding, may lead on for
+    /// long).
+    pub(super) fn probe_carry_if_unknown(&self, out: &mut Output<ProposerWrite>) {
+        if self.epoch.membership.epoch == 0 || !matches!(self.carry, CarryState::Unknown) {
+            return;
+        }
+        let probe = Message::InstanceCarry {
+            ballot: self.carry_ballot(),
+            page: CarryPage::default(),
+            votes: Vec::new(),
+            open: false,
+        };
+        out.broadcast(self.acceptor_ids(), &probe);
+    }
+
     /// A leader that steps down leaves its carry to the next one.
     pub(super) fn abandon_carry(&mut self) {
         if matches!(self.carry, CarryState::Running(_)) {
@@ -161,7 +185,9 @@ impl Proposer {
     /// if the carry is stuck.
     pub(super) fn tick_carry(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         self.start_carry_if_needed(now, out);
+        let leading = matches!(self.phase, Phase::Leading(_));
         if let CarryState::Running(carry) = &self.carry
+            && leading
             && now >= carry.progressed.saturating_add(self.config.quorum_timeout)
         {
             self.give_up_ballot(now);

@@ -455,3 +455,45 @@ fn a_follower_forwards_a_reconfiguration_to_the_leader_which_proposes_it() {
     let stop = accepts(&out);
     assert_eq!(stop.values().next().map(|(v, _)| v), Some(&stop_sign()));
 }
+
+#[test]
+fn a_follower_whose_registers_wait_finds_the_carry_complete_and_opens_the_others() {
+    let mut p = proposer_on(in_epoch_1(3));
+    assert!(!p.instances_carried(), "not known after a restart");
+    let out = p.propose_instance(10, "r".into(), vec![1]);
+    let sent_to = |out: &Output<ProposerWrite>, open: bool| -> BTreeSet<RoleId> {
+        let carries = messages(out).into_iter().filter(|(_, m)| {
+            matches!(m, Message::InstanceCarry { open: o, votes, .. } if *o == open && votes.is_empty())
+        });
+        carries.map(|(to, _)| to).collect()
+    };
+    assert_eq!(sent_to(&out, false), [2, 3, 4].map(RoleId::acceptor).into());
+    let answer = Message::InstanceCarried {
+        ballot: Ballot::in_epoch(1, 0, ME),
+        page: crate::message::CarryPage::default(),
+        open: true,
+    };
+    let out = p.handle(20, RoleId::acceptor(2), answer);
+    assert!(p.instances_carried());
+    assert_eq!(sent_to(&out, true), [3, 4].map(RoleId::acceptor).into());
+}
+
+#[test]
+fn a_follower_whose_registers_wait_carries_them_itself() {
+    // The leader may have completed the carry and been cut off before its
+    // `open` arrived: a follower with a register waiting carries too.
+    let mut p = proposer_on(in_epoch_1(3));
+    p.propose_instance(10, "r".into(), vec![1]);
+    let out = p.tick(10);
+    let read_from: BTreeSet<RoleId> = messages(&out)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::InstanceRead { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(
+        read_from,
+        [1, 2, 3].map(RoleId::acceptor).into(),
+        "epoch 0's"
+    );
+    assert!(p.leading_ballot().is_none());
+}

@@ -1,7 +1,7 @@
 //! The leader's side of the proposer: adopting values from promises, the
 //! phase-2 pipeline, batching, heartbeats and answering catch-up.
 
-use super::{Phase, Preparing, Proposer, ProposerWrite, doubled_wait};
+use super::{EPOCH_INFO_EVERY, Phase, Preparing, Proposer, ProposerWrite, doubled_wait};
 use crate::message::Message;
 use crate::output::Output;
 use crate::types::{Ballot, ByteBudget, ClockStamp, Command, Millis, RoleId, Slot, Value};
@@ -367,10 +367,13 @@ impl Proposer {
             };
             out.broadcast(self.acceptor_ids(), &trim);
         }
-        if self.epoch.membership.epoch > 0 {
+        self.heartbeats_sent += 1;
+        if self.epoch.membership.epoch > 0 && self.heartbeats_sent % EPOCH_INFO_EVERY == 1 {
             // So that every acceptor of this and the remembered earlier
             // epochs can tell a proposer that missed the change (or lost
-            // its store) which configuration is current.
+            // its store) which configuration is current. Every tenth
+            // heartbeat: an acceptor asked in an unknown epoch asks the
+            // sender itself, so this only serves proposers that ask.
             let info = Message::EpochInfo {
                 epoch: self.epoch.clone(),
             };

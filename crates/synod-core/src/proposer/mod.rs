@@ -196,6 +196,10 @@ fn doubled_wait(wait: Millis, retransmit_interval: Millis) -> Millis {
     (wait * 2).min(retransmit_interval * MAX_RESEND_BACKOFF)
 }
 
+/// The leader repeats its epoch (`EpochInfo`) and the carry's `open` to
+/// the acceptors with one heartbeat in this many.
+const EPOCH_INFO_EVERY: u64 = 10;
+
 /// The backoff after a Nack doubles at most this many times (64×).
 const MAX_BACKOFF_DOUBLINGS: u32 = 6;
 
@@ -374,6 +378,8 @@ pub struct Proposer {
     /// When the next heartbeat is due (while leading, or re-running phase 1
     /// as the leader).
     next_heartbeat: Millis,
+    /// Heartbeats sent (for what goes out with one in several).
+    heartbeats_sent: u64,
     /// Campaigns lost to a Nack since this proposer last led or followed a
     /// leader: the backoff after the next Nack doubles with each.
     lost_campaigns: u32,
@@ -416,6 +422,7 @@ impl Proposer {
             leader: None,
             election_deadline: 0,
             next_heartbeat: 0,
+            heartbeats_sent: 0,
             lost_campaigns: 0,
             first_unchosen: 0,
             decided: BTreeMap::new(),

@@ -87,6 +87,7 @@ impl Proposer {
             ballot,
         };
         out.broadcast(self.acceptor_ids(), &prepare);
+        self.probe_carry_if_unknown(out);
     }
 
     fn register_timeout(&mut self) -> Millis {

@@ -70,7 +70,7 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
     let mut first = true;
     loop {
         match ask(&client, endpoint, &endpoints, epoch, acceptors.clone()).await {
-            Err(error) if first => return Err(error),
+            Err(error) if first && !retryable(&error) => return Err(error),
             _ => first = false,
         }
         let until = deadline.min(Instant::now() + RESEND);
@@ -83,6 +83,15 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
             );
         }
     }
+}
+
+/// Whether a refusal passes by itself: no leader yet, a change or a
+/// register carry in progress (a new leader checks the carry first).
+fn retryable(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    ["no leader", "in progress", "still being carried"]
+        .iter()
+        .any(|passing| text.contains(passing))
 }
 
 /// `acceptor-N` (or `N`) as N.
@@ -262,5 +271,21 @@ mod tests {
         assert!(fault_tolerance_warning(4).is_some());
         assert!(fault_tolerance_warning(3).is_none());
         assert!(fault_tolerance_warning(5).is_none());
+    }
+
+    #[test]
+    fn refusals_that_pass_by_themselves_are_asked_again() {
+        let refused = |why: &str| anyhow::anyhow!("refused: {why}");
+        let carrying = synod_core::ReconfigureError::CarryInProgress.to_string();
+        let changing = synod_core::ReconfigureError::InProgress.to_string();
+        let no_leader = synod_core::ReconfigureError::NotLeader.to_string();
+        assert!(retryable(&refused(&carrying)));
+        assert!(retryable(&refused(&changing)));
+        assert!(retryable(&refused(&no_leader)));
+        assert!(!retryable(&refused(
+            "acceptor-9 is not placed under [roles]"
+        )));
+        let invalid = synod_core::ReconfigureError::Invalid("epoch 3 does not follow".into());
+        assert!(!retryable(&refused(&invalid.to_string())));
     }
 }

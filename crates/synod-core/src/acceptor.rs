@@ -544,9 +544,9 @@ impl Acceptor {
         ballot: Ballot,
     ) -> Output<AcceptorWrite> {
         let mut out = Output::new();
-        let vote = self.state.instances.get(&name).cloned().unwrap_or_default();
+        let vote = self.state.instances.get(&name);
         let known = Ballot::in_epoch(self.known_epoch(), 0, 0);
-        let promised = vote.promised.max(known);
+        let promised = vote.map_or(known, |v| v.promised.max(known));
         out.send(
             from,
             Message::InstanceNack {

@@ -155,20 +155,31 @@ fn negative_control_a_carry_that_reads_nothing_decides_an_instance_twice() {
     assert_eq!(decided_after_replacing_every_acceptor(true), b"new");
 }
 
+/// Acceptor `id`, told by a leader that epoch 1 (acceptors 4–6) follows
+/// epoch 0 (acceptors 1–3).
+fn told_of_epoch_1(id: u32) -> Acceptor {
+    let epoch = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
+    let next = Membership {
+        epoch: 1,
+        acceptors: vec![4, 5, 6],
+        quorums: Quorums::majority(3),
+    };
+    let mut acceptor = Acceptor::new(id, AcceptorState::default());
+    let info = Message::EpochInfo {
+        epoch: epoch.next(next, 5),
+    };
+    acceptor.handle(RoleId::proposer(1), info);
+    assert_eq!(
+        acceptor.state().epoch.as_ref().map(|e| e.membership.epoch),
+        Some(1)
+    );
+    acceptor
+}
+
 #[test]
 fn new_acceptors_vote_on_instances_only_once_the_carry_completed() {
-    let epoch = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
-    let next = epoch.next(
-        Membership {
-            epoch: 1,
-            acceptors: vec![4, 5, 6],
-            quorums: Quorums::majority(3),
-        },
-        5,
-    );
-    let mut acceptor = Acceptor::new(4, AcceptorState::default());
+    let mut acceptor = told_of_epoch_1(4);
     let leader = RoleId::proposer(1);
-    acceptor.handle(leader, Message::EpochInfo { epoch: next });
     let ballot = synod_core::Ballot::in_epoch(1, 3, 1);
     let prepare = Message::InstancePrepare {
         name: "r".into(),
@@ -192,18 +203,8 @@ fn new_acceptors_vote_on_instances_only_once_the_carry_completed() {
 
 #[test]
 fn an_old_acceptor_refuses_instance_ballots_of_the_epoch_it_left() {
-    let epoch = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
-    let next = epoch.next(
-        Membership {
-            epoch: 1,
-            acceptors: vec![4, 5, 6],
-            quorums: Quorums::majority(3),
-        },
-        5,
-    );
-    let mut acceptor = Acceptor::new(1, AcceptorState::default());
+    let mut acceptor = told_of_epoch_1(1);
     let leader = RoleId::proposer(1);
-    acceptor.handle(leader, Message::EpochInfo { epoch: next });
     let accept = Message::InstanceAccept {
         name: "r".into(),
         ballot: synod_core::Ballot::new(7, 2),

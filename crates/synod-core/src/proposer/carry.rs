@@ -129,13 +129,7 @@ impl Proposer {
             retry_at: now + self.config.retransmit_interval,
             progressed: now,
         };
-        let probe = Message::InstanceCarry {
-            ballot,
-            page: CarryPage::default(),
-            votes: Vec::new(),
-            open: false,
-        };
-        out.broadcast(self.acceptor_ids(), &probe);
+        self.probe_carry_if_unknown(out);
         let read = Message::InstanceRead {
             ballot,
             from: carry.from.clone(),
@@ -154,13 +148,18 @@ impl Proposer {
         if self.epoch.membership.epoch == 0 || !matches!(self.carry, CarryState::Unknown) {
             return;
         }
-        let probe = Message::InstanceCarry {
+        out.broadcast(self.acceptor_ids(), &self.empty_carry(false));
+    }
+
+    /// A carry with no votes, of this proposer's carry ballot: a probe
+    /// (`open: false`), or the news that the carry completed.
+    fn empty_carry(&self, open: bool) -> Message {
+        Message::InstanceCarry {
             ballot: self.carry_ballot(),
             page: CarryPage::default(),
             votes: Vec::new(),
-            open: false,
-        };
-        out.broadcast(self.acceptor_ids(), &probe);
+            open,
+        }
     }
 
     /// A leader that steps down leaves its carry to the next one.
@@ -306,14 +305,8 @@ impl Proposer {
             return;
         }
         let Some(next) = next.take() else {
-            let open = Message::InstanceCarry {
-                ballot,
-                page: CarryPage::default(),
-                votes: Vec::new(),
-                open: true,
-            };
-            out.broadcast(self.acceptor_ids(), &open);
             self.carry = CarryState::complete();
+            self.tell_unopened(out);
             return;
         };
         carry.from = next;
@@ -354,14 +347,8 @@ impl Proposer {
         if self.epoch.membership.epoch == 0 {
             return;
         }
-        let open = Message::InstanceCarry {
-            ballot: self.carry_ballot(),
-            page: CarryPage::default(),
-            votes: Vec::new(),
-            open: true,
-        };
         let pending = self.acceptor_ids().filter(|a| !opened.contains(&a.index));
-        out.broadcast(pending, &open);
+        out.broadcast(pending, &self.empty_carry(true));
     }
 }
 

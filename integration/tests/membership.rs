@@ -244,3 +244,112 @@ async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() 
     let again = client.decide("owner", b"second").await.expect("decided");
     assert_eq!(again, b"first");
 }
+
+fn names_of(members: &serde_json::Value, kind: &str) -> Vec<String> {
+    let list = members[kind].as_array().expect("a list");
+    list.iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The highest of `field` over the `kind` lines ("proposers",
+/// "acceptors", "learners") of every running node's admin status.
+fn highest(deployment: &Deployment, kind: &str, field: &str) -> u64 {
+    let running = deployment
+        .nodes()
+        .iter()
+        .filter(|n| deployment.is_running(n));
+    running
+        .filter_map(|node| deployment.admin_status(node))
+        .flat_map(|status| status[kind].as_array().cloned().unwrap_or_default())
+        .filter_map(|line| line[field].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Poll `done` until it holds, for at most `SETTLE`.
+fn wait_until(what: &str, deployment: &Deployment, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SETTLE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {SETTLE:?}:\n{}",
+            deployment.post_mortem()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// Multi-threaded: the test body polls admin ports (blocking) while the
+// writer runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposers_and_learners_join_and_leave_the_configuration_under_load() {
+    // proposer-3 and learner-3 are standby at first; learners snapshot
+    // every 20 commands, so the trim point moves with the load.
+    let cluster = TestCluster::three_replicas("it")
+        .admin_ports()
+        .sections("[membership]\ninitial_proposers = [1, 2]\ninitial_learners = [1, 2]")
+        .sections("[storage]\nsnapshot_every = 20");
+    let mut deployment = Deployment::new(cluster);
+    deployment.start_all();
+    let mut client = deployment.client();
+    client.put(b"first", b"v").await.expect("acknowledged");
+    let listed = member(&deployment, &["list"]).await;
+    assert_eq!(names_of(&listed, "proposers"), ["proposer-1", "proposer-2"]);
+    assert_eq!(names_of(&listed, "learners"), ["learner-1", "learner-2"]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));
+
+    // Proposers: proposer-3 joins, then the leader leaves; another leads.
+    member(&deployment, &["add", "proposer-3"]).await;
+    let (old_node, (_, old_leader)) = wait_for_leader(&deployment);
+    let removed = format!("proposer-{old_leader}");
+    let after = member(&deployment, &["remove", &removed]).await;
+    assert!(!names_of(&after, "proposers").contains(&removed), "{after}");
+    wait_until("another proposer leads", &deployment, || {
+        deployment.leader().is_some_and(|node| node != old_node)
+    });
+    assert_eq!(
+        leading_ballot(&deployment, &old_node),
+        None,
+        "{removed} leads no more"
+    );
+
+    // Learners: with learner-3 in the configuration and its node down,
+    // nothing is trimmed past what it may have applied; once it is
+    // removed, trimming goes on without it.
+    member(&deployment, &["add", "learner-3"]).await;
+    deployment.stop("n3");
+    let decided_when_stopped = highest(&deployment, "proposers", "decided_upto");
+    wait_until("200 more slots decided", &deployment, || {
+        highest(&deployment, "proposers", "decided_upto") > decided_when_stopped + 200
+    });
+    let trimmed = highest(&deployment, "acceptors", "trimmed_below");
+    assert!(
+        trimmed <= decided_when_stopped,
+        "trimmed below {trimmed} while learner-3 (down since slot {decided_when_stopped} at most) counts"
+    );
+    let after = member(&deployment, &["remove", "learner-3"]).await;
+    assert_eq!(names_of(&after, "learners"), ["learner-1", "learner-2"]);
+    wait_until("trimming past learner-3", &deployment, || {
+        highest(&deployment, "acceptors", "trimmed_below") > decided_when_stopped
+    });
+
+    // learner-3, standby now, comes back behind the trim point: it
+    // catches up from a peer's snapshot and serves reads again.
+    deployment.start("n3");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.expect("the writer");
+    assert!(
+        acknowledged.len() > 200,
+        "only {} writes",
+        acknowledged.len()
+    );
+    let mut on_n3 = deployment.client_of("n3");
+    for key in &acknowledged {
+        let value = on_n3.get(key.as_bytes()).await.expect("a read on n3");
+        assert_eq!(value, b"x", "{key}");
+    }
+    assert_eq!(on_n3.get(b"first").await.expect("a read"), b"v");
+}

@@ -18,7 +18,8 @@
 //! `(session, 1)`, `(session, 2)`, …; resubmitting an id is a safe retry.
 //! A session idle for long is forgotten (`paxos.session_horizon` slots):
 //! its commands then fail with [`Failure::SessionExpired`], unapplied, and
-//! the client opens a new session. Version 3 introduced sessions.
+//! the client opens a new session. Version 3 introduced sessions; version 4
+//! configurations that name proposers and learners ([`MemberIds`]).
 //!
 //! Tags are wire tags: never reorder.
 
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use synod_core::CommandId;
 
 /// The client protocol version.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 3;
+pub const CLIENT_PROTOCOL_VERSION: u16 = 4;
 
 /// The sequence number that opens a session (see the module docs).
 pub const OPEN_SESSION: u64 = synod_core::OPEN_SESSION;
@@ -103,18 +104,18 @@ pub enum Request {
         /// Matches the answer to the request.
         tag: u64,
     },
-    /// Tag 8: make `acceptors` the voting acceptors, as configuration
-    /// `epoch` (the one after the current). The node's proposer proposes
-    /// it if it leads, else forwards it to the leader; answered
-    /// [`Reply::Reconfiguring`]. The change is done once
-    /// [`Request::Members`] reports `epoch` with its instances carried.
+    /// Tag 8: make `members` the configuration `epoch` (the one after the
+    /// current). The node's proposer proposes it if it leads, else
+    /// forwards it to the leader; answered [`Reply::Reconfiguring`]. The
+    /// change is done once [`Request::Members`] reports `epoch` with its
+    /// instances carried.
     Reconfigure {
         /// Matches the answer to the request.
         tag: u64,
         /// The epoch the new configuration is (current + 1).
         epoch: u32,
-        /// Its acceptor ids (each placed under `[roles]`).
-        acceptors: Vec<u32>,
+        /// Its roles (each placed under `[roles]`).
+        members: MemberIds,
     },
 }
 
@@ -209,6 +210,19 @@ pub enum Reply {
     },
 }
 
+/// The role instances of a configuration, by id (`acceptor-N`'s N),
+/// each list ascending.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberIds {
+    /// The acceptors that vote.
+    pub acceptors: Vec<u32>,
+    /// The proposers that may lead (the others only forward).
+    pub proposers: Vec<u32>,
+    /// The learners whose snapshots the trim point waits for (the others
+    /// learn, but may have to catch up from a peer's snapshot).
+    pub learners: Vec<u32>,
+}
+
 /// A proposer's view of the current configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembersReport {
@@ -220,8 +234,8 @@ pub struct MembersReport {
     pub epoch: u32,
     /// The first slot it decides.
     pub start: u64,
-    /// The acceptors that vote.
-    pub acceptors: Vec<u32>,
+    /// The roles in it.
+    pub members: MemberIds,
     /// Its quorums, described.
     pub quorums: String,
     /// Every single-decree instance of earlier epochs is carried into it:
@@ -371,12 +385,17 @@ mod tests {
         };
         assert_eq!(bytes(&read), vec![6, 5, 1, 9]);
         assert_eq!(bytes(&Request::Members { tag: 5 }), vec![7, 5]);
+        let members = MemberIds {
+            acceptors: vec![2],
+            proposers: vec![1],
+            learners: vec![3, 4],
+        };
         let change = Request::Reconfigure {
             tag: 5,
             epoch: 1,
-            acceptors: vec![2],
+            members,
         };
-        assert_eq!(bytes(&change), vec![8, 5, 1, 1, 2]);
+        assert_eq!(bytes(&change), vec![8, 5, 1, 1, 2, 1, 1, 2, 3, 4]);
         let done = Reply::Reconfiguring {
             tag: 5,
             refused: None,

@@ -38,7 +38,9 @@ use synod_core::CommandId;
 use synod_kv::{KvCommand, KvResponse};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use wire::{CLIENT_PROTOCOL_VERSION, Failure, MembersReport, Reply, Request, StatusReport};
+use wire::{
+    CLIENT_PROTOCOL_VERSION, Failure, MemberIds, MembersReport, Reply, Request, StatusReport,
+};
 
 /// What can go wrong for a client, named after the condition.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -664,20 +666,20 @@ impl Client {
         }
     }
 
-    /// Ask the node at `endpoint` for `acceptors` as configuration
-    /// `epoch` (the current one's plus one): its proposer proposes it if
-    /// it leads, else forwards it to the leader. `Ok` means it went to
-    /// the leader, not that it took effect: watch [`Client::members_of`].
+    /// Ask the node at `endpoint` for `members` as configuration `epoch`
+    /// (the current one's plus one): its proposer proposes it if it
+    /// leads, else forwards it to the leader. `Ok` means it went to the
+    /// leader, not that it took effect: watch [`Client::members_of`].
     pub async fn reconfigure_at(
         &self,
         endpoint: SocketAddr,
         epoch: u32,
-        acceptors: Vec<u32>,
+        members: MemberIds,
     ) -> Result<(), ClientError> {
         let request = Request::Reconfigure {
             tag: 0,
             epoch,
-            acceptors,
+            members,
         };
         match self.one_request(endpoint, request).await? {
             Reply::Reconfiguring { refused: None, .. } => Ok(()),

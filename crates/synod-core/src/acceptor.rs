@@ -1018,18 +1018,14 @@ mod tests {
         assert_eq!(out.send[0].message, Message::EpochQuery);
         assert!(a.handle(LEADER, Message::EpochQuery).send.is_empty());
 
-        let epoch = Epoch::initial(crate::Membership::initial(
+        let first = crate::Membership::initial(
             vec![1, 2, 3],
             crate::Quorums::majority(3),
-        ))
-        .next(
-            crate::Membership {
-                epoch: 1,
-                acceptors: vec![1, 2, 4],
-                quorums: crate::Quorums::majority(3),
-            },
-            7,
+            vec![1],
+            vec![1],
         );
+        let next = first.with_acceptors(vec![1, 2, 4], crate::Quorums::majority(3));
+        let epoch = Epoch::initial(first).next(next, 7);
         let info = Message::EpochInfo {
             epoch: epoch.clone(),
         };

@@ -1,6 +1,8 @@
-//! Configurations of the acceptors, changed through the log.
+//! Configurations of the roles, changed through the log.
 //!
-//! Epoch 0 is the set of acceptors the cluster started with. A
+//! A configuration names the acceptors that vote (and their quorums), the
+//! proposers that campaign for leadership, and the learners whose
+//! snapshots bound trimming. Epoch 0 is the one the cluster started with. A
 //! [`crate::Value::Reconfigure`] chosen in slot `s` is a *stop sign*: it
 //! ends its epoch at `s`, and every slot after `s` is decided by the next
 //! epoch's acceptors, with ballots of the next epoch (which are above
@@ -28,7 +30,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// One configuration: the acceptors that vote and which sets of them are
-/// quorums.
+/// quorums, the proposers that may lead, the learners that count.
+///
+/// Proposers and learners outside it may still run (placed but standby):
+/// such a proposer forwards commands to the leader and never campaigns;
+/// such a learner still learns, but the leader trims without waiting for
+/// its snapshots (it catches up from a peer's snapshot if it falls
+/// behind the trim point).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     /// The epoch this configuration is; epoch 0 is the initial one.
@@ -37,15 +45,41 @@ pub struct Membership {
     pub acceptors: Vec<u32>,
     /// The quorum system over them.
     pub quorums: Quorums,
+    /// Proposer ids that campaign for leadership, ascending. (`default`:
+    /// the JSON of nodes from before they were part of it still reads.)
+    #[serde(default)]
+    pub proposers: Vec<u32>,
+    /// Learner ids whose snapshots the trim point waits for, ascending.
+    #[serde(default)]
+    pub learners: Vec<u32>,
 }
 
 impl Membership {
     /// The configuration a cluster starts with.
-    pub fn initial(acceptors: Vec<u32>, quorums: Quorums) -> Self {
+    pub fn initial(
+        acceptors: Vec<u32>,
+        quorums: Quorums,
+        proposers: Vec<u32>,
+        learners: Vec<u32>,
+    ) -> Self {
         Self {
             epoch: 0,
             acceptors,
             quorums,
+            proposers,
+            learners,
+        }
+    }
+
+    /// This configuration, as the next epoch, with `acceptors` (and
+    /// `quorums` over them) instead of its own.
+    pub fn with_acceptors(&self, acceptors: Vec<u32>, quorums: Quorums) -> Self {
+        Self {
+            epoch: self.epoch + 1,
+            acceptors,
+            quorums,
+            proposers: self.proposers.clone(),
+            learners: self.learners.clone(),
         }
     }
 
@@ -67,8 +101,17 @@ impl Membership {
                 self.epoch, current.epoch
             ));
         }
-        if self.acceptors.is_empty() || !self.acceptors.is_sorted_by(|a, b| a < b) {
-            return Err("acceptor ids must be distinct, ascending and not empty".into());
+        let roles = [
+            ("acceptor", &self.acceptors),
+            ("proposer", &self.proposers),
+            ("learner", &self.learners),
+        ];
+        for (role, ids) in roles {
+            if ids.is_empty() || !ids.is_sorted_by(|a, b| a < b) {
+                return Err(format!(
+                    "{role} ids must be distinct, ascending and not empty"
+                ));
+            }
         }
         self.quorums.check(self.acceptors.len())
     }
@@ -137,6 +180,8 @@ mod tests {
             epoch,
             acceptors: acceptors.to_vec(),
             quorums: Quorums::majority(acceptors.len()),
+            proposers: vec![1, 2],
+            learners: vec![1],
         }
     }
 
@@ -148,6 +193,12 @@ mod tests {
         assert!(members(1, &[3, 2, 4]).check_after(&current).is_err());
         assert!(members(1, &[2, 2, 4]).check_after(&current).is_err());
         assert!(members(1, &[]).check_after(&current).is_err());
+        let mut no_proposer = members(1, &[2, 3, 4]);
+        no_proposer.proposers.clear();
+        assert!(no_proposer.check_after(&current).is_err());
+        let mut learners_unsorted = members(1, &[2, 3, 4]);
+        learners_unsorted.learners = vec![2, 1];
+        assert!(learners_unsorted.check_after(&current).is_err());
         let mut unsafe_quorums = members(1, &[1, 2, 3, 4]);
         unsafe_quorums.quorums = Quorums::Counts {
             phase1: 2,

@@ -21,6 +21,11 @@ fn config(id: u32) -> ProposerConfig {
     ProposerConfig::new(id, vec![1, 2], vec![1, 2, 3], vec![1])
 }
 
+/// Epoch 0 as `config` seeds it.
+fn epoch_0() -> Membership {
+    Membership::initial(vec![1, 2, 3], Quorums::majority(3), vec![1, 2], vec![1])
+}
+
 /// Six acceptors (1–3 in epoch 0) and a network that delivers everything.
 struct Cluster {
     acceptors: BTreeMap<u32, Acceptor>,
@@ -117,11 +122,7 @@ fn decided_after_replacing_every_acceptor(blind_carry: bool) -> Vec<u8> {
     let decided = cluster.exchange(&mut first, proposed);
     assert_eq!(instance_value(&decided), Some(b"old".to_vec()));
 
-    let next = Membership {
-        epoch: 1,
-        acceptors: vec![4, 5, 6],
-        quorums: Quorums::majority(3),
-    };
+    let next = epoch_0().with_acceptors(vec![4, 5, 6], Quorums::majority(3));
     let stop = first
         .reconfigure(now, next)
         .expect("the leader reconfigures");
@@ -158,12 +159,8 @@ fn negative_control_a_carry_that_reads_nothing_decides_an_instance_twice() {
 /// Acceptor `id`, told by a leader that epoch 1 (acceptors 4–6) follows
 /// epoch 0 (acceptors 1–3).
 fn told_of_epoch_1(id: u32) -> Acceptor {
-    let epoch = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
-    let next = Membership {
-        epoch: 1,
-        acceptors: vec![4, 5, 6],
-        quorums: Quorums::majority(3),
-    };
+    let epoch = Epoch::initial(epoch_0());
+    let next = epoch_0().with_acceptors(vec![4, 5, 6], Quorums::majority(3));
     let mut acceptor = Acceptor::new(id, AcceptorState::default());
     let info = Message::EpochInfo {
         epoch: epoch.next(next, 5),

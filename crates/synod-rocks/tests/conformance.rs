@@ -230,6 +230,8 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
                     epoch: rng.random_range(1..5),
                     acceptors: vec![1, 2, 4],
                     quorums: Quorums::majority(3),
+                    proposers: vec![1, 3],
+                    learners: vec![2],
                 },
                 start: slot,
                 past: Vec::new(),

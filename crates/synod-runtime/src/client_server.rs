@@ -343,10 +343,10 @@ async fn answer(gateway: &Gateway, request: Request) -> Reply {
         Request::Reconfigure {
             tag,
             epoch,
-            acceptors,
+            members,
         } => Reply::Reconfiguring {
             tag,
-            refused: gateway.reconfigure(epoch, acceptors).await.err(),
+            refused: gateway.reconfigure(epoch, members).await.err(),
         },
         Request::Hello { .. } => Reply::Refused {
             reason: "hello sent twice".into(),

@@ -79,19 +79,38 @@ pub struct TlsSettings {
     pub ca_file: PathBuf,
 }
 
-/// `[membership]`: the acceptors of the first configuration (epoch 0).
-/// Acceptors placed under `[roles]` but not listed are *standby*: their
-/// nodes run them and every node routes to them, but they vote only once
-/// `synod member add` put them in a configuration. Later configurations
-/// come from the log, never from this file; this list must never change
-/// after the cluster's first start (every proposer that starts on an
-/// empty store reads epoch 0 from it).
+/// `[membership]`: the roles of the first configuration (epoch 0). Roles
+/// placed under `[roles]` but not listed are *standby*: their nodes run
+/// them and every node routes to them, but a standby acceptor votes in
+/// nothing, a standby proposer never campaigns (it forwards to the
+/// leader), and the trim point does not wait for a standby learner's
+/// snapshots, until `synod member add` puts them in a configuration.
+/// Later configurations come from the log, never from this file; these
+/// lists must never change after the cluster's first start (every
+/// proposer that starts on an empty store reads epoch 0 from them).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MembershipSettings {
     /// Acceptor ids (`acceptor-N`'s N) voting from the start; absent:
     /// every placed acceptor.
     pub initial_acceptors: Option<Vec<u32>>,
+    /// Proposer ids that may lead from the start; absent: every placed
+    /// proposer.
+    pub initial_proposers: Option<Vec<u32>>,
+    /// Learner ids the trim point waits for from the start; absent:
+    /// every placed learner.
+    pub initial_learners: Option<Vec<u32>>,
+}
+
+impl MembershipSettings {
+    /// Each list with its role and field name.
+    fn lists(&self) -> [(Role, &'static str, &Option<Vec<u32>>); 3] {
+        [
+            (Role::Acceptor, "initial_acceptors", &self.initial_acceptors),
+            (Role::Proposer, "initial_proposers", &self.initial_proposers),
+            (Role::Learner, "initial_learners", &self.initial_learners),
+        ]
+    }
 }
 
 /// `[log]`: what the `synod` binary logs, and how.
@@ -674,36 +693,51 @@ impl SynodConfig {
     /// The acceptors of the first configuration (epoch 0): the
     /// `[membership]` list, else every placed acceptor.
     pub fn initial_acceptors(&self) -> Vec<u32> {
-        match &self.membership.initial_acceptors {
+        self.initial(Role::Acceptor)
+    }
+
+    /// The `role` instances of the first configuration (epoch 0), by id:
+    /// the `[membership]` list, else every placed one.
+    pub fn initial(&self, role: Role) -> Vec<u32> {
+        let (_, _, list) = self
+            .membership
+            .lists()
+            .into_iter()
+            .find(|(r, ..)| *r == role)
+            .expect("three roles");
+        match list {
             Some(ids) => {
                 let set: BTreeSet<u32> = ids.iter().copied().collect();
                 set.into_iter().collect()
             }
-            None => self.instances(Role::Acceptor),
+            None => self.instances(role),
         }
     }
 
-    /// `[membership]` names placed acceptors, each once.
+    /// `[membership]` names placed roles, each once.
     fn check_membership(&self, placement: &BTreeMap<RoleId, String>, errors: &mut Vec<Problem>) {
-        let Some(ids) = &self.membership.initial_acceptors else {
-            return;
-        };
-        let field = "membership.initial_acceptors";
-        let distinct: BTreeSet<u32> = ids.iter().copied().collect();
-        if ids.is_empty() || distinct.len() != ids.len() {
-            let message = "must list distinct acceptor ids, at least one".to_owned();
-            errors.push(Problem {
-                field: field.into(),
-                message,
-            });
-        }
-        for id in distinct {
-            if !placement.contains_key(&RoleId::acceptor(id)) {
-                let message = format!("lists {id}, but acceptor-{id} is not placed under [roles]");
+        for (role, name, list) in self.membership.lists() {
+            let Some(ids) = list else {
+                continue;
+            };
+            let field = format!("membership.{name}");
+            let distinct: BTreeSet<u32> = ids.iter().copied().collect();
+            if ids.is_empty() || distinct.len() != ids.len() {
+                let message = "must list distinct ids, at least one".to_owned();
                 errors.push(Problem {
-                    field: field.into(),
+                    field: field.clone(),
                     message,
                 });
+            }
+            for id in distinct {
+                let instance = RoleId { role, index: id };
+                if !placement.contains_key(&instance) {
+                    let message = format!("lists {id}, but {instance} is not placed under [roles]");
+                    errors.push(Problem {
+                        field: field.clone(),
+                        message,
+                    });
+                }
             }
         }
     }
@@ -949,8 +983,10 @@ impl SynodConfig {
             settings.push((format!("roles.{role}"), node.clone()));
         }
         settings.push(("quorums".into(), format!("{:?}", self.quorum_system())));
-        let initial = format!("{:?}", self.initial_acceptors());
-        settings.push(("membership.initial_acceptors".into(), initial));
+        for (role, name, _) in self.membership.lists() {
+            let initial = format!("{:?}", self.initial(role));
+            settings.push((format!("membership.{name}"), initial));
+        }
         let p = &self.paxos;
         settings.push((
             "paxos.session_horizon".into(),

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use synod_api::wire::MembersReport;
+use synod_api::wire::{MemberIds, MembersReport};
 use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Membership, Message, OPEN_SESSION, Role, RoleId};
 use synod_roles::{
@@ -63,11 +63,41 @@ pub(crate) struct ProposerPort {
 }
 
 /// What a configuration change may name, from the config file: the
-/// acceptors placed (every node routes to them), and the quorum settings
-/// applied to the new size.
+/// roles placed (every node routes to them), and the quorum settings
+/// applied to the new number of acceptors.
 pub(crate) struct MembershipRules {
-    pub(crate) placed_acceptors: Vec<u32>,
+    pub(crate) placed: MemberIds,
     pub(crate) quorums: crate::config::QuorumSettings,
+}
+
+impl MembershipRules {
+    /// `wanted` as configuration `epoch`, if every role in it is placed.
+    fn configuration(&self, epoch: u32, wanted: MemberIds) -> Result<Membership, String> {
+        let kinds = [
+            ("acceptor", wanted.acceptors, &self.placed.acceptors),
+            ("proposer", wanted.proposers, &self.placed.proposers),
+            ("learner", wanted.learners, &self.placed.learners),
+        ];
+        let mut lists = Vec::with_capacity(3);
+        for (kind, mut ids, placed) in kinds {
+            if let Some(id) = ids.iter().find(|id| !placed.contains(id)) {
+                return Err(format!(
+                    "{kind}-{id} is not placed under [roles]: place it on a node in every node's config and restart them first"
+                ));
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            lists.push(ids);
+        }
+        let [acceptors, proposers, learners] = <[Vec<u32>; 3]>::try_from(lists).expect("three");
+        Ok(Membership {
+            epoch,
+            quorums: self.quorums.quorums(acceptors.len()),
+            acceptors,
+            proposers,
+            learners,
+        })
+    }
 }
 
 /// The local learner answers come from.
@@ -500,38 +530,25 @@ impl Gateway {
             leader: status.leader,
             epoch: membership.epoch,
             start: status.epoch.start,
-            acceptors: membership.acceptors.clone(),
+            members: MemberIds {
+                acceptors: membership.acceptors.clone(),
+                proposers: membership.proposers.clone(),
+                learners: membership.learners.clone(),
+            },
             quorums: membership.quorums.describe_phase2(size),
             instances_carried: status.instances_carried,
         })
     }
 
-    /// Ask for `acceptors` as configuration `epoch`: checked against the
+    /// Ask for `members` as configuration `epoch`: checked against the
     /// placement and the quorum settings here, then proposed by the local
     /// proposer if it leads, else forwarded to the leader.
-    pub(crate) async fn reconfigure(&self, epoch: u32, acceptors: Vec<u32>) -> Result<(), String> {
+    pub(crate) async fn reconfigure(&self, epoch: u32, members: MemberIds) -> Result<(), String> {
         let port = self
             .proposer
             .as_ref()
             .ok_or("this node runs no proposer; ask a node that does")?;
-        let rules = &self.membership;
-        if let Some(id) = acceptors
-            .iter()
-            .find(|a| !rules.placed_acceptors.contains(a))
-        {
-            return Err(format!(
-                "acceptor-{id} is not placed under [roles]: place it on a node in every node's config and restart them first"
-            ));
-        }
-        let mut acceptors = acceptors;
-        acceptors.sort_unstable();
-        acceptors.dedup();
-        let quorums = rules.quorums.quorums(acceptors.len());
-        let next = Membership {
-            epoch,
-            acceptors,
-            quorums,
-        };
+        let next = self.membership.configuration(epoch, members)?;
         match port.reconfigure.send(Reconfigure(next)).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err("the proposer has stopped".into()),

@@ -668,7 +668,11 @@ fn gateway(
         max_instances: config.paxos.max_instances,
         intake,
         membership: crate::gateway::MembershipRules {
-            placed_acceptors: config.instances(Role::Acceptor),
+            placed: synod_api::wire::MemberIds {
+                acceptors: config.instances(Role::Acceptor),
+                proposers: config.instances(Role::Proposer),
+                learners: config.instances(Role::Learner),
+            },
             quorums: config.quorums.clone(),
         },
         resends: Cell::new(0),
@@ -770,6 +774,8 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
         config.initial_acceptors(),
         config.instances(Role::Learner),
     );
+    c.initial_proposers = config.initial(Role::Proposer);
+    c.initial_learners = config.initial(Role::Learner);
     c.batch_max_commands = p.batch_max_commands;
     c.batch_max_bytes = p.batch_max_bytes;
     c.pipeline_window = p.pipeline_window;

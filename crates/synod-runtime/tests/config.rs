@@ -490,3 +490,42 @@ fn initial_acceptors_must_be_placed_and_distinct() {
         "unknown keys are errors: {found:?}"
     );
 }
+
+#[test]
+fn initial_proposers_and_learners_name_placed_ones_and_default_to_all() {
+    let base = BASE.replace(
+        "learner-1 = \"n1\"",
+        "learner-1 = \"n1\"\nproposer-2 = \"n2\"\nlearner-2 = \"n2\"\nlearner-3 = \"n3\"",
+    );
+    let (all, _) = load(&base).unwrap();
+    assert_eq!(all.initial(Learner), vec![1, 2, 3]);
+    use synod_core::Role::{Learner, Proposer};
+    assert_eq!(all.initial(Proposer), all.instances(Proposer));
+    assert_eq!(all.initial(Learner), all.instances(Learner));
+    let text =
+        format!("{base}\n[membership]\ninitial_proposers = [2, 1]\ninitial_learners = [3]\n");
+    let (some, _) = load(&text).unwrap();
+    assert_eq!(some.initial(Proposer), vec![1, 2]);
+    assert_eq!(some.initial(Learner), vec![3]);
+    let settings = some.cluster_settings();
+    assert!(
+        settings.contains(&("membership.initial_learners".into(), "[3]".into())),
+        "peers compare them: {settings:?}"
+    );
+
+    let unplaced = format!("{base}\n[membership]\ninitial_proposers = [7]\n");
+    let found = problems(&unplaced);
+    assert!(
+        has(
+            &found,
+            &["membership.initial_proposers", "proposer-7 is not placed"]
+        ),
+        "{found:?}"
+    );
+    let empty = format!("{base}\n[membership]\ninitial_learners = []\n");
+    let found = problems(&empty);
+    assert!(
+        has(&found, &["membership.initial_learners", "at least one"]),
+        "{found:?}"
+    );
+}

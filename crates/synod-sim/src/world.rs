@@ -1362,7 +1362,8 @@ impl World {
     }
 
     /// `current` with one acceptor replaced, added or removed (3 to 5
-    /// members, majority quorums).
+    /// members, majority quorums), and sometimes other proposers or
+    /// learners in it (the rest stay standby).
     fn next_membership(&mut self, current: &Membership) -> Membership {
         let members: BTreeSet<u32> = current.acceptors.iter().copied().collect();
         let spares: Vec<u32> = self
@@ -1388,11 +1389,29 @@ impl World {
             (_, None) => {}
         }
         let acceptors: Vec<u32> = next.into_iter().collect();
-        Membership {
-            epoch: current.epoch + 1,
-            quorums: Quorums::majority(acceptors.len()),
-            acceptors,
+        let mut next =
+            current.with_acceptors(acceptors.clone(), Quorums::majority(acceptors.len()));
+        // Two of each at least where there are two: the fault phase may
+        // cut the leader off for good, and another must take over; and
+        // it may wipe a learner's disk, which is rebuilt from another
+        // learner's snapshot, and below the trim point only the learners
+        // of the configuration are sure to have one.
+        if self.rng.random_bool(0.3) {
+            next.proposers = self.some_of(self.proposers.keys().copied().collect(), 2);
         }
+        if self.rng.random_bool(0.3) {
+            next.learners = self.some_of(self.learners.keys().copied().collect(), 2);
+        }
+        next
+    }
+
+    /// A random subset of `ids` (ascending) of at least `least` of them
+    /// (all of them if there are fewer).
+    fn some_of(&mut self, ids: Vec<u32>, least: usize) -> Vec<u32> {
+        let count = self.rng.random_range(least.min(ids.len())..=ids.len());
+        let mut some = ids.into_iter().choose_multiple(&mut self.rng, count);
+        some.sort_unstable();
+        some
     }
 
     // ---- faults -------------------------------------------------------------

@@ -1,4 +1,6 @@
-//! `synod member`: show and change which acceptors vote.
+//! `synod member`: show and change the configuration: which acceptors
+//! vote, which proposers may lead, which learners the trim point waits
+//! for.
 //!
 //! A change is a configuration the leader proposes through the log (a
 //! stop sign, see ARCHITECTURE.md "Reconfiguration"): the next epoch's
@@ -11,8 +13,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use synod_client::wire::MembersReport;
+use synod_client::wire::{MemberIds, MembersReport};
 use synod_client::{Client, ClientError};
+use synod_core::{Role, RoleId};
 use synod_runtime::{SynodConfig, parse_role};
 
 use crate::cli::Target;
@@ -29,15 +32,18 @@ const RESEND: Duration = Duration::from_secs(2);
 /// Membership commands.
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
-    /// Show the acceptors that vote, the epoch and the slot it took
-    /// effect at.
+    /// Show the configuration (acceptors, proposers, learners), its
+    /// epoch and the slot it took effect at.
     List,
-    /// Make ACCEPTOR (e.g. acceptor-4) vote. It must be placed under
-    /// [roles] in every node's config, and its node running.
-    Add { acceptor: String },
-    /// Stop ACCEPTOR from voting. Keep it running until the command
-    /// returns (the registers it holds are carried to the others).
-    Remove { acceptor: String },
+    /// Put ROLE (e.g. acceptor-4, proposer-4, learner-4) in the
+    /// configuration. It must be placed under [roles] in every node's
+    /// config, and its node running.
+    Add { role: String },
+    /// Take ROLE out of the configuration: an acceptor stops voting (keep
+    /// it running until the command returns: the registers it holds are
+    /// carried to the others), a proposer stops campaigning, the trim
+    /// point stops waiting for a learner.
+    Remove { role: String },
     /// Put NEW in OLD's place, in one change (e.g. OLD's disk is lost).
     Replace { old: String, new: String },
 }
@@ -48,16 +54,15 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
     let endpoints = config.endpoints.clone();
     let client = Client::new(config);
     let (endpoint, current) = current(&client, &endpoints).await?;
-    let acceptors = match &command {
+    let members = match &command {
         MemberCommand::List => return show(&current, target.json),
-        MemberCommand::Add { acceptor } => add(&current.acceptors, acceptor_id(acceptor)?)?,
-        MemberCommand::Remove { acceptor } => remove(&current.acceptors, acceptor_id(acceptor)?)?,
+        MemberCommand::Add { role } => add(&current.members, role_id(role)?)?,
+        MemberCommand::Remove { role } => remove(&current.members, role_id(role)?)?,
         MemberCommand::Replace { old, new } => {
-            let without = remove(&current.acceptors, acceptor_id(old)?)?;
-            add(&without, acceptor_id(new)?)?
+            replace(&current.members, role_id(old)?, role_id(new)?)?
         }
     };
-    if let Some(warning) = fault_tolerance_warning(acceptors.len()) {
+    for warning in fault_tolerance_warnings(&members) {
         eprintln!("synod: warning: {warning}");
     }
     let epoch = current.epoch + 1;
@@ -69,12 +74,12 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
     // a configuration that no longer follows the current one.
     let mut first = true;
     loop {
-        match ask(&client, endpoint, &endpoints, epoch, acceptors.clone()).await {
+        match ask(&client, endpoint, &endpoints, epoch, &members).await {
             Err(error) if first && !retryable(&error) => return Err(error),
             _ => first = false,
         }
         let until = deadline.min(Instant::now() + RESEND);
-        if let Some(done) = wait_for(&client, &endpoints, (epoch, &acceptors), until).await? {
+        if let Some(done) = wait_for(&client, &endpoints, (epoch, &members), until).await? {
             return show(&done, target.json);
         }
         if Instant::now() >= deadline {
@@ -94,50 +99,87 @@ fn retryable(error: &anyhow::Error) -> bool {
         .any(|passing| text.contains(passing))
 }
 
-/// `acceptor-N` (or `N`) as N.
-fn acceptor_id(text: &str) -> Result<u32> {
-    if let Ok(id) = text.parse() {
-        return Ok(id);
-    }
-    match parse_role(text) {
-        Some(role) if role.role == synod_core::Role::Acceptor => Ok(role.index),
-        _ => bail!("{text:?} is not an acceptor; name one as acceptor-N"),
+/// `proposer-N`, `acceptor-N` or `learner-N`.
+fn role_id(text: &str) -> Result<RoleId> {
+    parse_role(text).with_context(|| {
+        format!("{text:?} is not a role instance; name one as acceptor-N, proposer-N or learner-N")
+    })
+}
+
+/// The list of `role`'s kind in `members`.
+fn list_of(members: &mut MemberIds, role: Role) -> &mut Vec<u32> {
+    match role {
+        Role::Acceptor => &mut members.acceptors,
+        Role::Proposer => &mut members.proposers,
+        Role::Learner => &mut members.learners,
     }
 }
 
-/// What an operator should know about `n` acceptors with majorities
-/// (as the config check says for the first configuration).
-fn fault_tolerance_warning(n: usize) -> Option<String> {
-    match n {
-        1 | 2 => Some(format!(
+/// What an operator should know about a configuration: acceptors with
+/// majorities (as the config check says for the first configuration),
+/// a single proposer or learner.
+fn fault_tolerance_warnings(members: &MemberIds) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match members.acceptors.len() {
+        n @ (1 | 2) => warnings.push(format!(
             "{n} acceptor(s) survive no failure; use at least 3"
         )),
-        _ if n.is_multiple_of(2) => Some(format!(
+        n if n.is_multiple_of(2) => warnings.push(format!(
             "{n} acceptors tolerate no more failures than {}; an odd count is better",
             n - 1
         )),
-        _ => None,
+        _ => {}
     }
+    if members.proposers.len() == 1 {
+        warnings.push("one proposer may lead: while it is down, nothing is decided".into());
+    }
+    if members.learners.len() == 1 {
+        warnings.push(
+            "the trim point waits for one learner: the trimmed log then lives only in its snapshots, and losing its disk loses it".into(),
+        );
+    }
+    warnings
 }
 
-fn add(acceptors: &[u32], id: u32) -> Result<Vec<u32>> {
-    if acceptors.contains(&id) {
-        bail!("acceptor-{id} already votes");
+fn add(members: &MemberIds, role: RoleId) -> Result<MemberIds> {
+    let mut next = members.clone();
+    let list = list_of(&mut next, role.role);
+    if list.contains(&role.index) {
+        bail!("{role} is already in the configuration");
     }
-    let mut next = acceptors.to_vec();
-    next.push(id);
-    next.sort_unstable();
+    list.push(role.index);
+    list.sort_unstable();
     Ok(next)
 }
 
-fn remove(acceptors: &[u32], id: u32) -> Result<Vec<u32>> {
-    if !acceptors.contains(&id) {
-        bail!("acceptor-{id} does not vote");
+fn remove(members: &MemberIds, role: RoleId) -> Result<MemberIds> {
+    let mut next = members.clone();
+    let list = list_of(&mut next, role.role);
+    if !list.contains(&role.index) {
+        bail!("{role} is not in the configuration");
     }
-    let next: Vec<u32> = acceptors.iter().copied().filter(|a| *a != id).collect();
-    if next.is_empty() {
-        bail!("acceptor-{id} is the last acceptor; add another first");
+    list.retain(|id| *id != role.index);
+    if list.is_empty() {
+        bail!("{role} is the last of its kind in the configuration; add another first");
     }
+    Ok(next)
+}
+
+fn replace(members: &MemberIds, old: RoleId, new: RoleId) -> Result<MemberIds> {
+    if old.role != new.role {
+        bail!("{new} cannot take {old}'s place: not the same role");
+    }
+    let mut next = members.clone();
+    let list = list_of(&mut next, old.role);
+    if !list.contains(&old.index) {
+        bail!("{old} is not in the configuration");
+    }
+    if list.contains(&new.index) {
+        bail!("{new} is already in the configuration");
+    }
+    list.retain(|id| *id != old.index);
+    list.push(new.index);
+    list.sort_unstable();
     Ok(next)
 }
 
@@ -168,13 +210,13 @@ async fn ask(
     first: SocketAddr,
     endpoints: &[SocketAddr],
     epoch: u32,
-    acceptors: Vec<u32>,
+    members: &MemberIds,
 ) -> Result<()> {
     let others = endpoints.iter().copied().filter(|e| *e != first);
     let mut problems = Vec::new();
     for endpoint in std::iter::once(first).chain(others) {
         match client
-            .reconfigure_at(endpoint, epoch, acceptors.clone())
+            .reconfigure_at(endpoint, epoch, members.clone())
             .await
         {
             Ok(()) => return Ok(()),
@@ -188,11 +230,11 @@ async fn ask(
 }
 
 /// Wait until `deadline` for a proposer to work in `epoch` with
-/// `acceptors` and every register carried (`None`: not yet).
+/// `wanted` and every register carried (`None`: not yet).
 async fn wait_for(
     client: &Client,
     endpoints: &[SocketAddr],
-    (epoch, acceptors): (u32, &[u32]),
+    (epoch, wanted): (u32, &MemberIds),
     deadline: Instant,
 ) -> Result<Option<MembersReport>> {
     loop {
@@ -200,11 +242,11 @@ async fn wait_for(
             && members.epoch >= epoch
             && members.instances_carried
         {
-            if members.epoch > epoch || members.acceptors != acceptors {
+            if members.epoch > epoch || members.members != *wanted {
                 bail!(
-                    "another change took effect first (epoch {}: {:?})",
+                    "another change took effect first (epoch {}: {})",
                     members.epoch,
-                    members.acceptors
+                    describe(&members.members)
                 );
             }
             return Ok(Some(members));
@@ -216,36 +258,55 @@ async fn wait_for(
     }
 }
 
-fn show(members: &MembersReport, json: bool) -> Result<()> {
+/// `role-N` names of `ids`.
+fn names(role: &str, ids: &[u32]) -> Vec<String> {
+    ids.iter().map(|id| format!("{role}-{id}")).collect()
+}
+
+/// The configuration in one line.
+fn describe(members: &MemberIds) -> String {
+    let mut all = names("acceptor", &members.acceptors);
+    all.extend(names("proposer", &members.proposers));
+    all.extend(names("learner", &members.learners));
+    all.join(" ")
+}
+
+fn show(report: &MembersReport, json: bool) -> Result<()> {
+    let members = &report.members;
     if json {
         let value = serde_json::json!({
-            "epoch": members.epoch,
-            "start_slot": members.start,
-            "acceptors": members.acceptors.iter().map(|a| format!("acceptor-{a}")).collect::<Vec<_>>(),
-            "quorums": members.quorums,
-            "registers_carried": members.instances_carried,
-            "leader": members.leader.map(|l| format!("proposer-{l}")),
-            "reported_by": members.proposer,
+            "epoch": report.epoch,
+            "start_slot": report.start,
+            "acceptors": names("acceptor", &members.acceptors),
+            "proposers": names("proposer", &members.proposers),
+            "learners": names("learner", &members.learners),
+            "quorums": report.quorums,
+            "registers_carried": report.instances_carried,
+            "leader": report.leader.map(|l| format!("proposer-{l}")),
+            "reported_by": report.proposer,
         });
         println!("{value}");
         return Ok(());
     }
-    let acceptors: Vec<String> = members
-        .acceptors
-        .iter()
-        .map(|a| format!("acceptor-{a}"))
-        .collect();
     println!(
         "epoch {} from slot {}: {} ({})",
-        members.epoch,
-        members.start,
-        acceptors.join(" "),
-        members.quorums
+        report.epoch,
+        report.start,
+        names("acceptor", &members.acceptors).join(" "),
+        report.quorums
     );
-    let leader = members
+    println!(
+        "proposers: {}",
+        names("proposer", &members.proposers).join(" ")
+    );
+    println!(
+        "learners: {}",
+        names("learner", &members.learners).join(" ")
+    );
+    let leader = report
         .leader
         .map_or_else(|| "none known".to_owned(), |l| format!("proposer-{l}"));
-    let carried = match members.instances_carried {
+    let carried = match report.instances_carried {
         true => "carried",
         false => "still being carried from the previous acceptors",
     };
@@ -257,20 +318,53 @@ fn show(members: &MembersReport, json: bool) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn ids(acceptors: &[u32], proposers: &[u32], learners: &[u32]) -> MemberIds {
+        MemberIds {
+            acceptors: acceptors.to_vec(),
+            proposers: proposers.to_vec(),
+            learners: learners.to_vec(),
+        }
+    }
+
     #[test]
-    fn changes_name_acceptors_that_exist_and_keep_one() {
-        assert_eq!(acceptor_id("acceptor-4").unwrap(), 4);
-        assert_eq!(acceptor_id("4").unwrap(), 4);
-        assert!(acceptor_id("learner-4").is_err());
-        assert_eq!(add(&[1, 3], 2).unwrap(), vec![1, 2, 3]);
-        assert!(add(&[1, 2], 2).is_err());
-        assert_eq!(remove(&[1, 2, 3], 2).unwrap(), vec![1, 3]);
-        assert!(remove(&[1, 3], 2).is_err());
-        assert!(remove(&[1], 1).is_err());
-        assert!(fault_tolerance_warning(2).is_some());
-        assert!(fault_tolerance_warning(4).is_some());
-        assert!(fault_tolerance_warning(3).is_none());
-        assert!(fault_tolerance_warning(5).is_none());
+    fn changes_name_roles_that_exist_and_keep_one_of_each() {
+        let role = |text| role_id(text).unwrap();
+        assert_eq!(role("acceptor-4"), RoleId::acceptor(4));
+        assert!(role_id("4").is_err());
+        assert!(role_id("leader-4").is_err());
+        let current = ids(&[1, 3], &[1], &[1, 2]);
+        assert_eq!(
+            add(&current, role("acceptor-2")).unwrap(),
+            ids(&[1, 2, 3], &[1], &[1, 2])
+        );
+        assert_eq!(
+            add(&current, role("proposer-2")).unwrap(),
+            ids(&[1, 3], &[1, 2], &[1, 2])
+        );
+        assert!(add(&current, role("learner-2")).is_err(), "already in");
+        assert_eq!(
+            remove(&current, role("learner-1")).unwrap(),
+            ids(&[1, 3], &[1], &[2])
+        );
+        assert!(remove(&current, role("acceptor-2")).is_err(), "not in");
+        assert!(
+            remove(&current, role("proposer-1")).is_err(),
+            "the last proposer"
+        );
+        let replaced = replace(&current, role("acceptor-3"), role("acceptor-5")).unwrap();
+        assert_eq!(replaced, ids(&[1, 5], &[1], &[1, 2]));
+        assert!(replace(&current, role("acceptor-3"), role("learner-5")).is_err());
+        assert!(replace(&current, role("acceptor-3"), role("acceptor-1")).is_err());
+    }
+
+    #[test]
+    fn a_configuration_that_tolerates_no_failure_is_warned_about() {
+        let count = |a: &[u32], p: &[u32], l: &[u32]| fault_tolerance_warnings(&ids(a, p, l)).len();
+        assert_eq!(count(&[1, 2, 3], &[1, 2], &[1, 2]), 0);
+        assert_eq!(count(&[1, 2, 3, 4, 5], &[1, 2, 3], &[1, 2, 3]), 0);
+        assert_eq!(count(&[1, 2], &[1, 2], &[1, 2]), 1);
+        assert_eq!(count(&[1, 2, 3, 4], &[1, 2], &[1, 2]), 1);
+        assert_eq!(count(&[1, 2, 3], &[1], &[1]), 2);
     }
 
     #[test]

@@ -19,12 +19,13 @@ fn command(client: u64) -> Command {
     }
 }
 
+/// Epoch 0 as `config()` seeds it.
+fn initial_membership() -> Membership {
+    Membership::initial(vec![1, 2, 3], Quorums::majority(3), vec![1, 2], vec![1])
+}
+
 fn next_membership() -> Membership {
-    Membership {
-        epoch: 1,
-        acceptors: vec![2, 3, 4],
-        quorums: Quorums::majority(3),
-    }
+    initial_membership().with_acceptors(vec![2, 3, 4], Quorums::majority(3))
 }
 
 fn messages(out: &Output<ProposerWrite>) -> Vec<(RoleId, Message)> {
@@ -141,8 +142,7 @@ fn a_stop_sign_goes_after_everything_in_flight_and_nothing_follows_it() {
     // acceptors of both epochs, and a campaign there as soon as its
     // acceptors reported the rounds used in it.
     let out = accepted_by(&mut p, 2..3, &[1, 2]);
-    let moved = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)))
-        .next(next_membership(), 3);
+    let moved = Epoch::initial(initial_membership()).next(next_membership(), 3);
     assert!(out.persist.contains(&ProposerWrite::Epoch(moved.clone())));
     assert_eq!(p.epoch(), &moved);
     let sent = messages(&out);
@@ -255,7 +255,7 @@ fn a_stop_sign_for_an_epoch_that_does_not_follow_is_void() {
 }
 
 fn in_epoch_1(start: Slot) -> ProposerState {
-    let first = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
+    let first = Epoch::initial(initial_membership());
     ProposerState {
         max_round: 5,
         epoch: Some(first.next(next_membership(), start)),
@@ -269,7 +269,7 @@ fn a_proposer_discovers_its_rounds_again_in_each_epoch_it_enters() {
     // earlier life may have used rounds in epoch 1, which they never saw.
     let mut p = proposer_on(ProposerState::default());
     assert!(p.knows_its_rounds());
-    let first = Epoch::initial(Membership::initial(vec![1, 2, 3], Quorums::majority(3)));
+    let first = Epoch::initial(initial_membership());
     let epoch = first.next(next_membership(), 0);
     let out = p.handle(10, RoleId::proposer(2), Message::EpochInfo { epoch });
     assert!(
@@ -496,4 +496,102 @@ fn a_follower_whose_registers_wait_carries_them_itself() {
         "epoch 0's"
     );
     assert!(p.leading_ballot().is_none());
+}
+
+fn prepares(out: &Output<ProposerWrite>) -> usize {
+    let prepare = |o: &&crate::output::Outgoing| matches!(o.message, Message::Prepare { .. });
+    out.send.iter().filter(prepare).count()
+}
+
+#[test]
+fn a_leader_that_removes_itself_steps_down_and_a_proposer_outside_the_configuration_never_campaigns()
+ {
+    let mut p = proposer_on(ProposerState::default());
+    elect(&mut p, &[1, 2], vec![]);
+    let mut without_me = next_membership();
+    without_me.proposers = vec![2];
+    p.reconfigure(10_000, without_me).expect("leader");
+    let out = accepted_by(&mut p, 0..1, &[2, 3]);
+    assert_eq!(p.epoch().membership.epoch, 1);
+    assert!(!p.may_lead());
+    assert_eq!(p.leading_ballot(), None, "it stepped down");
+    assert_eq!(prepares(&out), 0, "and does not campaign in epoch 1");
+    let told = Message::EpochInfo {
+        epoch: p.epoch().clone(),
+    };
+    assert!(
+        messages(&out).contains(&(RoleId::proposer(2), told.clone())),
+        "it tells proposer 2, which may lead now, that epoch 1 began"
+    );
+    report_rounds(&mut p, &[2, 3, 4]);
+    let mut told_again = 0;
+    for now in (10_000..60_000).step_by(100) {
+        let out = p.tick(now);
+        assert_eq!(prepares(&out), 0, "never campaigns at {now}");
+        told_again += messages(&out).contains(&(RoleId::proposer(2), told.clone())) as usize;
+    }
+    assert!(told_again > 10, "again while it hears no leader");
+    // It still forwards what it is given to the leader it hears.
+    let leader = Ballot::in_epoch(1, 1, 2);
+    let heartbeat = Message::Heartbeat {
+        ballot: leader,
+        decided_upto: 1,
+    };
+    p.handle(60_000, RoleId::proposer(2), heartbeat);
+    let out = p.submit(60_000, vec![command(1)]).expect("queued");
+    let forwarded = |o: &&crate::output::Outgoing| matches!(o.message, Message::Forward { .. });
+    assert_eq!(out.send.iter().filter(forwarded).count(), 1);
+    assert_eq!(out.send[0].to, RoleId::proposer(2));
+}
+
+#[test]
+fn a_configuration_naming_an_unconfigured_proposer_or_learner_is_refused() {
+    let mut p = proposer_on(ProposerState::default());
+    elect(&mut p, &[1, 2], vec![]);
+    let mut unknown_proposer = next_membership();
+    unknown_proposer.proposers = vec![1, 7];
+    let mut unknown_learner = next_membership();
+    unknown_learner.learners = vec![9];
+    for next in [unknown_proposer, unknown_learner] {
+        assert!(matches!(
+            p.reconfigure(10_000, next),
+            Err(ReconfigureError::Invalid(_))
+        ));
+    }
+}
+
+/// A leader of epoch 1 (from slot 50) whose configuration counts
+/// `learners`, while learners 1 and 2 are configured.
+fn leader_counting_learners(learners: Vec<u32>) -> Proposer {
+    let mut c = config();
+    c.learners = vec![1, 2];
+    c.initial_learners = vec![1, 2];
+    let mut next = next_membership();
+    next.learners = learners;
+    let first = Epoch::initial(initial_membership());
+    let state = ProposerState {
+        max_round: 5,
+        epoch: Some(first.next(next, 50)),
+        rounds_known_in: 1,
+    };
+    let mut p = Proposer::new(c, state, 0);
+    elect(&mut p, &[2, 3], vec![]);
+    p
+}
+
+#[test]
+fn the_trim_point_waits_only_for_the_learners_of_the_configuration() {
+    let trims = |p: &mut Proposer| {
+        let snapshotted = Message::Snapshotted { upto: 40 };
+        let out = p.handle(10_000, RoleId::learner(1), snapshotted);
+        let trim = |o: &crate::output::Outgoing| match o.message {
+            Message::Trim { below, .. } => Some(below),
+            _ => None,
+        };
+        out.send.iter().filter_map(trim).max()
+    };
+    let mut removed = leader_counting_learners(vec![1]);
+    assert_eq!(trims(&mut removed), Some(40), "learner 2 was removed");
+    let mut counted = leader_counting_learners(vec![1, 2]);
+    assert_eq!(trims(&mut counted), None, "learner 2 has no snapshot");
 }

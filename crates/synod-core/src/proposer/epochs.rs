@@ -64,8 +64,7 @@ impl Proposer {
         now: Millis,
         next: Membership,
     ) -> Result<Output<ProposerWrite>, ReconfigureError> {
-        next.check_after(&self.epoch.membership)
-            .map_err(ReconfigureError::Invalid)?;
+        self.check_next(&next)?;
         if self.stop.is_some() {
             return Err(ReconfigureError::InProgress);
         }
@@ -96,14 +95,34 @@ impl Proposer {
         if matches!(self.phase, Phase::Leading(_)) {
             return self.reconfigure(now, next);
         }
-        let follows = next.check_after(&self.epoch.membership);
-        follows.map_err(ReconfigureError::Invalid)?;
+        self.check_next(&next)?;
         let Some((leader, _)) = self.leader else {
             return Err(ReconfigureError::NotLeader);
         };
         let mut out = Output::new();
         out.send(RoleId::proposer(leader), Message::Reconfigure { next });
         Ok(out)
+    }
+
+    /// Why `next` cannot follow this epoch, if it cannot: besides
+    /// [`Membership::check_after`], its proposers and learners must be
+    /// ones this proposer talks to (a learner it never hears from would
+    /// stop trimming for good).
+    fn check_next(&self, next: &Membership) -> Result<(), ReconfigureError> {
+        next.check_after(&self.epoch.membership)
+            .map_err(ReconfigureError::Invalid)?;
+        let unknown = |ids: &[u32], known: &[u32]| ids.iter().find(|i| !known.contains(i)).copied();
+        if let Some(p) = unknown(&next.proposers, &self.config.proposers) {
+            return Err(ReconfigureError::Invalid(format!(
+                "proposer-{p} is not configured"
+            )));
+        }
+        if let Some(l) = unknown(&next.learners, &self.config.learners) {
+            return Err(ReconfigureError::Invalid(format!(
+                "learner-{l} is not configured"
+            )));
+        }
+        Ok(())
     }
 
     /// Every slot below this is chosen, as this proposer may report it:
@@ -177,6 +196,10 @@ impl Proposer {
         if !was_leading {
             return;
         }
+        if !self.may_lead() {
+            self.tell_members_of_epoch(out);
+            return;
+        }
         if self.may_take_ballot(now, out) {
             let from = self.first_unchosen;
             self.start_phase1(now, from, from, out);
@@ -223,6 +246,21 @@ impl Proposer {
         } else {
             let epoch = self.epoch.clone();
             out.send(from, Message::EpochInfo { epoch });
+        }
+    }
+
+    /// A proposer that may not lead in its epoch and hears no leader there
+    /// (it just left the leadership, or an election timeout passed
+    /// without a heartbeat) tells the other proposers the epoch: the
+    /// members may not know it, and nobody else announces it (only
+    /// leaders heartbeat).
+    pub(super) fn tell_members_of_epoch(&mut self, out: &mut Output<ProposerWrite>) {
+        self.leader = None;
+        if self.epoch.membership.epoch > 0 {
+            let info = Message::EpochInfo {
+                epoch: self.epoch.clone(),
+            };
+            out.broadcast(self.other_proposer_ids(), &info);
         }
     }
 

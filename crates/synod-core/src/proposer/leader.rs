@@ -411,7 +411,8 @@ impl Proposer {
 
     pub(super) fn trim_to_safe_point(&mut self, out: &mut Output<ProposerWrite>) {
         let safe = self
-            .config
+            .epoch
+            .membership
             .learners
             .iter()
             .map(|l| self.learner_snapshots.get(l).copied().unwrap_or(0))

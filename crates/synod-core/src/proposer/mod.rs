@@ -106,13 +106,19 @@ impl ProposerState {
 pub struct ProposerConfig {
     /// This proposer's id (the `proposer` half of its ballots).
     pub id: u32,
-    /// Every proposer id (including this one).
+    /// Every proposer id (including this one): the ones it heartbeats and
+    /// asks, members of the configuration or not.
     pub proposers: Vec<u32>,
     /// Every acceptor id of the initial configuration (epoch 0; later
     /// ones come through the log).
     pub acceptors: Vec<u32>,
-    /// Every learner id.
+    /// Every learner id: the ones it heartbeats and answers.
     pub learners: Vec<u32>,
+    /// The proposers of the initial configuration (a subset of
+    /// `proposers`; [`ProposerConfig::new`] takes them all).
+    pub initial_proposers: Vec<u32>,
+    /// The learners of the initial configuration (a subset of `learners`).
+    pub initial_learners: Vec<u32>,
     /// Most commands packed into one value.
     pub batch_max_commands: usize,
     /// Most payload bytes packed into one value (a single larger command
@@ -162,6 +168,8 @@ impl ProposerConfig {
     pub fn new(id: u32, proposers: Vec<u32>, acceptors: Vec<u32>, learners: Vec<u32>) -> Self {
         Self {
             id,
+            initial_proposers: proposers.clone(),
+            initial_learners: learners.clone(),
             proposers,
             learners,
             batch_max_commands: 256,
@@ -411,6 +419,8 @@ impl Proposer {
                 Epoch::initial(Membership::initial(
                     config.acceptors.clone(),
                     config.quorums,
+                    config.initial_proposers.clone(),
+                    config.initial_learners.clone(),
                 ))
             }),
             stop: None,
@@ -601,6 +611,9 @@ impl Proposer {
                     // A later epoch exists: learn it before campaigning.
                     let ask = self.epoch_askees();
                     out.broadcast(ask, &Message::EpochQuery);
+                    self.reset_election_timer(now);
+                } else if !self.may_lead() {
+                    self.tell_members_of_epoch(&mut out);
                     self.reset_election_timer(now);
                 } else if self.may_take_ballot(now, &mut out) {
                     let from_slot = self.first_unchosen;
@@ -899,6 +912,12 @@ impl Proposer {
             .acceptors
             .iter()
             .map(|a| RoleId::acceptor(*a))
+    }
+
+    /// Whether the current configuration names this proposer: only its
+    /// members campaign (the others forward to the leader they hear).
+    pub fn may_lead(&self) -> bool {
+        self.epoch.membership.proposers.contains(&self.config.id)
     }
 
     fn learner_ids(&self) -> impl Iterator<Item = RoleId> + '_ {

@@ -1191,6 +1191,7 @@ fn the_decided_cache_is_bounded_by_bytes() {
 fn leader_of_two_learners(decided: Slot) -> (Proposer, Ballot) {
     let mut c = config();
     c.learners = vec![1, 2];
+    c.initial_learners = vec![1, 2];
     let (mut p, ballot) = leader_with(c);
     p.handle(
         1_000,

@@ -12,6 +12,9 @@ use synod_testkit::TestCluster;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
+/// Slots the decided point proposers report may trail a learner's.
+const SLACK: u64 = 50;
+
 /// The ballot `(round, proposer)` of the proposer leading on `node`.
 fn leading_ballot(deployment: &Deployment, node: &str) -> Option<(u64, u64)> {
     let status = deployment.admin_status(node)?;
@@ -322,18 +325,23 @@ async fn proposers_and_learners_join_and_leave_the_configuration_under_load() {
     member(&deployment, &["add", "learner-3"]).await;
     deployment.stop("n3");
     let decided_when_stopped = highest(&deployment, "proposers", "decided_upto");
+    let bound = decided_when_stopped + SLACK;
     wait_until("200 more slots decided", &deployment, || {
-        highest(&deployment, "proposers", "decided_upto") > decided_when_stopped + 200
+        highest(&deployment, "proposers", "decided_upto") > bound + 200
     });
+    // What the proposers report decided may lag what learner-3 applied by
+    // a few slots (never past a stop sign, see ARCHITECTURE.md); with
+    // learner-3 not counted, the trim would follow learners 1 and 2,
+    // 200 slots further.
     let trimmed = highest(&deployment, "acceptors", "trimmed_below");
     assert!(
-        trimmed <= decided_when_stopped,
-        "trimmed below {trimmed} while learner-3 (down since slot {decided_when_stopped} at most) counts"
+        trimmed <= bound,
+        "trimmed below {trimmed} while learner-3 (down near slot {decided_when_stopped}) counts"
     );
     let after = member(&deployment, &["remove", "learner-3"]).await;
     assert_eq!(names_of(&after, "learners"), ["learner-1", "learner-2"]);
     wait_until("trimming past learner-3", &deployment, || {
-        highest(&deployment, "acceptors", "trimmed_below") > decided_when_stopped
+        highest(&deployment, "acceptors", "trimmed_below") > bound
     });
 
     // learner-3, standby now, comes back behind the trim point: it

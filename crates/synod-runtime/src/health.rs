@@ -16,7 +16,7 @@ use crate::gateway::NodeStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use synod_core::{Quorums, Role};
+use synod_core::{Quorums, Role, RoleId};
 
 /// A learner this many slots behind the most advanced one makes the
 /// cluster degraded (reports are read at slightly different moments, so
@@ -88,10 +88,41 @@ pub(crate) fn voting(
     config: &SynodConfig,
     latest: Option<synod_core::Membership>,
 ) -> (Vec<u32>, Quorums) {
-    match latest {
-        Some(membership) => (membership.acceptors, membership.quorums),
-        None => (config.initial_acceptors(), config.quorum_system()),
+    let membership = configuration(config, latest);
+    (membership.acceptors, membership.quorums)
+}
+
+/// The latest configuration a proposer reported, else the config file's
+/// first one (also for the proposers and learners of a report from a
+/// node that did not name them).
+fn configuration(
+    config: &SynodConfig,
+    latest: Option<synod_core::Membership>,
+) -> synod_core::Membership {
+    let first = synod_core::Membership::initial(
+        config.initial(Role::Acceptor),
+        config.quorum_system(),
+        config.initial(Role::Proposer),
+        config.initial(Role::Learner),
+    );
+    let Some(mut latest) = latest else {
+        return first;
+    };
+    if latest.proposers.is_empty() || latest.learners.is_empty() {
+        latest.proposers = first.proposers;
+        latest.learners = first.learners;
     }
+    latest
+}
+
+/// Whether `membership` names `role`.
+fn is_member(membership: &synod_core::Membership, role: RoleId) -> bool {
+    let ids = match role.role {
+        Role::Acceptor => &membership.acceptors,
+        Role::Proposer => &membership.proposers,
+        Role::Learner => &membership.learners,
+    };
+    ids.contains(&role.index)
 }
 
 /// An acceptor's line of a [`NodeReport`].
@@ -229,6 +260,11 @@ pub struct RoleState {
     pub node: String,
     /// Its node answered (or listens) and it has not stopped.
     pub up: bool,
+    /// The latest configuration leaves it out: placed and running, but
+    /// it votes, leads or holds back trimming only once `synod member
+    /// add` puts it in.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// The leader, as the proposers tell it.
@@ -298,12 +334,13 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
             problems.push(format!("{node} is unreachable: {error}"));
         }
     }
-    let roles = role_states(config, &probes, &mut problems);
     let answered = probes.values().filter_map(|probe| match probe {
         Probe::Answered { report } => Some(report),
         _ => None,
     });
-    let (acceptor_ids, quorums) = voting(config, NodeReport::latest_membership(answered));
+    let membership = configuration(config, NodeReport::latest_membership(answered));
+    let roles = role_states(config, &probes, &membership, &mut problems);
+    let (acceptor_ids, quorums) = (membership.acceptors.clone(), membership.quorums);
     let up_ids: BTreeSet<u32> = roles
         .iter()
         .filter(|r| r.up)
@@ -380,6 +417,7 @@ fn smallest_phase2_quorum(quorums: Quorums, acceptors: usize) -> usize {
 fn role_states(
     config: &SynodConfig,
     probes: &BTreeMap<String, Probe>,
+    membership: &synod_core::Membership,
     problems: &mut Vec<String>,
 ) -> Vec<RoleState> {
     config
@@ -387,6 +425,7 @@ fn role_states(
         .into_iter()
         .map(|(role, node)| {
             let name = role.to_string();
+            let standby = !is_member(membership, role);
             let up = match probes.get(&node) {
                 Some(Probe::Answered { report }) => {
                     let stopped = report.stopped.contains(&name);
@@ -398,10 +437,16 @@ fn role_states(
                 Some(Probe::Listening) => true,
                 _ => false,
             };
+            if !up && !standby && role.role == Role::Learner {
+                problems.push(format!(
+                    "{name} is down and in the configuration: the acceptors keep every slot since its last snapshot until it is back, or removed with `synod member remove {name}`"
+                ));
+            }
             RoleState {
                 role: name,
                 node,
                 up,
+                standby,
             }
         })
         .collect()
@@ -591,6 +636,47 @@ mod tests {
             behind.problems[0].contains("learner-3 on n3"),
             "{:?}",
             behind.problems
+        );
+    }
+
+    #[test]
+    fn roles_outside_the_configuration_are_standby_and_a_down_member_learner_is_named() {
+        let mut latest = report(1, Some(1), 5);
+        if let Probe::Answered { report } = &mut latest {
+            let mut membership = synod_core::Membership::initial(
+                vec![1, 2, 3],
+                Quorums::majority(3),
+                vec![1, 2],
+                vec![1, 2],
+            );
+            membership.epoch = 2;
+            report.proposers[0].membership = Some(membership);
+        }
+        let health = judge([latest, report(2, Some(1), 5), down()]);
+        let standby: Vec<&str> = health
+            .roles
+            .iter()
+            .filter(|r| r.standby)
+            .map(|r| r.role.as_str())
+            .collect();
+        assert_eq!(standby, ["proposer-3", "learner-3"]);
+        assert!(
+            !health
+                .problems
+                .iter()
+                .any(|p| p.contains("learner-3 is down")),
+            "a standby learner holds nothing back: {:?}",
+            health.problems
+        );
+        let health = judge([report(1, Some(1), 5), report(2, Some(1), 5), down()]);
+        assert!(health.roles.iter().all(|r| !r.standby));
+        assert!(
+            health
+                .problems
+                .iter()
+                .any(|p| p.contains("learner-3 is down and in the configuration")),
+            "{:?}",
+            health.problems
         );
     }
 

@@ -163,12 +163,11 @@ fn describe(health: &ClusterHealth) -> String {
             .roles
             .iter()
             .filter(|r| &r.node == node)
-            .map(|r| {
-                if r.up {
-                    r.role.clone()
-                } else {
-                    format!("{} (DOWN)", r.role)
-                }
+            .map(|r| match (r.up, r.standby) {
+                (true, false) => r.role.clone(),
+                (true, true) => format!("{} (standby)", r.role),
+                (false, false) => format!("{} (DOWN)", r.role),
+                (false, true) => format!("{} (DOWN, standby)", r.role),
             })
             .collect();
         let state = match probe {

@@ -300,6 +300,7 @@ async fn proposers_and_learners_join_and_leave_the_configuration_under_load() {
     let listed = member(&deployment, &["list"]).await;
     assert_eq!(names_of(&listed, "proposers"), ["proposer-1", "proposer-2"]);
     assert_eq!(names_of(&listed, "learners"), ["learner-1", "learner-2"]);
+    assert_eq!(names_of(&listed, "standby"), ["proposer-3", "learner-3"]);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));

@@ -65,8 +65,9 @@ pub struct ProposerReport {
     pub elections_won: u64,
     /// Times the leader it knows changed since its node started.
     pub leader_changes: u64,
-    /// The configuration it works in: which acceptors vote, and their
-    /// quorums (absent in reports of older nodes).
+    /// The configuration it works in: which acceptors vote and their
+    /// quorums, which proposers may lead, which learners count (absent in
+    /// reports of older nodes).
     #[serde(default)]
     pub membership: Option<synod_core::Membership>,
 }

@@ -7,7 +7,7 @@
 //!   data under `./data`.
 //! - `synod put/get/delete/cas/txn/list/lock/unlock/status`: the key/value client
 //!   (see `cli.rs`), against `synod up` by default.
-//! - `synod member list|add|remove|replace`: which acceptors vote
+//! - `synod member list|add|remove|replace`: the configuration (acceptors, proposers, learners)
 //!   (`member.rs`).
 //! - `synod bench`: a load generator with HDR latency percentiles (`bench/`).
 //! - `synod snapshot save FILE` (a backup of a running cluster, consistent
@@ -76,8 +76,9 @@ enum Commands {
     /// Back a cluster up, or seed a new one from a backup.
     #[command(subcommand)]
     Snapshot(cli::SnapshotCommand),
-    /// Show or change which acceptors vote (through the log, while the
-    /// cluster serves).
+    /// Show or change the configuration: which acceptors vote, which
+    /// proposers may lead, which learners trimming waits for (through
+    /// the log, while the cluster serves).
     #[command(subcommand)]
     Member(member::MemberCommand),
     /// Load a cluster and measure throughput and latency.

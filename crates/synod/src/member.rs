@@ -51,11 +51,12 @@ pub enum MemberCommand {
 /// Run a membership command.
 pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) -> Result<()> {
     let config = crate::cli::client_config(&target, local)?;
+    let placed = placed_roles(&target, local)?;
     let endpoints = config.endpoints.clone();
     let client = Client::new(config);
     let (endpoint, current) = current(&client, &endpoints).await?;
     let members = match &command {
-        MemberCommand::List => return show(&current, target.json),
+        MemberCommand::List => return show(&current, &placed, target.json),
         MemberCommand::Add { role } => add(&current.members, role_id(role)?)?,
         MemberCommand::Remove { role } => remove(&current.members, role_id(role)?)?,
         MemberCommand::Replace { old, new } => {
@@ -80,7 +81,7 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
         }
         let until = deadline.min(Instant::now() + RESEND);
         if let Some(done) = wait_for(&client, &endpoints, (epoch, &members), until).await? {
-            return show(&done, target.json);
+            return show(&done, &placed, target.json);
         }
         if Instant::now() >= deadline {
             bail!(
@@ -271,8 +272,33 @@ fn describe(members: &MemberIds) -> String {
     all.join(" ")
 }
 
-fn show(report: &MembersReport, json: bool) -> Result<()> {
+/// The roles the deployment's config places (none known with
+/// `--endpoints` alone).
+fn placed_roles(target: &Target, local: &SynodConfig) -> Result<Vec<RoleId>> {
+    let placement = match (&target.config, target.endpoints.is_empty()) {
+        (Some(file), _) => {
+            let (config, _) = crate::settings::load(Some(file), crate::settings::Overrides::None)?;
+            config.placement()
+        }
+        (None, true) => local.placement(),
+        (None, false) => return Ok(Vec::new()),
+    };
+    Ok(placement.into_keys().collect())
+}
+
+/// The placed roles `members` leaves out: standby, ready for `add`.
+fn standby(placed: &[RoleId], members: &MemberIds) -> Vec<String> {
+    let mut members = members.clone();
+    placed
+        .iter()
+        .filter(|role| !list_of(&mut members, role.role).contains(&role.index))
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
     let members = &report.members;
+    let standby = standby(placed, members);
     if json {
         let value = serde_json::json!({
             "epoch": report.epoch,
@@ -280,6 +306,7 @@ fn show(report: &MembersReport, json: bool) -> Result<()> {
             "acceptors": names("acceptor", &members.acceptors),
             "proposers": names("proposer", &members.proposers),
             "learners": names("learner", &members.learners),
+            "standby": standby,
             "quorums": report.quorums,
             "registers_carried": report.instances_carried,
             "leader": report.leader.map(|l| format!("proposer-{l}")),
@@ -303,6 +330,9 @@ fn show(report: &MembersReport, json: bool) -> Result<()> {
         "learners: {}",
         names("learner", &members.learners).join(" ")
     );
+    if !standby.is_empty() {
+        println!("standby (placed, not in it): {}", standby.join(" "));
+    }
     let leader = report
         .leader
         .map_or_else(|| "none known".to_owned(), |l| format!("proposer-{l}"));
@@ -355,6 +385,20 @@ mod tests {
         assert_eq!(replaced, ids(&[1, 5], &[1], &[1, 2]));
         assert!(replace(&current, role("acceptor-3"), role("learner-5")).is_err());
         assert!(replace(&current, role("acceptor-3"), role("acceptor-1")).is_err());
+    }
+
+    #[test]
+    fn placed_roles_outside_the_configuration_are_standby() {
+        let placed = [
+            RoleId::acceptor(1),
+            RoleId::acceptor(4),
+            RoleId::proposer(1),
+            RoleId::learner(1),
+            RoleId::learner(2),
+        ];
+        let members = ids(&[1, 2, 3], &[1], &[1]);
+        assert_eq!(standby(&placed, &members), ["acceptor-4", "learner-2"]);
+        assert!(standby(&[], &members).is_empty(), "--endpoints alone");
     }
 
     #[test]

@@ -425,6 +425,10 @@ struct World {
     shape: Shape,
     /// The quorums every proposer counts.
     quorums: Quorums,
+    /// The proposers and learners of epoch 0 (with `--reconfigure`
+    /// sometimes fewer than all: the others start standby, as
+    /// `[membership]` allows).
+    initial_members: (Vec<u32>, Vec<u32>),
     rng: ChaCha8Rng,
     now: Millis,
     next_id: u64,
@@ -565,6 +569,7 @@ impl World {
             expiries: 0,
             lease_expiries: 0,
             decided_cache: 0,
+            initial_members: (Vec::new(), Vec::new()),
             shape,
             quorums,
         };
@@ -575,10 +580,16 @@ impl World {
         }
         world.wipes_left = u32::from(world.shape.learners >= 2);
         world.acceptor_wipes_left = world.tolerated_failures() as u32;
+        let proposers: Vec<u32> = (1..=world.shape.proposers).collect();
+        let learners: Vec<u32> = (1..=world.shape.learners).collect();
+        world.initial_members = (proposers.clone(), learners.clone());
         if world.options.reconfigure {
             // Kept out of reconfiguration runs: wiped acceptors (down for
             // good) could become a majority of a later configuration.
             world.acceptor_wipes_left = 0;
+            if world.rng.random_bool(0.3) {
+                world.initial_members = (world.some_of(proposers, 2), world.some_of(learners, 2));
+            }
         }
         world.populate();
         world
@@ -759,6 +770,7 @@ impl World {
         );
         config.seed = self.rng.random();
         config.quorums = self.quorums;
+        (config.initial_proposers, config.initial_learners) = self.initial_members.clone();
         config.decided_cache = self.decided_cache;
         if self.options.leases {
             config.clock_interval = leases::SIM_CLOCK_INTERVAL;

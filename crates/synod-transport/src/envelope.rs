@@ -20,8 +20,10 @@ use tokio_util::codec::LengthDelimitedCodec;
 /// The wire protocol version this build speaks. 2: paged Promises and the
 /// chosen watermark on Accepts. 3: the trim point on Promises, acceptor
 /// trimming and snapshot transfer between learners. 4: the cluster
-/// settings exchanged after the handshake proof.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// settings exchanged after the handshake proof. 5: configurations
+/// (`Membership`, in stop signs and `EpochInfo`) name proposers and
+/// learners.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// One message on the wire. Strings borrow from the frame when decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -380,6 +380,11 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         (Some(_), _) => {}
         (None, true) => {
             problems.push("no proposer knows a leader".into());
+            if !member_proposer_up(&roles) {
+                problems.push(
+                    "no proposer of the configuration is up, and standby proposers never campaign: bring one back, or place one of their ids on a live node (with --init)".into(),
+                );
+            }
             verdict = Verdict::Unavailable;
         }
         (None, false) => {
@@ -405,6 +410,12 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         learners,
         nodes: probes,
     }
+}
+
+/// Whether any proposer of the configuration is up.
+fn member_proposer_up(roles: &[RoleState]) -> bool {
+    let proposer = |r: &&RoleState| r.role.starts_with("proposer-");
+    roles.iter().filter(proposer).any(|r| r.up && !r.standby)
 }
 
 /// The size of the smallest phase-2 quorum of `acceptors` acceptors.
@@ -667,6 +678,31 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("learner-3 is down")),
             "a standby learner holds nothing back: {:?}",
+            health.problems
+        );
+        let mut leaderless = [report(1, None, 5), report(2, None, 5), report(3, None, 5)];
+        for probe in &mut leaderless[..2] {
+            if let Probe::Answered { report } = probe {
+                report.stopped = vec![report.proposers[0].id.clone()];
+            }
+        }
+        if let Probe::Answered { report } = &mut leaderless[2] {
+            let mut membership = synod_core::Membership::initial(
+                vec![1, 2, 3],
+                Quorums::majority(3),
+                vec![1, 2],
+                vec![1, 2, 3],
+            );
+            membership.epoch = 1;
+            report.proposers[0].membership = Some(membership);
+        }
+        let health = judge(leaderless);
+        assert!(
+            health
+                .problems
+                .iter()
+                .any(|p| p.contains("no proposer of the configuration is up")),
+            "proposers 1 and 2 stopped, 3 is standby: {:?}",
             health.problems
         );
         let health = judge([report(1, Some(1), 5), report(2, Some(1), 5), down()]);

@@ -134,8 +134,10 @@ fn member_command(config: &std::path::Path, args: &[String]) -> serde_json::Valu
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-fn acceptors_of(members: &serde_json::Value) -> Vec<String> {
-    let list = members["acceptors"].as_array().expect("a list");
+/// The `kind` list (`acceptors`, `proposers`, `learners`, `standby`) of
+/// a `synod member --json` answer.
+fn names_of(members: &serde_json::Value, kind: &str) -> Vec<String> {
+    let list = members[kind].as_array().expect("a list");
     list.iter()
         .map(|a| a.as_str().unwrap().to_owned())
         .collect()
@@ -185,7 +187,7 @@ async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() 
     let listed = member(&deployment, &["list"]).await;
     assert_eq!(listed["epoch"], 0);
     assert_eq!(
-        acceptors_of(&listed),
+        names_of(&listed, "acceptors"),
         ["acceptor-1", "acceptor-2", "acceptor-3"]
     );
 
@@ -206,7 +208,7 @@ async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() 
     }
     assert_eq!(last["epoch"], 4);
     assert_eq!(
-        acceptors_of(&last),
+        names_of(&last, "acceptors"),
         ["acceptor-3", "acceptor-4", "acceptor-5"]
     );
 
@@ -227,7 +229,7 @@ async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() 
     let replaced = member(&deployment, &["replace", "acceptor-3", "acceptor-1"]).await;
     assert_eq!(replaced["epoch"], 5);
     assert_eq!(
-        acceptors_of(&replaced),
+        names_of(&replaced, "acceptors"),
         ["acceptor-1", "acceptor-4", "acceptor-5"]
     );
 
@@ -246,13 +248,6 @@ async fn acceptors_grow_to_five_shrink_back_and_replace_a_lost_one_under_load() 
     // The register chosen in epoch 0 keeps its value five epochs later.
     let again = client.decide("owner", b"second").await.expect("decided");
     assert_eq!(again, b"first");
-}
-
-fn names_of(members: &serde_json::Value, kind: &str) -> Vec<String> {
-    let list = members[kind].as_array().expect("a list");
-    list.iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The highest of `field` over the `kind` lines ("proposers",

@@ -25,7 +25,7 @@
 //! epoch decides every slot after it.
 
 use crate::quorum::Quorums;
-use crate::types::Slot;
+use crate::types::{Role, RoleId, Slot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -81,6 +81,20 @@ impl Membership {
             proposers: self.proposers.clone(),
             learners: self.learners.clone(),
         }
+    }
+
+    /// The ids of `role`'s instances in this configuration.
+    pub fn ids(&self, role: Role) -> &[u32] {
+        match role {
+            Role::Acceptor => &self.acceptors,
+            Role::Proposer => &self.proposers,
+            Role::Learner => &self.learners,
+        }
+    }
+
+    /// Whether this configuration names `role`.
+    pub fn includes(&self, role: RoleId) -> bool {
+        self.ids(role.role).contains(&role.index)
     }
 
     /// Whether promises from `answered` complete phase 1.

@@ -103,13 +103,21 @@ pub struct MembershipSettings {
 }
 
 impl MembershipSettings {
+    /// The list for `role`, and its field name.
+    fn list(&self, role: Role) -> (&'static str, &Option<Vec<u32>>) {
+        match role {
+            Role::Acceptor => ("initial_acceptors", &self.initial_acceptors),
+            Role::Proposer => ("initial_proposers", &self.initial_proposers),
+            Role::Learner => ("initial_learners", &self.initial_learners),
+        }
+    }
+
     /// Each list with its role and field name.
     fn lists(&self) -> [(Role, &'static str, &Option<Vec<u32>>); 3] {
-        [
-            (Role::Acceptor, "initial_acceptors", &self.initial_acceptors),
-            (Role::Proposer, "initial_proposers", &self.initial_proposers),
-            (Role::Learner, "initial_learners", &self.initial_learners),
-        ]
+        [Role::Acceptor, Role::Proposer, Role::Learner].map(|role| {
+            let (name, list) = self.list(role);
+            (role, name, list)
+        })
     }
 }
 
@@ -699,13 +707,7 @@ impl SynodConfig {
     /// The `role` instances of the first configuration (epoch 0), by id:
     /// the `[membership]` list, else every placed one.
     pub fn initial(&self, role: Role) -> Vec<u32> {
-        let (_, _, list) = self
-            .membership
-            .lists()
-            .into_iter()
-            .find(|(r, ..)| *r == role)
-            .expect("three roles");
-        match list {
+        match self.membership.list(role).1 {
             Some(ids) => {
                 let set: BTreeSet<u32> = ids.iter().copied().collect();
                 set.into_iter().collect()

@@ -73,23 +73,10 @@ pub(crate) struct MembershipRules {
 impl MembershipRules {
     /// `wanted` as configuration `epoch`, if every role in it is placed.
     fn configuration(&self, epoch: u32, wanted: MemberIds) -> Result<Membership, String> {
-        let kinds = [
-            ("acceptor", wanted.acceptors, &self.placed.acceptors),
-            ("proposer", wanted.proposers, &self.placed.proposers),
-            ("learner", wanted.learners, &self.placed.learners),
-        ];
-        let mut lists = Vec::with_capacity(3);
-        for (kind, mut ids, placed) in kinds {
-            if let Some(id) = ids.iter().find(|id| !placed.contains(id)) {
-                return Err(format!(
-                    "{kind}-{id} is not placed under [roles]: place it on a node in every node's config and restart them first"
-                ));
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            lists.push(ids);
-        }
-        let [acceptors, proposers, learners] = <[Vec<u32>; 3]>::try_from(lists).expect("three");
+        let placed = &self.placed;
+        let acceptors = placed_ids("acceptor", wanted.acceptors, &placed.acceptors)?;
+        let proposers = placed_ids("proposer", wanted.proposers, &placed.proposers)?;
+        let learners = placed_ids("learner", wanted.learners, &placed.learners)?;
         Ok(Membership {
             epoch,
             quorums: self.quorums.quorums(acceptors.len()),
@@ -98,6 +85,18 @@ impl MembershipRules {
             learners,
         })
     }
+}
+
+/// `ids` of `kind`, ascending and distinct, if each is `placed`.
+fn placed_ids(kind: &str, mut ids: Vec<u32>, placed: &[u32]) -> Result<Vec<u32>, String> {
+    if let Some(id) = ids.iter().find(|id| !placed.contains(id)) {
+        return Err(format!(
+            "{kind}-{id} is not placed under [roles]: place it on a node in every node's config and restart them first"
+        ));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// The local learner answers come from.

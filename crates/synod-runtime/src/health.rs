@@ -16,7 +16,7 @@ use crate::gateway::NodeStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use synod_core::{Quorums, Role, RoleId};
+use synod_core::{Quorums, Role};
 
 /// A learner this many slots behind the most advanced one makes the
 /// cluster degraded (reports are read at slightly different moments, so
@@ -114,16 +114,6 @@ fn configuration(
         latest.learners = first.learners;
     }
     latest
-}
-
-/// Whether `membership` names `role`.
-fn is_member(membership: &synod_core::Membership, role: RoleId) -> bool {
-    let ids = match role.role {
-        Role::Acceptor => &membership.acceptors,
-        Role::Proposer => &membership.proposers,
-        Role::Learner => &membership.learners,
-    };
-    ids.contains(&role.index)
 }
 
 /// An acceptor's line of a [`NodeReport`].
@@ -341,7 +331,7 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
     });
     let membership = configuration(config, NodeReport::latest_membership(answered));
     let roles = role_states(config, &probes, &membership, &mut problems);
-    let (acceptor_ids, quorums) = (membership.acceptors.clone(), membership.quorums);
+    let quorums = membership.quorums;
     let up_ids: BTreeSet<u32> = roles
         .iter()
         .filter(|r| r.up)
@@ -349,10 +339,10 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
         .filter(|r| r.role == Role::Acceptor)
         .map(|r| r.index)
         .collect();
-    let (acceptors_up, acceptors_total) = (up_ids.len(), acceptor_ids.len());
+    let (acceptors_up, acceptors_total) = (up_ids.len(), membership.acceptors.len());
     let majority = smallest_phase2_quorum(quorums, acceptors_total);
     let quorum = quorums.describe_phase2(acceptors_total);
-    if quorums.phase2(&acceptor_ids, &up_ids) && !quorums.phase1(&acceptor_ids, &up_ids) {
+    if membership.phase2(&up_ids) && !membership.phase1(&up_ids) {
         problems.push(format!(
             "{acceptors_up} of {acceptors_total} acceptors are up: enough to commit, too few to elect a new leader"
         ));
@@ -367,7 +357,7 @@ pub fn assess(config: &SynodConfig, mut probes: BTreeMap<String, Probe>) -> Clus
     } else {
         Verdict::Degraded
     };
-    if !quorums.phase2(&acceptor_ids, &up_ids) {
+    if !membership.phase2(&up_ids) {
         problems.push(format!(
             "no quorum: {acceptors_up} of {acceptors_total} acceptors are up, {quorum}"
         ));
@@ -437,7 +427,7 @@ fn role_states(
         .into_iter()
         .map(|(role, node)| {
             let name = role.to_string();
-            let standby = !is_member(membership, role);
+            let standby = !membership.includes(role);
             let up = match probes.get(&node) {
                 Some(Probe::Answered { report }) => {
                     let stopped = report.stopped.contains(&name);
@@ -651,18 +641,24 @@ mod tests {
         );
     }
 
+    /// A configuration after the first: acceptors 1–3, `proposers` and
+    /// `learners`.
+    fn later_configuration(proposers: &[u32], learners: &[u32]) -> synod_core::Membership {
+        let mut membership = synod_core::Membership::initial(
+            vec![1, 2, 3],
+            Quorums::majority(3),
+            proposers.to_vec(),
+            learners.to_vec(),
+        );
+        membership.epoch = 1;
+        membership
+    }
+
     #[test]
     fn roles_outside_the_configuration_are_standby_and_a_down_member_learner_is_named() {
         let mut latest = report(1, Some(1), 5);
         if let Probe::Answered { report } = &mut latest {
-            let mut membership = synod_core::Membership::initial(
-                vec![1, 2, 3],
-                Quorums::majority(3),
-                vec![1, 2],
-                vec![1, 2],
-            );
-            membership.epoch = 2;
-            report.proposers[0].membership = Some(membership);
+            report.proposers[0].membership = Some(later_configuration(&[1, 2], &[1, 2]));
         }
         let health = judge([latest, report(2, Some(1), 5), down()]);
         let standby: Vec<&str> = health
@@ -687,14 +683,7 @@ mod tests {
             }
         }
         if let Probe::Answered { report } = &mut leaderless[2] {
-            let mut membership = synod_core::Membership::initial(
-                vec![1, 2, 3],
-                Quorums::majority(3),
-                vec![1, 2],
-                vec![1, 2, 3],
-            );
-            membership.epoch = 1;
-            report.proposers[0].membership = Some(membership);
+            report.proposers[0].membership = Some(later_configuration(&[1, 2], &[1, 2, 3]));
         }
         let health = judge(leaderless);
         assert!(

@@ -917,7 +917,7 @@ impl Proposer {
     /// Whether the current configuration names this proposer: only its
     /// members campaign (the others forward to the leader they hear).
     pub fn may_lead(&self) -> bool {
-        self.epoch.membership.proposers.contains(&self.config.id)
+        self.epoch.membership.includes(self.id())
     }
 
     fn learner_ids(&self) -> impl Iterator<Item = RoleId> + '_ {

@@ -357,3 +357,116 @@ async fn proposers_and_learners_join_and_leave_the_configuration_under_load() {
     }
     assert_eq!(on_n3.get(b"first").await.expect("a read"), b"v");
 }
+
+/// The roles `node` runs, as its admin server reports them.
+fn roles_on(deployment: &Deployment, node: &str) -> Vec<String> {
+    let Some(status) = deployment.admin_status(node) else {
+        return Vec::new();
+    };
+    let roles = status["roles"].as_array().cloned().unwrap_or_default();
+    roles
+        .iter()
+        .filter_map(|r| Some(r.as_str()?.to_owned()))
+        .collect()
+}
+
+// Multi-threaded: the test body polls admin ports (blocking) while the
+// writer runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_s_proposer_moves_to_a_node_without_one_through_the_log_under_load() {
+    // n3 runs only a learner at first; the config file is never edited.
+    let cluster = TestCluster::new(
+        "it",
+        &[
+            ("n1", &["proposer-1", "learner-1"]),
+            ("n2", &["proposer-2", "learner-2"]),
+            ("n3", &["learner-3"]),
+            ("a1", &["acceptor-1"]),
+            ("a2", &["acceptor-2"]),
+            ("a3", &["acceptor-3"]),
+        ],
+    )
+    .admin_ports();
+    let mut deployment = Deployment::new(cluster);
+    deployment.start_all();
+    let mut client = deployment.client();
+    client.put(b"first", b"v").await.expect("acknowledged");
+    let (old_node, (old_round, leader)) = wait_for_leader(&deployment);
+    let moving = format!("proposer-{leader}");
+    let other = if old_node == "n1" { "n2" } else { "n1" };
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));
+
+    // The leader's own proposer moves: its node stops it, n3 starts it.
+    let moved = member(&deployment, &["move", &moving, "n3"]).await;
+    assert_eq!(moved["epoch"], 1, "{moved}");
+    assert_eq!(moved["moved"][&moving], "n3", "{moved}");
+    wait_until("the proposer runs on n3 only", &deployment, || {
+        roles_on(&deployment, "n3").contains(&moving)
+            && !roles_on(&deployment, &old_node).contains(&moving)
+    });
+
+    // With the other proposer's node down, only the moved one can lead:
+    // from its new, empty store, above the rounds it used before.
+    deployment.stop(other);
+    wait_until("the moved proposer leads", &deployment, || {
+        leading_ballot(&deployment, "n3").is_some()
+    });
+    let (round, proposer) = leading_ballot(&deployment, "n3").expect("leading");
+    assert_eq!(proposer, leader);
+    assert!(
+        round > old_round,
+        "it leads in round {round}, not above its old round {old_round}"
+    );
+    let after_move = highest(&deployment, "learners", "applied");
+    wait_until(
+        "commands decided under the moved leader",
+        &deployment,
+        || highest(&deployment, "learners", "applied") > after_move + 20,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.expect("the writer");
+    assert!(
+        acknowledged.len() > 20,
+        "only {} writes",
+        acknowledged.len()
+    );
+
+    // Restarts follow the log's placement, not the file's: each node kept
+    // the move in its data directory.
+    deployment.stop(&old_node);
+    deployment.stop("n3");
+    deployment.start_nodes(&[old_node.clone(), "n3".to_owned(), other.to_owned()]);
+    wait_until("the placement survives restarts", &deployment, || {
+        roles_on(&deployment, "n3").contains(&moving)
+            && !roles_on(&deployment, &old_node).is_empty()
+            && !roles_on(&deployment, &old_node).contains(&moving)
+    });
+    for key in &acknowledged {
+        let value = client.get(key.as_bytes()).await.expect("a read");
+        assert_eq!(value, b"x", "{key}");
+    }
+    assert_eq!(client.get(b"first").await.expect("a read"), b"v");
+
+    // Moving it back to the config file's node empties the list; it runs
+    // on its old store there again.
+    let back = member(&deployment, &["move", &moving, &old_node]).await;
+    assert_eq!(back["epoch"], 2, "{back}");
+    assert_eq!(back["moved"], serde_json::json!({}), "{back}");
+    wait_until(
+        "the proposer runs on its first node again",
+        &deployment,
+        || {
+            roles_on(&deployment, &old_node).contains(&moving)
+                && !roles_on(&deployment, "n3").contains(&moving)
+        },
+    );
+    client.put(b"last", b"v").await.expect("acknowledged");
+    assert_eq!(client.get(b"last").await.expect("a read"), b"v");
+    let log = deployment.log("n3");
+    assert!(
+        log.contains(&format!("{moving} moved to another node: stopped here")),
+        "n3 stopped {moving} when the log moved it back:\n{log}"
+    );
+}

@@ -19,7 +19,8 @@
 //! A session idle for long is forgotten (`paxos.session_horizon` slots):
 //! its commands then fail with [`Failure::SessionExpired`], unapplied, and
 //! the client opens a new session. Version 3 introduced sessions; version 4
-//! configurations that name proposers and learners ([`MemberIds`]).
+//! configurations that name proposers and learners ([`MemberIds`]); version
+//! 5 the roles a configuration moved to other nodes (`MemberIds::moved`).
 //!
 //! Tags are wire tags: never reorder.
 
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use synod_core::CommandId;
 
 /// The client protocol version.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 4;
+pub const CLIENT_PROTOCOL_VERSION: u16 = 5;
 
 /// The sequence number that opens a session (see the module docs).
 pub const OPEN_SESSION: u64 = synod_core::OPEN_SESSION;
@@ -221,6 +222,10 @@ pub struct MemberIds {
     /// The learners whose snapshots the trim point waits for (the others
     /// learn, but may have to catch up from a peer's snapshot).
     pub learners: Vec<u32>,
+    /// Roles the log placed on another node than the config file does
+    /// (`synod member move`): the role (`proposer-2`) and its node,
+    /// ascending by role.
+    pub moved: Vec<(String, String)>,
 }
 
 /// A proposer's view of the current configuration.
@@ -389,13 +394,17 @@ mod tests {
             acceptors: vec![2],
             proposers: vec![1],
             learners: vec![3, 4],
+            moved: vec![("proposer-1".into(), "n2".into())],
         };
         let change = Request::Reconfigure {
             tag: 5,
             epoch: 1,
             members,
         };
-        assert_eq!(bytes(&change), vec![8, 5, 1, 1, 2, 1, 1, 2, 3, 4]);
+        let mut expected = vec![8, 5, 1, 1, 2, 1, 1, 2, 3, 4, 1, 10];
+        expected.extend(b"proposer-1");
+        expected.extend([2, b'n', b'2']);
+        assert_eq!(bytes(&change), expected);
         let done = Reply::Reconfiguring {
             tag: 5,
             refused: None,

@@ -52,6 +52,12 @@ pub struct Membership {
     /// Learner ids whose snapshots the trim point waits for, ascending.
     #[serde(default)]
     pub learners: Vec<u32>,
+    /// Roles the log has placed on another node than the config file
+    /// does (`synod member move`): each role and its node's name,
+    /// ascending by role. The core only carries it from epoch to epoch;
+    /// each node's router follows it.
+    #[serde(default)]
+    pub moved: Vec<(RoleId, String)>,
 }
 
 impl Membership {
@@ -68,6 +74,7 @@ impl Membership {
             quorums,
             proposers,
             learners,
+            moved: Vec::new(),
         }
     }
 
@@ -80,7 +87,24 @@ impl Membership {
             quorums,
             proposers: self.proposers.clone(),
             learners: self.learners.clone(),
+            moved: self.moved.clone(),
         }
+    }
+
+    /// This configuration, as the next epoch, with the roles the log
+    /// moves off the config file's placement replaced by `moved`.
+    pub fn with_moved(&self, moved: Vec<(RoleId, String)>) -> Self {
+        Self {
+            epoch: self.epoch + 1,
+            moved,
+            ..self.clone()
+        }
+    }
+
+    /// The node the log moved `role` to, if it did.
+    pub fn moved_to(&self, role: RoleId) -> Option<&str> {
+        let at = self.moved.binary_search_by(|(r, _)| r.cmp(&role)).ok()?;
+        Some(&self.moved[at].1)
     }
 
     /// The ids of `role`'s instances in this configuration.
@@ -126,6 +150,10 @@ impl Membership {
                     "{role} ids must be distinct, ascending and not empty"
                 ));
             }
+        }
+        let ascending = self.moved.is_sorted_by(|(a, _), (b, _)| a < b);
+        if !ascending || self.moved.iter().any(|(_, node)| node.is_empty()) {
+            return Err("moved roles must be distinct, ascending and name a node".into());
         }
         self.quorums.check(self.acceptors.len())
     }
@@ -196,6 +224,7 @@ mod tests {
             quorums: Quorums::majority(acceptors.len()),
             proposers: vec![1, 2],
             learners: vec![1],
+            moved: Vec::new(),
         }
     }
 
@@ -219,6 +248,44 @@ mod tests {
             phase2: 2,
         };
         assert!(unsafe_quorums.check_after(&current).is_err());
+    }
+
+    #[test]
+    fn moved_roles_are_carried_to_the_next_epoch_and_must_be_well_formed() {
+        let current = members(0, &[1, 2, 3]);
+        let p2 = (RoleId::proposer(2), "n3".to_owned());
+        let l1 = (RoleId::learner(1), "n2".to_owned());
+        let moved = current.with_moved(vec![p2.clone(), l1.clone()]);
+        assert!(
+            moved.check_after(&current).is_ok(),
+            "proposers sort before learners"
+        );
+        assert_eq!(moved.moved_to(RoleId::proposer(2)), Some("n3"));
+        assert_eq!(moved.moved_to(RoleId::proposer(1)), None);
+        let grown = moved.with_acceptors(vec![1, 2, 3, 4], Quorums::majority(4));
+        assert_eq!(
+            grown.moved, moved.moved,
+            "a membership change keeps the moves"
+        );
+        assert!(
+            current
+                .with_moved(vec![l1.clone(), p2.clone()])
+                .check_after(&current)
+                .is_err()
+        );
+        assert!(
+            current
+                .with_moved(vec![p2.clone(), p2])
+                .check_after(&current)
+                .is_err()
+        );
+        let nowhere = (RoleId::learner(1), String::new());
+        assert!(
+            current
+                .with_moved(vec![nowhere])
+                .check_after(&current)
+                .is_err()
+        );
     }
 
     #[test]

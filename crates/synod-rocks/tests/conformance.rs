@@ -232,6 +232,7 @@ fn random_write(rng: &mut ChaCha8Rng) -> Write {
                     quorums: Quorums::majority(3),
                     proposers: vec![1, 3],
                     learners: vec![2],
+                    moved: vec![(synod_core::RoleId::proposer(3), "n1".into())],
                 },
                 start: slot,
                 past: Vec::new(),

@@ -1019,6 +1019,34 @@ impl SynodConfig {
             .collect()
     }
 
+    /// Every role instance with its node once `moved` (the roles the
+    /// log moved, `synod member move`) is applied to this file's
+    /// placement.
+    pub fn placement_moved(&self, moved: &[(RoleId, String)]) -> BTreeMap<RoleId, String> {
+        let mut placement = self.placement();
+        for (role, node) in moved {
+            if let Some(placed) = placement.get_mut(role) {
+                placed.clone_from(node);
+            }
+        }
+        placement
+    }
+
+    /// This config with the roles in `moved` placed where the log put
+    /// them. Only for where roles run: the settings nodes compare at the
+    /// handshake stay this file's ([`SynodConfig::cluster_settings`] of
+    /// the config before the moves).
+    pub fn with_moved(&self, moved: &[(RoleId, String)]) -> SynodConfig {
+        let mut config = self.clone();
+        for (key, node) in &mut config.roles {
+            let role = parse_role(key);
+            if let Some((_, to)) = moved.iter().find(|(r, _)| Some(*r) == role) {
+                node.clone_from(to);
+            }
+        }
+        config
+    }
+
     /// All instances of `role`, by index.
     pub fn instances(&self, role: Role) -> Vec<u32> {
         let set: BTreeSet<u32> = self

@@ -49,6 +49,7 @@ pub struct NodeStatus {
 }
 
 /// A role actor as the node sees it, whatever its core and store.
+#[derive(Clone)]
 pub(crate) struct RunningRole {
     pub(crate) id: RoleId,
     pub(crate) stop: Recipient<Stop>,
@@ -56,22 +57,29 @@ pub(crate) struct RunningRole {
 }
 
 /// The local proposer commands go to.
+#[derive(Clone)]
 pub(crate) struct ProposerPort {
+    pub(crate) id: RoleId,
     pub(crate) submit: Recipient<Submit>,
     pub(crate) propose: Recipient<ProposeInstance>,
     pub(crate) reconfigure: Recipient<Reconfigure>,
 }
 
 /// What a configuration change may name, from the config file: the
-/// roles placed (every node routes to them), and the quorum settings
-/// applied to the new number of acceptors.
+/// roles placed (every node routes to them) and where, and the quorum
+/// settings applied to the new number of acceptors.
 pub(crate) struct MembershipRules {
     pub(crate) placed: MemberIds,
+    /// Every role's node in the config file.
+    pub(crate) placement: std::collections::BTreeMap<RoleId, String>,
+    /// The nodes a role may move to.
+    pub(crate) nodes: Vec<String>,
     pub(crate) quorums: crate::config::QuorumSettings,
 }
 
 impl MembershipRules {
-    /// `wanted` as configuration `epoch`, if every role in it is placed.
+    /// `wanted` as configuration `epoch`, if every role in it is placed
+    /// and every move is one the runtime carries out.
     fn configuration(&self, epoch: u32, wanted: MemberIds) -> Result<Membership, String> {
         let placed = &self.placed;
         let acceptors = placed_ids("acceptor", wanted.acceptors, &placed.acceptors)?;
@@ -83,7 +91,44 @@ impl MembershipRules {
             acceptors,
             proposers,
             learners,
+            moved: self.moves(wanted.moved)?,
         })
+    }
+
+    /// `wanted` moves, checked, ascending by role, without the ones that
+    /// put a role back on its config file's node.
+    fn moves(&self, wanted: Vec<(String, String)>) -> Result<Vec<(RoleId, String)>, String> {
+        let mut moved = std::collections::BTreeMap::new();
+        for (name, node) in wanted {
+            let role = crate::config::parse_role(&name)
+                .filter(|role| self.placement.contains_key(role))
+                .ok_or_else(|| format!("{name} is not placed under [roles]"))?;
+            if !self.nodes.contains(&node) {
+                return Err(format!(
+                    "there is no node {node:?} under [nodes]; known: {}",
+                    self.nodes.join(", ")
+                ));
+            }
+            match role.role {
+                Role::Proposer => {}
+                Role::Acceptor => {
+                    return Err(format!(
+                        "{role} does not move: its promises are in its store on its node. Place a new acceptor id on {node} and `synod member replace {role} acceptor-N`"
+                    ));
+                }
+                Role::Learner => {
+                    return Err(format!(
+                        "{role} moves with a placement edit and a restart (it serves its node's client port): see \"Moving a role\" in the README"
+                    ));
+                }
+            }
+            if self.placement.get(&role) == Some(&node) {
+                moved.remove(&role);
+            } else {
+                moved.insert(role, node);
+            }
+        }
+        Ok(moved.into_iter().collect())
     }
 }
 
@@ -136,8 +181,11 @@ impl Session {
 pub(crate) struct Gateway {
     pub(crate) name: String,
     pub(crate) router: Addr<Router>,
-    pub(crate) roles: Vec<RunningRole>,
-    pub(crate) proposer: Option<ProposerPort>,
+    /// The roles running here (the placement the log decides may move
+    /// some away and others here while the node runs).
+    pub(crate) roles: RefCell<Vec<RunningRole>>,
+    /// Its proposers; commands go to the first.
+    pub(crate) proposers: RefCell<Vec<ProposerPort>>,
     pub(crate) learner: Option<LearnerPort>,
     pub(crate) all_proposers: Vec<u32>,
     /// The session `submit` numbers its commands in, once opened.
@@ -157,6 +205,8 @@ pub(crate) struct Gateway {
     pub(crate) max_instances: usize,
     /// Batches first sends (none without a learner).
     pub(crate) intake: Option<Intake>,
+    /// The largest `Forward` the intake sends (`paxos.batch_max_bytes`).
+    pub(crate) forward_max_bytes: usize,
     /// What `synod member` may ask for.
     pub(crate) membership: MembershipRules,
     /// Commands sent again (after `submit_retry`, or at a leader change).
@@ -193,6 +243,54 @@ impl Answered {
 }
 
 impl Gateway {
+    /// The local proposer commands go to, if there is one.
+    fn proposer(&self) -> Option<ProposerPort> {
+        self.proposers.borrow().first().cloned()
+    }
+
+    /// The roles running here, now.
+    fn running(&self) -> Vec<RunningRole> {
+        self.roles.borrow().clone()
+    }
+
+    /// `role` started here while the node runs: the placement moved it
+    /// here.
+    pub(crate) fn role_started(&self, role: RunningRole, proposer: Option<ProposerPort>) {
+        self.roles.borrow_mut().push(role);
+        self.proposers.borrow_mut().extend(proposer);
+        self.redirect_first_sends();
+    }
+
+    /// `id` moved to another node: stop it (the writes it handed to its
+    /// writer finish first) and send nothing more to it.
+    pub(crate) fn role_moved_away(&self, id: RoleId) {
+        let stopped = {
+            let mut roles = self.roles.borrow_mut();
+            let at = roles.iter().position(|r| r.id == id);
+            at.map(|at| roles.remove(at))
+        };
+        if let Some(role) = stopped {
+            role.stop.do_send(Stop);
+        }
+        self.proposers.borrow_mut().retain(|p| p.id != id);
+        self.redirect_first_sends();
+    }
+
+    /// Point the intake at the local proposer there is now, or else at
+    /// the learner's leader hint.
+    fn redirect_first_sends(&self) {
+        let proposer = self.proposer();
+        if let (Some(intake), Some(learner)) = (&self.intake, &self.learner) {
+            let destination = destination(
+                learner,
+                proposer.as_ref(),
+                &self.router,
+                self.forward_max_bytes,
+            );
+            intake.redirect(destination);
+        }
+    }
+
     /// A fresh snapshot of the local learner (for a backup).
     pub(crate) async fn backup(&self) -> Result<Snapshot, String> {
         let learner = self.learner.as_ref().ok_or("this node has no learner")?;
@@ -316,7 +414,7 @@ impl Gateway {
         learner: &LearnerPort,
         command: Command,
     ) -> Result<(), SubmitError> {
-        if let Some(proposer) = &self.proposer {
+        if let Some(proposer) = self.proposer() {
             return match proposer.submit.send(Submit(vec![command])).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_busy)) => Err(SubmitError::Busy),
@@ -504,7 +602,7 @@ impl Gateway {
     /// Propose `value` for single-decree instance `name` through the
     /// local proposer; false if this node has none.
     pub(crate) fn propose_instance(&self, name: &str, value: Vec<u8>) -> bool {
-        let Some(proposer) = &self.proposer else {
+        let Some(proposer) = self.proposer() else {
             return false;
         };
         proposer.propose.do_send(ProposeInstance {
@@ -516,7 +614,8 @@ impl Gateway {
 
     /// The configuration the local proposer works in.
     pub(crate) async fn members(&self) -> Result<MembersReport, String> {
-        let proposer = self.roles.iter().find(|r| r.id.role == Role::Proposer);
+        let running = self.running();
+        let proposer = running.iter().find(|r| r.id.role == Role::Proposer);
         let proposer = proposer.ok_or("this node runs no proposer; ask a node that does")?;
         let status = proposer.status.send(GetStatus).await;
         let Ok(RoleStatus::Proposer(status)) = status else {
@@ -533,6 +632,11 @@ impl Gateway {
                 acceptors: membership.acceptors.clone(),
                 proposers: membership.proposers.clone(),
                 learners: membership.learners.clone(),
+                moved: membership
+                    .moved
+                    .iter()
+                    .map(|(role, node)| (role.to_string(), node.clone()))
+                    .collect(),
             },
             quorums: membership.quorums.describe_phase2(size),
             instances_carried: status.instances_carried,
@@ -544,8 +648,7 @@ impl Gateway {
     /// proposer if it leads, else forwarded to the leader.
     pub(crate) async fn reconfigure(&self, epoch: u32, members: MemberIds) -> Result<(), String> {
         let port = self
-            .proposer
-            .as_ref()
+            .proposer()
             .ok_or("this node runs no proposer; ask a node that does")?;
         let next = self.membership.configuration(epoch, members)?;
         match port.reconfigure.send(Reconfigure(next)).await {
@@ -555,9 +658,10 @@ impl Gateway {
     }
 
     pub(crate) async fn status(&self) -> NodeStatus {
+        let running = self.running();
         let mut status = NodeStatus {
             node: self.name.clone(),
-            roles: self.roles.iter().map(|r| r.id).collect(),
+            roles: running.iter().map(|r| r.id).collect(),
             proposers: Vec::new(),
             acceptors: Vec::new(),
             learners: Vec::new(),
@@ -566,7 +670,7 @@ impl Gateway {
             commands_answered: self.answered.count.get(),
             commands_seconds: self.answered.seconds.get(),
         };
-        for role in &self.roles {
+        for role in &running {
             match role.status.send(GetStatus).await {
                 Ok(RoleStatus::Proposer(p)) => status.proposers.push(p),
                 Ok(RoleStatus::Acceptor(a)) => status.acceptors.push(a),
@@ -581,7 +685,7 @@ impl Gateway {
     /// Stop every role (each finishes the writes it has handed to its writer).
     pub(crate) async fn stop_roles(&self) {
         self.accepting.store(false, Ordering::Relaxed);
-        for role in &self.roles {
+        for role in &self.running() {
             let _ = role.stop.send(Stop).await;
         }
     }
@@ -603,8 +707,8 @@ async fn answer_within<T>(
     }
 }
 
-/// Where the intake sends first sends: the local proposer, or else the
-/// learner's leader hint (a resend goes to every proposer).
+/// The intake for a node with `learner` (none without one), sending
+/// first sends where [`destination`] says.
 pub(crate) fn intake_for(
     learner: Option<&LearnerPort>,
     proposer: Option<&ProposerPort>,
@@ -612,7 +716,19 @@ pub(crate) fn intake_for(
     max_bytes: usize,
 ) -> Option<Intake> {
     let learner = learner?;
-    let destination = match proposer {
+    let destination = destination(learner, proposer, router, max_bytes);
+    Some(Intake::new(learner.watch.clone(), destination))
+}
+
+/// Where first sends go: the local proposer, or else the learner's leader
+/// hint (a resend goes to every proposer).
+fn destination(
+    learner: &LearnerPort,
+    proposer: Option<&ProposerPort>,
+    router: &Addr<Router>,
+    max_bytes: usize,
+) -> Destination {
+    match proposer {
         Some(proposer) => Destination::Local(proposer.submit.clone()),
         None => Destination::Remote {
             router: router.clone(),
@@ -620,6 +736,5 @@ pub(crate) fn intake_for(
             to: Rc::clone(&learner.leader),
             max_bytes,
         },
-    };
-    Some(Intake::new(learner.watch.clone(), destination))
+    }
 }

@@ -423,7 +423,7 @@ fn role_states(
     problems: &mut Vec<String>,
 ) -> Vec<RoleState> {
     config
-        .placement()
+        .placement_moved(&membership.moved)
         .into_iter()
         .map(|(role, node)| {
             let name = role.to_string();

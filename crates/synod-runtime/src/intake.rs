@@ -61,7 +61,7 @@ struct Gathered {
 pub(crate) struct Intake {
     gathered: Rc<RefCell<Gathered>>,
     learner: Recipient<WatchCommands>,
-    destination: Destination,
+    destination: RefCell<Destination>,
 }
 
 impl Intake {
@@ -69,8 +69,13 @@ impl Intake {
         Self {
             gathered: Rc::default(),
             learner,
-            destination,
+            destination: RefCell::new(destination),
         }
+    }
+
+    /// Send later batches to `destination` (a proposer moved here or away).
+    pub(crate) fn redirect(&self, destination: Destination) {
+        *self.destination.borrow_mut() = destination;
     }
 
     /// Watch `command` at the learner and send it on, in a batch with
@@ -91,7 +96,8 @@ impl Intake {
         };
         if spawn {
             let (gathered, learner) = (Rc::clone(&self.gathered), self.learner.clone());
-            actix::spawn(flush(gathered, learner, self.destination.clone()));
+            let destination = self.destination.borrow().clone();
+            actix::spawn(flush(gathered, learner, destination));
         }
         sent.await.unwrap_or(Err(SubmitError::ShuttingDown))
     }

@@ -29,6 +29,7 @@ mod gateway;
 pub mod health;
 mod intake;
 mod node;
+mod placement;
 mod router;
 
 pub use backup::{Restored, restore_backup, restore_backup_on_disk};
@@ -40,6 +41,7 @@ pub use config::{
 };
 pub use gateway::NodeStatus;
 pub use node::{Node, NodeError, created_stores, stray_stores};
+pub use placement::MovedRoles;
 pub use router::Router;
 pub use synod_api::{Decision, SnapshotError, StateMachine, SubmitError};
 pub use synod_storage::{Backend, Bootstrap, MemoryBackend};

@@ -11,14 +11,17 @@ use crate::admin::{self, AdminActor, NodeMetrics};
 use crate::client_server::{self, ClientPortStats};
 use crate::config::{SynodConfig, parse_role};
 use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
-use crate::router::MessageCounts;
-use crate::router::{RegisterRole, Router, StopRouter};
+use crate::placement::MovedRoles;
+use crate::router::{
+    Follow, FollowedPlacement, LifecycleSlot, MessageCounts, RegisterRole, RoleLifecycle, Router,
+    StartPlacedRoles, StopRouter,
+};
 use actix::prelude::*;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
@@ -50,6 +53,9 @@ pub enum NodeError {
     /// The node is not in the config.
     #[error("node {0:?} is not in the config (known: {1:?})")]
     UnknownNode(String, Vec<String>),
+    /// The node's record of the placement moves it follows is unreadable.
+    #[error("{0}")]
+    Placement(String),
     /// A store could not be opened (locked, corrupt, unreadable, ...).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -101,13 +107,14 @@ struct Network {
     admin_listener: Option<std::net::TcpListener>,
     sent: Rc<MessageCounts>,
     stats: Arc<TransportStats>,
+    lifecycle: LifecycleSlot,
 }
 
 /// The role actors started on a node, as the gateway holds them.
 #[derive(Default)]
 struct StartedRoles {
     running: Vec<RunningRole>,
-    proposer: Option<ProposerPort>,
+    proposers: Vec<ProposerPort>,
     learner: Option<LearnerPort>,
 }
 
@@ -127,26 +134,49 @@ impl Node {
     }
 
     /// [`Node::start`] on the stores `backend` opens.
-    pub async fn start_with<B: Backend, M: StateMachine>(
-        config: &SynodConfig,
+    ///
+    /// The roles it runs are the ones the config file places on it, with
+    /// the moves the log decided (`synod member move`) that it followed
+    /// last (see `placement.rs`); it follows later ones while it runs.
+    pub async fn start_with<B: Backend + Clone, M: StateMachine>(
+        file: &SynodConfig,
         name: &str,
         backend: &B,
         bootstrap: Bootstrap,
         machine: impl FnMut() -> M,
     ) -> Result<Self, NodeError> {
+        let node = file.nodes.get(name).ok_or_else(|| {
+            NodeError::UnknownNode(name.to_owned(), file.nodes.keys().cloned().collect())
+        })?;
+        let moves = MovedRoles::load(&node.data_dir, name).map_err(NodeError::Placement)?;
+        let config = &file.with_moved(&moves.moved);
         let stores = open_stores(config, name, backend, bootstrap)?;
-        let mut network = Network::open(config, name).await?;
+        let mut network = Network::open(file, name, moves.clone()).await?;
         let metrics = network.admin_listener.as_ref().map(|_| NodeMetrics::new());
-        let roles =
-            start_roles(config, &network.router, stores, machine, metrics.as_deref()).await?;
+        let started = StartContext {
+            config,
+            name,
+            router: &network.router,
+            followed: &moves,
+        };
+        let roles = start_roles(&started, stores, machine, metrics.as_deref()).await?;
         let latency = metrics.as_ref().map(|m| m.command_latency());
         let gateway = Rc::new(gateway(
-            config,
+            (file, config),
             name,
             network.router.clone(),
             roles,
             latency,
         ));
+        let lifecycle = PlacedRoles {
+            config: config.clone(),
+            name: name.to_owned(),
+            backend: backend.clone(),
+            router: network.router.clone(),
+            gateway: Rc::downgrade(&gateway),
+        };
+        *network.lifecycle.borrow_mut() = Some(Rc::new(lifecycle));
+        network.router.do_send(StartPlacedRoles);
         let clients = CancellationToken::new();
         let client_stats = Arc::new(ClientPortStats::default());
         let client_listen = match network.client_listener {
@@ -471,9 +501,10 @@ fn learner<M: StateMachine>(
 }
 
 impl Network {
-    /// Steps 2 and 3: a link to every other node, the router, the node
-    /// listener and the client listener (bound, not yet serving).
-    async fn open(config: &SynodConfig, name: &str) -> Result<Self, NodeError> {
+    /// Steps 2 and 3: a link to every other node, the router (following
+    /// `moves` on top of the config file's placement), the node listener
+    /// and the client listener (bound, not yet serving).
+    async fn open(config: &SynodConfig, name: &str, moves: MovedRoles) -> Result<Self, NodeError> {
         let node = &config.nodes[name];
         let transport = Arc::new(transport_config(config, name)?);
         let stats = Arc::new(TransportStats::default());
@@ -487,13 +518,18 @@ impl Network {
                 (Arc::from(peer.as_str()), link)
             })
             .collect();
-        let placement = config
-            .placement()
-            .into_iter()
-            .map(|(role, node)| (role, Arc::from(node.as_str())))
-            .collect();
+        let placement = FollowedPlacement {
+            seed: config
+                .placement()
+                .into_iter()
+                .map(|(role, node)| (role, Arc::from(node.as_str())))
+                .collect(),
+            moves,
+            data_dir: Some(node.data_dir.clone()),
+        };
         let router = Router::new(name, placement, links.clone());
         let sent = router.sent();
+        let lifecycle = router.lifecycle();
         let router = router.start();
         let bind_error = |reason| NodeError::Bind {
             address: node.listen,
@@ -532,22 +568,30 @@ impl Network {
             admin_listener,
             sent,
             stats,
+            lifecycle,
         })
     }
 }
 
+/// What step 4 starts roles with.
+struct StartContext<'a> {
+    /// The config, with the moves followed.
+    config: &'a SynodConfig,
+    name: &'a str,
+    router: &'a Addr<Router>,
+    /// The moves followed (from the node's placement record).
+    followed: &'a MovedRoles,
+}
+
 /// Step 4: one actor per role instance, each registered with the router.
 async fn start_roles<S: RoleStore, M: StateMachine>(
-    config: &SynodConfig,
-    router: &Addr<Router>,
+    context: &StartContext<'_>,
     stores: Vec<OpenedRole<S>>,
     mut machine: impl FnMut() -> M,
     metrics: Option<&NodeMetrics>,
 ) -> Result<StartedRoles, NodeError> {
-    let limits = GroupLimits {
-        max_submissions: config.storage.group_max_submissions,
-        max_writes: config.storage.group_max_writes,
-    };
+    let (config, router) = (context.config, context.router);
+    let limits = group_limits(config);
     let mut started = StartedRoles::default();
     for opened in stores {
         let OpenedRole {
@@ -571,14 +615,13 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             }
             Role::Proposer => {
                 let state = store.load_proposer()?;
+                if moved_away_in_own_store(context, role, &state).await {
+                    continue;
+                }
                 let core = Proposer::new(proposer_config(config, role.index), state, 0);
                 let actor: Addr<ProposerActor<S>> =
                     spawn_role(core, ProposerHooks::default(), writer(store), router);
-                started.proposer.get_or_insert_with(|| ProposerPort {
-                    submit: actor.clone().recipient(),
-                    propose: actor.clone().recipient(),
-                    reconfigure: actor.clone().recipient(),
-                });
+                started.proposers.push(proposer_port(role, &actor));
                 started.add(role, &actor);
                 actor.recipient()
             }
@@ -610,6 +653,118 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
     Ok(started)
 }
 
+/// Whether proposer `role`'s own store holds a newer configuration than
+/// the node's placement record that moved it to another node. Its
+/// leader wrote that configuration before the node could follow it (a
+/// crash in between); it must not start here, where it would campaign
+/// beside its new instance. The router follows that configuration now.
+async fn moved_away_in_own_store(
+    context: &StartContext<'_>,
+    role: RoleId,
+    state: &synod_core::ProposerState,
+) -> bool {
+    let Some(epoch) = &state.epoch else {
+        return false;
+    };
+    let membership = &epoch.membership;
+    if membership.epoch <= context.followed.epoch {
+        return false;
+    }
+    let _ = context.router.send(Follow(membership.clone())).await;
+    match membership.moved_to(role) {
+        Some(node) if node != context.name => {
+            tracing::warn!(%role, node, "{role} moved to node {node:?} in epoch {}: not started here", membership.epoch);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn proposer_port<S: RoleStore>(role: RoleId, actor: &Addr<ProposerActor<S>>) -> ProposerPort {
+    ProposerPort {
+        id: role,
+        submit: actor.clone().recipient(),
+        propose: actor.clone().recipient(),
+        reconfigure: actor.clone().recipient(),
+    }
+}
+
+fn running_role<R: Core, S: RoleStore, H: Hooks<R>>(
+    id: RoleId,
+    actor: &Addr<RoleActor<R, S, H>>,
+) -> RunningRole {
+    RunningRole {
+        id,
+        stop: actor.clone().recipient(),
+        status: actor.clone().recipient(),
+    }
+}
+
+fn group_limits(config: &SynodConfig) -> GroupLimits {
+    GroupLimits {
+        max_submissions: config.storage.group_max_submissions,
+        max_writes: config.storage.group_max_writes,
+    }
+}
+
+/// Starts and stops this node's roles when the placement the log decides
+/// moves them (see `placement.rs`). Only proposers move while nodes run:
+/// a proposer may start on an empty store (it discovers its rounds
+/// first); an acceptor's promises never move, and a learner moves with a
+/// restart (the gateway refuses the other moves).
+struct PlacedRoles<B> {
+    /// The config, with the moves followed at start.
+    config: SynodConfig,
+    name: String,
+    backend: B,
+    router: Addr<Router>,
+    gateway: Weak<Gateway>,
+}
+
+impl<B: Backend + Clone> RoleLifecycle for PlacedRoles<B> {
+    fn start(&self, role: RoleId) -> Result<Recipient<Inbound<Message>>, String> {
+        let gateway = self.gateway.upgrade().ok_or("the node is stopping")?;
+        if role.role != Role::Proposer {
+            return Err(format!(
+                "only proposers move while nodes run; restart node {:?} to start {role}",
+                self.name
+            ));
+        }
+        let data_dir = &self.config.nodes[&self.name].data_dir;
+        let owner = store_owner(&self.config, &self.name, role);
+        let (store, _) = open_stamped(
+            &self.backend,
+            data_dir,
+            &owner,
+            Bootstrap::New,
+            random_u64(),
+        )
+        .map_err(|e| e.to_string())?;
+        let state =
+            synod_storage::ProposerStore::load_proposer(&store).map_err(|e| e.to_string())?;
+        let core = Proposer::new(proposer_config(&self.config, role.index), state, 0);
+        let writer = GroupCommit::spawn_observed(
+            store,
+            role_dir(data_dir, role),
+            group_limits(&self.config),
+            None,
+        );
+        let actor: Addr<ProposerActor<B::Store>> =
+            spawn_role(core, ProposerHooks::default(), writer, &self.router);
+        gateway.role_started(
+            running_role(role, &actor),
+            Some(proposer_port(role, &actor)),
+        );
+        Ok(actor.recipient())
+    }
+
+    fn stop(&self, role: RoleId) {
+        if let Some(gateway) = self.gateway.upgrade() {
+            gateway.role_moved_away(role);
+        }
+    }
+}
+
 /// Start `core` in its actor; its clock starts now (a new core's is 0).
 fn spawn_role<R: Core, S: RoleStore, H: Hooks<R>>(
     core: R,
@@ -627,17 +782,14 @@ impl StartedRoles {
         id: RoleId,
         actor: &Addr<RoleActor<R, S, H>>,
     ) {
-        self.running.push(RunningRole {
-            id,
-            stop: actor.clone().recipient(),
-            status: actor.clone().recipient(),
-        });
+        self.running.push(running_role(id, actor));
     }
 }
 
 /// Step 5: the gateway over the started roles.
+/// (`configs`: the config file, and the same with the moves followed.)
 fn gateway(
-    config: &SynodConfig,
+    (file, config): (&SynodConfig, &SynodConfig),
     name: &str,
     router: Addr<Router>,
     roles: StartedRoles,
@@ -646,15 +798,15 @@ fn gateway(
     let all_proposers = config.instances(Role::Proposer);
     let intake = crate::gateway::intake_for(
         roles.learner.as_ref(),
-        roles.proposer.as_ref(),
+        roles.proposers.first(),
         &router,
         config.paxos.batch_max_bytes,
     );
     Gateway {
         name: name.to_owned(),
         router,
-        roles: roles.running,
-        proposer: roles.proposer,
+        roles: RefCell::new(roles.running),
+        proposers: RefCell::new(roles.proposers),
         learner: roles.learner,
         all_proposers,
         session: Default::default(),
@@ -667,12 +819,16 @@ fn gateway(
         max_command_bytes: config.paxos.max_command_bytes,
         max_instances: config.paxos.max_instances,
         intake,
+        forward_max_bytes: config.paxos.batch_max_bytes,
         membership: crate::gateway::MembershipRules {
             placed: synod_api::wire::MemberIds {
                 acceptors: config.instances(Role::Acceptor),
                 proposers: config.instances(Role::Proposer),
                 learners: config.instances(Role::Learner),
+                moved: Vec::new(),
             },
+            placement: file.placement(),
+            nodes: config.nodes.keys().cloned().collect(),
             quorums: config.quorums.clone(),
         },
         resends: Cell::new(0),

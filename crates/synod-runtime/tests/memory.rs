@@ -1,15 +1,17 @@
 //! Whole nodes on the memory store (`Node::start_with` and a
 //! `MemoryBackend`): three replicas decide and agree, a node restarted on
 //! the same backend replays what it stored, and an acceptor whose store
-//! starts failing stops voting while the others serve on. Nothing here
-//! touches a disk.
+//! starts failing stops voting while the others serve on, and nodes run
+//! the roles the log moved. Nothing here touches a disk but the nodes'
+//! placement records.
 
 mod common;
 
 use common::*;
 use std::time::Duration;
-use synod_core::Role;
-use synod_runtime::{Bootstrap, MemoryBackend, Node, SynodConfig};
+use synod_core::{Epoch, Membership, ProposerWrite, Quorums, Role, RoleId};
+use synod_runtime::{Bootstrap, MemoryBackend, MovedRoles, Node, SynodConfig};
+use synod_storage::ProposerStore;
 use tempfile::TempDir;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -206,4 +208,76 @@ async fn a_command_numbered_zero_with_a_payload_is_refused_at_once() {
         matches!(refused, Err(synod_runtime::SubmitError::InvalidCommand(_))),
         "{refused:?}"
     );
+}
+
+/// The node placed first in `config` (it hosts proposer-1), and the last.
+fn first_and_last(config: &SynodConfig) -> (String, String) {
+    let first = config.placement()[&RoleId::proposer(1)].clone();
+    let last = config.nodes.keys().last().unwrap().clone();
+    assert_ne!(first, last);
+    (first, last)
+}
+
+#[actix_rt::test]
+async fn nodes_run_the_roles_their_placement_record_says_the_log_moved() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let (first, last) = first_and_last(&config);
+    // As `synod member move proposer-1 LAST` leaves every node that
+    // followed epoch 3.
+    let moves = MovedRoles {
+        epoch: 3,
+        moved: vec![(RoleId::proposer(1), last.clone())],
+    };
+    for (name, node) in &config.nodes {
+        moves.save(&node.data_dir, name).unwrap();
+    }
+    let backend = MemoryBackend::new();
+    let nodes = start_on(&backend, &config).await;
+    let roles = |name: &str| {
+        let node = nodes.iter().find(|n| n.name() == name).unwrap();
+        async move { node.status().await.roles }
+    };
+    assert!(!roles(&first).await.contains(&RoleId::proposer(1)));
+    assert!(roles(&last).await.contains(&RoleId::proposer(1)));
+    let answered = submit_many(&nodes[0], 100, "moved").await;
+    assert_eq!(answered.len(), 100);
+    agree_then_stop(nodes, "the nodes agree with proposer-1 moved").await;
+}
+
+#[actix_rt::test]
+async fn a_proposer_whose_own_store_moved_it_away_does_not_start() {
+    let root = TempDir::new().unwrap();
+    let config = three_replicas(&root);
+    let (first, last) = first_and_last(&config);
+    // Proposer-1 entered epoch 4, which moves it, and its node stopped
+    // before it could keep the move in its placement record.
+    let initial = Membership::initial(
+        vec![1, 2, 3],
+        Quorums::majority(3),
+        vec![1, 2, 3],
+        vec![1, 2, 3],
+    );
+    let moved = initial.with_moved(vec![(RoleId::proposer(1), last.clone())]);
+    let epoch = Epoch::initial(Membership { epoch: 4, ..moved });
+    let data_dir = &config.nodes[&first].data_dir;
+    let backend = MemoryBackend::new();
+    let mut store = backend.store(data_dir, RoleId::proposer(1));
+    store
+        .write_proposer(&[ProposerWrite::Epoch(epoch)])
+        .unwrap();
+
+    let node = Node::start_with(&config, &first, &backend, Bootstrap::New, Counter::default)
+        .await
+        .expect("starts");
+    let roles = node.status().await.roles;
+    assert!(!roles.contains(&RoleId::proposer(1)), "{roles:?}");
+    assert!(roles.contains(&RoleId::learner(1)), "{roles:?}");
+    let kept = MovedRoles::load(data_dir, &first).unwrap();
+    assert_eq!(
+        (kept.epoch, kept.moved.len()),
+        (4, 1),
+        "the node follows epoch 4 now"
+    );
+    node.shutdown().await;
 }

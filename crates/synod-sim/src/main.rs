@@ -151,6 +151,7 @@ fn main() {
     let acceptor_wipes: u64 = reports.iter().map(|r| r.acceptor_wipes).sum();
     let proposer_wipes: u64 = reports.iter().map(|r| r.proposer_wipes).sum();
     let reconfigurations: u64 = reports.iter().map(|r| r.reconfigurations).sum();
+    let proposer_moves: u64 = reports.iter().map(|r| r.proposer_moves).sum();
     let epochs: u64 = reports.iter().map(|r| u64::from(r.epoch)).sum();
     let refused: u64 = reports.iter().map(|r| r.refused_starts).sum();
     let expiries: u64 = reports.iter().map(|r| r.expiries).sum();
@@ -188,7 +189,7 @@ fn main() {
     println!("proposers restarted on a wiped store: {proposer_wipes}");
     if args.reconfigure || args.hide_stop_signs || args.blind_carries {
         println!(
-            "reconfigurations proposed: {reconfigurations}, epochs reached (summed over seeds): {epochs}"
+            "reconfigurations proposed: {reconfigurations}, epochs reached (summed over seeds): {epochs}, proposers moved to another node: {proposer_moves}"
         );
     }
     println!("commands refused for an expired session (then resubmitted): {expiries}");

@@ -86,6 +86,9 @@ pub struct SimOptions {
     /// two spare acceptors run beside the first ones, and leaders are
     /// asked every 0.5–2.5 s to replace, add or remove one (3 to 5
     /// members, majorities). Registers are carried into each new epoch.
+    /// One change in five also moves a proposer to another node: it
+    /// stops when the configuration reaches it (as its router would stop
+    /// it) and starts again on an empty store.
     pub reconfigure: bool,
     /// Acceptors' promise pages leave out stop signs (the negative
     /// control for reconfiguration: a leader of an ended epoch then
@@ -249,6 +252,9 @@ pub struct SeedReport {
     pub proposer_wipes: u64,
     /// Stop signs leaders were asked to propose.
     pub reconfigurations: u64,
+    /// Proposers moved to another node by a configuration (stopped where
+    /// they ran, started again on an empty store).
+    pub proposer_moves: u64,
     /// The highest epoch a proposer reached.
     pub epoch: u32,
     /// Acceptor starts refused because the store was missing (each such
@@ -264,6 +270,8 @@ pub struct SeedReport {
 }
 
 const CLIENT_RETRY: Millis = 400;
+/// The node the config file puts a proposer on, in `proposer_nodes`.
+const HOME_NODE: &str = "home";
 const DONE_CHECK: Millis = 50;
 
 #[derive(Clone, Debug, Hash)]
@@ -483,6 +491,11 @@ struct World {
     acceptor_wipes: u64,
     proposer_wipes: u64,
     reconfigurations: u64,
+    /// Where each proposer runs, as every node's router would follow it:
+    /// the epoch of the newest configuration that reached it, and the
+    /// node that configuration puts it on (see `Membership::moved`).
+    proposer_nodes: BTreeMap<u32, (u32, String)>,
+    proposer_moves: u64,
     refused_starts: u64,
     /// Acceptors the identity gate refused: down for good.
     refused: BTreeSet<RoleId>,
@@ -562,6 +575,8 @@ impl World {
             acceptor_wipes: 0,
             proposer_wipes: 0,
             reconfigurations: 0,
+            proposer_nodes: BTreeMap::new(),
+            proposer_moves: 0,
             refused_starts: 0,
             refused: BTreeSet::new(),
             backend: MemoryBackend::new(),
@@ -677,6 +692,7 @@ impl World {
             acceptor_wipes: self.acceptor_wipes,
             proposer_wipes: self.proposer_wipes,
             reconfigurations: self.reconfigurations,
+            proposer_moves: self.proposer_moves,
             epoch: self.highest_epoch(),
             refused_starts: self.refused_starts,
             expiries: self.expiries,
@@ -987,6 +1003,12 @@ impl World {
         }
         let mut message = message;
         self.apply_controls(&mut message);
+        if node.role == Role::Proposer && self.moves_proposer(node.index, &message) {
+            // Its router stops it before delivering; the new node starts
+            // it on an empty store, which learns the epoch by itself.
+            self.move_proposer(node.index);
+            return;
+        }
         let Some(live) = self.live_mut::<R>(node) else {
             return; // a crashed node loses what it is sent
         };
@@ -1193,7 +1215,19 @@ impl World {
     }
 
     fn send_all(&mut self, from: RoleId, outgoing: Vec<synod_core::Outgoing>) {
+        let moved = from.role == Role::Proposer
+            && outgoing
+                .iter()
+                .any(|o| self.moves_proposer(from.index, &o.message));
+        if moved {
+            // It entered the configuration that moves it: its router
+            // lets the announcements out and nothing else, and stops it.
+            self.move_proposer(from.index);
+        }
         for o in outgoing {
+            if moved && !matches!(o.message, Message::EpochInfo { .. }) {
+                continue;
+            }
             self.check_sent(from, &o.message);
             if self.too_large(&o.message) {
                 self.oversized += 1;
@@ -1414,6 +1448,29 @@ impl World {
         if self.rng.random_bool(0.3) {
             next.learners = self.some_of(self.learners.keys().copied().collect(), 2);
         }
+        if self.rng.random_bool(0.2) {
+            next.moved = self.move_a_proposer(&next.moved);
+        }
+        next
+    }
+
+    /// `moved` with one proposer put on another node (or back on its
+    /// config file's node, which leaves the list).
+    fn move_a_proposer(&mut self, moved: &[(RoleId, String)]) -> Vec<(RoleId, String)> {
+        let id = *self
+            .proposers
+            .keys()
+            .choose(&mut self.rng)
+            .expect("proposers");
+        let role = RoleId::proposer(id);
+        let nodes = [HOME_NODE, "node-a", "node-b"];
+        let to = nodes.into_iter().choose(&mut self.rng).expect("nodes");
+        let mut next: Vec<(RoleId, String)> =
+            moved.iter().filter(|(r, _)| *r != role).cloned().collect();
+        if to != HOME_NODE {
+            next.push((role, to.to_owned()));
+            next.sort();
+        }
         next
     }
 
@@ -1424,6 +1481,42 @@ impl World {
         let mut some = ids.into_iter().choose_multiple(&mut self.rng, count);
         some.sort_unstable();
         some
+    }
+
+    /// Whether `message` names a newer configuration that puts proposer
+    /// `id` on another node than it runs on (followed as a router would).
+    fn moves_proposer(&mut self, id: u32, message: &Message) -> bool {
+        let Message::EpochInfo { epoch } = message else {
+            return false;
+        };
+        let membership = &epoch.membership;
+        let (followed, node) = self
+            .proposer_nodes
+            .entry(id)
+            .or_insert_with(|| (0, HOME_NODE.to_owned()));
+        if membership.epoch <= *followed {
+            return false;
+        }
+        *followed = membership.epoch;
+        let to = membership
+            .moved_to(RoleId::proposer(id))
+            .unwrap_or(HOME_NODE);
+        if to == node {
+            return false;
+        }
+        to.clone_into(node);
+        true
+    }
+
+    /// Proposer `id` stops where it ran and starts soon on its new node,
+    /// on an empty store.
+    fn move_proposer(&mut self, id: u32) {
+        let node = RoleId::proposer(id);
+        self.crash(node);
+        self.wipe_on_start.insert(node);
+        self.proposer_moves += 1;
+        let starts_in = self.rng.random_range(1..=50);
+        self.schedule(self.now + starts_in, Event::Restart(node));
     }
 
     // ---- faults -------------------------------------------------------------

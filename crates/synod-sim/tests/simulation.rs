@@ -342,8 +342,10 @@ fn acceptors_reconfigured_through_the_log_stay_safe_and_live() {
         .collect();
     let epochs: u64 = reports.iter().map(|r| u64::from(r.epoch)).sum();
     let deep = reports.iter().filter(|r| r.epoch >= 3).count();
+    let moves: u64 = reports.iter().map(|r| r.proposer_moves).sum();
     assert!(epochs >= FIXED_SEEDS, "only {epochs} epochs reached");
     assert!(deep >= 10, "only {deep} seeds reached epoch 3");
+    assert!(moves >= 10, "only {moves} proposers moved to another node");
 }
 
 #[test]

@@ -22,8 +22,9 @@ use tokio_util::codec::LengthDelimitedCodec;
 /// trimming and snapshot transfer between learners. 4: the cluster
 /// settings exchanged after the handshake proof. 5: configurations
 /// (`Membership`, in stop signs and `EpochInfo`) name proposers and
-/// learners.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// learners. 6: configurations carry the roles the log moved to other
+/// nodes (`Membership::moved`).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// One message on the wire. Strings borrow from the frame when decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +112,7 @@ mod tests {
         assert_eq!(
             &frame[..],
             &[
-                0, 0, 0, 14, 5, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
+                0, 0, 0, 14, 6, 1, b'c', 2, b'n', b'1', 0, 1, 1, 2, 0, 2, 1, 5
             ]
         );
     }

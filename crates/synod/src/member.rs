@@ -1,6 +1,6 @@
 //! `synod member`: show and change the configuration: which acceptors
 //! vote, which proposers may lead, which learners the trim point waits
-//! for.
+//! for, and which roles run on another node than the config file says.
 //!
 //! A change is a configuration the leader proposes through the log (a
 //! stop sign, see ARCHITECTURE.md "Reconfiguration"): the next epoch's
@@ -46,6 +46,12 @@ pub enum MemberCommand {
     Remove { role: String },
     /// Put NEW in OLD's place, in one change (e.g. OLD's disk is lost).
     Replace { old: String, new: String },
+    /// Run ROLE (a proposer) on NODE from now on, without a config edit
+    /// or a restart: once the change is decided its old node stops it and
+    /// NODE starts it (on an empty store, it first learns the rounds it
+    /// used). NODE must be under [nodes] in every node's config; the
+    /// config file's node moves it back.
+    Move { role: String, node: String },
 }
 
 /// Run a membership command.
@@ -62,6 +68,7 @@ pub async fn run(command: MemberCommand, target: Target, local: &SynodConfig) ->
         MemberCommand::Replace { old, new } => {
             replace(&current.members, role_id(old)?, role_id(new)?)?
         }
+        MemberCommand::Move { role, node } => moved(&current.members, role_id(role)?, node)?,
     };
     for warning in fault_tolerance_warnings(&members) {
         eprintln!("synod: warning: {warning}");
@@ -166,6 +173,17 @@ fn remove(members: &MemberIds, role: RoleId) -> Result<MemberIds> {
     Ok(next)
 }
 
+fn moved(members: &MemberIds, role: RoleId, node: &str) -> Result<MemberIds> {
+    let name = role.to_string();
+    if members.moved.iter().any(|(r, n)| *r == name && n == node) {
+        bail!("{role} already runs on {node}");
+    }
+    let mut next = members.clone();
+    next.moved.retain(|(r, _)| *r != name);
+    next.moved.push((name, node.to_owned()));
+    Ok(next)
+}
+
 fn replace(members: &MemberIds, old: RoleId, new: RoleId) -> Result<MemberIds> {
     if old.role != new.role {
         bail!("{new} cannot take {old}'s place: not the same role");
@@ -243,7 +261,7 @@ async fn wait_for(
             && members.epoch >= epoch
             && members.instances_carried
         {
-            if members.epoch > epoch || members.members != *wanted {
+            if members.epoch > epoch || !is_the_change(&members.members, wanted) {
                 bail!(
                     "another change took effect first (epoch {}: {})",
                     members.epoch,
@@ -257,6 +275,14 @@ async fn wait_for(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether configuration `got` is the `wanted` change: the same roles,
+/// and only moves it asked for (one back to the config file's node is
+/// dropped from the list).
+fn is_the_change(got: &MemberIds, wanted: &MemberIds) -> bool {
+    let roles = |m: &MemberIds| (m.acceptors.clone(), m.proposers.clone(), m.learners.clone());
+    roles(got) == roles(wanted) && got.moved.iter().all(|m| wanted.moved.contains(m))
 }
 
 /// `role-N` names of `ids`.
@@ -307,6 +333,7 @@ fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
             "proposers": names("proposer", &members.proposers),
             "learners": names("learner", &members.learners),
             "standby": standby,
+            "moved": members.moved.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "quorums": report.quorums,
             "registers_carried": report.instances_carried,
             "leader": report.leader.map(|l| format!("proposer-{l}")),
@@ -333,6 +360,17 @@ fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
     if !standby.is_empty() {
         println!("standby (placed, not in it): {}", standby.join(" "));
     }
+    if !members.moved.is_empty() {
+        let moved: Vec<String> = members
+            .moved
+            .iter()
+            .map(|(role, node)| format!("{role} on {node}"))
+            .collect();
+        println!(
+            "moved off the config file's placement: {}",
+            moved.join(", ")
+        );
+    }
     let leader = report
         .leader
         .map_or_else(|| "none known".to_owned(), |l| format!("proposer-{l}"));
@@ -353,7 +391,26 @@ mod tests {
             acceptors: acceptors.to_vec(),
             proposers: proposers.to_vec(),
             learners: learners.to_vec(),
+            moved: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_move_replaces_the_role_s_earlier_move_and_is_recognised_when_done() {
+        let current = ids(&[1, 2, 3], &[1, 2], &[1]);
+        let p2 = RoleId::proposer(2);
+        let once = moved(&current, p2, "n3").unwrap();
+        assert_eq!(once.moved, [("proposer-2".to_owned(), "n3".to_owned())]);
+        assert!(moved(&once, p2, "n3").is_err(), "already there");
+        let again = moved(&once, p2, "n1").unwrap();
+        assert_eq!(again.moved, [("proposer-2".to_owned(), "n1".to_owned())]);
+        assert!(is_the_change(&once, &once));
+        assert!(
+            is_the_change(&current, &again),
+            "a move home leaves the list"
+        );
+        assert!(!is_the_change(&once, &again), "a different node");
+        assert!(!is_the_change(&ids(&[1, 2], &[1, 2], &[1]), &current));
     }
 
     #[test]

@@ -191,6 +191,10 @@ impl Proposer {
             epoch: epoch.clone(),
         };
         out.broadcast(told.into_iter().map(RoleId::acceptor), &info);
+        // And every other placed role: the nodes hosting them follow the
+        // configuration's placement (`moved`) from these announcements.
+        let others = self.other_proposer_ids().chain(self.learner_ids());
+        out.broadcast(others, &info);
         let was_leading = matches!(self.phase, Phase::Leading(_));
         self.enter_epoch(now, epoch, out);
         if !was_leading {

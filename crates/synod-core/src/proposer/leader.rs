@@ -384,6 +384,11 @@ impl Proposer {
                 .copied()
                 .collect();
             out.broadcast(all.into_iter().map(RoleId::acceptor), &info);
+            // Every placed proposer and learner too: their nodes follow
+            // the placement the configuration carries, and a node that was
+            // down at a move learns it here.
+            let others = self.other_proposer_ids().chain(self.learner_ids());
+            out.broadcast(others, &info);
             self.tell_unopened(out);
         }
     }

@@ -470,3 +470,67 @@ async fn the_leader_s_proposer_moves_to_a_node_without_one_through_the_log_under
         "n3 stopped {moving} when the log moved it back:\n{log}"
     );
 }
+
+// Multi-threaded: the test body polls admin ports (blocking) while the
+// writer runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() {
+    // Learners snapshot every 20 commands, so the acceptors trim and the
+    // moved learner, on an empty store, starts from a peer's snapshot.
+    let cluster = TestCluster::three_replicas("it")
+        .admin_ports()
+        .sections("[storage]\nsnapshot_every = 20");
+    let mut deployment = Deployment::new(cluster);
+    deployment.start_all();
+    let mut client = deployment.client();
+    for i in 0..100 {
+        let key = format!("before-{i}");
+        client
+            .put(key.as_bytes(), b"v")
+            .await
+            .expect("acknowledged");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));
+
+    let moved = member(&deployment, &["move", "learner-3", "n1"]).await;
+    assert_eq!(moved["moved"]["learner-3"], "n1", "{moved}");
+    wait_until("learner-3 runs on n1 only", &deployment, || {
+        roles_on(&deployment, "n1").contains(&"learner-3".to_owned())
+            && !roles_on(&deployment, "n3").contains(&"learner-3".to_owned())
+    });
+    let at_move = highest(&deployment, "learners", "applied");
+    let applied_by_learner_3 = || {
+        let status = deployment.admin_status("n1")?;
+        let learners = status["learners"].as_array()?;
+        let line = learners.iter().find(|l| l["id"] == "learner-3")?;
+        line["applied"].as_u64()
+    };
+    wait_until("learner-3 catches up on its new node", &deployment, || {
+        applied_by_learner_3().is_some_and(|applied| applied > at_move)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.expect("the writer");
+    assert!(
+        acknowledged.len() > 10,
+        "only {} writes",
+        acknowledged.len()
+    );
+
+    // n3 has no learner now: reads go through the others; after a
+    // restart n1 still runs learner-3 (the move is in its record).
+    deployment.stop("n1");
+    deployment.start("n1");
+    wait_until("learner-3 runs on n1 after a restart", &deployment, || {
+        roles_on(&deployment, "n1").contains(&"learner-3".to_owned())
+    });
+    for key in acknowledged
+        .iter()
+        .chain(&["before-0".to_owned(), "before-99".to_owned()])
+    {
+        let value = client.get(key.as_bytes()).await.expect("a read");
+        assert!(value == b"x" || value == b"v", "{key}: {value:?}");
+    }
+    let listed = member(&deployment, &["list"]).await;
+    assert_eq!(listed["moved"]["learner-3"], "n1", "{listed}");
+}

@@ -79,7 +79,8 @@ pub(crate) struct MembershipRules {
 
 impl MembershipRules {
     /// `wanted` as configuration `epoch`, if every role in it is placed
-    /// and every move is one the runtime carries out.
+    /// and every move is one the runtime carries out (proposers and
+    /// learners; an acceptor's promises stay in its store).
     fn configuration(&self, epoch: u32, wanted: MemberIds) -> Result<Membership, String> {
         let placed = &self.placed;
         let acceptors = placed_ids("acceptor", wanted.acceptors, &placed.acceptors)?;
@@ -109,18 +110,10 @@ impl MembershipRules {
                     self.nodes.join(", ")
                 ));
             }
-            match role.role {
-                Role::Proposer => {}
-                Role::Acceptor => {
-                    return Err(format!(
-                        "{role} does not move: its promises are in its store on its node. Place a new acceptor id on {node} and `synod member replace {role} acceptor-N`"
-                    ));
-                }
-                Role::Learner => {
-                    return Err(format!(
-                        "{role} moves with a placement edit and a restart (it serves its node's client port): see \"Moving a role\" in the README"
-                    ));
-                }
+            if role.role == Role::Acceptor {
+                return Err(format!(
+                    "{role} does not move: its promises are in its store on its node. Place a new acceptor id on {node} and `synod member replace {role} acceptor-N`"
+                ));
             }
             if self.placement.get(&role) == Some(&node) {
                 moved.remove(&role);
@@ -145,6 +138,7 @@ fn placed_ids(kind: &str, mut ids: Vec<u32>, placed: &[u32]) -> Result<Vec<u32>,
 }
 
 /// The local learner answers come from.
+#[derive(Clone)]
 pub(crate) struct LearnerPort {
     pub(crate) id: RoleId,
     pub(crate) watch: Recipient<WatchCommands>,
@@ -186,7 +180,8 @@ pub(crate) struct Gateway {
     pub(crate) roles: RefCell<Vec<RunningRole>>,
     /// Its proposers; commands go to the first.
     pub(crate) proposers: RefCell<Vec<ProposerPort>>,
-    pub(crate) learner: Option<LearnerPort>,
+    /// Its learners; answers come from the first.
+    pub(crate) learners: RefCell<Vec<LearnerPort>>,
     pub(crate) all_proposers: Vec<u32>,
     /// The session `submit` numbers its commands in, once opened.
     pub(crate) session: RefCell<Session>,
@@ -203,8 +198,9 @@ pub(crate) struct Gateway {
     pub(crate) max_command_bytes: usize,
     /// Most decided single-decree instances before new ones are refused.
     pub(crate) max_instances: usize,
-    /// Batches first sends (none without a learner).
-    pub(crate) intake: Option<Intake>,
+    /// Batches first sends (none without a learner), to the first
+    /// learner and proposer; rebuilt when they change.
+    pub(crate) intake: RefCell<Option<Rc<Intake>>>,
     /// The largest `Forward` the intake sends (`paxos.batch_max_bytes`).
     pub(crate) forward_max_bytes: usize,
     /// What `synod member` may ask for.
@@ -248,6 +244,11 @@ impl Gateway {
         self.proposers.borrow().first().cloned()
     }
 
+    /// The local learner answers come from, if there is one.
+    fn learner(&self) -> Option<LearnerPort> {
+        self.learners.borrow().first().cloned()
+    }
+
     /// The roles running here, now.
     fn running(&self) -> Vec<RunningRole> {
         self.roles.borrow().clone()
@@ -255,10 +256,13 @@ impl Gateway {
 
     /// `role` started here while the node runs: the placement moved it
     /// here.
-    pub(crate) fn role_started(&self, role: RunningRole, proposer: Option<ProposerPort>) {
+    pub(crate) fn role_started(&self, role: RunningRole, port: StartedPort) {
         self.roles.borrow_mut().push(role);
-        self.proposers.borrow_mut().extend(proposer);
-        self.redirect_first_sends();
+        match port {
+            StartedPort::Proposer(port) => self.proposers.borrow_mut().push(port),
+            StartedPort::Learner(port) => self.learners.borrow_mut().push(port),
+        }
+        self.rebuild_intake();
     }
 
     /// `id` moved to another node: stop it (the writes it handed to its
@@ -273,27 +277,22 @@ impl Gateway {
             role.stop.do_send(Stop);
         }
         self.proposers.borrow_mut().retain(|p| p.id != id);
-        self.redirect_first_sends();
+        self.learners.borrow_mut().retain(|l| l.id != id);
+        self.rebuild_intake();
     }
 
-    /// Point the intake at the local proposer there is now, or else at
-    /// the learner's leader hint.
-    fn redirect_first_sends(&self) {
-        let proposer = self.proposer();
-        if let (Some(intake), Some(learner)) = (&self.intake, &self.learner) {
-            let destination = destination(
-                learner,
-                proposer.as_ref(),
-                &self.router,
-                self.forward_max_bytes,
-            );
-            intake.redirect(destination);
-        }
+    /// A new intake over the learner and proposer there are now (batches
+    /// already gathered leave as they were going to).
+    fn rebuild_intake(&self) {
+        let (learner, proposer) = (self.learner(), self.proposer());
+        let max_bytes = self.forward_max_bytes;
+        let intake = intake_for(learner.as_ref(), proposer.as_ref(), &self.router, max_bytes);
+        *self.intake.borrow_mut() = intake.map(Rc::new);
     }
 
     /// A fresh snapshot of the local learner (for a backup).
     pub(crate) async fn backup(&self) -> Result<Snapshot, String> {
-        let learner = self.learner.as_ref().ok_or("this node has no learner")?;
+        let learner = self.learner().ok_or("this node has no learner")?;
         let (reply, answer) = oneshot::channel();
         learner
             .snapshot
@@ -366,7 +365,8 @@ impl Gateway {
                 limit: self.max_command_bytes,
             });
         }
-        let (learner, intake) = match (&self.learner, &self.intake) {
+        let intake = self.intake.borrow().clone();
+        let (learner, intake) = match (self.learner(), intake) {
             (Some(learner), Some(intake)) => (learner, intake),
             _ => return Err(SubmitError::NoLearner),
         };
@@ -384,7 +384,7 @@ impl Gateway {
             let leader_changed = learner.leader.changed();
             if attempt > 0 {
                 self.resends.set(self.resends.get() + 1);
-                self.send_command(learner, command.clone()).await?;
+                self.send_command(&learner, command.clone()).await?;
             }
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
@@ -440,7 +440,7 @@ impl Gateway {
         &self,
         capacity: usize,
     ) -> Result<mpsc::Receiver<Decision>, SubmitError> {
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner().ok_or(SubmitError::NoLearner)?;
         let (sender, receiver) = mpsc::channel(capacity);
         learner
             .subscribe
@@ -456,7 +456,7 @@ impl Gateway {
         if !self.accepting.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
         }
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner().ok_or(SubmitError::NoLearner)?;
         match learner.query.send(Query(request)).await {
             Ok(Some(answer)) => Ok(answer),
             Ok(None) => Err(SubmitError::NoQueries),
@@ -472,7 +472,7 @@ impl Gateway {
         if !self.accepting.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
         }
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner().ok_or(SubmitError::NoLearner)?;
         let id = self.next_read.fetch_add(1, Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();
         learner
@@ -484,7 +484,7 @@ impl Gateway {
         let mut resend_after = self.submit_retry;
         for attempt in 0.. {
             let leader_changed = learner.leader.changed();
-            self.to_proposers(learner, &Message::ReadIndex { id }, attempt > 0);
+            self.to_proposers(&learner, &Message::ReadIndex { id }, attempt > 0);
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match answer_within(wait, leader_changed, &mut answer).await {
@@ -520,7 +520,7 @@ impl Gateway {
             let limit = self.max_command_bytes;
             return Err(SubmitError::TooLarge { len, limit });
         }
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner().ok_or(SubmitError::NoLearner)?;
         let (reply, mut decided) = oneshot::channel();
         let watch = WatchInstance {
             name: name.clone(),
@@ -542,7 +542,7 @@ impl Gateway {
                 return Ok(answer); // decided before: no proposal needed
             }
             let leader_changed = learner.leader.changed();
-            self.propose_anywhere(learner, &name, &value, attempt > 0);
+            self.propose_anywhere(&learner, &name, &value, attempt > 0);
             let wait = resend_after.min(deadline.saturating_duration_since(Instant::now()));
             resend_after = resend_after.saturating_mul(2);
             match answer_within(wait, leader_changed, &mut decided).await {
@@ -591,7 +591,7 @@ impl Gateway {
     /// The value chosen for single-decree instance `name`, if the local
     /// learner knows one.
     pub(crate) async fn decided(&self, name: String) -> Result<Option<Vec<u8>>, SubmitError> {
-        let learner = self.learner.as_ref().ok_or(SubmitError::NoLearner)?;
+        let learner = self.learner().ok_or(SubmitError::NoLearner)?;
         learner
             .instance_value
             .send(InstanceValue(name))
@@ -707,8 +707,8 @@ async fn answer_within<T>(
     }
 }
 
-/// The intake for a node with `learner` (none without one), sending
-/// first sends where [`destination`] says.
+/// Where the intake sends first sends: the local proposer, or else the
+/// learner's leader hint (a resend goes to every proposer).
 pub(crate) fn intake_for(
     learner: Option<&LearnerPort>,
     proposer: Option<&ProposerPort>,
@@ -716,19 +716,7 @@ pub(crate) fn intake_for(
     max_bytes: usize,
 ) -> Option<Intake> {
     let learner = learner?;
-    let destination = destination(learner, proposer, router, max_bytes);
-    Some(Intake::new(learner.watch.clone(), destination))
-}
-
-/// Where first sends go: the local proposer, or else the learner's leader
-/// hint (a resend goes to every proposer).
-fn destination(
-    learner: &LearnerPort,
-    proposer: Option<&ProposerPort>,
-    router: &Addr<Router>,
-    max_bytes: usize,
-) -> Destination {
-    match proposer {
+    let destination = match proposer {
         Some(proposer) => Destination::Local(proposer.submit.clone()),
         None => Destination::Remote {
             router: router.clone(),
@@ -736,5 +724,66 @@ fn destination(
             to: Rc::clone(&learner.leader),
             max_bytes,
         },
+    };
+    Some(Intake::new(learner.watch.clone(), destination))
+}
+
+/// The port of a role started while the node runs.
+pub(crate) enum StartedPort {
+    Proposer(ProposerPort),
+    Learner(LearnerPort),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> MembershipRules {
+        let placement = [
+            (RoleId::proposer(1), "n1"),
+            (RoleId::proposer(2), "n2"),
+            (RoleId::acceptor(1), "n1"),
+            (RoleId::learner(1), "n1"),
+        ];
+        MembershipRules {
+            placed: MemberIds {
+                acceptors: vec![1],
+                proposers: vec![1, 2],
+                learners: vec![1],
+                moved: Vec::new(),
+            },
+            placement: placement.map(|(r, n)| (r, n.to_owned())).into(),
+            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
+            quorums: Default::default(),
+        }
+    }
+
+    fn moves(wanted: &[(&str, &str)]) -> Result<Vec<(RoleId, String)>, String> {
+        let wanted = wanted
+            .iter()
+            .map(|(r, n)| ((*r).to_owned(), (*n).to_owned()));
+        rules().moves(wanted.collect())
+    }
+
+    #[test]
+    fn proposers_and_learners_move_to_known_nodes_and_acceptors_do_not() {
+        let to = |role, node: &str| (role, node.to_owned());
+        assert_eq!(
+            moves(&[("learner-1", "n3"), ("proposer-2", "n3")]),
+            Ok(vec![
+                to(RoleId::proposer(2), "n3"),
+                to(RoleId::learner(1), "n3")
+            ]),
+            "ascending by role"
+        );
+        assert_eq!(moves(&[("proposer-2", "n2")]), Ok(vec![]), "home again");
+        let refused = |wanted, why: &str| {
+            let error = moves(wanted).expect_err("refused");
+            assert!(error.contains(why), "{error}");
+        };
+        refused(&[("acceptor-1", "n2")], "does not move");
+        refused(&[("proposer-1", "n9")], "no node \"n9\"");
+        refused(&[("proposer-7", "n2")], "not placed");
+        refused(&[("leader-1", "n2")], "not placed");
     }
 }

@@ -61,7 +61,7 @@ struct Gathered {
 pub(crate) struct Intake {
     gathered: Rc<RefCell<Gathered>>,
     learner: Recipient<WatchCommands>,
-    destination: RefCell<Destination>,
+    destination: Destination,
 }
 
 impl Intake {
@@ -69,13 +69,8 @@ impl Intake {
         Self {
             gathered: Rc::default(),
             learner,
-            destination: RefCell::new(destination),
+            destination,
         }
-    }
-
-    /// Send later batches to `destination` (a proposer moved here or away).
-    pub(crate) fn redirect(&self, destination: Destination) {
-        *self.destination.borrow_mut() = destination;
     }
 
     /// Watch `command` at the learner and send it on, in a batch with
@@ -96,8 +91,7 @@ impl Intake {
         };
         if spawn {
             let (gathered, learner) = (Rc::clone(&self.gathered), self.learner.clone());
-            let destination = self.destination.borrow().clone();
-            actix::spawn(flush(gathered, learner, destination));
+            actix::spawn(flush(gathered, learner, self.destination.clone()));
         }
         sent.await.unwrap_or(Err(SubmitError::ShuttingDown))
     }

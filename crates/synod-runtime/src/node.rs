@@ -10,7 +10,7 @@
 use crate::admin::{self, AdminActor, NodeMetrics};
 use crate::client_server::{self, ClientPortStats};
 use crate::config::{SynodConfig, parse_role};
-use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole};
+use crate::gateway::{Gateway, LearnerPort, NodeStatus, ProposerPort, RunningRole, StartedPort};
 use crate::placement::MovedRoles;
 use crate::router::{
     Follow, FollowedPlacement, LifecycleSlot, MessageCounts, RegisterRole, RoleLifecycle, Router,
@@ -115,7 +115,7 @@ struct Network {
 struct StartedRoles {
     running: Vec<RunningRole>,
     proposers: Vec<ProposerPort>,
-    learner: Option<LearnerPort>,
+    learners: Vec<LearnerPort>,
 }
 
 impl Node {
@@ -128,7 +128,7 @@ impl Node {
         config: &SynodConfig,
         name: &str,
         bootstrap: Bootstrap,
-        machine: impl FnMut() -> M,
+        machine: impl FnMut() -> M + 'static,
     ) -> Result<Self, NodeError> {
         Self::start_with(config, name, &RocksBackend, bootstrap, machine).await
     }
@@ -143,8 +143,9 @@ impl Node {
         name: &str,
         backend: &B,
         bootstrap: Bootstrap,
-        machine: impl FnMut() -> M,
+        machine: impl FnMut() -> M + 'static,
     ) -> Result<Self, NodeError> {
+        let mut machine = machine;
         let node = file.nodes.get(name).ok_or_else(|| {
             NodeError::UnknownNode(name.to_owned(), file.nodes.keys().cloned().collect())
         })?;
@@ -159,7 +160,7 @@ impl Node {
             router: &network.router,
             followed: &moves,
         };
-        let roles = start_roles(&started, stores, machine, metrics.as_deref()).await?;
+        let roles = start_roles(&started, stores, &mut machine, metrics.as_deref()).await?;
         let latency = metrics.as_ref().map(|m| m.command_latency());
         let gateway = Rc::new(gateway(
             (file, config),
@@ -174,6 +175,7 @@ impl Node {
             backend: backend.clone(),
             router: network.router.clone(),
             gateway: Rc::downgrade(&gateway),
+            machine: RefCell::new(Box::new(machine)),
         };
         *network.lifecycle.borrow_mut() = Some(Rc::new(lifecycle));
         network.router.do_send(StartPlacedRoles);
@@ -587,7 +589,7 @@ struct StartContext<'a> {
 async fn start_roles<S: RoleStore, M: StateMachine>(
     context: &StartContext<'_>,
     stores: Vec<OpenedRole<S>>,
-    mut machine: impl FnMut() -> M,
+    machine: &mut dyn FnMut() -> M,
     metrics: Option<&NodeMetrics>,
 ) -> Result<StartedRoles, NodeError> {
     let (config, router) = (context.config, context.router);
@@ -628,22 +630,9 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             Role::Learner => {
                 let state = store.load_learner()?;
                 let (core, applier) = learner(config, role, state, snapshots, machine())?;
-                let first_proposer = config.instances(Role::Proposer).first().copied();
-                let leader = Rc::new(LeaderHint::new(first_proposer.unwrap_or(0)));
-                let applier = applier.with_leader_hint(Rc::clone(&leader));
-                let actor: Addr<LearnerActor<S, M>> =
-                    spawn_role(core, applier, writer(store), router);
-                started.learner.get_or_insert_with(|| LearnerPort {
-                    id: role,
-                    watch: actor.clone().recipient(),
-                    subscribe: actor.clone().recipient(),
-                    snapshot: actor.clone().recipient(),
-                    query: actor.clone().recipient(),
-                    watch_instance: actor.clone().recipient(),
-                    instance_value: actor.clone().recipient(),
-                    read_at: actor.clone().recipient(),
-                    leader,
-                });
+                let (actor, port) =
+                    spawn_learner(config, role, (core, applier), writer(store), router);
+                started.learners.push(port);
                 started.add(role, &actor);
                 actor.recipient()
             }
@@ -680,6 +669,32 @@ async fn moved_away_in_own_store(
     }
 }
 
+/// Start learner `role`'s actor; it and the port the gateway uses.
+fn spawn_learner<S: RoleStore, M: StateMachine>(
+    config: &SynodConfig,
+    role: RoleId,
+    (core, applier): (Learner, Applier<M>),
+    writer: GroupCommit<S>,
+    router: &Addr<Router>,
+) -> (Addr<LearnerActor<S, M>>, LearnerPort) {
+    let first_proposer = config.instances(Role::Proposer).first().copied();
+    let leader = Rc::new(LeaderHint::new(first_proposer.unwrap_or(0)));
+    let applier = applier.with_leader_hint(Rc::clone(&leader));
+    let actor: Addr<LearnerActor<S, M>> = spawn_role(core, applier, writer, router);
+    let port = LearnerPort {
+        id: role,
+        watch: actor.clone().recipient(),
+        subscribe: actor.clone().recipient(),
+        snapshot: actor.clone().recipient(),
+        query: actor.clone().recipient(),
+        watch_instance: actor.clone().recipient(),
+        instance_value: actor.clone().recipient(),
+        read_at: actor.clone().recipient(),
+        leader,
+    };
+    (actor, port)
+}
+
 fn proposer_port<S: RoleStore>(role: RoleId, actor: &Addr<ProposerActor<S>>) -> ProposerPort {
     ProposerPort {
         id: role,
@@ -708,28 +723,27 @@ fn group_limits(config: &SynodConfig) -> GroupLimits {
 }
 
 /// Starts and stops this node's roles when the placement the log decides
-/// moves them (see `placement.rs`). Only proposers move while nodes run:
-/// a proposer may start on an empty store (it discovers its rounds
-/// first); an acceptor's promises never move, and a learner moves with a
-/// restart (the gateway refuses the other moves).
-struct PlacedRoles<B> {
+/// moves them (see `placement.rs`). Proposers and learners move while
+/// nodes run: a proposer may start on an empty store (it discovers its
+/// rounds first), a learner catches up from a peer's snapshot and the
+/// log. An acceptor's promises never move (the gateway refuses).
+struct PlacedRoles<B, M> {
     /// The config, with the moves followed at start.
     config: SynodConfig,
     name: String,
     backend: B,
     router: Addr<Router>,
     gateway: Weak<Gateway>,
+    /// State machines for the learners that move here.
+    machine: RefCell<Box<dyn FnMut() -> M>>,
 }
 
-impl<B: Backend + Clone> RoleLifecycle for PlacedRoles<B> {
-    fn start(&self, role: RoleId) -> Result<Recipient<Inbound<Message>>, String> {
-        let gateway = self.gateway.upgrade().ok_or("the node is stopping")?;
-        if role.role != Role::Proposer {
-            return Err(format!(
-                "only proposers move while nodes run; restart node {:?} to start {role}",
-                self.name
-            ));
-        }
+impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
+    /// Open (or create) `role`'s store here and start its actor.
+    fn spawn(
+        &self,
+        role: RoleId,
+    ) -> Result<(RunningRole, StartedPort, Recipient<Inbound<Message>>), NodeError> {
         let data_dir = &self.config.nodes[&self.name].data_dir;
         let owner = store_owner(&self.config, &self.name, role);
         let (store, _) = open_stamped(
@@ -738,24 +752,45 @@ impl<B: Backend + Clone> RoleLifecycle for PlacedRoles<B> {
             &owner,
             Bootstrap::New,
             random_u64(),
-        )
-        .map_err(|e| e.to_string())?;
-        let state =
-            synod_storage::ProposerStore::load_proposer(&store).map_err(|e| e.to_string())?;
-        let core = Proposer::new(proposer_config(&self.config, role.index), state, 0);
-        let writer = GroupCommit::spawn_observed(
-            store,
-            role_dir(data_dir, role),
-            group_limits(&self.config),
-            None,
-        );
-        let actor: Addr<ProposerActor<B::Store>> =
-            spawn_role(core, ProposerHooks::default(), writer, &self.router);
-        gateway.role_started(
-            running_role(role, &actor),
-            Some(proposer_port(role, &actor)),
-        );
-        Ok(actor.recipient())
+        )?;
+        let limits = group_limits(&self.config);
+        let writer =
+            |store| GroupCommit::spawn_observed(store, role_dir(data_dir, role), limits, None);
+        match role.role {
+            Role::Proposer => {
+                let state = synod_storage::ProposerStore::load_proposer(&store)?;
+                let core = Proposer::new(proposer_config(&self.config, role.index), state, 0);
+                let actor: Addr<ProposerActor<B::Store>> =
+                    spawn_role(core, ProposerHooks::default(), writer(store), &self.router);
+                let port = StartedPort::Proposer(proposer_port(role, &actor));
+                Ok((running_role(role, &actor), port, actor.recipient()))
+            }
+            Role::Learner => {
+                let snapshots = self.backend.snapshots(data_dir, role)?;
+                let state = synod_storage::LearnerStore::load_learner(&store)?;
+                let machine = (self.machine.borrow_mut())();
+                let parts = learner(&self.config, role, state, snapshots, machine)?;
+                let (actor, port) =
+                    spawn_learner(&self.config, role, parts, writer(store), &self.router);
+                Ok((
+                    running_role(role, &actor),
+                    StartedPort::Learner(port),
+                    actor.recipient(),
+                ))
+            }
+            Role::Acceptor => Err(NodeError::Placement(format!(
+                "{role} does not move: its promises stay in its store on its node"
+            ))),
+        }
+    }
+}
+
+impl<B: Backend + Clone, M: StateMachine> RoleLifecycle for PlacedRoles<B, M> {
+    fn start(&self, role: RoleId) -> Result<Recipient<Inbound<Message>>, String> {
+        let gateway = self.gateway.upgrade().ok_or("the node is stopping")?;
+        let (running, port, recipient) = self.spawn(role).map_err(|e| e.to_string())?;
+        gateway.role_started(running, port);
+        Ok(recipient)
     }
 
     fn stop(&self, role: RoleId) {
@@ -797,7 +832,7 @@ fn gateway(
 ) -> Gateway {
     let all_proposers = config.instances(Role::Proposer);
     let intake = crate::gateway::intake_for(
-        roles.learner.as_ref(),
+        roles.learners.first(),
         roles.proposers.first(),
         &router,
         config.paxos.batch_max_bytes,
@@ -807,7 +842,7 @@ fn gateway(
         router,
         roles: RefCell::new(roles.running),
         proposers: RefCell::new(roles.proposers),
-        learner: roles.learner,
+        learners: RefCell::new(roles.learners),
         all_proposers,
         session: Default::default(),
         opening: tokio::sync::Mutex::new(()),
@@ -818,7 +853,7 @@ fn gateway(
         submit_retry: config.paxos.submit_retry,
         max_command_bytes: config.paxos.max_command_bytes,
         max_instances: config.paxos.max_instances,
-        intake,
+        intake: RefCell::new(intake.map(Rc::new)),
         forward_max_bytes: config.paxos.batch_max_bytes,
         membership: crate::gateway::MembershipRules {
             placed: synod_api::wire::MemberIds {

@@ -707,6 +707,22 @@ mod tests {
     }
 
     #[test]
+    fn a_role_the_log_moved_is_judged_on_its_new_node() {
+        let mut latest = report(1, Some(1), 5);
+        let mut moved = later_configuration(&[1, 2, 3], &[1, 2, 3]);
+        moved.moved = vec![(synod_core::RoleId::proposer(3), "n1".into())];
+        if let Probe::Answered { report } = &mut latest {
+            report.proposers[0].membership = Some(moved);
+        }
+        let health = judge([latest, report(2, Some(1), 5), down()]);
+        let proposer_3 = health.roles.iter().find(|r| r.role == "proposer-3");
+        let proposer_3 = proposer_3.expect("listed");
+        assert_eq!((proposer_3.node.as_str(), proposer_3.up), ("n1", true));
+        let learner_3 = health.roles.iter().find(|r| r.role == "learner-3");
+        assert_eq!(learner_3.map(|r| r.up), Some(false), "n3 is down");
+    }
+
+    #[test]
     fn nodes_that_only_listen_count_as_up_but_cannot_name_a_leader() {
         let health = judge([Probe::Listening, Probe::Listening, Probe::Listening]);
         assert_eq!(health.acceptors_up, 3);

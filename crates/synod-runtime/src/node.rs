@@ -744,6 +744,11 @@ impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
         &self,
         role: RoleId,
     ) -> Result<(RunningRole, StartedPort, Recipient<Inbound<Message>>), NodeError> {
+        if role.role == Role::Acceptor {
+            return Err(NodeError::Placement(format!(
+                "{role} does not move: its promises stay in its store on its node"
+            )));
+        }
         let data_dir = &self.config.nodes[&self.name].data_dir;
         let owner = store_owner(&self.config, &self.name, role);
         let (store, _) = open_stamped(
@@ -765,7 +770,8 @@ impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
                 let port = StartedPort::Proposer(proposer_port(role, &actor));
                 Ok((running_role(role, &actor), port, actor.recipient()))
             }
-            Role::Learner => {
+            _ => {
+                // A learner (acceptors were refused above).
                 let snapshots = self.backend.snapshots(data_dir, role)?;
                 let state = synod_storage::LearnerStore::load_learner(&store)?;
                 let machine = (self.machine.borrow_mut())();
@@ -778,9 +784,6 @@ impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
                     actor.recipient(),
                 ))
             }
-            Role::Acceptor => Err(NodeError::Placement(format!(
-                "{role} does not move: its promises stay in its store on its node"
-            ))),
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct Router {
     followed: FollowedPlacement,
     placement: HashMap<RoleId, Arc<str>>,
     lifecycle: LifecycleSlot,
+    /// Local roles that moved away before the lifecycle was installed:
+    /// stopped once it is.
+    to_stop: Vec<RoleId>,
     links: HashMap<Arc<str>, Addr<PeerLink<Message>>>,
 }
 
@@ -116,6 +119,7 @@ impl Router {
             placement: placement.current(),
             followed: placement,
             lifecycle: LifecycleSlot::default(),
+            to_stop: Vec::new(),
             links,
         }
     }
@@ -186,8 +190,9 @@ impl Router {
         for role in gone {
             self.locals.remove(&role);
             tracing::info!(%role, to = ?self.placement.get(&role), "{role} moved to another node: stopped here");
-            if let Some(lifecycle) = &lifecycle {
-                lifecycle.stop(role);
+            match &lifecycle {
+                Some(lifecycle) => lifecycle.stop(role),
+                None => self.to_stop.push(role),
             }
         }
     }
@@ -229,8 +234,8 @@ impl Handler<Follow> for Router {
     }
 }
 
-/// Start the roles placed here that do not run yet (once the node has
-/// installed its lifecycle).
+/// Stop the local roles that moved away and start the roles placed here
+/// that do not run yet (once the node has installed its lifecycle).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct StartPlacedRoles;
@@ -238,6 +243,11 @@ pub(crate) struct StartPlacedRoles;
 impl Handler<StartPlacedRoles> for Router {
     type Result = ();
     fn handle(&mut self, _: StartPlacedRoles, _: &mut Context<Self>) {
+        if let Some(lifecycle) = self.lifecycle.borrow().clone() {
+            for role in self.to_stop.drain(..) {
+                lifecycle.stop(role);
+            }
+        }
         self.start_roles_moved_here();
     }
 }

@@ -203,8 +203,12 @@ async fn start(
 ) -> Result<Vec<Node>> {
     let nodes = start_nodes(config, limits, names, bootstrap).await?;
     for node in &nodes {
-        let roles: Vec<String> = config
-            .roles_on(node.name())
+        // What it runs: the config file's placement with the moves the
+        // log decided (`synod member move`) that the node follows.
+        let roles: Vec<String> = node
+            .status()
+            .await
+            .roles
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -259,12 +263,11 @@ enum Leader {
 
 /// Wait (at most ten election timeouts) until a proposer of `nodes` knows a leader.
 async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) -> Leader {
-    let hosts_proposer = nodes.iter().any(|n| {
-        config
-            .roles_on(n.name())
-            .iter()
-            .any(|r| r.role == Role::Proposer)
-    });
+    let mut hosts_proposer = false;
+    for node in nodes {
+        let roles = node.status().await.roles;
+        hosts_proposer |= roles.iter().any(|r| r.role == Role::Proposer);
+    }
     if !hosts_proposer {
         return Leader::NotHere;
     }

@@ -423,7 +423,7 @@ async fn the_leader_s_proposer_moves_to_a_node_without_one_through_the_log_under
     wait_until(
         "commands decided under the moved leader",
         &deployment,
-        || highest(&deployment, "learners", "applied") > after_move + 20,
+        || highest(&deployment, "learners", "applied") > after_move + 40,
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acknowledged = writer.await.expect("the writer");
@@ -508,6 +508,9 @@ async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() 
     };
     wait_until("learner-3 catches up on its new node", &deployment, || {
         applied_by_learner_3().is_some_and(|applied| applied > at_move)
+    });
+    wait_until("more writes decided after the move", &deployment, || {
+        highest(&deployment, "learners", "applied") > at_move + 40
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acknowledged = writer.await.expect("the writer");

@@ -176,6 +176,7 @@ impl Node {
             router: network.router.clone(),
             gateway: Rc::downgrade(&gateway),
             machine: RefCell::new(Box::new(machine)),
+            metrics: metrics.clone(),
         };
         *network.lifecycle.borrow_mut() = Some(Rc::new(lifecycle));
         network.router.do_send(StartPlacedRoles);
@@ -736,6 +737,9 @@ struct PlacedRoles<B, M> {
     gateway: Weak<Gateway>,
     /// State machines for the learners that move here.
     machine: RefCell<Box<dyn FnMut() -> M>>,
+    /// The node's metrics (with an admin port): moved roles' stores
+    /// report there too.
+    metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
@@ -759,8 +763,9 @@ impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
             random_u64(),
         )?;
         let limits = group_limits(&self.config);
+        let observer = self.metrics.as_ref().map(|m| m.store(&role.to_string()));
         let writer =
-            |store| GroupCommit::spawn_observed(store, role_dir(data_dir, role), limits, None);
+            |store| GroupCommit::spawn_observed(store, role_dir(data_dir, role), limits, observer);
         match role.role {
             Role::Proposer => {
                 let state = synod_storage::ProposerStore::load_proposer(&store)?;

@@ -474,12 +474,21 @@ async fn the_leader_s_proposer_moves_to_a_node_without_one_through_the_log_under
 // Multi-threaded: the test body polls admin ports (blocking) while the
 // writer runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() {
-    // Learners snapshot every 20 commands, so the acceptors trim and the
-    // moved learner, on an empty store, starts from a peer's snapshot.
-    let cluster = TestCluster::three_replicas("it")
-        .admin_ports()
-        .sections("[storage]\nsnapshot_every = 20");
+async fn a_learner_moves_to_a_spare_node_through_the_log_and_catches_up_there() {
+    // n4 is a spare node: declared, running, hosting nothing. Learners
+    // snapshot every 20 commands, so the acceptors trim and the moved
+    // learner, on an empty store, starts from a peer's snapshot.
+    let cluster = TestCluster::new(
+        "it",
+        &[
+            ("n1", &["proposer-1", "acceptor-1", "learner-1"]),
+            ("n2", &["proposer-2", "acceptor-2", "learner-2"]),
+            ("n3", &["proposer-3", "acceptor-3", "learner-3"]),
+            ("n4", &[]),
+        ],
+    )
+    .admin_ports()
+    .sections("[storage]\nsnapshot_every = 20");
     let mut deployment = Deployment::new(cluster);
     deployment.start_all();
     let mut client = deployment.client();
@@ -493,15 +502,15 @@ async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn(write_until(deployment.client(), stop.clone()));
 
-    let moved = member(&deployment, &["move", "learner-3", "n1"]).await;
-    assert_eq!(moved["moved"]["learner-3"], "n1", "{moved}");
-    wait_until("learner-3 runs on n1 only", &deployment, || {
-        roles_on(&deployment, "n1").contains(&"learner-3".to_owned())
+    let moved = member(&deployment, &["move", "learner-3", "n4"]).await;
+    assert_eq!(moved["moved"]["learner-3"], "n4", "{moved}");
+    wait_until("learner-3 runs on n4 only", &deployment, || {
+        roles_on(&deployment, "n4").contains(&"learner-3".to_owned())
             && !roles_on(&deployment, "n3").contains(&"learner-3".to_owned())
     });
     let at_move = highest(&deployment, "learners", "applied");
     let applied_by_learner_3 = || {
-        let status = deployment.admin_status("n1")?;
+        let status = deployment.admin_status("n4")?;
         let learners = status["learners"].as_array()?;
         let line = learners.iter().find(|l| l["id"] == "learner-3")?;
         line["applied"].as_u64()
@@ -521,11 +530,11 @@ async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() 
     );
 
     // n3 has no learner now: reads go through the others; after a
-    // restart n1 still runs learner-3 (the move is in its record).
-    deployment.stop("n1");
-    deployment.start("n1");
-    wait_until("learner-3 runs on n1 after a restart", &deployment, || {
-        roles_on(&deployment, "n1").contains(&"learner-3".to_owned())
+    // restart n4 still runs learner-3 (the move is in its record).
+    deployment.stop("n4");
+    deployment.start("n4");
+    wait_until("learner-3 runs on n4 after a restart", &deployment, || {
+        roles_on(&deployment, "n4").contains(&"learner-3".to_owned())
     });
     for key in acknowledged
         .iter()
@@ -535,5 +544,5 @@ async fn a_learner_moves_to_another_node_through_the_log_and_catches_up_there() 
         assert!(value == b"x" || value == b"v", "{key}: {value:?}");
     }
     let listed = member(&deployment, &["list"]).await;
-    assert_eq!(listed["moved"]["learner-3"], "n1", "{listed}");
+    assert_eq!(listed["moved"]["learner-3"], "n4", "{listed}");
 }

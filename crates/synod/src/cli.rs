@@ -10,6 +10,7 @@
 //! unavailable, 5 outcome unknown (a write that timed out may still be
 //! applied), 1 anything else.
 
+use crate::output::say;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -702,7 +703,7 @@ async fn follow(mut watch: synod_client::Watch, count: Option<usize>, as_json: b
             .iter()
             .take(count.map_or(usize::MAX, |c| c - printed))
         {
-            println!("{}", change_line(change, as_json));
+            say!("{}", change_line(change, as_json));
             printed += 1;
         }
     }
@@ -759,12 +760,12 @@ fn listing(entries: &[synod_client::ListEntry]) -> Output {
 
 fn print(outcome: Result<Output, Failed>, as_json: bool) -> Result<()> {
     match outcome {
-        Ok(output) if as_json => println!("{}", output.json),
-        Ok(output) => println!("{}", output.text),
+        Ok(output) if as_json => say!("{}", output.json),
+        Ok(output) => say!("{}", output.text),
         Err(failed) => {
             let (kind, message) = (failed.kind(), failed.message());
             if as_json {
-                println!("{}", json!({"ok": false, "error": message, "kind": kind}));
+                say!("{}", json!({"ok": false, "error": message, "kind": kind}));
             } else {
                 eprintln!("synod: error: {message}");
             }

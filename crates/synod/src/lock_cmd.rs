@@ -12,6 +12,7 @@
 //! killed at once, since another holder may already have the lock, and the
 //! exit status is 6.
 
+use crate::output::say;
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use serde_json::json;
@@ -103,7 +104,7 @@ pub async fn lock(client: &mut Client, request: LockRequest, as_json: bool) -> R
              keep it with `synod lease keep-alive {lease}`, release with `synod unlock`)"
         );
         let json = json!({"ok": true, "token": token, "lease": lease, "owner": request.owner});
-        println!("{}", if as_json { json.to_string() } else { text });
+        say!("{}", if as_json { json.to_string() } else { text });
         return Ok(0);
     }
     let env = [
@@ -187,7 +188,7 @@ pub async fn campaign(
     let token = leading.token();
     let text = format!("elected: {value} (fencing token {token})");
     let json = json!({"ok": true, "elected": value, "token": token});
-    println!("{}", if as_json { json.to_string() } else { text });
+    say!("{}", if as_json { json.to_string() } else { text });
     let outcome = if command.is_empty() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => Some(0),
@@ -237,7 +238,7 @@ pub async fn observe(
     let mut printed = 0;
     while count.is_none_or(|count| printed < count) {
         let change = observer.next().await?;
-        println!("{}", line(change.as_deref()));
+        say!("{}", line(change.as_deref()));
         printed += 1;
     }
     Ok(())

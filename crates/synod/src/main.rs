@@ -18,6 +18,7 @@
 //! one line and exit with status 1; SIGINT or SIGTERM stops the nodes
 //! cleanly.
 
+use crate::output::say;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use settings::Overrides;
@@ -35,6 +36,7 @@ mod bench;
 mod cli;
 mod lock_cmd;
 mod member;
+mod output;
 mod settings;
 mod status;
 mod txn_syntax;
@@ -218,7 +220,7 @@ async fn start(
         let admin = node
             .admin_address()
             .map_or_else(String::new, |a| format!(", dashboard http://{a}/"));
-        println!(
+        say!(
             "synod: node {} listening on {}{clients}{admin} ({})",
             node.name(),
             node.listen_address(),
@@ -230,7 +232,7 @@ async fn start(
         Leader::Elected(leader) => format!("leader is proposer-{leader}"),
         Leader::NotYet => "no leader elected yet (waiting for peers)".to_owned(),
     };
-    println!("synod: ready: {} node(s) running, {ready}", nodes.len());
+    say!("synod: ready: {} node(s) running, {ready}", nodes.len());
     Ok(nodes)
 }
 
@@ -287,11 +289,11 @@ async fn wait_for_leader(nodes: &[Node], config: &SynodConfig) -> Leader {
 
 async fn serve(nodes: Vec<Node>) -> Result<()> {
     let signal = wait_for_signal().await;
-    println!("synod: {signal}: shutting down");
+    say!("synod: {signal}: shutting down");
     for node in nodes {
         node.shutdown().await;
     }
-    println!("synod: stopped");
+    say!("synod: stopped");
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! reports the new epoch with every register carried into it: from then
 //! on the acceptors that left are no longer needed.
 
+use crate::output::say;
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use std::net::SocketAddr;
@@ -339,26 +340,26 @@ fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
             "leader": report.leader.map(|l| format!("proposer-{l}")),
             "reported_by": report.proposer,
         });
-        println!("{value}");
+        say!("{value}");
         return Ok(());
     }
-    println!(
+    say!(
         "epoch {} from slot {}: {} ({})",
         report.epoch,
         report.start,
         names("acceptor", &members.acceptors).join(" "),
         report.quorums
     );
-    println!(
+    say!(
         "proposers: {}",
         names("proposer", &members.proposers).join(" ")
     );
-    println!(
+    say!(
         "learners: {}",
         names("learner", &members.learners).join(" ")
     );
     if !standby.is_empty() {
-        println!("standby (placed, not in it): {}", standby.join(" "));
+        say!("standby (placed, not in it): {}", standby.join(" "));
     }
     if !members.moved.is_empty() {
         let moved: Vec<String> = members
@@ -366,7 +367,7 @@ fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
             .iter()
             .map(|(role, node)| format!("{role} on {node}"))
             .collect();
-        println!(
+        say!(
             "moved off the config file's placement: {}",
             moved.join(", ")
         );
@@ -378,7 +379,7 @@ fn show(report: &MembersReport, placed: &[RoleId], json: bool) -> Result<()> {
         true => "carried",
         false => "still being carried from the previous acceptors",
     };
-    println!("leader: {leader}; registers: {carried}");
+    say!("leader: {leader}; registers: {carried}");
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! and the acceptors' quorum cannot be judged.
 
 use crate::cli::Target;
+use crate::output::say;
 use anyhow::Result;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -49,9 +50,9 @@ pub async fn run(target: &Target, local: &SynodConfig) -> Result<()> {
         )
     };
     if target.json {
-        println!("{json}");
+        say!("{json}");
     } else {
-        print!("{text}");
+        crate::output::text(&text);
     }
     std::process::exit(verdict.exit_code());
 }

@@ -126,6 +126,25 @@ fn client_commands_work_and_values_survive_a_sigkill() {
     );
     assert!(status.contains("3 of 3 acceptors up"), "{status}");
     assert!(status.contains("learner-3 on n3: applied"), "{status}");
+    // A reader that went away (`synod status | head -1`) ends a command
+    // quietly: no panic, no error.
+    for args in [&["status"][..], &["get", "greeting"], &["status", "--json"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = Command::new(SYNOD)
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run synod");
+        let out = child.wait_with_output().expect("it ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{args:?} into a closed pipe: {stderr}"
+        );
+        assert!(stderr.is_empty(), "{args:?} into a closed pipe: {stderr}");
+    }
 
     drop(cluster); // SIGKILL: no clean shutdown
     let _cluster = up(dir.path());

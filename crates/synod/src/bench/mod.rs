@@ -22,6 +22,7 @@ mod plot;
 mod stats;
 
 use crate::cli::Target;
+use crate::output::say;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use load::{Clock, Mix, Pace, Progress, Workload};
@@ -243,9 +244,9 @@ fn report(
         plot::write_svg(summary, &title, &prefix.with_extension("svg"))?;
     }
     if json_out {
-        println!("{result}");
+        say!("{result}");
     } else {
-        print!("{}", text(&mode, args, summary));
+        crate::output::text(&text(&mode, args, summary));
     }
     if summary.ops == 0 {
         bail!("no command succeeded in the measured window");

@@ -85,9 +85,7 @@ impl Membership {
             epoch: self.epoch + 1,
             acceptors,
             quorums,
-            proposers: self.proposers.clone(),
-            learners: self.learners.clone(),
-            moved: self.moved.clone(),
+            ..self.clone()
         }
     }
 

@@ -1024,11 +1024,7 @@ impl SynodConfig {
     /// placement.
     pub fn placement_moved(&self, moved: &[(RoleId, String)]) -> BTreeMap<RoleId, String> {
         let mut placement = self.placement();
-        for (role, node) in moved {
-            if let Some(placed) = placement.get_mut(role) {
-                placed.clone_from(node);
-            }
-        }
+        crate::placement::apply_moves(&mut placement, moved);
         placement
     }
 

@@ -567,6 +567,11 @@ mod tests {
         }
     }
 
+    /// Whether one of `health`'s problems says `text`.
+    fn names(health: &ClusterHealth, text: &str) -> bool {
+        health.problems.iter().any(|p| p.contains(text))
+    }
+
     fn judge(probes: [Probe; 3]) -> ClusterHealth {
         let probes = probes
             .into_iter()
@@ -600,11 +605,7 @@ mod tests {
         );
         let two = judge([report(1, Some(1), 5), down(), down()]);
         assert_eq!(two.verdict, Verdict::Unavailable);
-        assert!(
-            two.problems.iter().any(|p| p.contains("no quorum: 1 of 3")),
-            "{:?}",
-            two.problems
-        );
+        assert!(names(&two, "no quorum: 1 of 3"), "{:?}", two.problems);
     }
 
     #[test]
@@ -616,12 +617,7 @@ mod tests {
         let health = judge([report(1, Some(1), 5), down(), stopped]);
         assert_eq!(health.verdict, Verdict::Unavailable);
         assert_eq!(health.acceptors_up, 1);
-        assert!(
-            health
-                .problems
-                .iter()
-                .any(|p| p.contains("acceptor-3 on n3 has stopped"))
-        );
+        assert!(names(&health, "acceptor-3 on n3 has stopped"));
     }
 
     #[test]
@@ -669,10 +665,7 @@ mod tests {
             .collect();
         assert_eq!(standby, ["proposer-3", "learner-3"]);
         assert!(
-            !health
-                .problems
-                .iter()
-                .any(|p| p.contains("learner-3 is down")),
+            !names(&health, "learner-3 is down"),
             "a standby learner holds nothing back: {:?}",
             health.problems
         );
@@ -687,20 +680,14 @@ mod tests {
         }
         let health = judge(leaderless);
         assert!(
-            health
-                .problems
-                .iter()
-                .any(|p| p.contains("no proposer of the configuration is up")),
+            names(&health, "no proposer of the configuration is up"),
             "proposers 1 and 2 stopped, 3 is standby: {:?}",
             health.problems
         );
         let health = judge([report(1, Some(1), 5), report(2, Some(1), 5), down()]);
         assert!(health.roles.iter().all(|r| !r.standby));
         assert!(
-            health
-                .problems
-                .iter()
-                .any(|p| p.contains("learner-3 is down and in the configuration")),
+            names(&health, "learner-3 is down and in the configuration"),
             "{:?}",
             health.problems
         );

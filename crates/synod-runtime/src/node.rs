@@ -522,11 +522,7 @@ impl Network {
             })
             .collect();
         let placement = FollowedPlacement {
-            seed: config
-                .placement()
-                .into_iter()
-                .map(|(role, node)| (role, Arc::from(node.as_str())))
-                .collect(),
+            seed: config.placement(),
             moves,
             data_dir: Some(node.data_dir.clone()),
         };

@@ -14,10 +14,21 @@
 //! acts on them), so a restart follows them before it hears from anyone.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use synod_core::{Membership, RoleId};
+
+/// Put each role of `moved` on its new node in `placement` (the log
+/// moves only placed roles; any other is ignored).
+pub(crate) fn apply_moves(placement: &mut BTreeMap<RoleId, String>, moved: &[(RoleId, String)]) {
+    for (role, node) in moved {
+        if let Some(placed) = placement.get_mut(role) {
+            placed.clone_from(node);
+        }
+    }
+}
 
 /// The roles the newest configuration a node heard of moved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,7 +70,7 @@ pub(crate) type LifecycleSlot = Rc<RefCell<Option<Rc<dyn RoleLifecycle>>>>;
 /// the newest configuration it heard of.
 pub struct FollowedPlacement {
     /// Every role's node in the config file.
-    pub seed: HashMap<RoleId, Arc<str>>,
+    pub seed: BTreeMap<RoleId, String>,
     /// The moves followed so far (loaded from `data_dir` at start).
     pub moves: MovedRoles,
     /// Where the moves are kept (none: not kept, for routers in tests).
@@ -81,12 +81,9 @@ impl FollowedPlacement {
     /// Every role's node once the moves are applied.
     fn current(&self) -> HashMap<RoleId, Arc<str>> {
         let mut placement = self.seed.clone();
-        for (role, node) in &self.moves.moved {
-            if let Some(placed) = placement.get_mut(role) {
-                *placed = Arc::from(node.as_str());
-            }
-        }
-        placement
+        crate::placement::apply_moves(&mut placement, &self.moves.moved);
+        let shared = |(role, node): (RoleId, String)| (role, Arc::from(node.as_str()));
+        placement.into_iter().map(shared).collect()
     }
 }
 

@@ -178,10 +178,11 @@ pub(crate) struct Gateway {
     /// The roles running here (the placement the log decides may move
     /// some away and others here while the node runs).
     pub(crate) roles: RefCell<Vec<RunningRole>>,
-    /// Its proposers; commands go to the first.
-    pub(crate) proposers: RefCell<Vec<ProposerPort>>,
+    /// Its proposers; commands go to the first. Shared, so taking the
+    /// first for a command costs a count, not a clone of every recipient.
+    pub(crate) proposers: RefCell<Vec<Rc<ProposerPort>>>,
     /// Its learners; answers come from the first.
-    pub(crate) learners: RefCell<Vec<LearnerPort>>,
+    pub(crate) learners: RefCell<Vec<Rc<LearnerPort>>>,
     pub(crate) all_proposers: Vec<u32>,
     /// The session `submit` numbers its commands in, once opened.
     pub(crate) session: RefCell<Session>,
@@ -240,12 +241,12 @@ impl Answered {
 
 impl Gateway {
     /// The local proposer commands go to, if there is one.
-    fn proposer(&self) -> Option<ProposerPort> {
+    fn proposer(&self) -> Option<Rc<ProposerPort>> {
         self.proposers.borrow().first().cloned()
     }
 
     /// The local learner answers come from, if there is one.
-    fn learner(&self) -> Option<LearnerPort> {
+    fn learner(&self) -> Option<Rc<LearnerPort>> {
         self.learners.borrow().first().cloned()
     }
 
@@ -259,8 +260,8 @@ impl Gateway {
     pub(crate) fn role_started(&self, role: RunningRole, port: StartedPort) {
         self.roles.borrow_mut().push(role);
         match port {
-            StartedPort::Proposer(port) => self.proposers.borrow_mut().push(port),
-            StartedPort::Learner(port) => self.learners.borrow_mut().push(port),
+            StartedPort::Proposer(port) => self.proposers.borrow_mut().push(Rc::new(port)),
+            StartedPort::Learner(port) => self.learners.borrow_mut().push(Rc::new(port)),
         }
         self.rebuild_intake();
     }
@@ -286,7 +287,12 @@ impl Gateway {
     fn rebuild_intake(&self) {
         let (learner, proposer) = (self.learner(), self.proposer());
         let max_bytes = self.forward_max_bytes;
-        let intake = intake_for(learner.as_ref(), proposer.as_ref(), &self.router, max_bytes);
+        let intake = intake_for(
+            learner.as_deref(),
+            proposer.as_deref(),
+            &self.router,
+            max_bytes,
+        );
         *self.intake.borrow_mut() = intake.map(Rc::new);
     }
 

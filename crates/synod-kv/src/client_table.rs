@@ -4,11 +4,31 @@
 //! beyond `per_client`, and the client idle longest (in log order) beyond
 //! `max_clients`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::quality::RandomState;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use synod_core::CommandId;
 
-/// One client's kept responses, by sequence number.
-pub(crate) type Responses = BTreeMap<u64, Vec<u8>>;
+/// One client's kept responses, ascending by sequence number. A client
+/// numbers its commands upwards, so a response almost always goes at the
+/// back and the oldest leaves from the front: no reordering per command.
+pub(crate) type Responses = VecDeque<(u64, Vec<u8>)>;
+
+/// Keep `response` to `seq` in order (replacing one already kept for it),
+/// then drop the lowest sequence numbers beyond `bound`.
+fn keep(responses: &mut Responses, seq: u64, response: Vec<u8>, bound: usize) {
+    match responses.back() {
+        Some((last, _)) if *last >= seq => {
+            match responses.binary_search_by_key(&seq, |(s, _)| *s) {
+                Ok(at) => responses[at].1 = response,
+                Err(at) => responses.insert(at, (seq, response)),
+            }
+        }
+        _ => responses.push_back((seq, response)),
+    }
+    while responses.len() > bound {
+        responses.pop_front();
+    }
+}
 
 #[derive(Debug)]
 struct Entry {
@@ -22,7 +42,8 @@ struct Entry {
 pub(crate) struct ClientTable {
     per_client: usize,
     max_clients: usize,
-    clients: HashMap<u64, Entry>,
+    /// By client id (foldhash, randomly seeded: hashed once per command).
+    clients: HashMap<u64, Entry, RandomState>,
     /// (listed, client), one entry per client, refiled lazily: only the
     /// front is brought up to date, when a client must be evicted, so
     /// recording a response costs no reordering.
@@ -34,7 +55,7 @@ impl ClientTable {
         Self {
             per_client: per_client.max(1),
             max_clients: max_clients.max(1),
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             idle: BTreeSet::new(),
         }
     }
@@ -46,14 +67,11 @@ impl ClientTable {
             Entry {
                 last_used: now,
                 listed: now,
-                responses: BTreeMap::new(),
+                responses: Responses::new(),
             }
         });
         entry.last_used = now;
-        entry.responses.insert(id.seq, response);
-        while entry.responses.len() > self.per_client {
-            entry.responses.pop_first();
-        }
+        keep(&mut entry.responses, id.seq, response, self.per_client);
         self.evict_beyond_bound();
     }
 
@@ -76,11 +94,9 @@ impl ClientTable {
 
     /// The response recorded for `id`, if still kept.
     pub(crate) fn response(&self, id: CommandId) -> Option<&[u8]> {
-        self.clients
-            .get(&id.client)?
-            .responses
-            .get(&id.seq)
-            .map(Vec::as_slice)
+        let responses = &self.clients.get(&id.client)?.responses;
+        let at = responses.binary_search_by_key(&id.seq, |(s, _)| *s).ok()?;
+        Some(&responses[at].1)
     }
 
     /// Every client with when it was last used and its kept responses, in
@@ -97,9 +113,9 @@ impl ClientTable {
 
     /// Put back a client read from a snapshot, keeping the table's bounds.
     pub(crate) fn restore(&mut self, client: u64, last_used: u64, responses: Vec<(u64, Vec<u8>)>) {
-        let mut kept: Responses = responses.into_iter().collect();
-        while kept.len() > self.per_client {
-            kept.pop_first();
+        let mut kept = Responses::new();
+        for (seq, response) in responses {
+            keep(&mut kept, seq, response, self.per_client);
         }
         let entry = Entry {
             last_used,
@@ -147,6 +163,40 @@ mod tests {
                 .map(|(client, used, _)| (client, used))
                 .collect();
             assert_eq!(kept, model, "at {now}");
+        }
+    }
+
+    #[test]
+    fn kept_responses_behave_like_an_ordered_map_of_the_highest_sequence_numbers() {
+        // Mostly ascending, with repeats and late arrivals, as retries and
+        // resends make them.
+        let mut table = ClientTable::new(8, 1);
+        let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..5_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let seq = match state % 5 {
+                0 => step.saturating_sub(state % 20),
+                _ => step,
+            };
+            let response = step.to_be_bytes().to_vec();
+            table.record(CommandId { client: 7, seq }, step, response.clone());
+            model.insert(seq, response);
+            while model.len() > 8 {
+                model.pop_first();
+            }
+            let (_, _, kept) = table.entries()[0];
+            let kept: BTreeMap<u64, Vec<u8>> = kept.iter().cloned().collect();
+            assert_eq!(kept, model, "at step {step}");
+            for probe in seq.saturating_sub(10)..=seq {
+                let id = CommandId {
+                    client: 7,
+                    seq: probe,
+                };
+                assert_eq!(table.response(id), model.get(&probe).map(Vec::as_slice));
+            }
         }
     }
 }

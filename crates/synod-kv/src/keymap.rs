@@ -2,7 +2,11 @@
 //! beside an ordered index for what listings and snapshots do (walk keys
 //! in order). A put to an existing key touches only the hash map; a new or
 //! deleted key also updates the index. Both share one allocation per key.
+//! The hash map hashes with foldhash (randomly seeded per map), which
+//! costs a fraction of std's SipHash on short keys: every learner hashes
+//! every command's key.
 
+use foldhash::quality::RandomState;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -10,14 +14,14 @@ use std::sync::Arc;
 /// Keys to values of type `V`, iterated in key order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyMap<V> {
-    entries: HashMap<Arc<[u8]>, V>,
+    entries: HashMap<Arc<[u8]>, V, RandomState>,
     order: BTreeSet<Arc<[u8]>>,
 }
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: BTreeSet::new(),
         }
     }

@@ -590,7 +590,6 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
     metrics: Option<&NodeMetrics>,
 ) -> Result<StartedRoles, NodeError> {
     let (config, router) = (context.config, context.router);
-    let limits = group_limits(config);
     let mut started = StartedRoles::default();
     for opened in stores {
         let OpenedRole {
@@ -599,6 +598,7 @@ async fn start_roles<S: RoleStore, M: StateMachine>(
             store,
             snapshots,
         } = opened;
+        let limits = group_limits(config, role);
         let observer = metrics.map(|metrics| metrics.store(&role.to_string()));
         let writer = |store| GroupCommit::spawn_observed(store, path, limits, observer);
         let recipient: Recipient<Inbound<Message>> = match role.role {
@@ -712,10 +712,17 @@ fn running_role<R: Core, S: RoleStore, H: Hooks<R>>(
     }
 }
 
-fn group_limits(config: &SynodConfig) -> GroupLimits {
+/// The group-commit limits of `role`'s store: a learner's lingers
+/// (`storage.learner_group_linger_ms`), since no command waits for it.
+fn group_limits(config: &SynodConfig, role: RoleId) -> GroupLimits {
+    let linger = match role.role {
+        Role::Learner => Duration::from_millis(config.storage.learner_group_linger_ms),
+        Role::Acceptor | Role::Proposer => Duration::ZERO,
+    };
     GroupLimits {
         max_submissions: config.storage.group_max_submissions,
         max_writes: config.storage.group_max_writes,
+        linger,
     }
 }
 
@@ -758,7 +765,7 @@ impl<B: Backend + Clone, M: StateMachine> PlacedRoles<B, M> {
             Bootstrap::New,
             random_u64(),
         )?;
-        let limits = group_limits(&self.config);
+        let limits = group_limits(&self.config, role);
         let observer = self.metrics.as_ref().map(|m| m.store(&role.to_string()));
         let writer =
             |store| GroupCommit::spawn_observed(store, role_dir(data_dir, role), limits, observer);

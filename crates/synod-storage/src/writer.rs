@@ -10,6 +10,12 @@
 //!
 //! While one write is in flight, the next group gathers in the channel, so
 //! one fsync covers as many submissions as arrived during the previous one.
+//! A store whose writes no command waits for (a learner's: it applies
+//! chosen values before its own copy is durable) may also *linger*: wait
+//! a little after a group's first submission for more, so that at low
+//! load it pays one fsync per few milliseconds rather than one per write.
+//! Nothing is acknowledged sooner for it: completions still follow the
+//! fsync.
 //! `submit` never blocks, so an actix actor can call it from a handler and
 //! have `done` send it a message.
 //!
@@ -20,8 +26,9 @@
 use crate::error::StorageError;
 use crate::store::{Store, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Called once with the outcome of a submission.
 pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
@@ -39,6 +46,9 @@ pub struct GroupLimits {
     /// Most individual writes in one group (a single larger submission
     /// still goes alone).
     pub max_writes: usize,
+    /// How long a group waits after its first submission for more before
+    /// it is written (zero: at once).
+    pub linger: Duration,
 }
 
 impl Default for GroupLimits {
@@ -46,6 +56,7 @@ impl Default for GroupLimits {
         Self {
             max_submissions: 4096,
             max_writes: 65_536,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -169,22 +180,29 @@ fn run<S: Store>(
     store
 }
 
-/// `first` plus whatever else is already waiting, within the limits.
+/// `first` plus whatever else is already waiting, or arrives within the
+/// linger, within the limits.
 fn gather(
     first: Submission,
     receiver: &Receiver<Submission>,
     limits: GroupLimits,
 ) -> Vec<Submission> {
+    let until = Instant::now() + limits.linger;
     let mut writes = first.writes.len();
     let mut group = vec![first];
     while group.len() < limits.max_submissions && writes < limits.max_writes {
-        match receiver.try_recv() {
-            Ok(next) => {
-                writes += next.writes.len();
-                group.push(next);
+        let next = match receiver.try_recv() {
+            Ok(next) => next,
+            Err(_) if limits.linger.is_zero() => break,
+            Err(_) => {
+                match receiver.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(next) => next,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
             }
-            Err(_) => break,
-        }
+        };
+        writes += next.writes.len();
+        group.push(next);
     }
     group
 }
@@ -238,6 +256,51 @@ mod tests {
             1,
             "nothing after the failure is kept"
         );
+    }
+
+    /// Counts the submissions of each group.
+    #[derive(Default)]
+    struct Groups(Mutex<Vec<usize>>);
+
+    impl GroupObserver for Groups {
+        fn group(&self, submissions: usize, _: usize, _: std::time::Duration, _: bool) {
+            self.0.lock().unwrap().push(submissions);
+        }
+    }
+
+    #[test]
+    fn a_lingering_group_waits_for_more_submissions() {
+        // The group closes at two submissions, long before the linger
+        // ends: the writer waited for the second rather than writing the
+        // first alone.
+        let groups = Arc::new(Groups::default());
+        let limits = GroupLimits {
+            max_submissions: 2,
+            linger: Duration::from_secs(30),
+            ..GroupLimits::default()
+        };
+        let observer: Arc<dyn GroupObserver> = groups.clone();
+        let writer =
+            GroupCommit::spawn_observed(MemoryStore::new(), "<memory>", limits, Some(observer));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for r in 1..=2 {
+            let tx = tx.clone();
+            writer.submit(round(r), move |result| tx.send(result).unwrap());
+        }
+        for _ in 0..2 {
+            rx.recv().unwrap().unwrap();
+        }
+        assert_eq!(*groups.0.lock().unwrap(), vec![2]);
+        // A lone submission is written once the linger ends.
+        let writer = GroupCommit::spawn(
+            MemoryStore::new(),
+            "<memory>",
+            GroupLimits {
+                linger: Duration::from_millis(5),
+                ..GroupLimits::default()
+            },
+        );
+        writer.submit_and_wait(round(3)).unwrap();
     }
 
     #[test]

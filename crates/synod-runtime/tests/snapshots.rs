@@ -165,12 +165,14 @@ async fn a_damaged_snapshot_stops_the_start() {
     shutdown_all(nodes).await;
     let name = "n1";
     let dir = config.nodes[name].data_dir.join("learner-1.snapshots");
+    // The installed snapshot (a newer one may have been half written when
+    // the node stopped: its temporary file is not what a start reads).
     let file = std::fs::read_dir(&dir)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "snap"))
+        .max()
+        .expect("an installed snapshot");
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

@@ -394,6 +394,19 @@ impl Deployment {
         serde_json::from_str(&text).ok()
     }
 
+    /// The role names listed under `field` (`"roles"`, `"stopped"`) in
+    /// `node`'s admin `/status` (empty when it does not answer).
+    pub fn admin_roles(&self, node: &str, field: &str) -> Vec<String> {
+        let Some(status) = self.admin_status(node) else {
+            return Vec::new();
+        };
+        let listed = status[field].as_array().cloned().unwrap_or_default();
+        listed
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// What every node says about itself, for a failure message: its admin
     /// `/status` (roles, ballots, promises, applied slots) and its
     /// group-commit fsync figures from `/metrics`.

@@ -166,14 +166,7 @@ fn disks_that_lie_about_fsync_lose_acknowledged_writes_and_are_caught() {
 
 /// The roles of `node` that its admin server reports stopped.
 fn stopped_roles(deployment: &Deployment, node: &str) -> Vec<String> {
-    let Some(status) = deployment.admin_status(node) else {
-        return Vec::new();
-    };
-    let stopped = status["stopped"].as_array().cloned().unwrap_or_default();
-    stopped
-        .iter()
-        .filter_map(|r| r.as_str().map(str::to_owned))
-        .collect()
+    deployment.admin_roles(node, "stopped")
 }
 
 #[test]

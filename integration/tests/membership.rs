@@ -360,14 +360,7 @@ async fn proposers_and_learners_join_and_leave_the_configuration_under_load() {
 
 /// The roles `node` runs, as its admin server reports them.
 fn roles_on(deployment: &Deployment, node: &str) -> Vec<String> {
-    let Some(status) = deployment.admin_status(node) else {
-        return Vec::new();
-    };
-    let roles = status["roles"].as_array().cloned().unwrap_or_default();
-    roles
-        .iter()
-        .filter_map(|r| Some(r.as_str()?.to_owned()))
-        .collect()
+    deployment.admin_roles(node, "roles")
 }
 
 // Multi-threaded: the test body polls admin ports (blocking) while the

@@ -368,6 +368,70 @@ async fn a_pipelining_connection_is_served_at_most_max_in_flight_at_once() {
     }
 }
 
+/// Commands a connection pipelines into a node whose acceptors lost their
+/// quorum are sent again (backing off) until `submit_timeout`, then each
+/// request, a repeated one too, is answered `Timeout`; the connection
+/// stays usable for what a quorum-less node can still answer.
+#[actix_rt::test]
+async fn commands_without_a_quorum_are_resent_then_answered_timeout() {
+    let root = TempDir::new().unwrap();
+    let config = TestCluster::three_replicas("client-test")
+        .client_ports()
+        .paxos("submit_retry", "\"200ms\"")
+        .paxos("submit_timeout", "\"1500ms\"")
+        .render(root.path())
+        .toml;
+    let config = SynodConfig::from_toml_str(&config, "client test")
+        .unwrap()
+        .0;
+    let mut nodes = cluster(&config).await;
+    let session = nodes[0].open_session(77).await.unwrap();
+    for node in nodes.drain(1..) {
+        node.shutdown().await;
+    }
+    let (mut raw, welcome) = raw_connection(&nodes[0]).await;
+    assert!(matches!(welcome, Some(Reply::Welcome { .. })));
+    let ids = [1, 2, 3, 2].map(|seq| CommandId {
+        client: session,
+        seq,
+    });
+    for id in ids {
+        let submit = Request::Submit {
+            id,
+            payload: b"no quorum".to_vec(),
+        };
+        raw.send(wire::encode(&submit)).await.unwrap();
+    }
+    let mut timed_out = Vec::new();
+    while timed_out.len() < ids.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(20), raw.next())
+            .await
+            .expect("every request answered by its deadline")
+            .expect("open")
+            .unwrap();
+        match wire::decode::<Reply>(&frame).unwrap() {
+            Reply::Failed {
+                id,
+                error: wire::Failure::Timeout,
+            } => timed_out.push(id.seq),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    timed_out.sort_unstable();
+    assert_eq!(timed_out, [1, 2, 2, 3]);
+    // Resent at 200 ms and 600 ms (then 1400 ms) before the 1.5 s deadline.
+    let resends = nodes[0].status().await.resends;
+    assert!(resends >= 6, "{resends} resends");
+    let status = Request::Status;
+    raw.send(wire::encode(&status)).await.unwrap();
+    let frame = raw.next().await.expect("open").unwrap();
+    assert!(matches!(
+        wire::decode::<Reply>(&frame).unwrap(),
+        Reply::Status(_)
+    ));
+    nodes.remove(0).shutdown().await;
+}
+
 #[actix_rt::test]
 async fn connections_past_max_connections_are_turned_away() {
     let root = TempDir::new().unwrap();

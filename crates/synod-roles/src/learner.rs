@@ -51,8 +51,87 @@ use tokio::sync::{mpsc, oneshot};
 /// The learner actor, applying to state machine `M`.
 pub type LearnerActor<S, M> = RoleActor<Learner, S, Applier<M>>;
 
-/// Where the answer to one command goes.
-type Waiter = oneshot::Sender<Result<Vec<u8>, SubmitError>>;
+/// A command's answer: the state machine's response (or, for a session
+/// open, the new session's id), or why there is none.
+pub type CommandAnswer = Result<Vec<u8>, SubmitError>;
+
+/// Where the answer to a watched command goes.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// One caller, waiting for this command alone.
+    One(oneshot::Sender<CommandAnswer>),
+    /// A queue many commands answer into, each answer with its command's
+    /// id: a client connection's, so a batch of answers costs its reader
+    /// one wakeup instead of one channel and one wakeup per command.
+    Queue(mpsc::UnboundedSender<(CommandId, CommandAnswer)>),
+}
+
+impl ReplyTo {
+    /// Deliver the answer to command `id` (nothing if the caller left).
+    pub fn send(self, id: CommandId, answer: CommandAnswer) {
+        match self {
+            ReplyTo::One(reply) => {
+                let _ = reply.send(answer);
+            }
+            ReplyTo::Queue(queue) => {
+                let _ = queue.send((id, answer));
+            }
+        }
+    }
+
+    /// The caller is gone: nobody reads the answer.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            ReplyTo::One(reply) => reply.is_closed(),
+            ReplyTo::Queue(queue) => queue.is_closed(),
+        }
+    }
+
+    /// Whether this answers into `queue`.
+    fn is_queue(&self, queue: &mpsc::UnboundedSender<(CommandId, CommandAnswer)>) -> bool {
+        matches!(self, ReplyTo::Queue(mine) if mine.same_channel(queue))
+    }
+}
+
+/// Who waits for which command's answer. Whoever still waits when the
+/// learner stops (it moved away, or the node shuts down) is told
+/// [`SubmitError::ShuttingDown`] rather than left waiting: a queue shared
+/// by many commands would not notice one answer never coming.
+#[derive(Debug, Default)]
+struct Waiters {
+    by_command: HashMap<CommandId, ReplyTo, foldhash::quality::RandomState>,
+    prune_at: usize,
+}
+
+impl Waiters {
+    fn answer(&mut self, id: CommandId, answer: CommandAnswer) {
+        if let Some(waiter) = self.by_command.remove(&id) {
+            waiter.send(id, answer);
+        }
+    }
+
+    /// Waiters whose caller gave up are pruned when the map has doubled,
+    /// so the scan costs O(1) per watch on average.
+    fn insert(&mut self, id: CommandId, reply: ReplyTo) {
+        if self.by_command.len() >= self.prune_at.max(MIN_PRUNE) {
+            self.by_command.retain(|_, waiter| !waiter.is_closed());
+            self.prune_at = 2 * self.by_command.len();
+        }
+        self.by_command.insert(id, reply);
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = (CommandId, ReplyTo)> + use<> {
+        std::mem::take(&mut self.by_command).into_iter()
+    }
+}
+
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        for (id, waiter) in self.take() {
+            waiter.send(id, Err(SubmitError::ShuttingDown));
+        }
+    }
+}
 
 /// Who waits for a snapshot ([`TakeSnapshot`]).
 type SnapshotWaiter = oneshot::Sender<Result<Snapshot, String>>;
@@ -67,8 +146,7 @@ const MAX_LEARNER_PART: usize = 256 << 20;
 /// answers, and its snapshots.
 pub struct Applier<M> {
     machine: M,
-    waiters: HashMap<CommandId, Waiter>,
-    prune_waiters_at: usize,
+    waiters: Waiters,
     subscribers: Vec<mpsc::Sender<Decision>>,
     progress: Progress,
     snapshots: Option<Snapshots>,
@@ -220,8 +298,7 @@ impl<M: StateMachine> Applier<M> {
     pub fn new(machine: M) -> Self {
         Self {
             machine,
-            waiters: HashMap::new(),
-            prune_waiters_at: MIN_PRUNE,
+            waiters: Waiters::default(),
             subscribers: Vec::new(),
             progress: Progress::default(),
             snapshots: None,
@@ -307,10 +384,7 @@ impl<M: StateMachine> Applier<M> {
     }
 
     fn record(&mut self, slot: Slot, commands: &[synod_core::Command]) {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        let ids: Vec<CommandId> = commands.iter().map(|c| c.id).collect();
-        (self.progress.digest, slot, ids).hash(&mut hasher);
-        self.progress.digest = hasher.finish();
+        self.progress.digest = chain_digest(self.progress.digest, slot, commands);
         self.progress.commands += commands.len() as u64;
         if let Some(snapshots) = &mut self.snapshots {
             snapshots.since += commands.len() as u64;
@@ -319,22 +393,14 @@ impl<M: StateMachine> Applier<M> {
         }
     }
 
-    fn answer(&mut self, id: CommandId, answer: Result<Vec<u8>, SubmitError>) {
-        if let Some(waiter) = self.waiters.remove(&id) {
-            let _ = waiter.send(answer);
-        }
+    fn answer(&mut self, id: CommandId, answer: CommandAnswer) {
+        self.waiters.answer(id, answer);
     }
 
     fn watch(&mut self, watch: WatchCommand) {
         if let Some(response) = self.machine.response_to(watch.id) {
-            let _ = watch.reply.send(Ok(response)); // applied before: answer now
+            watch.reply.send(watch.id, Ok(response)); // applied before: answer now
             return;
-        }
-        // Waiters whose caller gave up are pruned when the map has doubled,
-        // so the scan costs O(1) per watch on average.
-        if self.waiters.len() >= self.prune_waiters_at {
-            self.waiters.retain(|_, waiter| !waiter.is_closed());
-            self.prune_waiters_at = (2 * self.waiters.len()).max(MIN_PRUNE);
         }
         self.waiters.insert(watch.id, watch.reply);
     }
@@ -528,12 +594,12 @@ impl<M: StateMachine> Applier<M> {
     /// miss the decisions inside the snapshot, are dropped (they can
     /// subscribe again).
     fn answer_restored_waiters(&mut self) {
-        for (id, waiter) in std::mem::take(&mut self.waiters) {
+        for (id, waiter) in self.waiters.take() {
             let answer = self
                 .machine
                 .response_to(id)
                 .ok_or(SubmitError::OutcomeUnknown);
-            let _ = waiter.send(answer);
+            waiter.send(id, answer);
         }
         self.subscribers.clear();
     }
@@ -547,6 +613,20 @@ enum Staging {
     Complete(Incoming),
     /// Nothing to stage into, or the chunk did not follow the staged ones.
     Dropped,
+}
+
+/// The applied log's digest after `slot`: a hash of the digest before,
+/// the slot and its commands' ids. Exactly what hashing `(digest, slot,
+/// ids)` with the ids in a `Vec` gives (the digest is compared across
+/// learners, whichever version computed it), without collecting the ids.
+fn chain_digest(digest: u64, slot: Slot, commands: &[synod_core::Command]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (digest, slot).hash(&mut hasher);
+    hasher.write_usize(commands.len());
+    for command in commands {
+        command.id.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The learner's part of a snapshot file, framed: its length, then it.
@@ -652,9 +732,8 @@ impl<M: StateMachine> Hooks<Learner> for Applier<M> {
 pub struct WatchCommand {
     /// The command.
     pub id: CommandId,
-    /// Where its answer goes: the state machine's response (or, for a
-    /// session open, the new session's id), or why there is none.
-    pub reply: oneshot::Sender<Result<Vec<u8>, SubmitError>>,
+    /// Where its answer goes.
+    pub reply: ReplyTo,
 }
 
 /// Stream every later decision to `sender`. A subscriber that falls a full
@@ -683,6 +762,32 @@ impl<S: Store, M: StateMachine> Handler<WatchCommands> for LearnerActor<S, M> {
     fn handle(&mut self, WatchCommands(watches): WatchCommands, _: &mut Context<Self>) {
         for watch in watches {
             self.hooks.watch(watch);
+        }
+    }
+}
+
+/// The caller answered by `queue` gave up on these commands (refused as
+/// busy, or timed out): forget their waiters, which a queue that stays
+/// open would otherwise keep. A waiter since registered by someone else
+/// stays.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    /// The commands.
+    pub ids: Vec<CommandId>,
+    /// The queue their answers would have gone to.
+    pub queue: mpsc::UnboundedSender<(CommandId, CommandAnswer)>,
+}
+
+impl<S: Store, M: StateMachine> Handler<Unwatch> for LearnerActor<S, M> {
+    type Result = ();
+
+    fn handle(&mut self, unwatch: Unwatch, _: &mut Context<Self>) {
+        let waiters = &mut self.hooks.waiters.by_command;
+        for id in unwatch.ids {
+            if waiters.get(&id).is_some_and(|w| w.is_queue(&unwatch.queue)) {
+                waiters.remove(&id);
+            }
         }
     }
 }
@@ -833,6 +938,21 @@ mod tests {
 
     fn snapshots_in(dir: &std::path::Path) -> Snapshots {
         Snapshots::new(SnapshotDir::open(dir).unwrap(), SnapshotEvery::default())
+    }
+
+    #[test]
+    fn the_digest_chain_is_the_hash_of_the_collected_ids() {
+        let commands: Vec<synod_core::Command> = (1..=5)
+            .map(|seq| synod_core::Command {
+                id: CommandId { client: 7, seq },
+                payload: vec![seq as u8],
+            })
+            .collect();
+        let ids: Vec<CommandId> = commands.iter().map(|c| c.id).collect();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (0xfeed_u64, 42 as Slot, ids).hash(&mut hasher);
+        assert_eq!(chain_digest(0xfeed, 42, &commands), hasher.finish());
+        assert_ne!(chain_digest(0xfeed, 43, &commands), hasher.finish());
     }
 
     #[test]

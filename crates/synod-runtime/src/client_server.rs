@@ -21,6 +21,8 @@
 
 use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus};
+use crate::intake::AnswerQueue;
+use crate::submissions::Submissions;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::io::Read;
@@ -28,10 +30,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+use synod_api::SubmitError;
 use synod_api::wire::{
     BACKUP_CHUNK, CLIENT_PROTOCOL_VERSION, Failure, LearnerReport, MAX_CLIENT_FRAME,
     ProposerReport, Reply, Request, StatusReport,
 };
+use synod_core::{Command, CommandId};
+use synod_roles::{CommandAnswer, LeaderHint};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -180,11 +185,12 @@ type ClientFrames = SplitStream<Framed<synod_tls::BoxStream, LengthDelimitedCode
 type ClientSink = SplitSink<Framed<synod_tls::BoxStream, LengthDelimitedCodec>, bytes::Bytes>;
 
 /// Serve one authenticated connection's requests, at most `max_in_flight`
-/// at once. They all run inside this one task: a request in service is a
-/// future in `serving`, polled when its answer arrives, not a task, a
-/// channel and a wakeup of its own. Every answer ready at a wakeup goes out
-/// in one write; while a write waits for the client to read, no new
-/// request is read either.
+/// at once. They all run inside this one task. Commands are kept in one
+/// table ([`Submissions`]) and answered through one queue, so a batch of
+/// answers costs one wakeup; every other request is a future in
+/// `serving`, polled when its answer arrives. Every answer ready at a
+/// wakeup goes out in one write; while a write waits for the client to
+/// read, no new request is read either.
 async fn serve_requests(
     gateway: Rc<Gateway>,
     port: &ClientPort,
@@ -193,6 +199,11 @@ async fn serve_requests(
 ) -> Result<(), String> {
     let (max_in_flight, idle_timeout) = (port.limits.max_in_flight, port.limits.idle_timeout);
     let mut serving = FuturesUnordered::new();
+    let mut commands = Submissions::new(gateway.submit_retry, gateway.submit_timeout);
+    let (answers, mut answer_queue) = mpsc::unbounded_channel();
+    // The one timer for the commands' resends and deadlines.
+    let alarm = tokio::time::sleep(idle_timeout);
+    tokio::pin!(alarm);
     // A backup streams its chunks through here.
     let (chunks, mut chunk_queue) = mpsc::channel::<Reply>(BACKUP_QUEUE);
     // One timer for the connection, not one per frame: when it fires, the
@@ -205,44 +216,176 @@ async fn serve_requests(
     // answered.
     let mut reading = true;
     loop {
-        if !reading && serving.is_empty() {
-            return Ok(());
-        }
-        tokio::select! {
-            biased;
-            Some(reply) = serving.next(), if !serving.is_empty() => {
-                let mut ready = Vec::from_iter(reply); // none for a backup
-                while let Some(Some(reply)) = serving.next().now_or_never() {
-                    ready.extend(reply);
-                }
-                write_replies(&mut sink, ready).await?;
+        // Held for as long as the learner answering here is the same one.
+        let hint = gateway.leader_hint();
+        let leader_changed = leader_change(hint.as_deref());
+        tokio::pin!(leader_changed);
+        loop {
+            let in_service = serving.len() + commands.len();
+            if !reading && in_service == 0 {
+                return Ok(());
             }
-            Some(chunk) = chunk_queue.recv() => write_replies(&mut sink, vec![chunk]).await?,
-            frame = frames.next(), if reading && serving.len() < max_in_flight => {
-                let request = match frame {
-                    None => {
-                        reading = false;
-                        continue;
+            tokio::select! {
+                biased;
+                Some(first) = answer_queue.recv() => {
+                    let replies = answered(&gateway, &mut commands, first, &mut answer_queue, &answers);
+                    write_replies(&mut sink, replies).await?;
+                }
+                Some(reply) = serving.next(), if !serving.is_empty() => {
+                    let mut ready = Vec::from_iter(reply); // none for a backup
+                    while let Some(Some(reply)) = serving.next().now_or_never() {
+                        ready.extend(reply);
                     }
-                    Some(Err(e)) => return Err(e.to_string()),
-                    Some(Ok(frame)) => decode_request(&frame)
-                        .map_err(|e| format!("malformed request: {e}"))?,
-                };
-                last_heard = Instant::now();
-                serving.push(serve_one(Rc::clone(&gateway), request, chunks.clone()));
-                port.stats.peak_in_flight.fetch_max(serving.len(), Ordering::Relaxed);
-            }
-            () = &mut idle => {
-                let now = Instant::now();
-                if serving.is_empty() && now >= last_heard + idle_timeout {
-                    port.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    write_replies(&mut sink, ready).await?;
                 }
-                // Quiet, but still waiting for answers: not idle.
-                let from = if serving.is_empty() { last_heard } else { now };
-                idle.as_mut().reset(from + idle_timeout);
+                Some(chunk) = chunk_queue.recv() => write_replies(&mut sink, vec![chunk]).await?,
+                () = &mut leader_changed => {
+                    gateway.resend(commands.resend_all(Instant::now()), &answers);
+                    set_alarm(alarm.as_mut(), &commands);
+                    break; // watch the hint again
+                }
+                () = &mut alarm, if commands.alarm().is_some() => {
+                    let replies = due(&gateway, &mut commands, &answers);
+                    set_alarm(alarm.as_mut(), &commands);
+                    write_replies(&mut sink, replies).await?;
+                    if !same_hint(hint.as_ref(), gateway.leader_hint().as_ref()) {
+                        break; // the learner here changed
+                    }
+                }
+                frame = frames.next(), if reading && in_service < max_in_flight => {
+                    let request = match frame {
+                        None => {
+                            reading = false;
+                            continue;
+                        }
+                        Some(Err(e)) => return Err(e.to_string()),
+                        Some(Ok(frame)) => decode_request(&frame)
+                            .map_err(|e| format!("malformed request: {e}"))?,
+                    };
+                    last_heard = Instant::now();
+                    if let Request::Submit { id, payload } = request {
+                        let command = Command { id, payload };
+                        if let Some(refused) = submit(&gateway, &mut commands, command, &answers) {
+                            write_replies(&mut sink, vec![refused]).await?;
+                        }
+                        set_alarm(alarm.as_mut(), &commands);
+                    } else {
+                        serving.push(serve_one(Rc::clone(&gateway), request, chunks.clone()));
+                    }
+                    let in_service = serving.len() + commands.len();
+                    port.stats.peak_in_flight.fetch_max(in_service, Ordering::Relaxed);
+                }
+                () = &mut idle => {
+                    let now = Instant::now();
+                    let quiet = serving.is_empty() && commands.is_empty();
+                    if quiet && now >= last_heard + idle_timeout {
+                        port.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    // Quiet, but still waiting for answers: not idle.
+                    let from = if quiet { last_heard } else { now };
+                    idle.as_mut().reset(from + idle_timeout);
+                }
             }
         }
+    }
+}
+
+/// Hand `command` on; the reply at once if it was refused.
+fn submit(
+    gateway: &Gateway,
+    commands: &mut Submissions,
+    command: Command,
+    answers: &AnswerQueue,
+) -> Option<Reply> {
+    let id = command.id;
+    // Kept for resends: the intake takes the command itself.
+    let kept = command.clone();
+    match gateway.enqueue(command, answers) {
+        Ok(()) => {
+            commands.add(kept, Instant::now());
+            None
+        }
+        Err(error) => Some(Reply::Failed {
+            id,
+            error: Failure::from(&error),
+        }),
+    }
+}
+
+/// The replies to `first` and every other answer already queued. A
+/// command given up on (refused, or failed for any reason) is no longer
+/// watched for.
+fn answered(
+    gateway: &Gateway,
+    commands: &mut Submissions,
+    first: (CommandId, CommandAnswer),
+    queue: &mut mpsc::UnboundedReceiver<(CommandId, CommandAnswer)>,
+    answers: &AnswerQueue,
+) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    let mut failed = Vec::new();
+    let mut next = Some(first);
+    while let Some((id, answer)) = next {
+        if let Some((copies, started)) = commands.answered(id) {
+            gateway.record_answer(started.elapsed());
+            if answer.is_err() {
+                failed.push(id);
+            }
+            replies.extend(std::iter::repeat_n(reply_to(id, answer), copies as usize));
+        }
+        next = queue.try_recv().ok();
+    }
+    gateway.unwatch(failed, answers);
+    replies
+}
+
+/// The resends and timeouts due now: resends go, timeouts are answered.
+fn due(gateway: &Gateway, commands: &mut Submissions, answers: &AnswerQueue) -> Vec<Reply> {
+    let due = commands.due(Instant::now());
+    gateway.resend(due.resend, answers);
+    let timeout = SubmitError::Timeout(gateway.submit_timeout);
+    let replies = due
+        .expired
+        .iter()
+        .flat_map(|&(id, copies)| {
+            std::iter::repeat_n(reply_to(id, Err(timeout.clone())), copies as usize)
+        })
+        .collect();
+    gateway.unwatch(due.expired.into_iter().map(|(id, _)| id).collect(), answers);
+    replies
+}
+
+fn reply_to(id: CommandId, answer: CommandAnswer) -> Reply {
+    match answer {
+        Ok(payload) => Reply::Response { id, payload },
+        Err(error) => Reply::Failed {
+            id,
+            error: Failure::from(&error),
+        },
+    }
+}
+
+/// Set the commands' timer to their next alarm (left as it is if none).
+fn set_alarm(alarm: std::pin::Pin<&mut tokio::time::Sleep>, commands: &Submissions) {
+    if let Some(at) = commands.alarm().filter(|&at| at != alarm.deadline()) {
+        alarm.reset(at);
+    }
+}
+
+/// Resolves at the next change of leader `hint` sees (never without one).
+async fn leader_change(hint: Option<&LeaderHint>) {
+    match hint {
+        Some(hint) => hint.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn same_hint(a: Option<&Rc<LeaderHint>>, b: Option<&Rc<LeaderHint>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 

@@ -12,15 +12,15 @@ use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Membership, Message, OPEN_SESSION, Role, RoleId};
 use synod_roles::{
     AcceptorStatus, GetStatus, InstanceValue, LeaderHint, LearnerStatus, ProposeInstance,
-    ProposerStatus, Query, ReadAt, Reconfigure, RoleStatus, Stop, Submit, Subscribe, TakeSnapshot,
-    WatchCommand, WatchCommands, WatchInstance,
+    ProposerStatus, Query, ReadAt, Reconfigure, ReplyTo, RoleStatus, Stop, Submit, Subscribe,
+    TakeSnapshot, Unwatch, WatchCommand, WatchCommands, WatchInstance,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::intake::{Destination, Intake};
+use crate::intake::{AnswerQueue, Destination, Intake, Told};
 use crate::router::Router;
 
 /// A node's view of its roles.
@@ -142,6 +142,7 @@ fn placed_ids(kind: &str, mut ids: Vec<u32>, placed: &[u32]) -> Result<Vec<u32>,
 pub(crate) struct LearnerPort {
     pub(crate) id: RoleId,
     pub(crate) watch: Recipient<WatchCommands>,
+    pub(crate) unwatch: Recipient<Unwatch>,
     pub(crate) subscribe: Recipient<Subscribe>,
     pub(crate) snapshot: Recipient<TakeSnapshot>,
     pub(crate) query: Recipient<Query>,
@@ -357,20 +358,7 @@ impl Gateway {
         id: CommandId,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, SubmitError> {
-        if !self.accepting.load(Ordering::Relaxed) {
-            return Err(SubmitError::ShuttingDown);
-        }
-        if id.seq == OPEN_SESSION && !payload.is_empty() {
-            return Err(SubmitError::InvalidCommand(
-                "sequence number 0 opens a session and carries no payload; number commands from 1",
-            ));
-        }
-        if payload.len() > self.max_command_bytes {
-            return Err(SubmitError::TooLarge {
-                len: payload.len(),
-                limit: self.max_command_bytes,
-            });
-        }
+        self.admit(id, &payload)?;
         let intake = self.intake.borrow().clone();
         let (learner, intake) = match (self.learner(), intake) {
             (Some(learner), Some(intake)) => (learner, intake),
@@ -380,6 +368,7 @@ impl Gateway {
         let (reply, mut response) = oneshot::channel();
         let started = Instant::now();
         let deadline = started + self.submit_timeout;
+        let reply = ReplyTo::One(reply);
         intake
             .send(WatchCommand { id, reply }, command.clone())
             .await?;
@@ -396,7 +385,7 @@ impl Gateway {
             resend_after = resend_after.saturating_mul(2);
             match answer_within(wait, leader_changed, &mut response).await {
                 Some(Ok(answer)) => {
-                    self.answered.record(started.elapsed());
+                    self.record_answer(started.elapsed());
                     return answer;
                 }
                 Some(Err(_)) => return Err(SubmitError::ShuttingDown),
@@ -407,6 +396,115 @@ impl Gateway {
             }
         }
         unreachable!("the loop returns")
+    }
+
+    /// Why command `id` with `payload` may not enter, if it may not.
+    fn admit(&self, id: CommandId, payload: &[u8]) -> Result<(), SubmitError> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if id.seq == OPEN_SESSION && !payload.is_empty() {
+            return Err(SubmitError::InvalidCommand(
+                "sequence number 0 opens a session and carries no payload; number commands from 1",
+            ));
+        }
+        if payload.len() > self.max_command_bytes {
+            return Err(SubmitError::TooLarge {
+                len: payload.len(),
+                limit: self.max_command_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The client port's way in ([`Gateway::submit_as`] without a task
+    /// per command): `command` leaves in this turn's batch, and its answer,
+    /// or why there is none, arrives on `answers`. Resending and giving up
+    /// are the caller's ([`crate::submissions`]). An error: refused
+    /// before it went anywhere.
+    pub(crate) fn enqueue(
+        &self,
+        command: Command,
+        answers: &AnswerQueue,
+    ) -> Result<(), SubmitError> {
+        self.admit(command.id, &command.payload)?;
+        let intake = self.intake.borrow().clone().ok_or(SubmitError::NoLearner)?;
+        let id = command.id;
+        let watch = WatchCommand {
+            id,
+            reply: ReplyTo::Queue(answers.clone()),
+        };
+        intake.push(watch, command, Told::Queue(id, answers.clone()));
+        Ok(())
+    }
+
+    /// Send `commands` again, whose answers go to `answers` (the
+    /// connection that enqueued them): to the local proposer, or else to
+    /// every proposer, as [`Gateway::send_command`] does. A proposer that
+    /// refuses them answers each with the reason.
+    pub(crate) fn resend(&self, commands: Vec<Command>, answers: &AnswerQueue) {
+        if commands.is_empty() {
+            return;
+        }
+        self.resends.set(self.resends.get() + commands.len() as u64);
+        let ids = commands.iter().map(|command| command.id);
+        let Some(learner) = self.learner() else {
+            refuse(ids, SubmitError::NoLearner, answers);
+            return;
+        };
+        let Some(proposer) = self.proposer() else {
+            self.forward_to_all(&learner, commands);
+            return;
+        };
+        let (ids, answers): (Vec<CommandId>, _) = (ids.collect(), answers.clone());
+        actix::spawn(async move {
+            let refused = match proposer.submit.send(Submit(commands)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(_busy)) => SubmitError::Busy,
+                Err(_) => SubmitError::ShuttingDown,
+            };
+            refuse(ids, refused, &answers);
+        });
+    }
+
+    /// The commands `ids`, whose answers would go to `answers`, were given
+    /// up on: the learner may forget who waits for them.
+    pub(crate) fn unwatch(&self, ids: Vec<CommandId>, answers: &AnswerQueue) {
+        if let Some(learner) = self.learner().filter(|_| !ids.is_empty()) {
+            learner.unwatch.do_send(Unwatch {
+                ids,
+                queue: answers.clone(),
+            });
+        }
+    }
+
+    /// The local learner's view of the leader: a change means commands in
+    /// service should go again at once.
+    pub(crate) fn leader_hint(&self) -> Option<Rc<LeaderHint>> {
+        self.learner().map(|learner| Rc::clone(&learner.leader))
+    }
+
+    /// A command this gateway handed on was answered after `took`.
+    pub(crate) fn record_answer(&self, took: Duration) {
+        self.answered.record(took);
+    }
+
+    /// Every proposer gets `commands`, in frame-sized `Forward`s.
+    fn forward_to_all(&self, learner: &LearnerPort, commands: Vec<Command>) {
+        let chunks = synod_core::chunk_by_bytes(commands, self.forward_max_bytes);
+        let forwards = chunks
+            .iter()
+            .flat_map(|chunk| {
+                self.all_proposers.iter().map(|&to| Outbound {
+                    from: learner.id,
+                    to: RoleId::proposer(to),
+                    message: Message::Forward {
+                        commands: chunk.clone(),
+                    },
+                })
+            })
+            .collect();
+        self.router.do_send(OutboundBatch(forwards));
     }
 
     /// Hand `command` to a local proposer, or else forward it to every
@@ -427,18 +525,7 @@ impl Gateway {
                 Err(_) => Err(SubmitError::ShuttingDown),
             };
         }
-        let forwards = self
-            .all_proposers
-            .iter()
-            .map(|&to| Outbound {
-                from: learner.id,
-                to: RoleId::proposer(to),
-                message: Message::Forward {
-                    commands: vec![command.clone()],
-                },
-            })
-            .collect();
-        self.router.do_send(OutboundBatch(forwards));
+        self.forward_to_all(learner, vec![command]);
         Ok(())
     }
 
@@ -701,6 +788,13 @@ impl Gateway {
 /// leader has changed: what was sent may have gone to a leader that is
 /// gone, so the caller sends it again now rather than after
 /// `submit_retry` (copies are safe: a command id is applied once).
+/// Each of the commands `ids` is answered with `error`.
+fn refuse(ids: impl IntoIterator<Item = CommandId>, error: SubmitError, answers: &AnswerQueue) {
+    for id in ids {
+        let _ = answers.send((id, Err(error.clone())));
+    }
+}
+
 async fn answer_within<T>(
     wait: Duration,
     leader_changed: Notified<'_>,

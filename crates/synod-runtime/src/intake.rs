@@ -8,10 +8,13 @@
 //!
 //! ```text
 //! submit_as ─┐                         one task per batch:
-//! submit_as ─┼─▶ Intake (RefCell) ──▶   WatchCommands(all) ─▶ learner (awaited: watched before decided)
-//! submit_as ─┘     first one spawns      Submit(chunk) ─▶ proposer   or  Forward(chunk) ─▶ router
+//! enqueue   ─┼─▶ Intake (RefCell) ──▶   WatchCommands(all) ─▶ learner (awaited: watched before decided)
+//! enqueue   ─┘     first one spawns      Submit(chunk) ─▶ proposer   or  Forward(chunk) ─▶ router
 //!                  the flush task        each command told Ok / Busy / ShuttingDown
 //! ```
+//!
+//! `submit_as` (`Node::submit`) waits to be told; a client connection's
+//! `enqueue` is told only of a refusal, on its answer queue ([`Told`]).
 //!
 //! Only a command's first send goes through here; resends (after
 //! `submit_retry`, or at once when the leader changes) go one by one. On a
@@ -22,8 +25,8 @@ use actix::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
 use synod_api::SubmitError;
-use synod_core::{Command, Message, RoleId, chunk_by_bytes};
-use synod_roles::{LeaderHint, Submit, WatchCommand, WatchCommands};
+use synod_core::{Command, CommandId, Message, RoleId, chunk_by_bytes};
+use synod_roles::{CommandAnswer, LeaderHint, Submit, WatchCommand, WatchCommands};
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::oneshot;
 
@@ -48,12 +51,38 @@ pub(crate) enum Destination {
     },
 }
 
+/// A client connection's queue of answers, each with its command's id.
+pub(crate) type AnswerQueue = tokio::sync::mpsc::UnboundedSender<(CommandId, CommandAnswer)>;
+
+/// Who hears whether a command was handed on.
+pub(crate) enum Told {
+    /// One caller, told either way.
+    One(oneshot::Sender<Result<(), SubmitError>>),
+    /// A client connection, told only of a refusal, as the command's
+    /// answer: handed on, the command's answer comes from the learner.
+    Queue(CommandId, AnswerQueue),
+}
+
+impl Told {
+    fn tell(self, outcome: &Result<(), SubmitError>) {
+        match (self, outcome) {
+            (Told::One(one), outcome) => {
+                let _ = one.send(outcome.clone());
+            }
+            (Told::Queue(..), Ok(())) => {}
+            (Told::Queue(id, queue), Err(error)) => {
+                let _ = queue.send((id, Err(error.clone())));
+            }
+        }
+    }
+}
+
 /// Commands gathered in this turn, and whether a flush is on its way.
 #[derive(Default)]
 struct Gathered {
     watches: Vec<WatchCommand>,
     commands: Vec<Command>,
-    told: Vec<oneshot::Sender<Result<(), SubmitError>>>,
+    told: Vec<Told>,
     flush_spawned: bool,
 }
 
@@ -82,6 +111,12 @@ impl Intake {
         command: Command,
     ) -> Result<(), SubmitError> {
         let (told, sent) = oneshot::channel();
+        self.push(watch, command, Told::One(told));
+        sent.await.unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    /// [`Intake::send`] without waiting: `told` hears the outcome.
+    pub(crate) fn push(&self, watch: WatchCommand, command: Command, told: Told) {
         let spawn = {
             let mut gathered = self.gathered.borrow_mut();
             gathered.watches.push(watch);
@@ -93,7 +128,6 @@ impl Intake {
             let (gathered, learner) = (Rc::clone(&self.gathered), self.learner.clone());
             actix::spawn(flush(gathered, learner, self.destination.clone()));
         }
-        sent.await.unwrap_or(Err(SubmitError::ShuttingDown))
     }
 }
 
@@ -126,7 +160,7 @@ async fn flush(
 async fn submit_local(
     proposer: &Recipient<Submit>,
     mut commands: Vec<Command>,
-    mut told: Vec<oneshot::Sender<Result<(), SubmitError>>>,
+    mut told: Vec<Told>,
 ) {
     while !commands.is_empty() {
         let rest = commands.split_off(commands.len().min(SUBMIT_CHUNK));
@@ -155,8 +189,8 @@ fn forward(router: &Addr<Router>, from: RoleId, to: u32, max_bytes: usize, comma
     router.do_send(OutboundBatch(outbound));
 }
 
-fn tell(told: Vec<oneshot::Sender<Result<(), SubmitError>>>, outcome: Result<(), SubmitError>) {
+fn tell(told: Vec<Told>, outcome: Result<(), SubmitError>) {
     for one in told {
-        let _ = one.send(outcome.clone());
+        one.tell(&outcome);
     }
 }

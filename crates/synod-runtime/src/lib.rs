@@ -31,6 +31,7 @@ mod intake;
 mod node;
 mod placement;
 mod router;
+mod submissions;
 
 pub use backup::{Restored, restore_backup, restore_backup_on_disk};
 pub use client_server::ClientPortStats;

@@ -681,6 +681,7 @@ fn spawn_learner<S: RoleStore, M: StateMachine>(
     let port = LearnerPort {
         id: role,
         watch: actor.clone().recipient(),
+        unwatch: actor.clone().recipient(),
         subscribe: actor.clone().recipient(),
         snapshot: actor.clone().recipient(),
         query: actor.clone().recipient(),

@@ -1,21 +1,101 @@
 //! The key space: a hash map for what every command does (find one key),
 //! beside an ordered index for what listings and snapshots do (walk keys
 //! in order). A put to an existing key touches only the hash map; a new or
-//! deleted key also updates the index. Both share one allocation per key.
-//! The hash map hashes with foldhash (randomly seeded per map), which
-//! costs a fraction of std's SipHash on short keys: every learner hashes
-//! every command's key.
+//! deleted key also updates the index. The hash map hashes with foldhash
+//! (randomly seeded per map), which costs a fraction of std's SipHash on
+//! short keys: every learner hashes every command's key.
+//!
+//! A key of up to [`INLINE`] bytes is kept inside the map's slot (and
+//! copied into the index), so finding it compares bytes already in the
+//! cache line the lookup reads anyway; a longer key is one shared
+//! allocation for both. Every learner looks up every command's key, and
+//! with keys behind a pointer that second cache miss was a tenth of a
+//! node's time at its peak.
 
 use foldhash::quality::RandomState;
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
+
+/// Longest key kept in place (a [`Key`] is 24 bytes either way).
+pub(crate) const INLINE: usize = 22;
+
+/// A key as the map holds it.
+#[derive(Clone)]
+enum Key {
+    /// Up to [`INLINE`] bytes, in place.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer key, shared by the map and the index.
+    Shared(Arc<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Self {
+        if key.len() > INLINE {
+            return Key::Shared(Arc::from(key));
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..key.len()].copy_from_slice(key);
+        Key::Inline {
+            len: key.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Shared(key) => key,
+        }
+    }
+}
+
+// Equality, order and hash are the bytes', as `Borrow<[u8]>` requires.
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_bytes().fmt(f)
+    }
+}
 
 /// Keys to values of type `V`, iterated in key order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyMap<V> {
-    entries: HashMap<Arc<[u8]>, V, RandomState>,
-    order: BTreeSet<Arc<[u8]>>,
+    entries: HashMap<Key, V, RandomState>,
+    order: BTreeSet<Key>,
 }
 
 impl<V> Default for KeyMap<V> {
@@ -41,8 +121,8 @@ impl<V> KeyMap<V> {
         if let Some(slot) = self.entries.get_mut(key) {
             return Some(std::mem::replace(slot, value));
         }
-        let key: Arc<[u8]> = Arc::from(key);
-        self.order.insert(Arc::clone(&key));
+        let key = Key::new(key);
+        self.order.insert(key.clone());
         self.entries.insert(key, value);
         None
     }
@@ -76,9 +156,9 @@ impl<V> KeyMap<V> {
 
     fn ordered<'a>(
         &'a self,
-        keys: impl Iterator<Item = &'a Arc<[u8]>>,
+        keys: impl Iterator<Item = &'a Key>,
     ) -> impl Iterator<Item = (&'a [u8], &'a V)> {
-        keys.map(|key| (&**key, &self.entries[&**key]))
+        keys.map(|key| (key.as_bytes(), &self.entries[key]))
     }
 }
 
@@ -86,6 +166,23 @@ impl<V> KeyMap<V> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn keys_at_the_inline_limit_keep_their_bytes_and_order() {
+        let mut map = KeyMap::default();
+        let lengths = [0, 1, INLINE - 1, INLINE, INLINE + 1, 4 * INLINE];
+        for (i, len) in lengths.iter().enumerate() {
+            map.insert(&vec![b'a'; *len], i);
+        }
+        for (i, len) in lengths.iter().enumerate() {
+            assert_eq!(map.get(&vec![b'a'; *len]), Some(&i));
+        }
+        let walked: Vec<usize> = map.iter().map(|(key, _)| key.len()).collect();
+        assert_eq!(walked, lengths, "a prefix sorts first");
+        assert!(matches!(Key::new(&[1; INLINE]), Key::Inline { .. }));
+        assert!(matches!(Key::new(&[1; INLINE + 1]), Key::Shared(_)));
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+    }
 
     #[test]
     fn behaves_like_an_ordered_map() {
@@ -96,7 +193,13 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let key = format!("k{}", state % 500).into_bytes();
+            // Short keys are kept in place, long ones shared: both kinds,
+            // interleaved in one order.
+            let key = match state % 3 {
+                0 => format!("k{}-{}", state % 500, "x".repeat(INLINE)),
+                _ => format!("k{}", state % 500),
+            }
+            .into_bytes();
             match state % 4 {
                 0 => assert_eq!(map.remove(&key), model.remove(&key)),
                 _ => assert_eq!(map.insert(&key, step), model.insert(key.clone(), step)),

@@ -386,9 +386,12 @@ impl KvResponse {
         postcard::from_bytes(bytes)
     }
 
-    /// The bytes of this response, as a learner answers a command.
+    /// The bytes of this response, as a learner answers a command. Most
+    /// responses are a few bytes: one allocation that fits them, not a
+    /// Vec grown byte by byte from empty (every learner encodes one per
+    /// command).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding into a Vec cannot fail")
+        postcard::to_extend(self, Vec::with_capacity(32)).expect("encoding into a Vec cannot fail")
     }
 }
 

@@ -120,6 +120,19 @@ impl Waiters {
         self.by_command.insert(id, reply);
     }
 
+    /// Forget the waiters of `ids` that answer into `queue`.
+    fn unwatch(
+        &mut self,
+        ids: &[CommandId],
+        queue: &mpsc::UnboundedSender<(CommandId, CommandAnswer)>,
+    ) {
+        for id in ids {
+            if self.by_command.get(id).is_some_and(|w| w.is_queue(queue)) {
+                self.by_command.remove(id);
+            }
+        }
+    }
+
     fn take(&mut self) -> impl Iterator<Item = (CommandId, ReplyTo)> + use<> {
         std::mem::take(&mut self.by_command).into_iter()
     }
@@ -783,12 +796,7 @@ impl<S: Store, M: StateMachine> Handler<Unwatch> for LearnerActor<S, M> {
     type Result = ();
 
     fn handle(&mut self, unwatch: Unwatch, _: &mut Context<Self>) {
-        let waiters = &mut self.hooks.waiters.by_command;
-        for id in unwatch.ids {
-            if waiters.get(&id).is_some_and(|w| w.is_queue(&unwatch.queue)) {
-                waiters.remove(&id);
-            }
-        }
+        self.hooks.waiters.unwatch(&unwatch.ids, &unwatch.queue);
     }
 }
 
@@ -938,6 +946,28 @@ mod tests {
 
     fn snapshots_in(dir: &std::path::Path) -> Snapshots {
         Snapshots::new(SnapshotDir::open(dir).unwrap(), SnapshotEvery::default())
+    }
+
+    #[test]
+    fn unwatching_forgets_only_that_queues_waiters_and_a_stop_answers_the_rest() {
+        let id = |seq| CommandId { client: 1, seq };
+        let (mine, mut my_answers) = mpsc::unbounded_channel();
+        let (theirs, mut their_answers) = mpsc::unbounded_channel();
+        let mut waiters = Waiters::default();
+        waiters.insert(id(1), ReplyTo::Queue(mine.clone()));
+        waiters.insert(id(2), ReplyTo::Queue(mine.clone()));
+        waiters.insert(id(3), ReplyTo::Queue(theirs.clone()));
+        waiters.unwatch(&[id(1), id(3)], &mine);
+        assert!(!waiters.by_command.contains_key(&id(1)));
+        assert!(waiters.by_command.contains_key(&id(3)), "another queue's");
+        waiters.answer(id(2), Ok(b"two".to_vec()));
+        assert_eq!(my_answers.try_recv().unwrap(), (id(2), Ok(b"two".to_vec())));
+        assert!(my_answers.try_recv().is_err(), "command 1 is not answered");
+        drop(waiters);
+        assert_eq!(
+            their_answers.try_recv().unwrap(),
+            (id(3), Err(SubmitError::ShuttingDown))
+        );
     }
 
     #[test]

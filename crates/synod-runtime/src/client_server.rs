@@ -253,27 +253,36 @@ async fn serve_requests(
                     }
                 }
                 frame = frames.next(), if reading && in_service < max_in_flight => {
-                    let request = match frame {
-                        None => {
-                            reading = false;
-                            continue;
+                    // This frame and every other one already read, while
+                    // there is room: one turn of this loop per read, not
+                    // per request.
+                    let mut next = Some(frame);
+                    let mut refused = Vec::new();
+                    while let Some(frame) = next.take() {
+                        let request = match frame {
+                            None => {
+                                reading = false;
+                                break;
+                            }
+                            Some(Err(e)) => return Err(e.to_string()),
+                            Some(Ok(frame)) => decode_request(&frame)
+                                .map_err(|e| format!("malformed request: {e}"))?,
+                        };
+                        if let Request::Submit { id, payload } = request {
+                            let command = Command { id, payload };
+                            refused.extend(submit(&gateway, &mut commands, command, &answers));
+                        } else {
+                            serving.push(serve_one(Rc::clone(&gateway), request, chunks.clone()));
                         }
-                        Some(Err(e)) => return Err(e.to_string()),
-                        Some(Ok(frame)) => decode_request(&frame)
-                            .map_err(|e| format!("malformed request: {e}"))?,
-                    };
-                    last_heard = Instant::now();
-                    if let Request::Submit { id, payload } = request {
-                        let command = Command { id, payload };
-                        if let Some(refused) = submit(&gateway, &mut commands, command, &answers) {
-                            write_replies(&mut sink, vec![refused]).await?;
+                        if serving.len() + commands.len() < max_in_flight {
+                            next = frames.next().now_or_never();
                         }
-                        set_alarm(alarm.as_mut(), &commands);
-                    } else {
-                        serving.push(serve_one(Rc::clone(&gateway), request, chunks.clone()));
                     }
+                    last_heard = Instant::now();
+                    set_alarm(alarm.as_mut(), &commands);
                     let in_service = serving.len() + commands.len();
                     port.stats.peak_in_flight.fetch_max(in_service, Ordering::Relaxed);
+                    write_replies(&mut sink, refused).await?;
                 }
                 () = &mut idle => {
                     let now = Instant::now();

@@ -172,11 +172,9 @@ mod tests {
         // resends make them.
         let mut table = ClientTable::new(8, 1);
         let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = synod_core::SplitMix64::new(0x2545_f491_4f6c_dd1d);
         for step in 0..5_000u64 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let seq = match state % 5 {
                 0 => step.saturating_sub(state % 20),
                 _ => step,

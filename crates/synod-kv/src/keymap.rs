@@ -188,11 +188,9 @@ mod tests {
     fn behaves_like_an_ordered_map() {
         let mut map = KeyMap::default();
         let mut model = BTreeMap::new();
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = synod_core::SplitMix64::new(0x2545_f491_4f6c_dd1d);
         for step in 0..20_000u64 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             // Short keys are kept in place, long ones shared: both kinds,
             // interleaved in one order.
             let key = match state % 3 {

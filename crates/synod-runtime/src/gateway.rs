@@ -20,7 +20,7 @@ use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::intake::{AnswerQueue, Destination, Intake, Told};
+use crate::intake::{AnswerQueue, Destination, Intake, Told, submit_to};
 use crate::router::Router;
 
 /// A node's view of its roles.
@@ -458,12 +458,9 @@ impl Gateway {
         };
         let (ids, answers): (Vec<CommandId>, _) = (ids.collect(), answers.clone());
         actix::spawn(async move {
-            let refused = match proposer.submit.send(Submit(commands)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(_busy)) => SubmitError::Busy,
-                Err(_) => SubmitError::ShuttingDown,
-            };
-            refuse(ids, refused, &answers);
+            if let Err(refused) = submit_to(&proposer.submit, commands).await {
+                refuse(ids, refused, &answers);
+            }
         });
     }
 
@@ -519,11 +516,7 @@ impl Gateway {
         command: Command,
     ) -> Result<(), SubmitError> {
         if let Some(proposer) = self.proposer() {
-            return match proposer.submit.send(Submit(vec![command])).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_busy)) => Err(SubmitError::Busy),
-                Err(_) => Err(SubmitError::ShuttingDown),
-            };
+            return submit_to(&proposer.submit, vec![command]).await;
         }
         self.forward_to_all(learner, vec![command]);
         Ok(())

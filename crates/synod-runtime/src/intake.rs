@@ -165,13 +165,21 @@ async fn submit_local(
     while !commands.is_empty() {
         let rest = commands.split_off(commands.len().min(SUBMIT_CHUNK));
         let rest_told = told.split_off(commands.len());
-        let outcome = match proposer.send(Submit(commands)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_busy)) => Err(SubmitError::Busy),
-            Err(_) => Err(SubmitError::ShuttingDown),
-        };
-        tell(told, outcome);
+        tell(told, submit_to(proposer, commands).await);
         (commands, told) = (rest, rest_told);
+    }
+}
+
+/// Hand `commands` to the local `proposer`: refused as `Busy` when its
+/// queue is full, `ShuttingDown` when it has stopped.
+pub(crate) async fn submit_to(
+    proposer: &Recipient<Submit>,
+    commands: Vec<Command>,
+) -> Result<(), SubmitError> {
+    match proposer.send(Submit(commands)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_busy)) => Err(SubmitError::Busy),
+        Err(_) => Err(SubmitError::ShuttingDown),
     }
 }
 

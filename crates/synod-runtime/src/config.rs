@@ -320,6 +320,11 @@ pub struct PaxosConfig {
     pub reply_max_bytes: usize,
     /// Most slots in phase 2 at once.
     pub pipeline_window: usize,
+    /// Slots in phase 2 at once that a partial batch may open; beyond
+    /// them a slot waits for a full batch (`batch_max_commands` or
+    /// `batch_max_bytes`) or for a decision, so at moderate load commands
+    /// share a few slots instead of each taking its own.
+    pub pipeline_eager: usize,
     /// Most payload bytes in phase 2 at once (one value always goes):
     /// bounds how long heartbeats and votes queue behind bulk data.
     pub pipeline_max_bytes: usize,
@@ -383,6 +388,7 @@ impl Default for PaxosConfig {
             max_command_bytes: 3 * 1024 * 1024,
             reply_max_bytes: 1024 * 1024,
             pipeline_window: 64,
+            pipeline_eager: 2,
             pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 200_000,
             heartbeat_interval: Duration::from_millis(50),
@@ -798,6 +804,7 @@ impl SynodConfig {
             Range::bytes("paxos.max_command_bytes", p.max_command_bytes, 1, frame_max),
             Range::bytes("paxos.reply_max_bytes", p.reply_max_bytes, 1, frame_max),
             Range::count("paxos.pipeline_window", p.pipeline_window, 1, 1 << 16),
+            Range::count("paxos.pipeline_eager", p.pipeline_eager, 1, 1 << 16),
             Range::bytes("paxos.pipeline_max_bytes", p.pipeline_max_bytes, 1, 1 << 34),
             Range::count("paxos.queue_limit", p.queue_limit, 1, 1 << 24),
             Range::time("paxos.heartbeat_interval", p.heartbeat_interval, 1),

@@ -982,6 +982,7 @@ fn proposer_config(config: &SynodConfig, id: u32) -> ProposerConfig {
     c.batch_max_commands = p.batch_max_commands;
     c.batch_max_bytes = p.batch_max_bytes;
     c.pipeline_window = p.pipeline_window;
+    c.pipeline_eager = p.pipeline_eager;
     c.pipeline_max_bytes = p.pipeline_max_bytes;
     c.queue_limit = p.queue_limit;
     c.heartbeat_interval = millis(p.heartbeat_interval);

@@ -207,7 +207,8 @@ impl Proposer {
     /// Fill the pipeline window with batches of queued commands: at most
     /// `pipeline_window` slots and (beyond the first) `pipeline_max_bytes`
     /// payload bytes in flight, so queued bulk data never delays heartbeats
-    /// and votes by more than that much.
+    /// and votes by more than that much. Beyond `pipeline_eager` slots in
+    /// flight only a full batch opens one; the rest waits for a decision.
     pub(super) fn propose_queued(&mut self, now: Millis, out: &mut Output<ProposerWrite>) {
         if self.stop.is_some() {
             return; // the epoch ends: commands wait for the next one
@@ -220,7 +221,8 @@ impl Proposer {
             let in_flight_bytes: usize = leading.in_flight.values().map(|e| e.bytes).sum();
             let bytes_full =
                 !leading.in_flight.is_empty() && in_flight_bytes >= self.config.pipeline_max_bytes;
-            if slots_full || bytes_full || self.queue.is_empty() {
+            let eager = leading.in_flight.len() < self.config.pipeline_eager.max(1);
+            if slots_full || bytes_full || self.queue.is_empty() || !(eager || self.full_batch()) {
                 return;
             }
             let batch = self.take_batch();
@@ -256,6 +258,13 @@ impl Proposer {
         if let Phase::Leading(leading) = &mut self.phase {
             leading.in_flight.insert(slot, entry);
         }
+    }
+
+    /// Whether the queue holds a whole batch: `batch_max_commands`
+    /// commands or `batch_max_bytes` bytes.
+    fn full_batch(&self) -> bool {
+        self.queue.len() >= self.config.batch_max_commands
+            || self.queue.bytes() >= self.config.batch_max_bytes
     }
 
     /// Up to `batch_max_commands` commands and `batch_max_bytes` bytes (at

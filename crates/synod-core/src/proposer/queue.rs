@@ -11,6 +11,8 @@ use std::collections::{HashSet, VecDeque};
 pub(super) struct CommandQueue {
     commands: VecDeque<Command>,
     ids: HashSet<CommandId>,
+    /// The commands' encoded bytes, summed.
+    bytes: usize,
 }
 
 impl CommandQueue {
@@ -26,10 +28,16 @@ impl CommandQueue {
         self.commands.front()
     }
 
+    /// The waiting commands' encoded bytes, summed.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Queue `commands` at the back, skipping any already waiting.
     pub(super) fn extend(&mut self, commands: impl IntoIterator<Item = Command>) {
         for command in commands {
             if self.ids.insert(command.id) {
+                self.bytes += command.encoded_len();
                 self.commands.push_back(command);
             }
         }
@@ -39,6 +47,7 @@ impl CommandQueue {
     /// copy is already waiting.
     pub(super) fn push_front(&mut self, command: Command) {
         if self.ids.insert(command.id) {
+            self.bytes += command.encoded_len();
             self.commands.push_front(command);
         }
     }
@@ -46,12 +55,14 @@ impl CommandQueue {
     pub(super) fn pop_front(&mut self) -> Option<Command> {
         let command = self.commands.pop_front()?;
         self.ids.remove(&command.id);
+        self.bytes -= command.encoded_len();
         Some(command)
     }
 
     /// Everything waiting, in order, leaving the queue empty.
     pub(super) fn take_all(&mut self) -> Vec<Command> {
         self.ids.clear();
+        self.bytes = 0;
         self.commands.drain(..).collect()
     }
 }

@@ -788,6 +788,53 @@ fn the_pipeline_stops_at_its_byte_bound() {
 }
 
 #[test]
+fn beyond_the_eager_slots_only_a_full_batch_opens_a_slot() {
+    let (mut p, ballot) = leader();
+    p.config.pipeline_window = 10;
+    p.config.pipeline_eager = 1;
+    p.config.batch_max_commands = 3;
+    // Nothing in flight: a lone command goes at once.
+    let out = p.submit(1_000, vec![command(1)]).unwrap();
+    assert_eq!(accepts(&out), BTreeSet::from([0]));
+    // One slot in flight: two commands are not a full batch; they wait.
+    let out = p.submit(1_000, vec![command(2), command(3)]).unwrap();
+    assert!(accepts(&out).is_empty());
+    assert_eq!(p.queue.len(), 2);
+    // A third fills the batch: it opens a slot although one is in flight.
+    let out = p.submit(1_000, vec![command(4)]).unwrap();
+    assert_eq!(accepts(&out), BTreeSet::from([1]));
+    assert!(p.queue.is_empty());
+    // A partial batch waits until fewer than `pipeline_eager` (1) slots
+    // are in flight: deciding slot 0 leaves slot 1; deciding slot 1 lets
+    // it go.
+    p.submit(1_000, vec![command(5)]).unwrap();
+    for slot in [0, 1] {
+        p.handle(
+            1_000,
+            RoleId::acceptor(1),
+            Message::Accepted { ballot, slot },
+        );
+        let out = p.handle(
+            1_000,
+            RoleId::acceptor(2),
+            Message::Accepted { ballot, slot },
+        );
+        let opened = accepts(&out);
+        if slot == 0 {
+            assert!(opened.is_empty(), "slot 1 still in flight");
+        } else {
+            assert_eq!(opened, BTreeSet::from([2]), "the pipeline drained");
+        }
+    }
+    assert!(p.queue.is_empty());
+    // A full batch by bytes counts too.
+    p.config.batch_max_bytes = 2 * command(6).encoded_len();
+    p.submit(1_000, vec![command(6)]).unwrap();
+    let out = p.submit(1_000, vec![command(7)]).unwrap();
+    assert_eq!(accepts(&out), BTreeSet::from([3]));
+}
+
+#[test]
 fn a_command_resent_while_it_waits_is_queued_once() {
     let (mut p, _) = leader();
     p.config.pipeline_window = 1;

@@ -388,7 +388,7 @@ impl Default for PaxosConfig {
             max_command_bytes: 3 * 1024 * 1024,
             reply_max_bytes: 1024 * 1024,
             pipeline_window: 64,
-            pipeline_eager: 2,
+            pipeline_eager: 4,
             pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 200_000,
             heartbeat_interval: Duration::from_millis(50),

@@ -184,7 +184,7 @@ impl ProposerConfig {
             batch_max_commands: 256,
             batch_max_bytes: 64 * 1024,
             pipeline_window: 32,
-            pipeline_eager: 2,
+            pipeline_eager: 4,
             pipeline_max_bytes: 8 * 1024 * 1024,
             queue_limit: 100_000,
             heartbeat_interval: 50,

@@ -55,6 +55,9 @@ pub type LearnerActor<S, M> = RoleActor<Learner, S, Applier<M>>;
 /// open, the new session's id), or why there is none.
 pub type CommandAnswer = Result<Vec<u8>, SubmitError>;
 
+/// A queue many commands answer into, each answer with its command's id.
+pub type AnswerQueue = mpsc::UnboundedSender<(CommandId, CommandAnswer)>;
+
 /// Where the answer to a watched command goes.
 #[derive(Debug)]
 pub enum ReplyTo {
@@ -63,7 +66,7 @@ pub enum ReplyTo {
     /// A queue many commands answer into, each answer with its command's
     /// id: a client connection's, so a batch of answers costs its reader
     /// one wakeup instead of one channel and one wakeup per command.
-    Queue(mpsc::UnboundedSender<(CommandId, CommandAnswer)>),
+    Queue(AnswerQueue),
 }
 
 impl ReplyTo {
@@ -88,7 +91,7 @@ impl ReplyTo {
     }
 
     /// Whether this answers into `queue`.
-    fn is_queue(&self, queue: &mpsc::UnboundedSender<(CommandId, CommandAnswer)>) -> bool {
+    fn is_queue(&self, queue: &AnswerQueue) -> bool {
         matches!(self, ReplyTo::Queue(mine) if mine.same_channel(queue))
     }
 }
@@ -121,11 +124,7 @@ impl Waiters {
     }
 
     /// Forget the waiters of `ids` that answer into `queue`.
-    fn unwatch(
-        &mut self,
-        ids: &[CommandId],
-        queue: &mpsc::UnboundedSender<(CommandId, CommandAnswer)>,
-    ) {
+    fn unwatch(&mut self, ids: &[CommandId], queue: &AnswerQueue) {
         for id in ids {
             if self.by_command.get(id).is_some_and(|w| w.is_queue(queue)) {
                 self.by_command.remove(id);
@@ -789,7 +788,7 @@ pub struct Unwatch {
     /// The commands.
     pub ids: Vec<CommandId>,
     /// The queue their answers would have gone to.
-    pub queue: mpsc::UnboundedSender<(CommandId, CommandAnswer)>,
+    pub queue: AnswerQueue,
 }
 
 impl<S: Store, M: StateMachine> Handler<Unwatch> for LearnerActor<S, M> {

@@ -29,9 +29,9 @@ mod status;
 pub use driver::{Core, GetStatus, Hooks, Job, Jobs, NoHooks, RoleActor, Stop};
 pub use leader_hint::LeaderHint;
 pub use learner::{
-    Applier, CommandAnswer, InstanceValue, LearnerActor, Query, ReadAt, ReplyTo, SnapshotEvery,
-    SnapshotWritten, Stagger, Subscribe, TakeSnapshot, Unwatch, WatchCommand, WatchCommands,
-    WatchInstance,
+    AnswerQueue, Applier, CommandAnswer, InstanceValue, LearnerActor, Query, ReadAt, ReplyTo,
+    SnapshotEvery, SnapshotWritten, Stagger, Subscribe, TakeSnapshot, Unwatch, WatchCommand,
+    WatchCommands, WatchInstance,
 };
 pub use proposer::{ProposeInstance, ProposerActor, ProposerHooks, Reconfigure, Submit};
 pub use status::{AcceptorStatus, LearnerStatus, ProposerStatus, Report, RoleStatus};

@@ -21,7 +21,6 @@
 
 use crate::config::ClientSettings;
 use crate::gateway::{Gateway, NodeStatus};
-use crate::intake::AnswerQueue;
 use crate::submissions::Submissions;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -36,7 +35,7 @@ use synod_api::wire::{
     ProposerReport, Reply, Request, StatusReport,
 };
 use synod_core::{Command, CommandId};
-use synod_roles::{CommandAnswer, LeaderHint};
+use synod_roles::{AnswerQueue, CommandAnswer, LeaderHint};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;

@@ -11,16 +11,16 @@ use synod_api::wire::{MemberIds, MembersReport};
 use synod_api::{Decision, SubmitError};
 use synod_core::{Command, CommandId, Membership, Message, OPEN_SESSION, Role, RoleId};
 use synod_roles::{
-    AcceptorStatus, GetStatus, InstanceValue, LeaderHint, LearnerStatus, ProposeInstance,
-    ProposerStatus, Query, ReadAt, Reconfigure, ReplyTo, RoleStatus, Stop, Submit, Subscribe,
-    TakeSnapshot, Unwatch, WatchCommand, WatchCommands, WatchInstance,
+    AcceptorStatus, AnswerQueue, GetStatus, InstanceValue, LeaderHint, LearnerStatus,
+    ProposeInstance, ProposerStatus, Query, ReadAt, Reconfigure, ReplyTo, RoleStatus, Stop, Submit,
+    Subscribe, TakeSnapshot, Unwatch, WatchCommand, WatchCommands, WatchInstance,
 };
 use synod_storage::Snapshot;
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::intake::{AnswerQueue, Destination, Intake, Told, submit_to};
+use crate::intake::{Destination, Intake, Told, submit_to};
 use crate::router::Router;
 
 /// A node's view of its roles.
@@ -777,10 +777,6 @@ impl Gateway {
     }
 }
 
-/// The answer on `response`, or `None` once `wait` has passed or the
-/// leader has changed: what was sent may have gone to a leader that is
-/// gone, so the caller sends it again now rather than after
-/// `submit_retry` (copies are safe: a command id is applied once).
 /// Each of the commands `ids` is answered with `error`.
 fn refuse(ids: impl IntoIterator<Item = CommandId>, error: SubmitError, answers: &AnswerQueue) {
     for id in ids {
@@ -788,6 +784,10 @@ fn refuse(ids: impl IntoIterator<Item = CommandId>, error: SubmitError, answers:
     }
 }
 
+/// The answer on `response`, or `None` once `wait` has passed or the
+/// leader has changed: what was sent may have gone to a leader that is
+/// gone, so the caller sends it again now rather than after
+/// `submit_retry` (copies are safe: a command id is applied once).
 async fn answer_within<T>(
     wait: Duration,
     leader_changed: Notified<'_>,

@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use synod_api::SubmitError;
 use synod_core::{Command, CommandId, Message, RoleId, chunk_by_bytes};
-use synod_roles::{CommandAnswer, LeaderHint, Submit, WatchCommand, WatchCommands};
+use synod_roles::{AnswerQueue, LeaderHint, Submit, WatchCommand, WatchCommands};
 use synod_transport::{Outbound, OutboundBatch};
 use tokio::sync::oneshot;
 
@@ -50,9 +50,6 @@ pub(crate) enum Destination {
         max_bytes: usize,
     },
 }
-
-/// A client connection's queue of answers, each with its command's id.
-pub(crate) type AnswerQueue = tokio::sync::mpsc::UnboundedSender<(CommandId, CommandAnswer)>;
 
 /// Who hears whether a command was handed on.
 pub(crate) enum Told {

@@ -47,6 +47,14 @@ impl Pending {
     fn next_due(&self) -> Instant {
         self.resend_at.min(self.deadline)
     }
+
+    /// Sent again at `now`: the next resend comes after the backoff, which
+    /// doubles.
+    fn resent(&mut self, now: Instant) -> Command {
+        self.resend_at = now + self.backoff;
+        self.backoff = self.backoff.saturating_mul(2);
+        self.command.clone()
+    }
 }
 
 /// What is due at an alarm.
@@ -142,9 +150,7 @@ impl Submissions {
                 return false;
             }
             if pending.resend_at <= now {
-                due.resend.push(pending.command.clone());
-                pending.resend_at = now + pending.backoff;
-                pending.backoff = pending.backoff.saturating_mul(2);
+                due.resend.push(pending.resent(now));
             }
             true
         });
@@ -160,12 +166,11 @@ impl Submissions {
     /// The leader changed at `now`: every command goes again (each
     /// command's next resend moves on as after any resend).
     pub(crate) fn resend_all(&mut self, now: Instant) -> Vec<Command> {
-        let mut resend = Vec::with_capacity(self.pending.len());
-        for pending in self.pending.values_mut() {
-            resend.push(pending.command.clone());
-            pending.resend_at = now + pending.backoff;
-            pending.backoff = pending.backoff.saturating_mul(2);
-        }
+        let resend = self
+            .pending
+            .values_mut()
+            .map(|pending| pending.resent(now))
+            .collect();
         self.set_alarm();
         resend
     }
